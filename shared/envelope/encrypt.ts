@@ -1,0 +1,94 @@
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import { sesEncryptionContext, type SesEncryptionContext } from './context.js';
+import { CEK_ALG_GCM, IV_BYTES, META, TAG_BYTES, WRAP_KMS, canonicalMatdesc } from './metadata.js';
+
+export interface PreparedEncryption {
+  /** The seven user-metadata entries, ready for PutObject / CreateMultipartUpload `Metadata`. */
+  metadata: Record<string, string>;
+  /** Object size: plaintext + the 16-byte GCM tag. */
+  encryptedLength: number;
+  /**
+   * The AES-256-GCM stream: plaintext in, ciphertext then tag out. Usable once (a second stream would reuse the
+   * IV under the same key); it fails if the plaintext is not exactly the declared length, because the metadata
+   * already promised that length.
+   */
+  createCipherStream(): Transform;
+}
+
+/**
+ * Asks KMS for a data key under the rule's key with SES's encryption context, as SES does (spec §3), and returns
+ * the metadata and the cipher stream. The plaintext length must be known up front: S3 takes metadata before the
+ * body.
+ */
+export async function prepareEncryption(
+  kms: KMSClient,
+  context: SesEncryptionContext,
+  plaintextLength: number,
+  options: { abortSignal?: AbortSignal } = {},
+): Promise<PreparedEncryption> {
+  const ctx = sesEncryptionContext(context);
+  const out = await kms.send(
+    new GenerateDataKeyCommand({ KeyId: context.kmsKeyArn, KeySpec: 'AES_256', EncryptionContext: ctx }),
+    options.abortSignal ? { abortSignal: options.abortSignal } : {},
+  );
+  if (!out.Plaintext || out.Plaintext.length !== 32 || !out.CiphertextBlob) {
+    throw new Error(`KMS GenerateDataKey for ${context.kmsKeyArn} returned no usable 256-bit data key`);
+  }
+  const iv = randomBytes(IV_BYTES);
+  let dataKey: Uint8Array | undefined = out.Plaintext;
+  const metadata: Record<string, string> = {
+    [META.keyV2]: Buffer.from(out.CiphertextBlob).toString('base64'),
+    [META.iv]: iv.toString('base64'),
+    [META.matdesc]: canonicalMatdesc(ctx),
+    [META.wrapAlg]: WRAP_KMS,
+    [META.cekAlg]: CEK_ALG_GCM,
+    [META.tagLen]: String(TAG_BYTES * 8),
+    [META.unencryptedLength]: String(plaintextLength),
+  };
+  return {
+    metadata,
+    encryptedLength: plaintextLength + TAG_BYTES,
+    createCipherStream() {
+      if (!dataKey) throw new Error('this encryption was already used; prepare a new one (a fresh data key and IV) per upload');
+      const stream = new GcmEncryptStream(dataKey, iv, plaintextLength);
+      dataKey.fill(0);
+      dataKey = undefined;
+      return stream;
+    },
+  };
+}
+
+class GcmEncryptStream extends Transform {
+  private readonly cipher;
+  private seen = 0;
+
+  constructor(
+    key: Uint8Array,
+    iv: Buffer,
+    private readonly expectedLength: number,
+  ) {
+    super();
+    this.cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.expectedLength) {
+      done(new Error(`message is longer than the ${this.expectedLength} bytes declared in ${META.unencryptedLength}`));
+      return;
+    }
+    done(null, this.cipher.update(chunk));
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.seen !== this.expectedLength) {
+      done(new Error(`message is ${this.seen} bytes, not the ${this.expectedLength} declared in ${META.unencryptedLength}`));
+      return;
+    }
+    const last = this.cipher.final();
+    if (last.length) this.push(last);
+    done(null, this.cipher.getAuthTag());
+  }
+}

@@ -1,0 +1,91 @@
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type { Readable } from 'node:stream';
+import { prepareEncryption } from '../envelope/encrypt.js';
+import type { SesEncryptionContext } from '../envelope/context.js';
+
+/**
+ * Content-Type of stored messages. SES's is UNCONFIRMED (spec §2.2/§8.4); SES writes through the Java S3 client,
+ * whose default for an unset type is application/octet-stream, so we set that explicitly.
+ */
+export const STORED_CONTENT_TYPE = 'application/octet-stream';
+
+export interface UploadTuning {
+  /** Messages at or above this size go up in parts; below it, one PUT. */
+  multipartThresholdBytes: number;
+  /** Part size (S3 minimum 5 MiB). Memory per upload ≈ partSize × queueSize. */
+  partSizeBytes: number;
+  /** Parts in flight per upload. */
+  queueSize: number;
+}
+
+export const DEFAULT_UPLOAD_TUNING: UploadTuning = {
+  multipartThresholdBytes: 8 * 1024 * 1024,
+  partSizeBytes: 8 * 1024 * 1024,
+  queueSize: 2,
+};
+
+export interface PutMessageInput {
+  s3: S3Client;
+  bucket: string;
+  key: string;
+  /** The stored message (SES header block + DATA), streamed; never buffered whole. */
+  body: Readable;
+  /** Exact byte length of `body`. */
+  length: number;
+  /** When set, the message is encrypted as SES does with KmsKeyArn (spec §3). */
+  encryption?: { kms: KMSClient; context: SesEncryptionContext };
+  tuning?: Partial<UploadTuning>;
+  abortSignal?: AbortSignal;
+}
+
+export interface PutMessageResult {
+  /** Bytes written to S3 (ciphertext + tag when encrypted). */
+  storedBytes: number;
+  multipart: boolean;
+  etag?: string;
+}
+
+/** Writes one message to S3 the way SES's S3 action does: same key, same metadata, same encryption. */
+export async function putMessage(input: PutMessageInput): Promise<PutMessageResult> {
+  const tuning = { ...DEFAULT_UPLOAD_TUNING, ...input.tuning };
+  let body: Readable = input.body;
+  let storedBytes = input.length;
+  let metadata: Record<string, string> | undefined;
+  if (input.encryption) {
+    const enc = await prepareEncryption(input.encryption.kms, input.encryption.context, input.length, input.abortSignal ? { abortSignal: input.abortSignal } : {});
+    const cipher = enc.createCipherStream();
+    input.body.on('error', (e) => cipher.destroy(e));
+    body = input.body.pipe(cipher);
+    storedBytes = enc.encryptedLength;
+    metadata = enc.metadata;
+  }
+  const params = {
+    Bucket: input.bucket,
+    Key: input.key,
+    Body: body,
+    ContentType: STORED_CONTENT_TYPE,
+    ...(metadata ? { Metadata: metadata } : {}),
+  };
+  const opts = input.abortSignal ? { abortSignal: input.abortSignal } : {};
+  if (storedBytes < tuning.multipartThresholdBytes) {
+    const out = await input.s3.send(new PutObjectCommand({ ...params, ContentLength: storedBytes }), opts);
+    return { storedBytes, multipart: false, ...(out.ETag ? { etag: out.ETag } : {}) };
+  }
+  const upload = new Upload({
+    client: input.s3,
+    params,
+    partSize: tuning.partSizeBytes,
+    queueSize: tuning.queueSize,
+    leavePartsOnError: false,
+  });
+  const abort = () => void upload.abort();
+  input.abortSignal?.addEventListener('abort', abort, { once: true });
+  try {
+    const out = await upload.done();
+    return { storedBytes, multipart: true, ...(out.ETag ? { etag: out.ETag } : {}) };
+  } finally {
+    input.abortSignal?.removeEventListener('abort', abort);
+  }
+}
