@@ -155,7 +155,7 @@ describe('tampering is refused by both', () => {
   /** Re-writes an object with an altered body or metadata, as an attacker with s3:PutObject could. */
   async function tamper(key: string, edit: { body?: (b: Buffer) => Buffer; metadata?: (m: Record<string, string>) => void }) {
     const obj = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-    let body = Buffer.from(await obj.Body!.transformToByteArray());
+    let body: Buffer = Buffer.from(await obj.Body!.transformToByteArray());
     const metadata = { ...obj.Metadata! };
     if (edit.body) body = edit.body(body);
     edit.metadata?.(metadata);

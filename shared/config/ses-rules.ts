@@ -100,7 +100,7 @@ export function checkSesRules(cfg: ParsedConfig, ctx: z.RefinementCtx): void {
     rule.recipients.forEach((r, j) => {
       const parsed = parseRecipientCondition(r);
       if ('error' in parsed) {
-        sesProblem(ctx, [...at, 'recipients', j], `recipient "${r}" is ${parsed.error}`, 'write an address (user@example.com), a domain (example.com) or a subdomain condition (.example.com)');
+        sesProblem(ctx, [...at, 'recipients', j], `recipient condition "${r}": ${parsed.error}`, 'write an address (user@example.com), a domain (example.com) or a subdomain condition (.example.com)');
       }
     });
 
@@ -125,7 +125,9 @@ function checkS3Action(
 
   if (action.kmsKeyArn !== undefined) {
     const key = parseKmsKeyArn(action.kmsKeyArn);
-    const fix = `use the key's full ARN (arn:aws:kms:${cfg.region}:<account>:key/<key-id>) or the AWS-managed key arn:aws:kms:${cfg.region}:${cfg.accountId}:alias/aws/ses`;
+    const region = receiving ? cfg.region : '<region>';
+    const account = ACCOUNT_RE.test(cfg.accountId) ? cfg.accountId : '<account>';
+    const fix = `use the key's full ARN (arn:aws:kms:${region}:<account>:key/<key-id>) or the AWS-managed key arn:aws:kms:${region}:${account}:alias/aws/ses`;
     if ('error' in key) {
       sesProblem(ctx, [...at, 'kmsKeyArn'], `"${action.kmsKeyArn}" is ${key.error}; SES needs a full key ARN (an alias could resolve to a key in the sender's account)`, fix);
     } else if (key.arn.region !== cfg.region) {
