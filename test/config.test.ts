@@ -1,0 +1,305 @@
+/** Every SES rule the shared validation enforces, with the exact message and fix a user sees. */
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig, receivingConfigJsonSchema, type ReceivingConfigInput } from '../shared/config/index.js';
+import { tempDir } from './support/files.js';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '..');
+
+function base(): ReceivingConfigInput & { rules: Array<Record<string, unknown> & { s3Action: Record<string, unknown> }> } {
+  return {
+    region: 'us-east-1',
+    accountId: '123456789012',
+    ruleSetName: 'inbound',
+    rules: [{ name: 'deliver', recipients: ['example.com'], s3Action: { bucketName: 'mail-bucket' } }],
+  };
+}
+
+function problems(cfg: unknown): Array<{ path: string; message: string; fix: string }> {
+  try {
+    parseConfig(cfg);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+function only(cfg: unknown) {
+  const p = problems(cfg);
+  expect(p).toHaveLength(1);
+  return p[0]!;
+}
+
+describe('a valid config', () => {
+  it('parses with SES-like defaults made explicit', () => {
+    const { config, warnings } = parseConfig(base());
+    expect(warnings).toEqual([]);
+    expect(config.maxMessageSize).toBe(40 * 1024 * 1024);
+    expect(config.rules[0]).toEqual({
+      name: 'deliver',
+      enabled: true,
+      recipients: ['example.com'],
+      tlsPolicy: 'Optional',
+      scanEnabled: false,
+      s3Action: { bucketName: 'mail-bucket', objectKeyPrefix: '' },
+    });
+  });
+
+  it('ships examples that validate', () => {
+    for (const f of ['minimal.json', 'full.json']) {
+      expect(() => parseConfig(JSON.parse(readFileSync(join(ROOT, 'examples', f), 'utf8')), f)).not.toThrow();
+    }
+  });
+});
+
+describe('KMS key', () => {
+  const withKey = (kmsKeyArn: string) => {
+    const c = base();
+    c.rules[0]!.s3Action.kmsKeyArn = kmsKeyArn;
+    return c;
+  };
+  it('accepts a full key ARN and this account’s alias/aws/ses', () => {
+    expect(problems(withKey('arn:aws:kms:us-east-1:210987654321:key/0f0e0d0c-0b0a-4909-8807-060504030201'))).toEqual([]);
+    expect(problems(withKey('arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd1234abcd1234abcd1234abcd'))).toEqual([]);
+    expect(problems(withKey('arn:aws:kms:us-east-1:123456789012:alias/aws/ses'))).toEqual([]);
+  });
+  const fix = 'use the key\'s full ARN (arn:aws:kms:us-east-1:<account>:key/<key-id>) or the AWS-managed key arn:aws:kms:us-east-1:123456789012:alias/aws/ses';
+  it('refuses an alias ARN other than alias/aws/ses', () => {
+    expect(only(withKey('arn:aws:kms:us-east-1:123456789012:alias/mail'))).toEqual({
+      path: 'rules[0].s3Action.kmsKeyArn',
+      message: '"arn:aws:kms:us-east-1:123456789012:alias/mail" is an alias ARN other than alias/aws/ses; SES needs a full key ARN (an alias could resolve to a key in the sender\'s account)',
+      fix,
+    });
+  });
+  it('refuses an alias name', () => {
+    expect(only(withKey('alias/aws/ses')).message).toBe('"alias/aws/ses" is an alias name, not a key ARN; SES needs a full key ARN (an alias could resolve to a key in the sender\'s account)');
+  });
+  it('refuses a bare key id', () => {
+    expect(only(withKey('0f0e0d0c-0b0a-4909-8807-060504030201')).message).toBe(
+      '"0f0e0d0c-0b0a-4909-8807-060504030201" is a bare key id, not a key ARN; SES needs a full key ARN (an alias could resolve to a key in the sender\'s account)',
+    );
+  });
+  it('refuses a key outside the receiving region', () => {
+    expect(only(withKey('arn:aws:kms:eu-west-1:123456789012:key/0f0e0d0c-0b0a-4909-8807-060504030201'))).toEqual({
+      path: 'rules[0].s3Action.kmsKeyArn',
+      message: 'the KMS key is in eu-west-1, but SES needs it in the receiving region us-east-1',
+      fix: 'use a key in us-east-1',
+    });
+  });
+  it('refuses another account’s alias/aws/ses', () => {
+    expect(only(withKey('arn:aws:kms:us-east-1:999999999999:alias/aws/ses')).message).toBe(
+      "alias/aws/ses must be this account's AWS-managed key (123456789012), not 999999999999's",
+    );
+  });
+});
+
+describe('SNS topic', () => {
+  const withTopic = (topicArn: string) => {
+    const c = base();
+    c.rules[0]!.s3Action.topicArn = topicArn;
+    return c;
+  };
+  it('refuses a topic outside the receiving region', () => {
+    expect(only(withTopic('arn:aws:sns:us-west-2:123456789012:mail'))).toEqual({
+      path: 'rules[0].s3Action.topicArn',
+      message: 'the SNS topic is in us-west-2, but SES needs it in the receiving region us-east-1',
+      fix: 'use a topic in us-east-1',
+    });
+  });
+  it('refuses what is not a topic ARN, and FIFO topics', () => {
+    expect(only(withTopic('mail-topic'))).toEqual({
+      path: 'rules[0].s3Action.topicArn',
+      message: '"mail-topic" is not an SNS topic ARN',
+      fix: 'write it as arn:aws:sns:us-east-1:<account>:<topic-name>',
+    });
+    expect(only(withTopic('arn:aws:sns:us-east-1:123456789012:mail.fifo')).message).toBe('SES cannot publish to a FIFO topic');
+  });
+});
+
+describe('regions', () => {
+  it('refuses a region without SES receiving, and the list can be overridden', () => {
+    const c = base();
+    c.region = 'sa-east-1';
+    expect(only(c)).toEqual({
+      path: 'region',
+      message: 'SES email receiving is not available in sa-east-1 (receiving regions: us-east-1, us-east-2, us-west-1, us-west-2, ca-central-1, eu-west-1, eu-west-2, eu-central-1, ap-northeast-1, ap-southeast-1, ap-southeast-2)',
+      fix: 'use a receiving region, or add the region to "receivingRegions" if AWS now lists an inbound-smtp endpoint for it',
+    });
+    expect(problems({ ...c, receivingRegions: ['sa-east-1'] })).toEqual([]);
+  });
+  it('requires the IAM role for a bucket in another region', () => {
+    const c = base();
+    c.rules[0]!.s3Action.bucketRegion = 'sa-east-1';
+    expect(only(c)).toEqual({
+      path: 'rules[0].s3Action.iamRoleArn',
+      message: 'the bucket is in sa-east-1, a region without SES receiving, not the receiving region us-east-1; SES can only write there through an IAM role',
+      fix: 'set iamRoleArn to a role SES can assume (the infra module can create it), or use a bucket in the receiving region',
+    });
+    c.rules[0]!.s3Action.iamRoleArn = 'arn:aws:iam::123456789012:role/ses-writer';
+    expect(problems(c)).toEqual([]);
+  });
+  it('refuses a malformed IAM role ARN', () => {
+    const c = base();
+    c.rules[0]!.s3Action.iamRoleArn = 'arn:aws:iam::123456789012:role/path/ses-writer';
+    expect(only(c)).toEqual({
+      path: 'rules[0].s3Action.iamRoleArn',
+      message: '"arn:aws:iam::123456789012:role/path/ses-writer" is not an IAM role ARN of the form SES accepts',
+      fix: 'write it as arn:aws:iam::<account>:role/<role-name> (no role path)',
+    });
+  });
+});
+
+describe('names', () => {
+  it('rule names: charset and 64 characters', () => {
+    const c = base();
+    c.rules[0]!.name = 'bad name';
+    expect(only(c)).toEqual({
+      path: 'rules[0].name',
+      message: 'rule name "bad name" may contain only letters, digits, "_", "-" and ".", and must start and end with a letter or digit',
+      fix: 'rename the rule, e.g. "deliver-to-s3"',
+    });
+    c.rules[0]!.name = 'a'.repeat(65);
+    expect(only(c).message).toBe(`rule name "${'a'.repeat(65)}" is 65 characters; SES allows at most 64`);
+    c.rules[0]!.name = 'v1.rule_a-b';
+    expect(problems(c)).toEqual([]);
+  });
+  it('rule set names: no dots', () => {
+    const c = base();
+    c.ruleSetName = 'in.bound';
+    expect(only(c)).toEqual({
+      path: 'ruleSetName',
+      message: 'rule set name "in.bound" may contain only letters, digits, "_" and "-", and must start and end with a letter or digit',
+      fix: 'rename the rule set, e.g. "mailroom-inbound"',
+    });
+  });
+  it('rule names are unique in a set', () => {
+    const c = base();
+    c.rules.push({ ...c.rules[0]!, s3Action: { bucketName: 'other-bucket' } });
+    expect(only(c)).toEqual({ path: 'rules[1].name', message: 'rule name "deliver" is already used by rules[0]', fix: 'give every rule in the rule set its own name' });
+  });
+});
+
+describe('limits', () => {
+  it('at most 100 recipients per rule', () => {
+    const c = base();
+    c.rules[0]!.recipients = Array.from({ length: 101 }, (_, i) => `user${i}@example.com`);
+    expect(only(c)).toEqual({
+      path: 'rules[0].recipients',
+      message: '101 recipients; SES allows at most 100 per rule',
+      fix: 'use a domain condition ("example.com") or split the recipients across rules',
+    });
+    c.rules[0]!.recipients = c.rules[0]!.recipients!.slice(0, 100);
+    expect(problems(c)).toEqual([]);
+  });
+  it('at most 200 rules per rule set', () => {
+    const c = base();
+    c.rules = Array.from({ length: 201 }, (_, i) => ({ name: `r${i}`, s3Action: { bucketName: 'mail-bucket' } }));
+    expect(only(c)).toEqual({
+      path: 'rules',
+      message: '201 rules; SES allows at most 200 per rule set',
+      fix: 'merge rules (a rule takes up to 100 recipients) or split them across rule sets',
+    });
+  });
+  it('message size limit: 40 MB by default, never above', () => {
+    const c = { ...base(), maxMessageSize: 40 * 1024 * 1024 + 1 };
+    expect(only(c)).toEqual({
+      path: 'maxMessageSize',
+      message: "41943041 bytes is above SES's 40 MB limit for the S3 action",
+      fix: 'set it to 41943040 (40 MB) or less',
+    });
+    expect(parseConfig({ ...base(), maxMessageSize: 10_000_000 }).config.maxMessageSize).toBe(10_000_000);
+  });
+});
+
+describe('recipients and buckets', () => {
+  it('refuses malformed recipient conditions', () => {
+    const c = base();
+    c.rules[0]!.recipients = ['user@', '..example.com', 'ok@example.com', '.example.com'];
+    expect(problems(c).map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'rules[0].recipients[0]: recipient condition "user@": the domain is not a valid domain name',
+      'rules[0].recipients[1]: recipient condition "..example.com": not a valid domain after the leading dot',
+    ]);
+  });
+  it('refuses invalid bucket names', () => {
+    const c = base();
+    c.rules[0]!.s3Action.bucketName = 'My_Bucket';
+    expect(only(c)).toEqual({
+      path: 'rules[0].s3Action.bucketName',
+      message: '"My_Bucket" is not a valid S3 bucket name',
+      fix: 'use 3–63 lowercase letters, digits, "-" and ".", starting and ending with a letter or digit',
+    });
+  });
+  it('warns about prefixes with a leading or doubled slash', () => {
+    const c = base();
+    c.rules[0]!.s3Action.objectKeyPrefix = '/mail//in';
+    expect(parseConfig(c).warnings).toEqual([
+      'rules[0].s3Action.objectKeyPrefix: "/mail//in" gives keys with a leading or doubled "/" (SES keeps the prefix verbatim); drop the extra "/" unless you mean it',
+    ]);
+  });
+});
+
+describe('shape errors', () => {
+  it('lists every problem at once, shape and SES rules together', () => {
+    const c = base() as Record<string, unknown> & ReturnType<typeof base>;
+    (c as Record<string, unknown>).accountId = 123456789012;
+    c.rules[0]!.tlsPolicy = 'require';
+    c.rules[0]!.s3Action.kmsKeyArn = 'alias/mail';
+    (c.rules[0] as Record<string, unknown>).bucket = 'x';
+    delete (c as Record<string, unknown>).ruleSetName;
+    expect(problems(c).map((p) => `${p.path}: ${p.message} | ${p.fix}`)).toEqual([
+      'accountId: expected string, got number 123456789012 | write it as a string in double quotes',
+      'ruleSetName: required field is missing | add "ruleSetName" as a string in double quotes',
+      'rules[0].tlsPolicy: not one of the allowed values | use one of "Require", "Optional"',
+      'rules[0].bucket: unknown field | remove it or correct its spelling (see the JSON Schema: mailroom schema)',
+      'rules[0].s3Action.kmsKeyArn: "alias/mail" is an alias name, not a key ARN; SES needs a full key ARN (an alias could resolve to a key in the sender\'s account) | use the key\'s full ARN (arn:aws:kms:us-east-1:<account>:key/<key-id>) or the AWS-managed key arn:aws:kms:us-east-1:<account>:alias/aws/ses',
+    ]);
+  });
+});
+
+describe('JSON Schema', () => {
+  it('examples/mailroom.schema.json is the current export (regenerate: mailroom schema > examples/mailroom.schema.json)', () => {
+    const committed = JSON.parse(readFileSync(join(ROOT, 'examples', 'mailroom.schema.json'), 'utf8'));
+    expect(committed).toEqual(receivingConfigJsonSchema());
+  });
+  it('describes the rules and the S3 action', () => {
+    const s = receivingConfigJsonSchema() as { required: string[]; properties: Record<string, unknown> };
+    expect(s.required).toEqual(['region', 'accountId', 'ruleSetName', 'rules']);
+    expect(JSON.stringify(s.properties.rules)).toContain('kmsKeyArn');
+  });
+});
+
+describe('mailroom validate', () => {
+  it('prints every problem with its path and fix, exit 1; a valid file prints one line, exit 0', async () => {
+    const dir = await tempDir();
+    try {
+      const bad = join(dir.path, 'bad.json');
+      const c = base();
+      c.rules[0]!.s3Action.topicArn = 'arn:aws:sns:eu-west-1:123456789012:t';
+      c.ruleSetName = 'bad.set';
+      writeFileSync(bad, JSON.stringify(c));
+      const err = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', bad]).then(() => undefined, (e: { code: number; stderr: string }) => e);
+      expect(err?.code).toBe(1);
+      expect(err?.stderr).toBe(
+        `${bad}: 2 problems\n` +
+          '  ruleSetName: rule set name "bad.set" may contain only letters, digits, "_" and "-", and must start and end with a letter or digit\n' +
+          '    fix: rename the rule set, e.g. "mailroom-inbound"\n' +
+          '  rules[0].s3Action.topicArn: the SNS topic is in eu-west-1, but SES needs it in the receiving region us-east-1\n' +
+          '    fix: use a topic in us-east-1\n',
+      );
+      const ok = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', join(ROOT, 'examples/minimal.json')]);
+      expect(ok.stdout).toBe(
+        'ok: rule set "mailroom-inbound" in us-east-1 (account 123456789012): 1 rule (1 enabled), 1 bucket, 0 encrypted with KMS, 0 notifying SNS; max message 41943040 bytes\n',
+      );
+      const missing = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', join(dir.path, 'nope.json')]).catch((e: { code: number; stderr: string }) => e);
+      expect(missing).toMatchObject({ code: 1 });
+      expect((missing as { stderr: string }).stderr).toContain('(file): file not found\n    fix: pass the path of a mailroom JSON config');
+    } finally {
+      await dir.remove();
+    }
+  });
+});
