@@ -247,7 +247,7 @@ describe('shape errors', () => {
   it('lists every problem at once, shape and SES rules together', () => {
     const c = base() as Record<string, unknown> & ReturnType<typeof base>;
     (c as Record<string, unknown>).accountId = 123456789012;
-    c.rules[0]!.tlsPolicy = 'require';
+    (c.rules[0] as Record<string, unknown>).tlsPolicy = 'require';
     c.rules[0]!.s3Action.kmsKeyArn = 'alias/mail';
     (c.rules[0] as Record<string, unknown>).bucket = 'x';
     delete (c as Record<string, unknown>).ruleSetName;
