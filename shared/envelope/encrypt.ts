@@ -52,12 +52,17 @@ export async function prepareEncryption(
     encryptedLength: plaintextLength + TAG_BYTES,
     createCipherStream() {
       if (!dataKey) throw new Error('this encryption was already used; prepare a new one (a fresh data key and IV) per upload');
-      const stream = new GcmEncryptStream(dataKey, iv, plaintextLength);
+      const stream = createGcmEncryptStream(dataKey, iv, plaintextLength);
       dataKey.fill(0);
       dataKey = undefined;
       return stream;
     },
   };
+}
+
+/** The bare AES-256-GCM encrypting stream (ciphertext, then the tag); prepareEncryption is the way in for mail. */
+export function createGcmEncryptStream(key: Uint8Array, iv: Buffer, plaintextLength: number): Transform {
+  return new GcmEncryptStream(key, iv, plaintextLength);
 }
 
 class GcmEncryptStream extends Transform {
