@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what mailroom's tests need, idempotently: Debian packages (as root, only what is missing, one
+# `apt-get update` first), then the locked npm dependencies. Tools that ship with this machine image (moto_server,
+# terraform + the hashicorp/aws provider mirror) are checked and explained, not installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have redis-server || need+=(redis-server)
+have ruby || need+=(ruby)
+ruby -e 'require "aws-sdk-s3"' >/dev/null 2>&1 || need+=(ruby-aws-sdk-s3)
+ruby -e 'require "aws-sdk-kms"' >/dev/null 2>&1 || need+=(ruby-aws-sdk-kms)
+have swaks || need+=(swaks)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${need[*]} from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: missing ${need[*]}; install them with: sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+have moto_server || { echo "setup: moto_server is missing; install it with: pip install 'moto[server]==5.2.1'" >&2; exit 1; }
+have terraform || echo "setup: terraform is not on PATH; the terraform validate/plan/apply tests will skip (install terraform 1.11+)" >&2
+
+npm ci --no-audit --no-fund --loglevel=error
