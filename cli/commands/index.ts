@@ -5,4 +5,8 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   validate: { summary: 'check a config file against SES’s rules', load: async () => (await import('./validate.js')).validate },
   schema: { summary: 'print the config file’s JSON Schema', load: async () => (await import('./schema.js')).schema },
   get: { summary: 'write a stored message to stdout or a file, decrypting it', load: async () => (await import('./get.js')).get },
+  gateway: { summary: 'run the SMTP gateway and its delivery workers in one process', load: async () => (await import('./gateway.js')).gateway },
+  smtp: { summary: 'run only the SMTP front (accept, spool, enqueue)', load: async () => (await import('./smtp.js')).smtp },
+  worker: { summary: 'run only the delivery workers (S3, KMS, SNS)', load: async () => (await import('./worker.js')).worker },
+  queue: { summary: 'show delivery counts; list and retry failed deliveries', load: async () => (await import('./queue.js')).queue },
 };

@@ -1,0 +1,86 @@
+import { ConfigError, loadConfigFile } from '../../shared/config/index.js';
+import { GatewaySettingsSchema } from '../../shared/config/gateway.js';
+import { QueueAdmin } from '../../gateway/queue/admin.js';
+import { redactRedisUrl } from '../../gateway/queue/redis.js';
+import { parse } from '../args.js';
+import { UsageError, type Command } from '../command.js';
+
+export const queue: Command = {
+  name: 'queue',
+  summary: 'show delivery counts; list and retry failed deliveries',
+  usage: `usage: mailroom queue [--config <file>] [--redis-url <url>] [--json]
+       mailroom queue failed [--limit N] [...]
+       mailroom queue retry [<job-id> ...] [...]
+
+(no subcommand)  counts of deliveries by state (waiting, active, delayed, failed, completed) and how many messages
+                 still hold a spool file
+failed           the failed deliveries: job id (<messageId>.<rule>), attempts, last error
+retry            moves failed deliveries (all, or the given job ids) back to waiting with a fresh attempt budget
+
+Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key prefix comes from the config too).`,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      config: { type: 'string' },
+      'redis-url': { type: 'string' },
+      json: { type: 'boolean' },
+      limit: { type: 'string' },
+    });
+    const [sub = 'counts', ...rest] = positionals;
+    if (!['counts', 'failed', 'retry'].includes(sub)) throw new UsageError(`unknown subcommand "${sub}"; use failed or retry (or nothing for counts)`);
+    if (sub !== 'retry' && rest.length > 0) throw new UsageError(`"${sub}" takes no arguments`);
+    let redisUrl = values['redis-url'] ?? (process.env.REDIS_URL || undefined);
+    let prefix = 'mailroom';
+    const configFile = values.config ?? (process.env.MAILROOM_CONFIG || undefined);
+    if (configFile) {
+      try {
+        const gw = GatewaySettingsSchema.parse(loadConfigFile(configFile).config.gateway ?? {});
+        redisUrl ??= gw.redis.url;
+        prefix = gw.redis.prefix;
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          console.error(`mailroom queue: ${err.message}`);
+          return 2;
+        }
+        throw err;
+      }
+    }
+    redisUrl ??= 'redis://127.0.0.1:6379';
+    const limit = values.limit === undefined ? 100 : Number(values.limit);
+    if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit "${values.limit}" is not a positive whole number`);
+
+    const admin = new QueueAdmin(redisUrl, prefix);
+    try {
+      try {
+        await admin.ready();
+      } catch (err) {
+        console.error(`mailroom queue: cannot reach Redis at ${redactRedisUrl(redisUrl)} (${(err as Error).message}): check --redis-url / REDIS_URL`);
+        return 1;
+      }
+      if (sub === 'counts') {
+        const c = await admin.counts();
+        if (values.json) console.log(JSON.stringify(c));
+        else {
+          console.log(`deliveries: ${Object.entries(c.deliveries).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+          console.log(`messages holding a spool file: ${c.messagesPending}`);
+          if (c.deliveries.failed > 0) console.log('failed deliveries keep their spool file; see `mailroom queue failed`, then `mailroom queue retry`');
+        }
+      } else if (sub === 'failed') {
+        const f = await admin.failed(limit);
+        if (values.json) console.log(JSON.stringify(f));
+        else if (f.length === 0) console.log('no failed deliveries');
+        else for (const j of f) console.log(`${j.jobId}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}`);
+      } else {
+        const r = await admin.retry(rest);
+        if (values.json) console.log(JSON.stringify(r));
+        else {
+          console.log(`retried ${r.retried.length} failed deliver${r.retried.length === 1 ? 'y' : 'ies'}`);
+          if (r.skipped.length > 0) console.log(`not failed or unknown, skipped: ${r.skipped.join(', ')}`);
+        }
+        if (r.skipped.length > 0 && r.retried.length === 0) return 1;
+      }
+      return 0;
+    } finally {
+      await admin.close();
+    }
+  },
+};

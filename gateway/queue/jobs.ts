@@ -1,0 +1,82 @@
+import type { FlowJob, JobsOptions } from 'bullmq';
+import type { MessageEnvelope, SpoolRecord, SpooledRule } from '../spool/format.js';
+
+/**
+ * The job contract between the accept path and the workers. Per accepted message, one BullMQ flow:
+ *
+ *   spool / "release"  (job id = messageId)              parent: deletes the spool file
+ *     └─ deliveries / "deliver"  (job id = messageId.ruleName)  one per matching enabled rule
+ *
+ * BullMQ runs a parent only after every child completed, so "delete the spool file when every rule of that
+ * message is done" is the queue's own bookkeeping, not ours; a delivery that keeps failing leaves its parent
+ * waiting and the spool file in place. Job ids are deterministic, so enqueuing a message twice (recovery after a
+ * crash between fsync and enqueue) adds nothing. Jobs carry the envelope and the spool file name, never the body.
+ */
+
+export const DELIVERIES_QUEUE = 'deliveries';
+export const SPOOL_QUEUE = 'spool';
+export const DELIVER_JOB = 'deliver';
+export const RELEASE_JOB = 'release';
+/** Custom backoff strategy name (capped exponential with jitter, see cappedExponentialBackoff). */
+export const BACKOFF_TYPE = 'mailroom-capped-exponential';
+
+export interface DeliveryJobData {
+  v: 1;
+  /** Spool file name, relative to the spool directory's messages/. */
+  spoolFile: string;
+  envelope: MessageEnvelope;
+  rule: SpooledRule;
+  /** Set by a run that stored the object but failed to notify, so the retry only publishes. */
+  stored?: boolean;
+}
+
+export interface ReleaseJobData {
+  v: 1;
+  messageId: string;
+  spoolFile: string;
+  ruleNames: string[];
+}
+
+/** BullMQ job ids cannot contain ":" (its key separator); message ids and rule names never do. */
+export function deliveryJobId(messageId: string, ruleName: string): string {
+  return `${messageId}.${ruleName}`;
+}
+
+export interface JobPolicy {
+  attempts: number;
+  backoffBaseMs: number;
+  keepCompleted: number;
+}
+
+export function deliveryJobOptions(messageId: string, ruleName: string, policy: JobPolicy): JobsOptions {
+  return {
+    jobId: deliveryJobId(messageId, ruleName),
+    attempts: policy.attempts,
+    backoff: { type: BACKOFF_TYPE, delay: policy.backoffBaseMs },
+    removeOnComplete: { count: policy.keepCompleted },
+    // Failed deliveries stay until an operator retries them (`mailroom queue retry`); their spool file stays too.
+    removeOnFail: false,
+  };
+}
+
+/** The flow for one accepted message. */
+export function messageFlow(record: SpoolRecord, spoolFile: string, policy: JobPolicy): FlowJob {
+  const { envelope } = record;
+  return {
+    name: RELEASE_JOB,
+    queueName: SPOOL_QUEUE,
+    data: { v: 1, messageId: envelope.messageId, spoolFile, ruleNames: record.rules.map((r) => r.name) } satisfies ReleaseJobData,
+    opts: { jobId: envelope.messageId, attempts: policy.attempts, backoff: { type: BACKOFF_TYPE, delay: policy.backoffBaseMs }, removeOnComplete: { count: policy.keepCompleted }, removeOnFail: false },
+    children: record.rules.map((rule) => ({
+      name: DELIVER_JOB,
+      queueName: DELIVERIES_QUEUE,
+      data: { v: 1, spoolFile, envelope, rule } satisfies DeliveryJobData,
+      opts: deliveryJobOptions(envelope.messageId, rule.name, policy),
+    })),
+  };
+}
+
+/** Retry delay before attempt n+1: base·2^(n−1), capped, ±20 % jitter so retries after an outage do not stampede. */
+export function cappedExponentialBackoff(baseMs: number, maxMs: number): (attemptsMade: number) => number {
+  return (attemptsMade) => Math.round(Math.min(baseMs * 2 ** Math.max(0, attemptsMade - 1), maxMs) * (0.8 + Math.random() * 0.4));
+}

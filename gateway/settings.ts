@@ -1,0 +1,115 @@
+import { hostname as osHostname } from 'node:os';
+import { resolve } from 'node:path';
+import { GatewaySettingsSchema, type GatewaySettings } from '../shared/config/gateway.js';
+import { ConfigError, loadConfigFile, toProblems, type LoadedConfig, type ReceivingConfig } from '../shared/config/index.js';
+
+/**
+ * The gateway's settings: the config file's `gateway` section, overridden by environment variables, overridden by
+ * command-line flags. One table below is the whole mapping, so `--help`, the README and the code cannot disagree.
+ */
+
+export interface GatewayOverrides {
+  config?: string | undefined;
+  smtpPort?: string | undefined;
+  smtpHost?: string | undefined;
+  spoolDir?: string | undefined;
+  redisUrl?: string | undefined;
+  concurrency?: string | undefined;
+  hostname?: string | undefined;
+}
+
+/** flag name → [override key, environment variable, description]. */
+export const GATEWAY_FLAGS = {
+  config: ['config', 'MAILROOM_CONFIG', 'config file (JSON, see `mailroom schema`)'],
+  'smtp-port': ['smtpPort', 'MAILROOM_SMTP_PORT', 'SMTP port (gateway.smtp.port)'],
+  'smtp-host': ['smtpHost', 'MAILROOM_SMTP_HOST', 'address to listen on (gateway.smtp.host)'],
+  'spool-dir': ['spoolDir', 'MAILROOM_SPOOL_DIR', 'spool directory (gateway.spoolDir)'],
+  'redis-url': ['redisUrl', 'REDIS_URL', 'Redis URL (gateway.redis.url)'],
+  concurrency: ['concurrency', 'MAILROOM_CONCURRENCY', 'deliveries in flight (gateway.worker.concurrency)'],
+  hostname: ['hostname', 'MAILROOM_HOSTNAME', 'own host name for the greeting and Received (gateway.hostname)'],
+} as const satisfies Record<string, [keyof GatewayOverrides, string, string]>;
+
+export type GatewayFlag = keyof typeof GATEWAY_FLAGS;
+
+/** `parseArgs` options for the flags above. */
+export function gatewayFlagOptions(): Record<GatewayFlag, { type: 'string' }> {
+  const out = {} as Record<GatewayFlag, { type: 'string' }>;
+  for (const k of Object.keys(GATEWAY_FLAGS) as GatewayFlag[]) out[k] = { type: 'string' };
+  return out;
+}
+
+export function gatewayFlagsHelp(): string {
+  return Object.entries(GATEWAY_FLAGS)
+    .map(([flag, [, env, what]]) => `  --${flag.padEnd(12)} ${what}; env ${env}`)
+    .join('\n');
+}
+
+/** Flags win over the environment. */
+export function overridesFrom(values: Partial<Record<GatewayFlag, string | undefined>>, env: NodeJS.ProcessEnv = process.env): GatewayOverrides {
+  const out: GatewayOverrides = {};
+  for (const [flag, [key, envName]] of Object.entries(GATEWAY_FLAGS) as Array<[GatewayFlag, readonly [keyof GatewayOverrides, string, string]]>) {
+    const v = values[flag] ?? (env[envName] || undefined);
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
+
+/** What the gateway runs with: the receiving config and its resolved, defaulted `gateway` section. */
+export interface GatewayRuntime {
+  config: ReceivingConfig;
+  settings: GatewaySettings & { hostname: string };
+  warnings: string[];
+  /** The config file it came from, for messages. */
+  source: string;
+}
+
+function intFlag(name: string, value: string, min: number, max: number, fix: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(`--${name}`, [{ path: `--${name}`, message: `"${value}" is not a whole number from ${min} to ${max}`, fix }]);
+  }
+  return Number(value);
+}
+
+/** Applies overrides to an already-validated config; throws ConfigError naming the flag or field at fault. */
+export function resolveRuntime(loaded: LoadedConfig, overrides: GatewayOverrides, source: string): GatewayRuntime {
+  const input: Record<string, unknown> = structuredClone((loaded.config.gateway ?? {}) as Record<string, unknown>);
+  const section = (k: string) => ((input[k] ??= {}) as Record<string, unknown>);
+  if (overrides.smtpPort !== undefined) section('smtp').port = intFlag('smtp-port', overrides.smtpPort, 0, 65535, 'give a port number, e.g. 2525 (0 picks a free port)');
+  if (overrides.smtpHost !== undefined) section('smtp').host = overrides.smtpHost;
+  if (overrides.spoolDir !== undefined) input.spoolDir = overrides.spoolDir;
+  if (overrides.redisUrl !== undefined) {
+    if (!/^rediss?:\/\//.test(overrides.redisUrl)) {
+      throw new ConfigError('--redis-url', [{ path: '--redis-url / REDIS_URL', message: `"${overrides.redisUrl}" is not a Redis URL`, fix: 'write it as redis://host:port (or rediss:// for TLS)' }]);
+    }
+    section('redis').url = overrides.redisUrl;
+  }
+  if (overrides.concurrency !== undefined) section('worker').concurrency = intFlag('concurrency', overrides.concurrency, 1, 10_000, 'give the number of deliveries in flight, e.g. 8');
+  if (overrides.hostname !== undefined) input.hostname = overrides.hostname;
+
+  const parsed = GatewaySettingsSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(source, toProblems(parsed.error.issues).map((p) => ({ ...p, path: p.path === '(top level)' ? 'gateway' : `gateway.${p.path}` })));
+  }
+  const s = parsed.data;
+  if (!/^rediss?:\/\//.test(s.redis.url)) {
+    throw new ConfigError(source, [{ path: 'gateway.redis.url', message: `"${s.redis.url}" is not a Redis URL`, fix: 'write it as redis://host:port (or rediss:// for TLS)' }]);
+  }
+  const warnings = [...loaded.warnings];
+  if (!s.smtp.tls && loaded.config.rules.some((r) => r.enabled && r.tlsPolicy === 'Require')) {
+    warnings.push('a rule has tlsPolicy "Require" but gateway.smtp.tls is not set: its recipients will always be refused (530); add certFile and keyFile');
+  }
+  return {
+    config: loaded.config,
+    settings: { ...s, hostname: s.hostname ?? osHostname(), spoolDir: resolve(s.spoolDir) },
+    warnings,
+    source,
+  };
+}
+
+/** Loads the config file named by the overrides (flag or MAILROOM_CONFIG) and resolves the settings. */
+export function loadRuntime(overrides: GatewayOverrides): GatewayRuntime {
+  if (!overrides.config) {
+    throw new ConfigError('(command line)', [{ path: '--config', message: 'no config file given', fix: 'pass --config <file> (or set MAILROOM_CONFIG), e.g. --config examples/local.json' }]);
+  }
+  return resolveRuntime(loadConfigFile(overrides.config), overrides, overrides.config);
+}

@@ -1,0 +1,70 @@
+import type { S3Action } from '../../shared/config/index.js';
+
+/**
+ * What the gateway knows about an accepted message besides its bytes: the SMTP envelope and the receipt rules it
+ * matched, each with a snapshot of the rule as it was at receipt.
+ *
+ * Why a snapshot: SES applies the rule set that was active when the mail arrived ("fixing the rule set only affects
+ * mail received after the fix", spec §5), so a delivery retried after a config change goes where it would have gone
+ * then. An operator who wants a failed delivery elsewhere re-sends the mail.
+ */
+export interface MessageEnvelope {
+  messageId: string;
+  /** ISO-8601 with milliseconds: the notification's timestamp and the Received date. Set when DATA ends. */
+  receivedAt: string;
+  /** Envelope MAIL FROM, bare; "" for the null reverse-path. */
+  mailFrom: string;
+  helo: string;
+  clientIp: string;
+  /** Reverse-DNS name; absent when unknown (the Received header then says `unknown`). */
+  clientHostname?: string;
+  tls: boolean;
+  /** The gateway's own name, written in Received's `by`. */
+  byHost: string;
+  /** Account that owns the rule set (`aws:ses:source-account`) and the receiving region. */
+  accountId: string;
+  region: string;
+}
+
+export interface SpooledRule {
+  name: string;
+  /** RCPT TO addresses this rule matched, in SMTP order. */
+  recipients: string[];
+  scanEnabled: boolean;
+  s3Action: S3Action;
+}
+
+export interface SpoolRecord {
+  /** Format version of this record; bump on incompatible change and keep reading the old one. */
+  v: 1;
+  envelope: MessageEnvelope;
+  /** Matched enabled rules, in rule-set order: one delivery each. */
+  rules: SpooledRule[];
+}
+
+/**
+ * Spool file layout: one line of JSON (the SpoolRecord; JSON.stringify never writes a raw line break), LF, then the
+ * DATA bytes exactly as received (dot-unstuffed, CRLF kept). One file means one fsync and one rename per message;
+ * the record goes first because it is complete when DATA starts, and the body can be streamed after it.
+ */
+export function encodeRecordLine(record: SpoolRecord): Buffer {
+  return Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
+}
+
+export class SpoolFormatError extends Error {
+  override name = 'SpoolFormatError';
+}
+
+export function parseRecordLine(line: Buffer | string): SpoolRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof line === 'string' ? line : line.toString('utf8'));
+  } catch (err) {
+    throw new SpoolFormatError(`spool record is not JSON: ${(err as Error).message}`);
+  }
+  const r = value as Partial<SpoolRecord> | null;
+  if (!r || r.v !== 1 || !r.envelope || typeof r.envelope.messageId !== 'string' || !Array.isArray(r.rules)) {
+    throw new SpoolFormatError('spool record has an unknown version or misses envelope/rules');
+  }
+  return r as SpoolRecord;
+}

@@ -1,0 +1,79 @@
+import type { Logger } from '../log.js';
+import type { Enqueuer } from '../queue/enqueue.js';
+import { SpoolFormatError } from './format.js';
+import { SpoolMissingError, type Spool } from './spool.js';
+
+/**
+ * Re-enqueues spooled messages that have no jobs: a crash between fsync and enqueue, or a Redis that lost its data
+ * (restarted without persistence, failed over). Runs at start, after every Redis reconnection and periodically.
+ *
+ * Races, and why they are safe:
+ * - The accept path between rename and enqueue: its ids are in `inFlight` and skipped.
+ * - A release job deleting a delivered file: it deletes the file before its job completes, so "no job" is only
+ *   seen after the file is gone, and `spool.open` then fails with SpoolMissingError — nothing is re-sent.
+ * Re-enqueuing a message whose jobs were lost re-runs all its rules: the same keys are written again and
+ * notifications are published again (at-least-once, as SES).
+ */
+export class SpoolRecovery {
+  private running: Promise<{ checked: number; requeued: number }> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly enqueuer: Enqueuer,
+    private readonly inFlight: ReadonlySet<string>,
+    private readonly log: Logger,
+  ) {}
+
+  /** One pass; concurrent calls coalesce into the running pass plus at most one more. */
+  run(): Promise<{ checked: number; requeued: number }> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.pass().finally(() => {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        void this.run().catch(() => undefined);
+      }
+    });
+    return this.running;
+  }
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => void this.run().catch((err: Error) => this.log.warn({ err: err.message }, 'spool recovery pass failed; will try again')), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async pass(): Promise<{ checked: number; requeued: number }> {
+    let checked = 0;
+    let requeued = 0;
+    for (const id of await this.spool.list()) {
+      if (this.inFlight.has(id)) continue;
+      checked++;
+      if (await this.enqueuer.hasJobs(id)) continue;
+      let msg;
+      try {
+        msg = await this.spool.open(id);
+      } catch (err) {
+        if (err instanceof SpoolMissingError) continue;
+        if (err instanceof SpoolFormatError) {
+          this.log.error({ messageId: id, err: err.message }, 'spool file is damaged; left in place for an operator');
+          continue;
+        }
+        throw err;
+      }
+      await this.enqueuer.enqueue(msg.record, this.spool.fileName(id));
+      requeued++;
+      this.log.warn({ messageId: id, rules: msg.record.rules.map((r) => r.name) }, 'spooled message had no jobs; enqueued again');
+    }
+    if (requeued > 0) this.log.info({ checked, requeued }, 'spool recovery done');
+    return { checked, requeued };
+  }
+}

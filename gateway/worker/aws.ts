@@ -1,0 +1,49 @@
+import type { KMSClient } from '@aws-sdk/client-kms';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { kmsClient, s3Client, snsClient } from '../../shared/aws/clients.js';
+import { parseArn } from '../../shared/ses/arn.js';
+import type { GatewaySettings } from '../../shared/config/gateway.js';
+
+/**
+ * One client per service and region, built the way every mailroom command builds them (AWS_REGION,
+ * AWS_ENDPOINT_URL[_S3|_KMS|_SNS], the standard credential chain).
+ *
+ * S3 gets a single SDK attempt: the body is a one-shot stream, so a retry inside the SDK could not resend it. The
+ * job's own retries (fresh stream, backoff) cover S3; KMS and SNS requests are small and keep the SDK's retries.
+ *
+ * `iamRoleArn` is not assumed: SES assumes it as ses.amazonaws.com, and its trust policy admits only that service.
+ * The gateway writes with its own credentials (the infra's gatewayWriter policy grants the same actions).
+ */
+export class AwsClients {
+  private readonly s3s = new Map<string, S3Client>();
+  private readonly kmss = new Map<string, KMSClient>();
+  private readonly snss = new Map<string, SNSClient>();
+
+  constructor(private readonly upload: GatewaySettings['upload']) {}
+
+  s3(region: string): S3Client {
+    let c = this.s3s.get(region);
+    if (!c) this.s3s.set(region, (c = s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums })));
+    return c;
+  }
+
+  /** The key's region comes from its ARN (SES requires it to be the receiving region). */
+  kms(keyArn: string, fallbackRegion: string): KMSClient {
+    const region = parseArn(keyArn)?.region || fallbackRegion;
+    let c = this.kmss.get(region);
+    if (!c) this.kmss.set(region, (c = kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs })));
+    return c;
+  }
+
+  sns(topicArn: string, fallbackRegion: string): SNSClient {
+    const region = parseArn(topicArn)?.region || fallbackRegion;
+    let c = this.snss.get(region);
+    if (!c) this.snss.set(region, (c = snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs })));
+    return c;
+  }
+
+  destroy(): void {
+    for (const m of [this.s3s, this.kmss, this.snss]) for (const c of m.values()) c.destroy();
+  }
+}
