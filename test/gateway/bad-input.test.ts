@@ -1,0 +1,166 @@
+/**
+ * Hostile and odd input, each with its reply, and nothing stored wrongly: what is accepted is stored as exactly the
+ * SES header block + the DATA bytes, what is refused leaves nothing behind.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ReceivedNotification } from '../../shared/notification/index.js';
+import { buildHeaderBlock } from '../../shared/ses/header-block.js';
+import { tempDir } from '../support/files.js';
+import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { ACCOUNT, awsClients, createBuckets, createTopicWithQueue, listKeys, rawObject, RawSmtp, receiveSns, REGION, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+
+const HOST = 'mx.bad-input.test';
+const BUCKET = 'bad-input';
+let moto: Moto;
+let redis: RedisServer;
+let restoreEnv: () => void;
+let aws: AwsFixture;
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let gw: Awaited<ReturnType<typeof startTestGateway>>;
+let queueUrl: string;
+const notifications = new Map<string, ReceivedNotification>();
+
+beforeAll(async () => {
+  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-bad-')]);
+  restoreEnv = useMotoEnv(moto);
+  aws = awsClients(moto);
+  await createBuckets(aws, BUCKET);
+  const t = await createTopicWithQueue(aws, 'bad-input');
+  queueUrl = t.queueUrl;
+  gw = await startTestGateway({
+    region: REGION,
+    accountId: ACCOUNT,
+    ruleSetName: 'bad-input',
+    rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in', topicArn: t.topicArn } }],
+    gateway: { hostname: HOST, spoolDir: join(dir.path, 'spool'), smtp: { port: 0, reverseDns: false }, redis: { url: redis.url, prefix: 'bad' }, worker: { concurrency: 4 } },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  aws?.destroy();
+  restoreEnv?.();
+  await Promise.all([moto?.stop(), redis?.stop()]);
+  await dir?.remove();
+});
+
+async function notificationOf(messageId: string): Promise<ReceivedNotification> {
+  return waitFor(`notification of ${messageId}`, async () => {
+    for (const e of await receiveSns(aws, queueUrl, 10, 1_000)) {
+      const n = JSON.parse(e.Message) as ReceivedNotification;
+      notifications.set(n.mail.messageId, n);
+    }
+    return notifications.get(messageId);
+  });
+}
+
+/** Sends one message on a fresh session; returns the reply to the end of DATA. */
+async function send(payload: Buffer | string, opts: { mailParams?: string } = {}): Promise<string> {
+  const c = await RawSmtp.connect(gw.port);
+  try {
+    expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+    expect(await c.command(`MAIL FROM:<sender@origin.example>${opts.mailParams ?? ''}`)).toMatch(/^250/);
+    expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+    return await c.data(payload);
+  } finally {
+    c.close();
+  }
+}
+
+/** Asserts the stored object is exactly header block + DATA (DATA = payload + the CRLF before the final dot). */
+async function expectStoredExactly(reply: string, data: Buffer): Promise<ReceivedNotification> {
+  const m = /^250 Ok ([0-9a-v]{40})$/.exec(reply);
+  expect(m, reply).not.toBeNull();
+  const id = m![1]!;
+  const n = await notificationOf(id);
+  const hb = buildHeaderBlock({ mailFrom: 'sender@origin.example', helo: 'client.example.net', clientIp: '127.0.0.1', byHost: HOST, messageId: id, recipients: ['user@example.com'], receivedAt: new Date(n.mail.timestamp) });
+  const stored = await rawObject(aws, BUCKET, `in/${id}`);
+  expect(stored.equals(Buffer.concat([Buffer.from(hb, 'utf8'), data]))).toBe(true);
+  return n;
+}
+
+const CRLF = '\r\n';
+const bin = (s: string) => Buffer.from(s, 'latin1');
+
+describe('malformed commands get their reply and the session stays usable', () => {
+  it('answers each with 5xx and still accepts a good message afterwards', async () => {
+    const before = (await listKeys(aws, BUCKET)).length;
+    const c = await RawSmtp.connect(gw.port);
+    expect(await c.command('MAIL FROM:<a@b.example>')).toMatch(/^503 /); // before EHLO
+    expect(await c.command('EHLO')).toMatch(/^501 /);
+    expect(await c.command('EHLO bad\x01host')).toMatch(/^501 /);
+    expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+    expect(await c.command('FROBNICATE now')).toMatch(/^500 /);
+    expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^503 /); // before MAIL
+    expect(await c.command('DATA')).toMatch(/^503 /);
+    expect(await c.command('MAIL FROM:sender@origin.example')).toMatch(/^501 /); // no angle brackets
+    expect(await c.command('MAIL FROM:<sender@origin.example> SIZE=lots')).toMatch(/^501 /);
+    expect(await c.command(bin('MAIL FROM:<nul\x00byte@origin.example>'))).toMatch(/^501 /);
+    expect(await c.command(`MAIL FROM:<${'a'.repeat(10_000)}@origin.example>`)).toMatch(/^501 /);
+    expect(await c.command(`NOOP ${'z'.repeat(10_000)}`)).toMatch(/^250/);
+    expect(await c.command('MAIL FROM:<sender@origin.example>')).toMatch(/^250/);
+    expect(await c.command('MAIL FROM:<again@origin.example>')).toMatch(/^503 /); // nested MAIL
+    expect(await c.command('RCPT TO:<>')).toMatch(/^501 /);
+    expect(await c.command(bin('RCPT TO:<user\r@example.com>'))).toMatch(/^5/);
+    expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+    const reply = await c.data(`Subject: after the noise${CRLF}${CRLF}fine`);
+    await expectStoredExactly(reply, bin(`Subject: after the noise${CRLF}${CRLF}fine${CRLF}`));
+    c.close();
+    expect((await listKeys(aws, BUCKET)).length).toBe(before + 1);
+  });
+});
+
+describe('DATA is stored exactly as received', () => {
+  it('SMTP smuggling sequences (\\n.\\n, \\r.\\n, \\n.\\r\\n) do not end the message', async () => {
+    const before = (await listKeys(aws, BUCKET)).length;
+    const payload = `Subject: smuggle${CRLF}${CRLF}one\n.\nMAIL FROM:<evil@attacker.example>${CRLF}two\r.\nRCPT TO:<victim@example.com>${CRLF}three\n.\r\nDATA${CRLF}four`;
+    const reply = await send(payload);
+    await expectStoredExactly(reply, bin(payload + CRLF));
+    expect((await listKeys(aws, BUCKET)).length).toBe(before + 1);
+  });
+
+  it('NUL bytes, a 10,000-character line and 8-bit bytes pass through untouched', async () => {
+    const eight = Buffer.from(Array.from({ length: 128 }, (_, i) => 0x80 + i));
+    const data = Buffer.concat([bin(`Subject: raw bytes${CRLF}Content-Transfer-Encoding: 8bit${CRLF}${CRLF}nul:\x00:nul${CRLF}${'L'.repeat(10_000)}${CRLF}`), eight, bin(CRLF)]);
+    await expectStoredExactly(await send(data, { mailParams: ' BODY=8BITMIME' }), Buffer.concat([data, bin(CRLF)]));
+  });
+
+  it('a message of headers only, one with an empty body, and an empty DATA', async () => {
+    const onlyHeaders = `Subject: no body${CRLF}From: a@origin.example`;
+    const n1 = await expectStoredExactly(await send(onlyHeaders), bin(onlyHeaders + CRLF));
+    expect(n1.mail.commonHeaders.subject).toBe('no body');
+    expect(n1.mail.headers.at(-1)).toEqual({ name: 'From', value: 'a@origin.example' });
+
+    const emptyBody = `Subject: empty body${CRLF}`;
+    await expectStoredExactly(await send(emptyBody), bin(emptyBody + CRLF));
+
+    // "DATA", then the terminator right away: zero bytes of DATA; the object is the SES block alone.
+    const c = await RawSmtp.connect(gw.port);
+    await c.command('EHLO client.example.net');
+    await c.command('MAIL FROM:<sender@origin.example>');
+    await c.command('RCPT TO:<user@example.com>');
+    expect(await c.command('DATA')).toMatch(/^354/);
+    c.write(`.${CRLF}`);
+    const reply = await c.reply();
+    c.close();
+    const n = await expectStoredExactly(reply, Buffer.alloc(0));
+    expect(n.mail.headers.map((h) => h.name)).toEqual(['Return-Path', 'Received']);
+  });
+
+  it('non-UTF-8 header bytes are stored as sent and read as latin1 in the notification', async () => {
+    const data = Buffer.concat([bin('Subject: caf'), Buffer.from([0xe9]), bin(` cr${CRLF}${CRLF}body${CRLF}`)]);
+    const n = await expectStoredExactly(await send(data), Buffer.concat([data, bin(CRLF)]));
+    expect(n.mail.commonHeaders.subject).toBe('café cr');
+  });
+
+  it('5,000 headers: stored whole, notification headersTruncated', async () => {
+    const headers = Array.from({ length: 5_000 }, (_, i) => `X-Filler-${i}: value ${i}`).join(CRLF);
+    const payload = `Subject: many headers${CRLF}${headers}${CRLF}${CRLF}body`;
+    const n = await expectStoredExactly(await send(payload), bin(payload + CRLF));
+    expect(n.mail.headersTruncated).toBe(true);
+    expect(n.mail.headers.length).toBeLessThan(5_000);
+    expect(n.mail.commonHeaders.subject).toBe('many headers');
+  });
+});
