@@ -1,0 +1,187 @@
+/**
+ * Faults outside the gateway: Redis going away (and coming back empty), and an S3 endpoint refusing for a while or
+ * for good — with the operator's `mailroom queue` / `mailroom queue retry` for what never recovers by itself.
+ */
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ReceivingConfigInput } from '../../shared/config/index.js';
+import { tempDir } from '../support/files.js';
+import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { mailroomCli, writeConfig } from './child.js';
+import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, sendRaw, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+
+let moto: Moto;
+let restoreEnv: () => void;
+let aws: AwsFixture;
+let dir: Awaited<ReturnType<typeof tempDir>>;
+
+beforeAll(async () => {
+  [moto, dir] = await Promise.all([startMoto(), tempDir('mailroom-faults-')]);
+  restoreEnv = useMotoEnv(moto);
+  aws = awsClients(moto);
+  await createBuckets(aws, 'redis-outage', 's3-outage');
+}, 120_000);
+
+afterAll(async () => {
+  aws?.destroy();
+  restoreEnv?.();
+  await moto?.stop();
+  await dir?.remove();
+});
+
+function config(name: string, redisUrl: string, bucket: string, worker: Record<string, number> = {}): ReceivingConfigInput {
+  return {
+    region: REGION,
+    accountId: ACCOUNT,
+    ruleSetName: name,
+    rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: bucket, objectKeyPrefix: 'in' } }],
+    gateway: {
+      hostname: `mx.${name}.test`,
+      spoolDir: join(dir.path, name),
+      smtp: { port: 0, reverseDns: false },
+      redis: { url: redisUrl, prefix: name, enqueueTimeoutMs: 2_000 },
+      worker: { concurrency: 4, backoffBaseMs: 200, backoffMaxMs: 1_000, recoveryIntervalMs: 500, ...worker },
+    },
+  };
+}
+
+const msg = (n: string) => rawMessage([['Subject', n]], `${n}\r\n`);
+const to = { from: 'sender@origin.example', to: ['user@example.com'] };
+
+describe('Redis outage', () => {
+  let redis: RedisServer;
+  afterAll(async () => redis?.stop());
+
+  it('new mail gets 451 while Redis is down; after it returns mail is accepted, and what Redis lost is re-enqueued from the spool', async () => {
+    redis = await startRedis(); // no persistence: a restart comes back empty, the worst case
+    // SMTP only first, so the accepted messages are still queued (not yet delivered) when Redis dies.
+    const smtp = await startTestGateway(config('redis', redis.url, 'redis-outage'), { smtp: true, workers: false });
+    let workers: Awaited<ReturnType<typeof startTestGateway>> | undefined;
+    try {
+      const before = await Promise.all(['a', 'b', 'c'].map((n) => sendRaw(smtp.port, to, msg(n))));
+      for (const s of before) expect(s.messageId).not.toBe('');
+
+      await redis.stop();
+      const spooled = await readdir(join(dir.path, 'redis', 'messages'));
+      const refused = await sendRaw(smtp.port, to, msg('during')).then(
+        () => 'accepted',
+        (err: { responseCode?: number; response?: string }) => err.response ?? String(err),
+      );
+      expect(refused).toMatch(/^451 4\.3\.0 /);
+      // The refused message left nothing in the spool.
+      await waitFor('refused message dropped', async () => (await readdir(join(dir.path, 'redis', 'messages'))).length === spooled.length);
+
+      await redis.restart();
+      const after = await waitFor('mail accepted again', () => sendRaw(smtp.port, to, msg('after')).catch(() => undefined), 20_000, 250);
+      expect(after.messageId).not.toBe('');
+
+      // Workers (a separate part, same Redis and spool) deliver all four: three from the spool, as Redis lost them.
+      workers = await startTestGateway(config('redis', redis.url, 'redis-outage'), { smtp: false, workers: true });
+      const ids = [...before, after].map((s) => `in/${s.messageId}`);
+      await waitFor('all four delivered', async () => {
+        const keys = await listKeys(aws, 'redis-outage');
+        return ids.every((k) => keys.includes(k));
+      }, 30_000, 250);
+      expect((await listKeys(aws, 'redis-outage')).length).toBe(4);
+      await waitFor('spool released', async () => (await readdir(join(dir.path, 'redis', 'messages'))).length === 0, 15_000);
+    } finally {
+      await workers?.stop();
+      await smtp.stop();
+    }
+  }, 90_000);
+});
+
+/** A loopback proxy in front of moto's S3 that answers 503 SlowDown to chosen PUTs. */
+function s3Proxy(target: string): Promise<{ server: Server; url: string; failAll: { on: boolean }; failKeys: Set<string>; refused: () => number }> {
+  const failAll = { on: false };
+  const failKeys = new Set<string>();
+  let refused = 0;
+  const t = new URL(target);
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent((req.url ?? '').split('?')[0]!);
+    if (req.method === 'PUT' && (failAll.on || [...failKeys].some((k) => path.endsWith(k)))) {
+      refused++;
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(503, { 'content-type': 'application/xml' });
+        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+      });
+      return;
+    }
+    const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, failAll, failKeys, refused: () => refused })),
+  );
+}
+
+describe('S3 refusing', () => {
+  let redis: RedisServer;
+  let proxy: Awaited<ReturnType<typeof s3Proxy>>;
+  const saved = process.env.AWS_ENDPOINT_URL_S3;
+  afterAll(async () => {
+    if (saved === undefined) delete process.env.AWS_ENDPOINT_URL_S3;
+    else process.env.AWS_ENDPOINT_URL_S3 = saved;
+    proxy?.server.close();
+    await redis?.stop();
+  });
+
+  it('deliveries retry with backoff and land after recovery; one that keeps failing is kept, shown by `mailroom queue`, and delivered by `mailroom queue retry`', async () => {
+    redis = await startRedis();
+    proxy = await s3Proxy(moto.endpoint);
+    process.env.AWS_ENDPOINT_URL_S3 = proxy.url;
+    const cfg = config('s3', redis.url, 's3-outage', { attempts: 4, backoffBaseMs: 300, backoffMaxMs: 600 });
+    const configFile = await writeConfig(dir.path, 's3.json', cfg);
+    const gw = await startTestGateway(cfg);
+    try {
+      proxy.failAll.on = true;
+      const stuck = await sendRaw(gw.port, to, msg('stuck'));
+      proxy.failKeys.add(`in/${stuck.messageId}`); // this one keeps failing after the outage
+      const later = await Promise.all(['x', 'y'].map((n) => sendRaw(gw.port, to, msg(n))));
+      await waitFor('refused PUTs', async () => proxy.refused() >= 6, 15_000);
+      expect(await listKeys(aws, 's3-outage')).toEqual([]);
+      proxy.failAll.on = false;
+
+      await waitFor('delivered after recovery', async () => {
+        const keys = await listKeys(aws, 's3-outage');
+        return later.every((s) => keys.includes(`in/${s.messageId}`));
+      }, 20_000, 250);
+
+      // The stuck one exhausts its attempts: failed set, spool file kept.
+      const cli = (args: string[]) => mailroomCli(['queue', ...args, '--config', configFile], { REDIS_URL: redis.url });
+      const counts = await waitFor('failed delivery', async () => {
+        const r = await cli(['--json']);
+        const c = JSON.parse(r.stdout || '{}') as { deliveries?: { failed: number; completed: number } };
+        return c.deliveries && c.deliveries.failed === 1 ? c : undefined;
+      }, 20_000, 500);
+      expect(counts.deliveries!.completed).toBe(2);
+      expect(existsSync(join(dir.path, 's3', 'messages', `${stuck.messageId}.msg`))).toBe(true);
+      const human = await cli([]);
+      expect(human.code).toBe(0);
+      expect(human.stdout).toMatch(/failed 1/);
+      const failed = await cli(['failed']);
+      expect(failed.stdout).toContain(`${stuck.messageId}.all`);
+      expect(failed.stdout).toMatch(/SlowDown|reduce your request rate|503/i);
+
+      proxy.failKeys.clear();
+      const retried = await cli(['retry']);
+      expect(retried.code, retried.stderr).toBe(0);
+      expect(retried.stdout).toMatch(/retried 1 failed delivery/);
+      await waitFor('stuck message delivered', async () => (await listKeys(aws, 's3-outage')).includes(`in/${stuck.messageId}`), 20_000, 250);
+      await waitFor('spool released', async () => !existsSync(join(dir.path, 's3', 'messages', `${stuck.messageId}.msg`)), 10_000);
+      expect((await listKeys(aws, 's3-outage')).length).toBe(3);
+    } finally {
+      await gw.stop();
+    }
+  }, 120_000);
+});
