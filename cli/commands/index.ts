@@ -8,5 +8,6 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   gateway: { summary: 'run the SMTP gateway and its delivery workers in one process', load: async () => (await import('./gateway.js')).gateway },
   smtp: { summary: 'run only the SMTP front (accept, spool, enqueue)', load: async () => (await import('./smtp.js')).smtp },
   worker: { summary: 'run only the delivery workers (S3, KMS, SNS)', load: async () => (await import('./worker.js')).worker },
+  local: { summary: 'run everything on this machine for a first try (npm start)', load: async () => (await import('./local.js')).local },
   queue: { summary: 'show delivery counts; list and retry failed deliveries', load: async () => (await import('./queue.js')).queue },
 };
