@@ -1,0 +1,141 @@
+/** The gateway's pure parts: settings precedence and errors, recipient routing, the spool format. */
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
+import { newMessageId } from '../../shared/ses/message-id.js';
+import { cappedExponentialBackoff, deliveryJobId, messageFlow } from '../../gateway/queue/jobs.js';
+import { overridesFrom, resolveRuntime } from '../../gateway/settings.js';
+import { RecipientRouter } from '../../gateway/smtp/routing.js';
+import type { SpoolRecord } from '../../gateway/spool/format.js';
+import { Spool, SpoolMissingError } from '../../gateway/spool/spool.js';
+import { tempDir } from '../support/files.js';
+
+const base: ReceivingConfigInput = {
+  region: 'us-east-1',
+  accountId: '123456789012',
+  ruleSetName: 'units',
+  rules: [
+    { name: 'exact', recipients: ['Support@Example.com'], s3Action: { bucketName: 'bucket-1' } },
+    { name: 'domain', recipients: ['example.com'], s3Action: { bucketName: 'bucket-2' } },
+    { name: 'sub', recipients: ['.example.org'], tlsPolicy: 'Require', s3Action: { bucketName: 'bucket-3' } },
+    { name: 'disabled', enabled: false, recipients: ['off.example'], s3Action: { bucketName: 'bucket-4' } },
+  ],
+  gateway: { smtp: { port: 2600 }, redis: { url: 'redis://10.0.0.1:6379' } },
+};
+
+describe('settings', () => {
+  it('defaults fill in; env overrides the file; flags override env', () => {
+    const loaded = parseConfig(base);
+    const fromFile = resolveRuntime(loaded, {}, 'f');
+    expect(fromFile.settings.smtp.port).toBe(2600);
+    expect(fromFile.settings.smtp.host).toBe('127.0.0.1');
+    expect(fromFile.settings.worker.concurrency).toBe(8);
+    expect(fromFile.settings.upload.checksums).toBe('WHEN_SUPPORTED');
+    expect(fromFile.settings.hostname.length).toBeGreaterThan(0);
+
+    const env = { REDIS_URL: 'redis://env:6379', MAILROOM_SMTP_PORT: '2700', MAILROOM_CONCURRENCY: '3' };
+    const viaEnv = resolveRuntime(loaded, overridesFrom({}, env), 'f');
+    expect([viaEnv.settings.redis.url, viaEnv.settings.smtp.port, viaEnv.settings.worker.concurrency]).toEqual(['redis://env:6379', 2700, 3]);
+    const viaFlag = resolveRuntime(loaded, overridesFrom({ 'smtp-port': '2800', 'redis-url': 'redis://flag:1' }, env), 'f');
+    expect([viaFlag.settings.redis.url, viaFlag.settings.smtp.port]).toEqual(['redis://flag:1', 2800]);
+  });
+
+  it('bad values name the flag or field and the fix', () => {
+    const loaded = parseConfig(base);
+    const problem = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).problems[0]!;
+      }
+      throw new Error('no error');
+    };
+    expect(problem(() => resolveRuntime(loaded, { smtpPort: 'abc' }, 'f'))).toMatchObject({ path: '--smtp-port', fix: expect.stringContaining('port number') });
+    expect(problem(() => resolveRuntime(loaded, { redisUrl: 'localhost:6379' }, 'f'))).toMatchObject({ path: '--redis-url / REDIS_URL', fix: expect.stringContaining('redis://') });
+    expect(problem(() => resolveRuntime(loaded, { concurrency: '0' }, 'f')).path).toBe('--concurrency');
+    expect(problem(() => parseConfig({ ...base, gateway: { worker: { concurrency: 0 } } })).path).toBe('gateway.worker.concurrency');
+    expect(() => parseConfig({ ...base, gateway: { smtp: { prot: 25 } } })).toThrow(/gateway\.smtp\.prot: unknown field/);
+  });
+
+  it('warns when a rule requires TLS but no certificate is configured', () => {
+    expect(resolveRuntime(parseConfig(base), {}, 'f').warnings.join('\n')).toMatch(/tlsPolicy "Require" but gateway\.smtp\.tls is not set/);
+  });
+});
+
+describe('recipient routing', () => {
+  const router = new RecipientRouter(parseConfig(base).config);
+  it('matches as SES does and refuses with the right reply', () => {
+    expect(router.route('support+tag@example.com', false)).toMatchObject({ ok: true, rules: [{ name: 'exact' }, { name: 'domain' }] });
+    expect(router.route('other@EXAMPLE.com', false)).toMatchObject({ ok: true, rules: [{ name: 'domain' }] });
+    expect(router.route('x@mail.example.org', true)).toMatchObject({ ok: true, rules: [{ name: 'sub' }] });
+    const tls = router.route('x@mail.example.org', false);
+    expect(tls.ok || tls.reply.responseCode).toBe(530);
+    const none = router.route('x@example.org', true); // a bare parent domain is not a .subdomain match
+    expect(none.ok || none.reply.message).toMatch(/^5\.1\.1 /);
+    const off = router.route('x@off.example', true);
+    expect(off.ok || off.reply.responseCode).toBe(550);
+  });
+  it('groups recipients per rule in rule-set order', () => {
+    expect(router.rulesFor(['b@example.com', 'support@example.com', 'nobody@none.example'], false).map((r) => [r.name, r.recipients])).toEqual([
+      ['exact', ['support@example.com']],
+      ['domain', ['b@example.com', 'support@example.com']],
+    ]);
+  });
+});
+
+describe('spool and job contract', () => {
+  const record = (id: string): SpoolRecord => ({
+    v: 1,
+    envelope: { messageId: id, receivedAt: new Date().toISOString(), mailFrom: '', helo: 'h.example', clientIp: '127.0.0.1', tls: false, byHost: 'mx.example', accountId: '123456789012', region: 'us-east-1' },
+    rules: [{ name: 'r.1', recipients: ['a@example.com'], scanEnabled: false, s3Action: { bucketName: 'bucket-x', objectKeyPrefix: '' } }],
+  });
+
+  it('writes record + DATA, reads them back, refuses oversize without keeping it, removes', async () => {
+    const dir = await tempDir();
+    try {
+      const spool = new Spool(dir.path);
+      await spool.init({ clearIncoming: true });
+      const id = newMessageId();
+      const data = Buffer.from('Subject: x\r\n\r\nbody with "quotes" and \n bare LF\r\n');
+      const r = await spool.receive(record(id), Object.assign(Readable.from([data.subarray(0, 5), data.subarray(5)]), { sizeExceeded: false }));
+      expect(r).toEqual({ ok: true, dataLength: data.length });
+      const msg = await spool.open(id);
+      expect(msg.record.envelope.messageId).toBe(id);
+      expect(msg.record.rules).toEqual(record(id).rules);
+      expect(msg.dataLength).toBe(data.length);
+      const chunks: Buffer[] = [];
+      for await (const c of spool.dataStream(msg)) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+      expect(await spool.list()).toEqual([id]);
+
+      const big = newMessageId();
+      const stream = Object.assign(Readable.from([Buffer.alloc(10), Buffer.alloc(10)]), { sizeExceeded: false });
+      stream.on('data', () => (stream.sizeExceeded = true));
+      expect((await spool.receive(record(big), stream)).ok).toBe(false);
+      expect(await spool.list()).toEqual([id]);
+
+      expect(await spool.remove(id)).toBe(true);
+      await expect(spool.open(id)).rejects.toBeInstanceOf(SpoolMissingError);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('one flow per message: parent = message id, one child per rule with a colon-free deterministic id', () => {
+    const id = newMessageId();
+    const flow = messageFlow(record(id), `${id}.msg`, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+    expect(flow.opts?.jobId).toBe(id);
+    expect(flow.children?.map((c) => c.opts?.jobId)).toEqual([deliveryJobId(id, 'r.1')]);
+    expect(deliveryJobId(id, 'r.1')).not.toContain(':');
+    expect(JSON.stringify(flow)).not.toContain('Subject'); // jobs never carry the body
+  });
+
+  it('backoff doubles, is capped, and jitters', () => {
+    const f = cappedExponentialBackoff(1000, 5000);
+    expect(f(1)).toBeGreaterThanOrEqual(800);
+    expect(f(1)).toBeLessThanOrEqual(1200);
+    expect(f(3)).toBeGreaterThanOrEqual(3200);
+    expect(f(20)).toBeLessThanOrEqual(6000);
+  });
+});
