@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,8 @@ import { parse } from '../args.js';
 import type { Command } from '../command.js';
 import { explainStartError, untilSignalled } from './gateway.js';
 
-const EXAMPLE_CONFIG = fileURLToPath(new URL('../../examples/local.json', import.meta.url));
+/** examples/local.json from the sources (cli/commands/) or from a build (dist/cli/commands/). */
+const EXAMPLE_CONFIG = ['../../examples/local.json', '../../../examples/local.json'].map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p)) ?? 'examples/local.json';
 
 /** A recipient the first enabled rule accepts, for the printed swaks line. */
 function sampleRecipient(conditions: readonly string[]): string {
