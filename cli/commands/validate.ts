@@ -1,4 +1,5 @@
 import { ConfigError, loadConfigFile, summarizeConfig } from '../../shared/config/index.js';
+import { infraProblems } from '../../shared/config/infra.js';
 import { parse } from '../args.js';
 import { UsageError, type Command } from '../command.js';
 
@@ -14,6 +15,9 @@ the fix and exits 1; a valid file prints a one-line summary (and any warnings) a
     if (positionals.length !== 1) throw new UsageError('give exactly one config file');
     try {
       const { config, warnings } = loadConfigFile(positionals[0]!);
+      // The infra section's own checks (object lock retention, AWS-managed topic keys, …), in the same format.
+      const infra = infraProblems(config);
+      if (infra.length) throw new ConfigError(positionals[0]!, infra);
       if (!values.quiet) console.log(`ok: ${summarizeConfig(config)}`);
       for (const w of warnings) console.error(`warning: ${w}`);
       return 0;
