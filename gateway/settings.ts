@@ -1,7 +1,7 @@
 import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
 import { GatewaySettingsSchema, type GatewaySettings } from '../shared/config/gateway.js';
-import { ConfigError, loadConfigFile, toProblems, type LoadedConfig, type ReceivingConfig } from '../shared/config/index.js';
+import { ConfigError, loadConfigFile, toProblems, type ConfigProblem, type LoadedConfig, type ReceivingConfig } from '../shared/config/index.js';
 
 /**
  * The gateway's settings: the config file's `gateway` section, overridden by environment variables, overridden by
@@ -111,5 +111,30 @@ export function loadRuntime(overrides: GatewayOverrides): GatewayRuntime {
   if (!overrides.config) {
     throw new ConfigError('(command line)', [{ path: '--config', message: 'no config file given', fix: 'pass --config <file> (or set MAILROOM_CONFIG), e.g. --config examples/local.json' }]);
   }
-  return resolveRuntime(loadConfigFile(overrides.config), overrides, overrides.config);
+  const loaded = loadConfigFile(overrides.config);
+  const unbound = rulesAwaitingCreatedKey(loaded.config);
+  if (unbound.length) throw new ConfigError(overrides.config, unbound);
+  return resolveRuntime(loaded, overrides, overrides.config);
+}
+
+/**
+ * Rules bound to a KMS key the infra stack creates (`infra.createKmsKeys`) carry no kmsKeyArn in the source config;
+ * delivering them would store plaintext where SES stores ciphertext. The deployed config has the ARN filled in.
+ * (`mailroom local` fills it itself before starting the gateway.)
+ */
+export function rulesAwaitingCreatedKey(config: ReceivingConfig): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  for (const [name, key] of Object.entries(config.infra?.createKmsKeys ?? {})) {
+    for (const ruleName of key.rules) {
+      const i = config.rules.findIndex((r) => r.name === ruleName);
+      if (i >= 0 && !config.rules[i]!.s3Action.kmsKeyArn) {
+        out.push({
+          path: `rules[${i}].s3Action.kmsKeyArn`,
+          message: `rule "${ruleName}" is encrypted with infra.createKmsKeys.${name}, a key the infra stack creates, and this file does not name its ARN`,
+          fix: 'run the gateway with the deployed config: terraform -chdir=cdktf.out/stacks/mailroom output -json gateway_config > mailroom.deployed.json',
+        });
+      }
+    }
+  }
+  return out;
 }

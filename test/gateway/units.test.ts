@@ -20,7 +20,7 @@ const base: ReceivingConfigInput = {
     { name: 'sub', recipients: ['.example.org'], tlsPolicy: 'Require', s3Action: { bucketName: 'bucket-3' } },
     { name: 'disabled', enabled: false, recipients: ['off.example'], s3Action: { bucketName: 'bucket-4' } },
   ],
-  gateway: { smtp: { port: 2600 }, redis: { url: 'redis://10.0.0.1:6379' } },
+  gateway: { smtp: { port: 2600 }, redis: { url: 'redis://127.0.0.9:6379' } },
 };
 
 describe('settings', () => {
@@ -137,5 +137,22 @@ describe('spool and job contract', () => {
     expect(f(1)).toBeLessThanOrEqual(1200);
     expect(f(3)).toBeGreaterThanOrEqual(3200);
     expect(f(20)).toBeLessThanOrEqual(6000);
+  });
+});
+
+describe('a config whose rules await a key the infra creates', () => {
+  it('is refused: the gateway would store plaintext where SES stores ciphertext', async () => {
+    const { rulesAwaitingCreatedKey } = await import('../../gateway/settings.js');
+    const cfg = parseConfig({ ...base, infra: { createKmsKeys: { mail: { rules: ['exact'] } } } }).config;
+    expect(rulesAwaitingCreatedKey(cfg)).toEqual([
+      {
+        path: 'rules[0].s3Action.kmsKeyArn',
+        message: 'rule "exact" is encrypted with infra.createKmsKeys.mail, a key the infra stack creates, and this file does not name its ARN',
+        fix: 'run the gateway with the deployed config: terraform -chdir=cdktf.out/stacks/mailroom output -json gateway_config > mailroom.deployed.json',
+      },
+    ]);
+    const deployed = structuredClone(cfg);
+    deployed.rules[0]!.s3Action.kmsKeyArn = 'arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-0b0a-4909-8807-060504030201';
+    expect(rulesAwaitingCreatedKey(deployed)).toEqual([]);
   });
 });
