@@ -34,10 +34,14 @@ export function freeLoopbackPort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, child: ChildProcess, timeoutMs: number, output: () => string): Promise<void> {
+/** Resolves once 127.0.0.1:port accepts connections; fails early if `child` exits, or after timeoutMs. */
+export async function waitForPort(port: number, timeoutMs: number, child?: ChildProcess, output?: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`exited with code ${child.exitCode}: ${output().trim().split('\n').slice(-3).join(' / ')}`);
+    if (child && child.exitCode !== null) {
+      const tail = output?.().trim().split('\n').slice(-3).join(' / ');
+      throw new Error(`exited with code ${child.exitCode}${tail ? `: ${tail}` : ''} before listening on ${port}`);
+    }
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1');
       s.once('connect', () => (s.destroy(), resolve(true)));
@@ -65,7 +69,7 @@ async function startService(name: string, cmd: string, args: (port: number) => s
   child.stderr?.on('data', keep);
   child.on('error', (e) => (out += `\n${e.message}`));
   try {
-    await waitForPort(port, child, 30_000, () => out);
+    await waitForPort(port, 30_000, child, () => out);
   } catch (err) {
     child.kill('SIGKILL');
     throw new Error(`could not start ${name}: ${(err as Error).message}`);
