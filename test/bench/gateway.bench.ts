@@ -1,0 +1,560 @@
+/**
+ * npm run bench:gateway — the gateway's speed next to real peers, on loopback, in one bounded run:
+ *
+ *   1. Postfix smtp-sink's accept rate under smtp-source (10 KB, 20 sessions), with and without connection reuse:
+ *      the SMTP ceiling of this machine.
+ *   2. `mailroom smtp` (SMTP → fsync'd spool → Redis jobs → 250; no workers) under the same smtp-source load, and
+ *      end-of-DATA → 250 latency from a client here that timestamps its final dot and the 250: closed loop at full
+ *      speed, then open loop at half the maximum rate.
+ *   3. End to end (`mailroom gateway`: SMTP → S3 with KMS envelope → SNS) until every spool file is released, next
+ *      to plain lib-storage uploads of same-sized bodies at the worker concurrency, against moto and against the
+ *      local sink (test/bench/s3-sink.ts, which also answers KMS GenerateDataKey and SNS Publish, so no moto is
+ *      involved in the sink runs).
+ *   4. Peak RSS (VmHWM) of a fresh `mailroom gateway` while 8 clients each send a 40 MB message at once (to the sink).
+ *
+ * Every step is bounded by a message count and a timeout. BENCH_STEPS=1,2 runs a subset; BENCH_PROFILE=<dir> runs
+ * the gateway processes with --cpu-prof into <dir>; BENCH_SCALE=0.5 shrinks the counts.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
+import { Upload } from '@aws-sdk/lib-storage';
+import { freePort } from '../support/ports.js';
+import { waitForPort } from '../support/process.js';
+import { startMoto, type Moto } from '../support/moto.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
+const SCALE = Number(process.env.BENCH_SCALE ?? 1);
+const STEPS = new Set((process.env.BENCH_STEPS ?? '1,2,3,4').split(',').map((s) => s.trim()));
+const PROFILE_DIR = process.env.BENCH_PROFILE;
+const n = (x: number) => Math.max(100, Math.round(x * SCALE));
+
+const SIZE = 10 * 1024;
+const SESSIONS = 20;
+const CONCURRENCY = 8;
+const BIG = 40 * 1024 * 1024 - 64 * 1024; // "40 MB": under the 40 MiB limit with room for the headers
+const BIG_CLIENTS = 8;
+const REGION = 'us-east-1';
+const ACCOUNT = '123456789012';
+const FROM = 'bench@origin.example';
+const RCPT = 'user@example.com';
+
+const log = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------------------------
+// Processes
+
+interface Proc {
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+function spawnLogged(cmd: string, args: string[], env: NodeJS.ProcessEnv, logFile: string): Proc {
+  const fd = openSync(logFile, 'a');
+  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env });
+  closeSync(fd);
+  return {
+    child,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.once('exit', () => (clearTimeout(kill), resolve()));
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** Runs a command to completion within timeoutMs (killed after); resolves with exit code and output. */
+function runBounded(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; out: string; timedOut: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+    child.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+    const t = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, out, timedOut });
+    });
+  });
+}
+
+interface RateResult {
+  label: string;
+  count: number;
+  seconds: number;
+  rate: number;
+  ok: boolean;
+  note?: string;
+}
+
+/** smtp-source: 20 sessions, 10 KB payload; `reuse` = one connection per session for all its messages (-d). */
+async function smtpSource(label: string, port: number, count: number, reuse: boolean, timeoutMs: number): Promise<RateResult> {
+  const args = ['-s', String(SESSIONS), '-l', String(SIZE), '-m', String(count), ...(reuse ? ['-d'] : []), '-M', 'client.bench.test', '-f', FROM, '-t', RCPT, `127.0.0.1:${port}`];
+  const t = performance.now();
+  const r = await runBounded('smtp-source', args, timeoutMs);
+  const seconds = (performance.now() - t) / 1000;
+  const ok = r.code === 0 && !r.timedOut;
+  const res: RateResult = { label, count, seconds, rate: count / seconds, ok };
+  if (!ok) res.note = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : `exit ${r.code}: ${r.out.trim().split('\n').slice(-2).join(' | ')}`;
+  log(`${label}: ${count} in ${seconds.toFixed(2)} s = ${res.rate.toFixed(0)}/s${ok ? '' : ` (${res.note})`}`);
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A small SMTP client that measures end of DATA → 250
+
+class Conn {
+  private buf = '';
+  private readonly waiters: Array<(r: { text: string; at: number }) => void> = [];
+  private readonly ready: Array<{ text: string; at: number }> = [];
+  closed = false;
+
+  private constructor(readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => {
+      const at = performance.now();
+      this.buf += d.toString('latin1');
+      for (;;) {
+        const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(this.buf);
+        if (!m) break;
+        this.buf = this.buf.slice(m[0].length);
+        const r = { text: m[0].trimEnd(), at };
+        const w = this.waiters.shift();
+        if (w) w(r);
+        else this.ready.push(r);
+      }
+    });
+    const fail = () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w({ text: '000 closed', at: performance.now() });
+    };
+    socket.on('close', fail);
+    socket.on('error', fail);
+  }
+
+  static async open(port: number): Promise<{ conn: Conn; greetingMs: number }> {
+    const t = performance.now();
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const conn = new Conn(socket);
+    const g = await conn.reply();
+    if (!g.text.startsWith('220')) throw new Error(`greeting: ${g.text}`);
+    const greetingMs = g.at - t;
+    const e = await conn.command('EHLO client.bench.test');
+    if (!e.text.startsWith('250')) throw new Error(`EHLO: ${e.text}`);
+    return { conn, greetingMs };
+  }
+
+  reply(): Promise<{ text: string; at: number }> {
+    const r = this.ready.shift();
+    if (r) return Promise.resolve(r);
+    if (this.closed) return Promise.resolve({ text: '000 closed', at: performance.now() });
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  command(line: string): Promise<{ text: string; at: number }> {
+    this.socket.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  /** One transaction (MAIL, RCPT, DATA pipelined); resolves with end-of-DATA → 250 in ms, or throws. */
+  async send(body: Buffer | ((s: Socket) => Promise<void>)): Promise<number> {
+    this.socket.write(`MAIL FROM:<${FROM}>\r\nRCPT TO:<${RCPT}>\r\nDATA\r\n`);
+    const [m, r, d] = [await this.reply(), await this.reply(), await this.reply()];
+    if (!m.text.startsWith('250') || !r.text.startsWith('250') || !d.text.startsWith('354')) throw new Error(`envelope: ${m.text} / ${r.text} / ${d.text}`);
+    let t: number;
+    if (Buffer.isBuffer(body)) {
+      this.socket.write(body);
+      t = performance.now();
+    } else {
+      await body(this.socket);
+      t = performance.now();
+    }
+    const a = await this.reply();
+    if (!a.text.startsWith('250')) throw new Error(`after DATA: ${a.text}`);
+    return a.at - t;
+  }
+
+  close(): void {
+    this.socket.end('QUIT\r\n');
+    this.socket.destroy();
+  }
+}
+
+/** A message of `payload` bytes after a few headers, CRLF lines of 78, ending with the terminating dot. */
+function makeMessage(payload: number, i = 0): Buffer {
+  const head = `From: <${FROM}>\r\nTo: <${RCPT}>\r\nSubject: bench ${i}\r\nMessage-ID: <${i}.${Date.now()}@origin.example>\r\n\r\n`;
+  const line = 'La de da de da 1 La de da de da 2 La de da de da 3 La de da de da 4 La de da de\r\n';
+  const lines = line.repeat(Math.ceil(payload / line.length)).slice(0, payload - 2) + '\r\n';
+  return Buffer.from(`${head}${lines}.\r\n`, 'latin1');
+}
+
+interface LoadResult {
+  sent: number;
+  failed: number;
+  seconds: number;
+  rate: number;
+  p50: number;
+  p99: number;
+  max: number;
+  firstError?: string;
+}
+
+const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN);
+
+/** `sessions` connections send `count` 10 KB messages; with `rate`, messages start on an even schedule (open loop). */
+async function smtpLoad(port: number, count: number, opts: { sessions?: number; rate?: number; timeoutMs: number }): Promise<LoadResult> {
+  const sessions = opts.sessions ?? SESSIONS;
+  const msg = makeMessage(SIZE);
+  const lat: number[] = [];
+  let next = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const deadline = performance.now() + opts.timeoutMs;
+  const start = performance.now();
+  const worker = async () => {
+    let c: Conn | undefined;
+    for (;;) {
+      const i = next++;
+      if (i >= count || performance.now() > deadline) break;
+      if (opts.rate) {
+        const due = start + (i * 1000) / opts.rate;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+      }
+      try {
+        c ??= (await Conn.open(port)).conn;
+        lat.push(await c.send(msg));
+      } catch (err) {
+        failed++;
+        firstError ??= (err as Error).message;
+        c?.close();
+        c = undefined;
+      }
+    }
+    c?.close();
+  };
+  await Promise.all(Array.from({ length: sessions }, worker));
+  const seconds = (performance.now() - start) / 1000;
+  lat.sort((a, b) => a - b);
+  return { sent: lat.length, failed, seconds, rate: lat.length / seconds, p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] ?? NaN, ...(firstError ? { firstError } : {}) };
+}
+
+/** `clients` connections each send one message of `bytes`, streamed in 64 KiB writes that respect backpressure. */
+async function bigLoad(port: number, clients: number, bytes: number): Promise<{ ok: number; seconds: number; errors: string[] }> {
+  const line = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKLMN\r\n', 'latin1');
+  const chunk = Buffer.alloc(64 * 1024 - ((64 * 1024) % line.length));
+  for (let o = 0; o < chunk.length; o += line.length) line.copy(chunk, o);
+  const head = Buffer.from(`From: <${FROM}>\r\nTo: <${RCPT}>\r\nSubject: big\r\n\r\n`, 'latin1');
+  const writeAll = async (s: Socket) => {
+    const write = (b: Buffer) => (s.write(b) ? Promise.resolve() : new Promise<void>((r) => s.once('drain', () => r())));
+    await write(head);
+    let left = bytes - head.length;
+    while (left > 0) {
+      const c = left >= chunk.length ? chunk : chunk.subarray(0, left - (left % line.length));
+      if (c.length === 0) break;
+      await write(c);
+      left -= c.length;
+    }
+    await write(Buffer.from('.\r\n'));
+  };
+  const errors: string[] = [];
+  let ok = 0;
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      try {
+        const { conn } = await Conn.open(port);
+        await conn.send(writeAll);
+        ok++;
+        conn.close();
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }),
+  );
+  return { ok, seconds: (performance.now() - t) / 1000, errors };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The gateway under test
+
+interface Gateway {
+  proc: Proc;
+  port: number;
+  spoolDir: string;
+  stop(): Promise<void>;
+}
+
+async function startGatewayProc(
+  command: 'smtp' | 'gateway',
+  work: string,
+  name: string,
+  redis: RedisServer,
+  rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string },
+  awsEnv: Record<string, string>,
+): Promise<Gateway> {
+  const port = await freePort();
+  const spoolDir = join(work, `spool-${name}`);
+  const config = {
+    region: REGION,
+    accountId: ACCOUNT,
+    ruleSetName: 'bench',
+    rules: [{ name: 'all', recipients: ['example.com'], s3Action: { objectKeyPrefix: 'in/', ...rule } }],
+    gateway: {
+      hostname: 'mx.bench.test',
+      spoolDir,
+      // reverseDns: false is the documented option for gateways behind a relay/LB (no PTR worth looking up).
+      smtp: { port, reverseDns: false, maxConnections: 200 },
+      redis: { url: redis.url, prefix: `bench-${name}` },
+      worker: { concurrency: CONCURRENCY },
+    },
+  };
+  const file = join(work, `${name}.json`);
+  await writeFile(file, JSON.stringify(config));
+  const execArgv = PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', `${name}.cpuprofile`] : [];
+  const env = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', ...awsEnv };
+  const proc = spawnLogged(process.execPath, [...execArgv, MAILROOM, command, '--config', file], env, join(work, `${name}.log`));
+  try {
+    await waitForPort(port, 60_000, proc.child);
+  } catch (err) {
+    await proc.stop();
+    throw new Error(`${(err as Error).message}\n${(await readFile(join(work, `${name}.log`), 'utf8')).slice(-3000)}`);
+  }
+  return { proc, port, spoolDir, stop: () => proc.stop() };
+}
+
+async function spooled(gw: Gateway): Promise<number> {
+  return (await readdir(join(gw.spoolDir, 'messages'))).length;
+}
+
+/** Waits until the spool is empty (every message delivered and released); false on timeout. */
+async function drained(gw: Gateway, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if ((await spooled(gw)) === 0) return true;
+    await sleep(20);
+  }
+  return false;
+}
+
+async function vm(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
+  const s = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
+  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+}
+
+/** SMTP → spool → S3 (+KMS) → SNS for `count` messages, until the spool is empty. */
+async function endToEnd(label: string, work: string, redis: RedisServer, rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string }, awsEnv: Record<string, string>, count: number, timeoutMs: number): Promise<RateResult> {
+  const gw = await startGatewayProc('gateway', work, label, redis, rule, awsEnv);
+  try {
+    await smtpSource(`${label} warm-up`, gw.port, 200, true, 60_000);
+    if (!(await drained(gw, 60_000))) throw new Error(`${label}: warm-up did not drain`);
+    const t = performance.now();
+    const src = await smtpSource(`${label} smtp part`, gw.port, count, true, timeoutMs);
+    const ok = src.ok && (await drained(gw, Math.max(1000, timeoutMs - (performance.now() - t))));
+    const seconds = (performance.now() - t) / 1000;
+    const r: RateResult = { label, count, seconds, rate: count / seconds, ok };
+    if (!ok) r.note = src.ok ? `${await spooled(gw)} still spooled at the timeout` : src.note!;
+    log(`${label}: ${count} delivered in ${seconds.toFixed(2)} s = ${r.rate.toFixed(0)}/s${ok ? '' : ` (${r.note})`}`);
+    return r;
+  } finally {
+    await gw.stop();
+  }
+}
+
+/** Plain lib-storage uploads of same-sized bodies at the worker concurrency: the yardstick for step 3. */
+async function plainUploads(label: string, endpoint: string, bucket: string, count: number, bytes: number, timeoutMs: number): Promise<RateResult> {
+  const s3 = new S3Client({ region: REGION, endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  const body = Buffer.alloc(bytes, 'a');
+  const one = (i: number) => new Upload({ client: s3, params: { Bucket: bucket, Key: `plain/${i}`, Body: body, ContentType: 'application/octet-stream' } }).done();
+  for (let i = 0; i < 50; i++) await one(-i - 1); // warm-up: connections, credentials
+  let next = 0;
+  let failed = 0;
+  const deadline = performance.now() + timeoutMs;
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let i = next++; i < count && performance.now() < deadline; i = next++) await one(i).catch(() => failed++);
+    }),
+  );
+  const seconds = (performance.now() - t) / 1000;
+  s3.destroy();
+  const done = Math.min(next, count) - failed;
+  const r: RateResult = { label, count: done, seconds, rate: done / seconds, ok: failed === 0 && done === count };
+  if (!r.ok) r.note = `${failed} failed, ${done}/${count} done`;
+  log(`${label}: ${done} in ${seconds.toFixed(2)} s = ${r.rate.toFixed(0)}/s${r.ok ? '' : ` (${r.note})`}`);
+  return r;
+}
+
+async function startSinkProc(work: string): Promise<{ endpoint: string; proc: Proc; stats(): Promise<Record<string, number>> }> {
+  const port = await freePort();
+  const proc = spawnLogged(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(import.meta.dirname, 's3-sink.ts'), String(port)], process.env, join(work, 'sink.log'));
+  await waitForPort(port, 30_000, proc.child);
+  const endpoint = `http://127.0.0.1:${port}`;
+  return { endpoint, proc, stats: async () => (await (await fetch(`${endpoint}/__stats`)).json()) as Record<string, number> };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+interface Row {
+  what: string;
+  figure: string;
+  ratio?: string;
+  target?: string;
+  verdict?: 'met' | 'MISSED';
+}
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'mailroom-gwbench-'));
+  const rows: Row[] = [];
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const started = new Date();
+  try {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+
+    // 1. smtp-sink
+    let sinkReuse: RateResult | undefined;
+    if (STEPS.has('1')) {
+      const port = await freePort();
+      const args = process.getuid?.() === 0 ? ['-u', 'nobody'] : [];
+      const sink = spawnLogged('/usr/sbin/smtp-sink', [...args, `127.0.0.1:${port}`, '256'], process.env, join(work, 'smtp-sink.log'));
+      cleanups.push(() => sink.stop());
+      await waitForPort(port, 10_000, sink.child);
+      await smtpSource('smtp-sink warm-up', port, 1000, true, 30_000);
+      sinkReuse = await smtpSource('smtp-sink, reuse', port, n(20_000), true, 60_000);
+      const sinkNew = await smtpSource('smtp-sink, connection per message', port, n(5_000), false, 60_000);
+      await sink.stop();
+      rows.push({ what: 'smtp-sink accept, reuse (smtp-source -d)', figure: `${sinkReuse.rate.toFixed(0)} msg/s` });
+      rows.push({ what: 'smtp-sink accept, connection per message', figure: `${sinkNew.rate.toFixed(0)} msg/s` });
+    }
+
+    // 2. durable accept
+    if (STEPS.has('2')) {
+      const gw = await startGatewayProc('smtp', work, 'accept', redis, { bucketName: 'bench' }, {});
+      try {
+        await smtpSource('gateway warm-up', gw.port, 1000, true, 60_000);
+        const reuse = await smtpSource('gateway durable accept, reuse', gw.port, n(10_000), true, 90_000);
+        const fresh = await smtpSource('gateway durable accept, connection per message', gw.port, n(1_000), false, 60_000);
+        const closed = await smtpLoad(gw.port, n(5_000), { timeoutMs: 60_000 });
+        log(`closed loop: ${closed.rate.toFixed(0)}/s p50 ${closed.p50.toFixed(2)} p99 ${closed.p99.toFixed(2)} ms, failed ${closed.failed} ${closed.firstError ?? ''}`);
+        const max = reuse.ok ? reuse.rate : closed.rate;
+        const half = await smtpLoad(gw.port, Math.max(500, Math.round(max * 0.5 * 8 * SCALE)), { rate: max / 2, timeoutMs: 30_000 });
+        log(`half rate (${(max / 2).toFixed(0)}/s): ${half.rate.toFixed(0)}/s p50 ${half.p50.toFixed(2)} p99 ${half.p99.toFixed(2)} ms, failed ${half.failed}`);
+        const spool = await spooled(gw);
+        rows.push({ what: 'gateway durable accept, reuse', figure: `${reuse.rate.toFixed(0)} msg/s${reuse.ok ? '' : ` (${reuse.note})`}`, target: '≥ 3000 msg/s', verdict: reuse.ok && reuse.rate >= 3000 ? 'met' : 'MISSED' });
+        if (sinkReuse) {
+          const ratio = reuse.rate / sinkReuse.rate;
+          rows.push({ what: 'gateway / smtp-sink, reuse', figure: '', ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.35×', verdict: reuse.ok && ratio >= 0.35 ? 'met' : 'MISSED' });
+        }
+        rows.push({ what: 'gateway durable accept, connection per message', figure: `${fresh.rate.toFixed(0)} msg/s${fresh.ok ? '' : ` (${fresh.note})`}` });
+        rows.push({ what: `end of DATA → 250, full speed (${closed.rate.toFixed(0)} msg/s, 20 sessions)`, figure: `p50 ${closed.p50.toFixed(2)} ms, p99 ${closed.p99.toFixed(2)} ms` });
+        rows.push({
+          what: `end of DATA → 250 at half max (${(max / 2).toFixed(0)} msg/s offered, ${half.rate.toFixed(0)} done)`,
+          figure: `p50 ${half.p50.toFixed(2)} ms, p99 ${half.p99.toFixed(2)} ms`,
+          target: 'p99 ≤ 10 ms',
+          verdict: half.failed === 0 && half.p99 <= 10 ? 'met' : 'MISSED',
+        });
+        log(`spooled after step 2: ${spool}`);
+      } finally {
+        await gw.stop();
+      }
+    }
+
+    // 3. end to end
+    if (STEPS.has('3')) {
+      const stored = makeMessage(SIZE).length - 3 + 600; // DATA + SES header block (≈ 600 bytes here) + the GCM tag
+      const sink = await startSinkProc(work);
+      cleanups.push(() => sink.proc.stop());
+      const sinkEnv = { AWS_ENDPOINT_URL: sink.endpoint };
+      const sinkRule = { bucketName: 'bench', kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`, topicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:bench` };
+      const plainSink = await plainUploads('plain uploads → sink', sink.endpoint, 'bench', n(5_000), stored, 60_000);
+      const e2eSink = await endToEnd('e2e-sink', work, redis, sinkRule, sinkEnv, n(5_000), 120_000);
+      const st = await sink.stats();
+      log(`sink stats: ${JSON.stringify(st)}`);
+
+      let moto: Moto | undefined;
+      try {
+        moto = await startMoto();
+      } catch (err) {
+        log(`moto unavailable: ${(err as Error).message}`);
+      }
+      let plainMoto: RateResult | undefined;
+      let e2eMoto: RateResult | undefined;
+      if (moto) {
+        cleanups.push(() => moto.stop());
+        const cfg = { region: REGION, endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
+        const s3 = new S3Client({ ...cfg, forcePathStyle: true });
+        await s3.send(new CreateBucketCommand({ Bucket: 'bench' }));
+        const keyArn = (await new KMSClient(cfg).send(new CreateKeyCommand({ Description: 'bench' }))).KeyMetadata!.Arn!;
+        const topicArn = (await new SNSClient(cfg).send(new CreateTopicCommand({ Name: 'bench' }))).TopicArn!;
+        s3.destroy();
+        plainMoto = await plainUploads('plain uploads → moto', moto.endpoint, 'bench', n(1_500), stored, 60_000);
+        e2eMoto = await endToEnd('e2e-moto', work, redis, { bucketName: 'bench', kmsKeyArn: keyArn, topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000);
+      }
+      const e2eRow = (label: string, e2e: RateResult, plain: RateResult) => {
+        const ratio = e2e.rate / plain.rate;
+        rows.push({ what: `plain lib-storage uploads → ${label} (${CONCURRENCY} in flight)`, figure: `${plain.rate.toFixed(0)} msg/s${plain.ok ? '' : ` (${plain.note})`}` });
+        rows.push({ what: `end to end SMTP → S3+KMS → SNS, ${label}`, figure: `${e2e.rate.toFixed(0)} msg/s${e2e.ok ? '' : ` (${e2e.note})`}`, ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.8× plain', verdict: e2e.ok && plain.ok && ratio >= 0.8 ? 'met' : 'MISSED' });
+      };
+      if (e2eMoto && plainMoto) e2eRow('moto', e2eMoto, plainMoto);
+      e2eRow('local sink', e2eSink, plainSink);
+    }
+
+    // 4. peak RSS with 8 × 40 MB
+    if (STEPS.has('4')) {
+      const sink = await startSinkProc(work);
+      cleanups.push(() => sink.proc.stop());
+      const rule = { bucketName: 'bench', kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`, topicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:bench` };
+      const gw = await startGatewayProc('gateway', work, 'big', redis, rule, { AWS_ENDPOINT_URL: sink.endpoint });
+      try {
+        await smtpSource('big warm-up', gw.port, 50, true, 30_000);
+        await drained(gw, 30_000);
+        const before = await vm(gw.proc.child.pid!);
+        const big = await bigLoad(gw.port, BIG_CLIENTS, BIG);
+        const ok = big.ok === BIG_CLIENTS && (await drained(gw, 120_000));
+        const after = await vm(gw.proc.child.pid!);
+        const st = await sink.stats();
+        log(`big: ${big.ok}/${BIG_CLIENTS} accepted in ${big.seconds.toFixed(1)} s, delivered ${ok}, RSS before ${before.rssMb.toFixed(0)} MB, peak ${after.hwmMb.toFixed(0)} MB; sink ${JSON.stringify(st)} ${big.errors.join('; ')}`);
+        rows.push({
+          what: `peak RSS, ${BIG_CLIENTS} clients × 40 MB at once (idle RSS ${before.rssMb.toFixed(0)} MB)`,
+          figure: `${after.hwmMb.toFixed(0)} MB${ok ? '' : ' (not all delivered)'}`,
+          target: '≤ 256 MB',
+          verdict: ok && after.hwmMb <= 256 ? 'met' : 'MISSED',
+        });
+      } finally {
+        await gw.stop();
+      }
+    }
+
+    const cpu = cpus();
+    console.log(`gateway benchmark — ${started.toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}, 10 KB messages, 20 sessions, loopback`);
+    const w = [Math.max(...rows.map((r) => r.what.length)), Math.max(8, ...rows.map((r) => r.figure.length)), 8, 14];
+    console.log(`${'measure'.padEnd(w[0]!)}  ${'figure'.padEnd(w[1]!)}  ${'ratio'.padEnd(w[2]!)}  ${'target'.padEnd(w[3]!)}  verdict`);
+    for (const r of rows) console.log(`${r.what.padEnd(w[0]!)}  ${r.figure.padEnd(w[1]!)}  ${(r.ratio ?? '').padEnd(w[2]!)}  ${(r.target ?? '').padEnd(w[3]!)}  ${r.verdict ?? ''}`);
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    if (!process.env.BENCH_KEEP) await rm(work, { recursive: true, force: true });
+    else log(`kept ${work}`);
+  }
+}
+
+await main();
+process.exit(0);

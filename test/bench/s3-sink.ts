@@ -1,0 +1,138 @@
+/**
+ * A minimal local AWS sink for benchmarks: answers just enough of S3 (PutObject, CreateMultipartUpload, UploadPart,
+ * CompleteMultipartUpload, AbortMultipartUpload), KMS (GenerateDataKey) and SNS (Publish) for the SDK to be
+ * satisfied, and discards every body. It stores nothing and checks no signatures: it exists to show what the
+ * gateway itself costs when the storage behind it costs (almost) nothing.
+ *
+ * Run as its own process (so its CPU is not the measured process's): `tsx test/bench/s3-sink.ts [port]`; it prints
+ * `listening <port>` and serves `GET /__stats` (JSON counters) and `POST /__reset`.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface SinkStats {
+  puts: number;
+  multipartCompleted: number;
+  parts: number;
+  bytes: number;
+  dataKeys: number;
+  publishes: number;
+  other: number;
+}
+
+const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, other: 0 };
+
+/** Reads and drops a body; resolves with its length (and its text when asked, for the small KMS/SNS requests). */
+function drain(req: IncomingMessage, keepText = false): Promise<{ length: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    let length = 0;
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      length += c.length;
+      if (keepText) parts.push(c);
+    });
+    req.on('end', () => resolve({ length, text: keepText ? Buffer.concat(parts).toString('utf8') : '' }));
+    req.on('error', reject);
+  });
+}
+
+const etag = () => `"${createHash('md5').update(randomBytes(8)).digest('hex')}"`;
+
+function xml(res: ServerResponse, body: string): void {
+  res.writeHead(200, { 'content-type': 'application/xml', 'x-amz-request-id': 'sink' });
+  res.end(`<?xml version="1.0" encoding="UTF-8"?>\n${body}`);
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://sink');
+  const q = url.searchParams;
+  if (url.pathname === '/__stats') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return void res.end(JSON.stringify(stats));
+  }
+  if (url.pathname === '/__reset') {
+    for (const k of Object.keys(stats) as Array<keyof SinkStats>) stats[k] = 0;
+    res.writeHead(204);
+    return void res.end();
+  }
+  const target = req.headers['x-amz-target'];
+  if (req.method === 'POST' && url.pathname === '/' && typeof target === 'string') {
+    // KMS (JSON 1.1 protocol).
+    await drain(req, true);
+    if (target.endsWith('.GenerateDataKey')) {
+      stats.dataKeys++;
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+      return void res.end(JSON.stringify({ KeyId: 'arn:aws:kms:us-east-1:123456789012:key/sink', Plaintext: randomBytes(32).toString('base64'), CiphertextBlob: randomBytes(184).toString('base64') }));
+    }
+    stats.other++;
+    res.writeHead(400, { 'content-type': 'application/x-amz-json-1.1' });
+    return void res.end(JSON.stringify({ __type: 'UnsupportedOperation', message: `sink does not answer ${target}` }));
+  }
+  if (req.method === 'POST' && url.pathname === '/') {
+    // SNS (query protocol).
+    const { text } = await drain(req, true);
+    const action = new URLSearchParams(text).get('Action');
+    if (action === 'Publish') {
+      stats.publishes++;
+      return xml(res, `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>${randomUUID()}</MessageId></PublishResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></PublishResponse>`);
+    }
+    stats.other++;
+    res.writeHead(400, { 'content-type': 'text/xml' });
+    return void res.end(`<ErrorResponse><Error><Code>InvalidAction</Code><Message>sink does not answer ${action}</Message></Error></ErrorResponse>`);
+  }
+  // S3, path style: /<bucket>/<key>
+  const [, bucket = '', ...keyParts] = url.pathname.split('/');
+  const key = decodeURIComponent(keyParts.join('/'));
+  if (req.method === 'PUT' && q.has('uploadId') && q.has('partNumber')) {
+    const { length } = await drain(req);
+    stats.parts++;
+    stats.bytes += length;
+    res.writeHead(200, { etag: etag() });
+    return void res.end();
+  }
+  if (req.method === 'PUT' && key) {
+    const { length } = await drain(req);
+    stats.puts++;
+    stats.bytes += length;
+    res.writeHead(200, { etag: etag() });
+    return void res.end();
+  }
+  if (req.method === 'POST' && q.has('uploads')) {
+    await drain(req);
+    return xml(res, `<InitiateMultipartUploadResult><Bucket>${bucket}</Bucket><Key>${key}</Key><UploadId>${randomUUID()}</UploadId></InitiateMultipartUploadResult>`);
+  }
+  if (req.method === 'POST' && q.has('uploadId')) {
+    await drain(req);
+    stats.multipartCompleted++;
+    return xml(res, `<CompleteMultipartUploadResult><Location>http://sink/${bucket}/${key}</Location><Bucket>${bucket}</Bucket><Key>${key}</Key><ETag>${etag().replace(/"/g, '&quot;')}</ETag></CompleteMultipartUploadResult>`);
+  }
+  if (req.method === 'DELETE' && q.has('uploadId')) {
+    await drain(req);
+    res.writeHead(204);
+    return void res.end();
+  }
+  await drain(req);
+  stats.other++;
+  res.writeHead(200);
+  res.end();
+}
+
+export function startSink(port = 0): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+    handle(req, res).catch((err: Error) => {
+      res.writeHead(500);
+      res.end(err.message);
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(port, '127.0.0.1', () => {
+      resolve({ port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) });
+    });
+  });
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  const { port } = await startSink(Number(process.argv[2] ?? 0));
+  process.stdout.write(`listening ${port}\n`);
+}
