@@ -1,6 +1,12 @@
 import type { AddressInfo } from 'node:net';
+import { NodeIdError, NodeRegistry, nodePrefix, resolveNodeId } from './cluster/node.js';
 import type { Logger } from './log.js';
+import { ReadinessCheck } from './observability/health.js';
+import { OpsHttpServer } from './observability/http.js';
+import { GatewayMetrics } from './observability/metrics.js';
+import { QueueDepthSampler, SpoolSampler } from './observability/samplers.js';
 import { Enqueuer } from './queue/enqueue.js';
+import { redactRedisUrl } from './queue/redis.js';
 import type { GatewayRuntime } from './settings.js';
 import { SmtpFront } from './smtp/server.js';
 import { SpoolRecovery } from './spool/recovery.js';
@@ -20,6 +26,12 @@ export interface RunningGateway {
   workers?: DeliveryWorkers;
   recovery?: SpoolRecovery;
   spool: Spool;
+  /** This node's id and the BullMQ prefix of its queues (see cluster/node.ts). */
+  nodeId: string;
+  queuePrefix: string;
+  metrics: GatewayMetrics;
+  /** Where /metrics, /healthz and /readyz are served, when `gateway.http` is set. */
+  httpAddress?: AddressInfo;
   /** SIGTERM semantics: stop accepting, finish DATA in flight, give deliveries their shutdown timeout. */
   stop(): Promise<void>;
 }
@@ -27,26 +39,68 @@ export interface RunningGateway {
 /** How long start-up waits for Redis before refusing to run (an MX answering 451 to everything helps nobody). */
 const REDIS_STARTUP_TIMEOUT_MS = 10_000;
 
-export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, log: Logger): Promise<RunningGateway> {
-  const { settings } = runtime;
+export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
+  const { settings, config } = runtime;
   const spool = new Spool(settings.spoolDir);
   // Only the accepting process may drop partial files: a separate worker process must not touch incoming/.
   await spool.init({ clearIncoming: parts.smtp });
-  const running: RunningGateway = { spool, stop: async () => undefined };
+  const nodeId = await resolveNodeId(settings.spoolDir, settings.nodeId, async () => (await spool.list()).length);
+  const queuePrefix = nodePrefix(settings.redis.prefix, nodeId);
+  const log = baseLog.child({ node: nodeId });
+  const metrics = new GatewayMetrics(nodeId);
+  let draining = false;
+  const running: RunningGateway = { spool, nodeId, queuePrefix, metrics, stop: async () => undefined };
   let enqueuer: Enqueuer | undefined;
+  let registry: NodeRegistry | undefined;
+  let http: OpsHttpServer | undefined;
+  let readiness: ReadinessCheck | undefined;
+  let depth: QueueDepthSampler | undefined;
 
   try {
+    if (settings.http) {
+      // First, so /healthz answers (and /readyz says why not) while the rest waits for Redis.
+      const buckets = new Map<string, { bucket: string; region: string }>();
+      for (const r of config.rules.filter((r) => r.enabled)) {
+        const region = r.s3Action.bucketRegion ?? config.region;
+        buckets.set(`${region}/${r.s3Action.bucketName}`, { bucket: r.s3Action.bucketName, region });
+      }
+      readiness = new ReadinessCheck({
+        redisUrl: settings.redis.url,
+        spoolDir: settings.spoolDir,
+        buckets: [...buckets.values()],
+        timeoutMs: settings.http.checkTimeoutMs,
+        cacheMs: settings.http.readyCacheMs,
+        draining: () => draining,
+      });
+      const d = (depth = new QueueDepthSampler(settings.redis.url, queuePrefix, settings.http.checkTimeoutMs));
+      const spoolSampler = new SpoolSampler(spool);
+      metrics.registry.collect(() => d.sample(metrics));
+      metrics.registry.collect(() => spoolSampler.sample(metrics));
+      metrics.registry.collect(async () => metrics.connections.set({}, running.smtp?.server.connections.size ?? 0));
+      http = new OpsHttpServer({ registry: metrics.registry, readiness, log });
+      running.httpAddress = await http.listen(settings.http.host, settings.http.port);
+    }
     if (parts.smtp) {
       enqueuer = new Enqueuer(
         {
           redisUrl: settings.redis.url,
-          prefix: settings.redis.prefix,
+          prefix: queuePrefix,
           timeoutMs: settings.redis.enqueueTimeoutMs,
           policy: { attempts: settings.worker.attempts, backoffBaseMs: settings.worker.backoffBaseMs, keepCompleted: settings.worker.keepCompleted },
         },
         log,
       );
       await enqueuer.ready(REDIS_STARTUP_TIMEOUT_MS);
+    }
+    registry = new NodeRegistry({ redisUrl: settings.redis.url, prefix: settings.redis.prefix, nodeId, spoolDir: settings.spoolDir }, log);
+    try {
+      await registry.claim(REDIS_STARTUP_TIMEOUT_MS);
+    } catch (err) {
+      if (err instanceof NodeIdError) throw err;
+      throw new Error(`cannot reach Redis at ${redactRedisUrl(settings.redis.url)} (${(err as Error).message}): start redis-server, or point --redis-url / REDIS_URL at one`);
+    }
+    log.info({ queuePrefix, spool: settings.spoolDir }, 'node registered');
+    if (parts.smtp && enqueuer) {
       const inFlight = new Set<string>();
       const recovery = new SpoolRecovery(spool, enqueuer, inFlight, log);
       const first = await recovery.run();
@@ -54,12 +108,12 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       enqueuer.onReady(() => void recovery.run().catch((err: Error) => log.warn({ err: err.message }, 'spool recovery after reconnect failed; the periodic pass will retry')));
       recovery.start(settings.worker.recoveryIntervalMs);
       running.recovery = recovery;
-      const smtp = new SmtpFront({ runtime, spool, enqueuer, inFlight, log });
+      const smtp = new SmtpFront({ runtime, spool, enqueuer, inFlight, log, metrics });
       running.smtpAddress = await smtp.listen();
       running.smtp = smtp;
     }
     if (parts.workers) {
-      const workers = new DeliveryWorkers(runtime, spool, log);
+      const workers = new DeliveryWorkers(runtime, spool, log, { prefix: queuePrefix, metrics });
       workers.start();
       running.workers = workers;
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started');
@@ -67,18 +121,28 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   } catch (err) {
     await running.smtp?.stop().catch(() => undefined);
     running.recovery?.stop();
+    await running.workers?.stop().catch(() => undefined);
     await enqueuer?.close();
+    await registry?.close();
+    await http?.close();
+    readiness?.close();
+    await depth?.close();
     throw err;
   }
 
   let stopping: Promise<void> | undefined;
   running.stop = () =>
     (stopping ??= (async () => {
+      draining = true;
       log.info('shutting down: no new connections, finishing messages in flight');
       await running.smtp?.stop();
       running.recovery?.stop();
       await running.workers?.stop();
       await enqueuer?.close();
+      await registry?.close();
+      await http?.close();
+      readiness?.close();
+      await depth?.close();
       log.info('stopped');
     })());
   return running;

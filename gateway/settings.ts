@@ -16,6 +16,8 @@ export interface GatewayOverrides {
   redisUrl?: string | undefined;
   concurrency?: string | undefined;
   hostname?: string | undefined;
+  nodeId?: string | undefined;
+  httpPort?: string | undefined;
 }
 
 /** flag name → [override key, environment variable, description]. */
@@ -27,6 +29,8 @@ export const GATEWAY_FLAGS = {
   'redis-url': ['redisUrl', 'REDIS_URL', 'Redis URL (gateway.redis.url)'],
   concurrency: ['concurrency', 'MAILROOM_CONCURRENCY', 'deliveries in flight (gateway.worker.concurrency)'],
   hostname: ['hostname', 'MAILROOM_HOSTNAME', 'own host name for the greeting and Received (gateway.hostname)'],
+  'node-id': ['nodeId', 'MAILROOM_NODE_ID', 'names this node\'s spool and queues (gateway.nodeId)'],
+  'http-port': ['httpPort', 'MAILROOM_HTTP_PORT', 'serve /metrics, /healthz, /readyz on this port (gateway.http.port)'],
 } as const satisfies Record<string, [keyof GatewayOverrides, string, string]>;
 
 export type GatewayFlag = keyof typeof GATEWAY_FLAGS;
@@ -85,6 +89,8 @@ export function resolveRuntime(loaded: LoadedConfig, overrides: GatewayOverrides
   }
   if (overrides.concurrency !== undefined) section('worker').concurrency = intFlag('concurrency', overrides.concurrency, 1, 10_000, 'give the number of deliveries in flight, e.g. 8');
   if (overrides.hostname !== undefined) input.hostname = overrides.hostname;
+  if (overrides.nodeId !== undefined) input.nodeId = overrides.nodeId;
+  if (overrides.httpPort !== undefined) section('http').port = intFlag('http-port', overrides.httpPort, 0, 65535, 'give a port number, e.g. 9464 (0 picks a free port)');
 
   const parsed = GatewaySettingsSchema.safeParse(input);
   if (!parsed.success) {

@@ -8,14 +8,17 @@ import { UsageError, type Command } from '../command.js';
 export const queue: Command = {
   name: 'queue',
   summary: 'show delivery counts; list and retry failed deliveries',
-  usage: `usage: mailroom queue [--config <file>] [--redis-url <url>] [--json]
+  usage: `usage: mailroom queue [--config <file>] [--redis-url <url>] [--node <id>] [--json]
        mailroom queue failed [--limit N] [...]
        mailroom queue retry [<job-id> ...] [...]
 
 (no subcommand)  counts of deliveries by state (waiting, active, delayed, failed, completed) and how many messages
-                 still hold a spool file
-failed           the failed deliveries: job id (<messageId>.<rule>), attempts, last error
-retry            moves failed deliveries (all, or the given job ids) back to waiting with a fresh attempt budget
+                 still hold a spool file: in total and per gateway node (with whether it is up, stopped, or silent
+                 — a node that stopped beating; its messages wait in its spool until it comes back)
+failed           the failed deliveries: job id (<messageId>.<rule>), node, attempts, last error
+retry            moves failed deliveries (all, or the given job ids) back to waiting with a fresh attempt budget;
+                 each is delivered by the node whose spool holds the message
+--node <id>      only that node
 
 Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key prefix comes from the config too).`,
   async run(args) {
@@ -24,6 +27,7 @@ Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key
       'redis-url': { type: 'string' },
       json: { type: 'boolean' },
       limit: { type: 'string' },
+      node: { type: 'string' },
     });
     const [sub = 'counts', ...rest] = positionals;
     if (!['counts', 'failed', 'retry'].includes(sub)) throw new UsageError(`unknown subcommand "${sub}"; use failed or retry (or nothing for counts)`);
@@ -48,27 +52,38 @@ Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key
     const limit = values.limit === undefined ? 100 : Number(values.limit);
     if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit "${values.limit}" is not a positive whole number`);
 
-    const admin = new QueueAdmin(redisUrl, prefix);
+    const admin = new QueueAdmin(redisUrl, prefix, values.node);
     try {
       try {
         await admin.ready();
       } catch (err) {
-        console.error(`mailroom queue: cannot reach Redis at ${redactRedisUrl(redisUrl)} (${(err as Error).message}): check --redis-url / REDIS_URL`);
+        const msg = (err as Error).message;
+        if (msg.startsWith('no node')) console.error(`mailroom queue: ${msg}`);
+        else console.error(`mailroom queue: cannot reach Redis at ${redactRedisUrl(redisUrl)} (${msg}): check --redis-url / REDIS_URL`);
         return 1;
       }
       if (sub === 'counts') {
         const c = await admin.counts();
         if (values.json) console.log(JSON.stringify(c));
         else {
-          console.log(`deliveries: ${Object.entries(c.deliveries).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+          const line = (d: Record<string, number>) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(', ');
+          console.log(`deliveries: ${line(c.deliveries)}`);
           console.log(`messages holding a spool file: ${c.messagesPending}`);
+          if (c.nodes.length > 1 || values.node !== undefined) {
+            for (const n of c.nodes) {
+              console.log(`  node ${n.node} (${n.host}, ${n.status}, last seen ${n.lastSeen}): ${line(n.deliveries)}; spooled ${n.messagesPending}`);
+            }
+          }
+          if (c.nodes.some((n) => n.status === 'silent' && n.messagesPending > 0)) {
+            console.log('a silent node still holds messages: they are delivered when it comes back with its spool (see README, Scale-out)');
+          }
           if (c.deliveries.failed > 0) console.log('failed deliveries keep their spool file; see `mailroom queue failed`, then `mailroom queue retry`');
         }
       } else if (sub === 'failed') {
         const f = await admin.failed(limit);
         if (values.json) console.log(JSON.stringify(f));
         else if (f.length === 0) console.log('no failed deliveries');
-        else for (const j of f) console.log(`${j.jobId}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}`);
+        else for (const j of f) console.log(`${j.jobId}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}`);
       } else {
         const r = await admin.retry(rest);
         if (values.json) console.log(JSON.stringify(r));

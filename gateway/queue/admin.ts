@@ -1,4 +1,6 @@
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { listNodes, nodePrefix, STALE_AFTER_MS, type NodeRecord } from '../cluster/node.js';
 import { DELIVERIES_QUEUE, SPOOL_QUEUE, type DeliveryJobData } from './jobs.js';
 import { redisOptionsFromUrl } from './redis.js';
 
@@ -7,6 +9,8 @@ export type CountedState = (typeof COUNTED_STATES)[number];
 
 export interface FailedDelivery {
   jobId: string;
+  /** Node whose spool holds the message (and whose workers deliver it). */
+  node: string;
   messageId: string;
   rule: string;
   attemptsMade: number;
@@ -14,73 +18,136 @@ export interface FailedDelivery {
   failedAt?: string;
 }
 
-/** What `mailroom queue` shows and does: counts, the failed deliveries, and retrying them. */
-export class QueueAdmin {
-  private readonly deliveries: Queue<DeliveryJobData>;
-  private readonly spool: Queue;
+export interface NodeCounts {
+  node: string;
+  host: string;
+  /** up: beating; stopped: shut down cleanly; silent: stopped beating (crashed or cut off) — its mail waits for it. */
+  status: 'up' | 'stopped' | 'silent';
+  lastSeen: string;
+  deliveries: Record<CountedState, number>;
+  messagesPending: number;
+}
 
-  constructor(redisUrl: string, prefix: string) {
+interface NodeQueues {
+  node: string;
+  record: NodeRecord;
+  deliveries: Queue<DeliveryJobData>;
+  spool: Queue;
+}
+
+/**
+ * What `mailroom queue` shows and does, across every node that registered on this Redis (cluster/node.ts): counts
+ * per node and in total, the failed deliveries, and retrying them (on the node whose spool holds the message).
+ */
+export class QueueAdmin {
+  private readonly redis: Redis;
+  private nodes: NodeQueues[] = [];
+  private readonly connection;
+
+  constructor(
+    redisUrl: string,
+    private readonly prefix: string,
+    /** Only this node (`--node`). */
+    private readonly only?: string,
+  ) {
     // Fail fast: an operator command should say "Redis is not there", not hang.
-    const connection = { ...redisOptionsFromUrl(redisUrl), enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => null };
-    this.deliveries = new Queue<DeliveryJobData>(DELIVERIES_QUEUE, { connection, prefix, skipMetasUpdate: true });
-    this.spool = new Queue(SPOOL_QUEUE, { connection, prefix, skipMetasUpdate: true });
-    this.deliveries.on('error', () => undefined);
-    this.spool.on('error', () => undefined);
+    this.connection = { ...redisOptionsFromUrl(redisUrl), enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => null };
+    this.redis = new Redis({ ...this.connection, lazyConnect: true });
+    this.redis.on('error', () => undefined);
   }
 
   async ready(): Promise<void> {
-    await Promise.all([this.deliveries.waitUntilReady(), this.spool.waitUntilReady()]);
+    await this.redis.connect();
+    for (const n of await listNodes(this.redis, this.prefix)) {
+      if (this.only !== undefined && n.nodeId !== this.only) continue;
+      const prefix = nodePrefix(this.prefix, n.nodeId);
+      const deliveries = new Queue<DeliveryJobData>(DELIVERIES_QUEUE, { connection: this.redis, prefix, skipMetasUpdate: true });
+      const spool = new Queue(SPOOL_QUEUE, { connection: this.redis, prefix, skipMetasUpdate: true });
+      deliveries.on('error', () => undefined);
+      spool.on('error', () => undefined);
+      this.nodes.push({ node: n.nodeId, record: n, deliveries, spool });
+    }
+    if (this.only !== undefined && this.nodes.length === 0) throw new Error(`no node "${this.only}" has registered on this Redis under the prefix "${this.prefix}"`);
   }
 
-  /** Delivery counts by state, and how many messages still hold a spool file (waiting for their deliveries). */
-  async counts(): Promise<{ deliveries: Record<CountedState, number>; messagesPending: number }> {
-    const d = await this.deliveries.getJobCounts(...COUNTED_STATES, 'prioritized', 'waiting-children');
-    const s = await this.spool.getJobCounts('waiting-children', 'waiting', 'active', 'delayed', 'failed');
-    const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, d[k] ?? 0])) as Record<CountedState, number>;
-    deliveries.waiting += d.prioritized ?? 0;
-    return { deliveries, messagesPending: Object.values(s).reduce((a, b) => a + b, 0) };
+  /** Delivery counts by state and messages still holding a spool file: in total and per node. */
+  async counts(): Promise<{ deliveries: Record<CountedState, number>; messagesPending: number; nodes: NodeCounts[] }> {
+    const now = Date.now();
+    const nodes: NodeCounts[] = [];
+    for (const n of this.nodes) {
+      const d = await n.deliveries.getJobCounts(...COUNTED_STATES, 'prioritized', 'waiting-children');
+      const s = await n.spool.getJobCounts('waiting-children', 'waiting', 'active', 'delayed', 'failed');
+      const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, d[k] ?? 0])) as Record<CountedState, number>;
+      deliveries.waiting += d.prioritized ?? 0;
+      nodes.push({
+        node: n.node,
+        host: n.record.host,
+        status: n.record.stopped ? 'stopped' : now - n.record.seenAt < STALE_AFTER_MS ? 'up' : 'silent',
+        lastSeen: new Date(n.record.seenAt).toISOString(),
+        deliveries,
+        messagesPending: Object.values(s).reduce((a, b) => a + b, 0),
+      });
+    }
+    const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, nodes.reduce((a, n) => a + n.deliveries[k], 0)])) as Record<CountedState, number>;
+    return { deliveries, messagesPending: nodes.reduce((a, n) => a + n.messagesPending, 0), nodes };
   }
 
   async failed(limit = 100): Promise<FailedDelivery[]> {
-    const jobs = await this.deliveries.getFailed(0, limit - 1);
-    return jobs.map((j) => ({
-      jobId: j.id ?? '',
-      messageId: j.data.envelope?.messageId ?? '',
-      rule: j.data.rule?.name ?? '',
-      attemptsMade: j.attemptsMade,
-      reason: j.failedReason,
-      ...(j.finishedOn ? { failedAt: new Date(j.finishedOn).toISOString() } : {}),
-    }));
+    const out: FailedDelivery[] = [];
+    for (const n of this.nodes) {
+      if (out.length >= limit) break;
+      const jobs = await n.deliveries.getFailed(0, limit - out.length - 1);
+      for (const j of jobs) {
+        out.push({
+          jobId: j.id ?? '',
+          node: n.node,
+          messageId: j.data.envelope?.messageId ?? '',
+          rule: j.data.rule?.name ?? '',
+          attemptsMade: j.attemptsMade,
+          reason: j.failedReason,
+          ...(j.finishedOn ? { failedAt: new Date(j.finishedOn).toISOString() } : {}),
+        });
+      }
+    }
+    return out;
   }
 
   /**
-   * Moves failed deliveries back to waiting with a fresh attempt budget (all of them, or the given job ids).
-   * Returns the job ids retried; unknown or not-failed ids are reported back as `skipped`.
+   * Moves failed deliveries back to waiting with a fresh attempt budget (all of them, or the given job ids), each in
+   * its own node's queue. Returns the job ids retried; unknown or not-failed ids are reported back as `skipped`.
    */
   async retry(jobIds?: string[]): Promise<{ retried: string[]; skipped: string[] }> {
     const retried: string[] = [];
     const skipped: string[] = [];
-    const retryOne = async (id: string) => {
-      const job = await this.deliveries.getJob(id);
-      if (!job || !(await job.isFailed())) return void skipped.push(id);
+    const retryOne = async (q: Queue<DeliveryJobData>, id: string): Promise<boolean> => {
+      const job = await q.getJob(id);
+      if (!job || !(await job.isFailed())) return false;
       await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
       retried.push(id);
+      return true;
     };
     if (jobIds && jobIds.length > 0) {
-      for (const id of jobIds) await retryOne(id);
+      for (const id of jobIds) {
+        let done = false;
+        for (const n of this.nodes) if (!done) done = await retryOne(n.deliveries, id);
+        if (!done) skipped.push(id);
+      }
       return { retried, skipped };
     }
-    // Page from the start each time: retried jobs leave the failed set.
-    for (;;) {
-      const page = await this.deliveries.getFailed(0, 99);
-      const ids = page.map((j) => j.id).filter((id): id is string => !!id && !retried.includes(id) && !skipped.includes(id));
-      if (ids.length === 0) break;
-      for (const id of ids) await retryOne(id);
+    for (const n of this.nodes) {
+      // Page from the start each time: retried jobs leave the failed set.
+      for (;;) {
+        const page = await n.deliveries.getFailed(0, 99);
+        const ids = page.map((j) => j.id).filter((id): id is string => !!id && !retried.includes(id) && !skipped.includes(id));
+        if (ids.length === 0) break;
+        for (const id of ids) if (!(await retryOne(n.deliveries, id))) skipped.push(id);
+      }
     }
     return { retried, skipped };
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.deliveries.close(), this.spool.close()]);
+    await Promise.allSettled(this.nodes.flatMap((n) => [n.deliveries.close(), n.spool.close()]));
+    this.redis.disconnect();
   }
 }

@@ -5,6 +5,7 @@ import { ConfigError } from '../../shared/config/index.js';
 import { headerFieldProblem } from '../../shared/ses/header-block.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import type { Logger } from '../log.js';
+import type { SmtpMetrics } from '../observability/metrics.js';
 import { EnqueueTimeoutError, type Enqueuer } from '../queue/enqueue.js';
 import type { GatewayRuntime } from '../settings.js';
 import type { SpoolRecord } from '../spool/format.js';
@@ -19,6 +20,8 @@ export interface SmtpFrontDeps {
   /** Ids between spool rename and enqueue, shared with recovery so it never enqueues a message twice at once. */
   inFlight: Set<string>;
   log: Logger;
+  /** Counts accepted and refused mail (observability/metrics.ts); absent where nobody scrapes. */
+  metrics?: SmtpMetrics;
 }
 
 function readTlsFile(path: string, field: string): Buffer {
@@ -66,7 +69,7 @@ export class SmtpFront {
       closeTimeout: settings.smtp.closeTimeoutMs,
       disableReverseLookup: !settings.smtp.reverseDns,
       logger: false,
-      onConnect: (session, cb) => (this.draining ? cb(replies.shuttingDown(settings.hostname)) : cb()),
+      onConnect: (session, cb) => (this.draining ? cb(this.counted(replies.shuttingDown(settings.hostname))) : cb()),
       onMailFrom: (address, _session, cb) => this.onMailFrom(address, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb),
@@ -93,19 +96,25 @@ export class SmtpFront {
     return addr;
   }
 
+  /** Every refusal the gateway writes passes here on its way to the client, for the rejected-by-reason metric. */
+  private counted(reply: SmtpReply): SmtpReply {
+    this.deps.metrics?.rejected(reply);
+    return reply;
+  }
+
   private onMailFrom(address: SMTPServerAddress, cb: (err?: Error | null) => void): void {
     // smtp-server already refuses control characters; this keeps the Received/Return-Path contract in one place.
     const problem = address.address ? headerFieldProblem(address.address) : undefined;
-    cb(problem ? replies.badAddress('sender address', problem) : undefined);
+    cb(problem ? this.counted(replies.badAddress('sender address', problem)) : undefined);
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const problem = headerFieldProblem(address.address);
-    if (problem) return cb(replies.badAddress('recipient address', problem));
+    if (problem) return cb(this.counted(replies.badAddress('recipient address', problem)));
     const r = this.router.route(address.address, session.secure);
     if (!r.ok) {
       this.deps.log.info({ session: session.id, rcpt: address.address, code: r.reply.responseCode }, 'recipient refused');
-      return cb(r.reply);
+      return cb(this.counted(r.reply));
     }
     cb();
   }
@@ -117,7 +126,7 @@ export class SmtpFront {
       (err: Error) => {
         // smtp-server sends the reply once DATA has ended; make sure the rest of it is read and dropped.
         if (!stream.readableEnded && !stream.destroyed) stream.resume();
-        cb(err instanceof SmtpReply ? err : replies.localError());
+        cb(this.counted(err instanceof SmtpReply ? err : replies.localError()));
       },
     );
     this.accepting.add(done);
@@ -175,6 +184,7 @@ export class SmtpFront {
         throw replies.localError();
       }
       log.info({ ...meta, bytes: received.dataLength, rcpts: recipients.length, rules: rules.map((r) => r.name), tls: session.secure }, 'accepted');
+      this.deps.metrics?.accepted(received.dataLength);
       return messageId;
     } finally {
       inFlight.delete(messageId);

@@ -4,6 +4,28 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { kmsClient, s3Client, snsClient } from '../../shared/aws/clients.js';
 import { parseArn } from '../../shared/ses/arn.js';
 import type { GatewaySettings } from '../../shared/config/gateway.js';
+import type { AwsService, DeliveryMetrics } from '../observability/metrics.js';
+
+interface MiddlewareClient {
+  middlewareStack: { add(mw: unknown, opts: { step: 'initialize'; name: string }): void };
+}
+
+/** Counts every failed command (after the SDK's own retries) by service, operation and error name. */
+function countErrors<C>(client: C, service: AwsService, metrics: DeliveryMetrics | undefined): C {
+  if (!metrics) return client;
+  (client as unknown as MiddlewareClient).middlewareStack.add(
+    (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: unknown) => {
+      try {
+        return await next(args);
+      } catch (err) {
+        metrics.awsError(service, context.commandName?.replace(/Command$/, '') ?? 'unknown', (err as Error).name || 'Error');
+        throw err;
+      }
+    },
+    { step: 'initialize', name: 'mailroomErrorMetrics' },
+  );
+  return client;
+}
 
 /**
  * One client per service and region, built the way every mailroom command builds them (AWS_REGION,
@@ -20,11 +42,14 @@ export class AwsClients {
   private readonly kmss = new Map<string, KMSClient>();
   private readonly snss = new Map<string, SNSClient>();
 
-  constructor(private readonly upload: GatewaySettings['upload']) {}
+  constructor(
+    private readonly upload: GatewaySettings['upload'],
+    private readonly metrics?: DeliveryMetrics,
+  ) {}
 
   s3(region: string): S3Client {
     let c = this.s3s.get(region);
-    if (!c) this.s3s.set(region, (c = s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums })));
+    if (!c) this.s3s.set(region, (c = countErrors(s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums }), 's3', this.metrics)));
     return c;
   }
 
@@ -32,14 +57,14 @@ export class AwsClients {
   kms(keyArn: string, fallbackRegion: string): KMSClient {
     const region = parseArn(keyArn)?.region || fallbackRegion;
     let c = this.kmss.get(region);
-    if (!c) this.kmss.set(region, (c = kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs })));
+    if (!c) this.kmss.set(region, (c = countErrors(kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'kms', this.metrics)));
     return c;
   }
 
   sns(topicArn: string, fallbackRegion: string): SNSClient {
     const region = parseArn(topicArn)?.region || fallbackRegion;
     let c = this.snss.get(region);
-    if (!c) this.snss.set(region, (c = snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs })));
+    if (!c) this.snss.set(region, (c = countErrors(snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'sns', this.metrics)));
     return c;
   }
 

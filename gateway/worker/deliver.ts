@@ -6,6 +6,7 @@ import { putMessage, type UploadTuning } from '../../shared/store/put-message.js
 import type { DeliveryJobData } from '../queue/jobs.js';
 import { SpoolFormatError } from '../spool/format.js';
 import { SpoolMissingError, type Spool, type SpooledMessage } from '../spool/spool.js';
+import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
 import { notificationFor, publishNotification } from './notify.js';
 import { headerBlockFor, storedMessageStream } from './stored-message.js';
@@ -14,6 +15,7 @@ export interface DeliverDeps {
   spool: Spool;
   aws: AwsClients;
   tuning: UploadTuning;
+  metrics?: DeliveryMetrics;
 }
 
 export interface DeliveryResult {
@@ -53,6 +55,7 @@ export async function deliver(job: Job<DeliveryJobData>, deps: DeliverDeps, abor
 
   if (!job.data.stored) {
     const body = storedMessageStream(headerBlock, deps.spool.dataStream(msg));
+    const started = process.hrtime.bigint();
     try {
       const put = await putMessage({
         s3: deps.aws.s3(action.bucketRegion ?? envelope.region),
@@ -68,6 +71,7 @@ export async function deliver(job: Job<DeliveryJobData>, deps: DeliverDeps, abor
       });
       result.storedBytes = put.storedBytes;
       result.multipart = put.multipart;
+      deps.metrics?.uploaded(put.storedBytes, Number(process.hrtime.bigint() - started) / 1e9);
     } finally {
       body.destroy();
     }

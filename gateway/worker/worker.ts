@@ -1,5 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import type { Logger } from '../log.js';
+import type { DeliveryMetrics } from '../observability/metrics.js';
 import { cappedExponentialBackoff, DELIVERIES_QUEUE, SPOOL_QUEUE, type DeliveryJobData, type ReleaseJobData } from '../queue/jobs.js';
 import { workerConnection } from '../queue/redis.js';
 import type { GatewayRuntime } from '../settings.js';
@@ -7,10 +8,19 @@ import type { Spool } from '../spool/spool.js';
 import { AwsClients } from './aws.js';
 import { deliver, type DeliveryResult } from './deliver.js';
 
+/** After aborting deliveries at shutdown, how long the workers get to let go of Redis. */
+const FORCE_CLOSE_MS = 5_000;
+
+export interface DeliveryWorkersOptions {
+  /** BullMQ prefix of this node's queues (cluster/node.ts): workers only take jobs whose spool file is here. */
+  prefix: string;
+  metrics?: DeliveryMetrics;
+}
+
 /**
  * The delivery side: a BullMQ worker on `deliveries` (one S3 action per job) and one on `spool` (deletes a
  * message's spool file once all its deliveries completed). Both need the spool directory the accepting process
- * wrote, so they run on the same machine or on storage every worker mounts.
+ * wrote, so they consume only their node's queues and run where that spool is.
  */
 export class DeliveryWorkers {
   private readonly aws: AwsClients;
@@ -23,8 +33,9 @@ export class DeliveryWorkers {
     private readonly runtime: GatewayRuntime,
     private readonly spool: Spool,
     private readonly log: Logger,
+    private readonly opts: DeliveryWorkersOptions,
   ) {
-    this.aws = new AwsClients(runtime.settings.upload);
+    this.aws = new AwsClients(runtime.settings.upload, opts.metrics);
   }
 
   start(): void {
@@ -32,7 +43,7 @@ export class DeliveryWorkers {
     const w = settings.worker;
     const common = {
       connection: workerConnection(settings.redis.url),
-      prefix: settings.redis.prefix,
+      prefix: this.opts.prefix,
       lockDuration: w.lockDurationMs,
       stalledInterval: w.stalledIntervalMs,
       maxStalledCount: w.maxStalledCount,
@@ -44,28 +55,38 @@ export class DeliveryWorkers {
       DELIVERIES_QUEUE,
       async (job) => {
         const started = Date.now();
-        const r = await deliver(job, { spool: this.spool, aws: this.aws, tuning }, this.abort.signal);
-        this.log.info(
-          { messageId: job.data.envelope.messageId, rule: job.data.rule.name, bucket: r.bucket, key: r.key, bytes: r.storedBytes, multipart: r.multipart, encrypted: r.encrypted, notified: !!r.snsMessageId, attempt: job.attemptsMade + 1, ms: Date.now() - started },
-          'delivered',
-        );
-        return r;
+        const log = this.jobLog(job, job.attemptsMade + 1);
+        const { metrics } = this.opts;
+        metrics?.deliveryStarted();
+        let outcome: 'delivered' | 'retry' | 'failed' = 'retry';
+        try {
+          const r = await deliver(job, { spool: this.spool, aws: this.aws, tuning, ...(metrics ? { metrics } : {}) }, this.abort.signal);
+          outcome = 'delivered';
+          log.info({ bucket: r.bucket, key: r.key, bytes: r.storedBytes, multipart: r.multipart, encrypted: r.encrypted, notified: !!r.snsMessageId, ms: Date.now() - started }, 'delivered');
+          return r;
+        } catch (err) {
+          if ((err as Error).name === 'UnrecoverableError' || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) outcome = 'failed';
+          throw err;
+        } finally {
+          metrics?.deliveryFinished(outcome);
+        }
       },
       { ...common, concurrency: w.concurrency },
     );
     this.deliveries.on('failed', (job, err) => {
       if (!job) return;
-      const meta = { messageId: job.data.envelope.messageId, rule: job.data.rule.name, attempt: job.attemptsMade, of: job.opts.attempts, err: err.message, errName: err.name };
+      const log = this.jobLog(job, job.attemptsMade);
+      const meta = { of: job.opts.attempts, err: err.message, errName: err.name };
       const final = err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-      if (final) this.log.error(meta, 'delivery failed for good; spool file kept; retry with `mailroom queue retry`');
-      else this.log.warn(meta, 'delivery failed; will retry');
+      if (final) log.error(meta, 'delivery failed for good; spool file kept; retry with `mailroom queue retry`');
+      else log.warn(meta, 'delivery failed; will retry');
     });
 
     this.releases = new Worker<ReleaseJobData, boolean>(
       SPOOL_QUEUE,
       async (job) => {
         const removed = await this.spool.remove(job.data.messageId);
-        this.log.debug({ messageId: job.data.messageId, rules: job.data.ruleNames, removed }, 'every rule delivered; spool file released');
+        this.log.debug({ messageId: job.data.messageId, jobId: job.id, rules: job.data.ruleNames, removed }, 'every rule delivered; spool file released');
         return removed;
       },
       { ...common, concurrency: 4 },
@@ -73,6 +94,11 @@ export class DeliveryWorkers {
     for (const worker of [this.deliveries, this.releases] as Worker[]) {
       worker.on('error', (err) => this.log.warn({ err: err.message }, 'worker redis error; retrying'));
     }
+  }
+
+  /** Every line about a delivery carries its message id, rule, job id and attempt. */
+  private jobLog(job: Job<DeliveryJobData>, attempt: number): Logger {
+    return this.log.child({ messageId: job.data.envelope.messageId, rule: job.data.rule.name, jobId: job.id, attempt });
   }
 
   /** Lets deliveries in flight finish within `timeoutMs`; then aborts them (their jobs are retried later). */
@@ -86,7 +112,15 @@ export class DeliveryWorkers {
     if (!ok) {
       this.log.warn({ timeoutMs }, 'deliveries still running at shutdown; aborting them (they will be retried)');
       this.abort.abort(new Error('gateway shutting down'));
-      await Promise.allSettled(workers.map((w) => w.close(true)));
+      // BullMQ's close() never settles when it began while Redis was unreachable (even once Redis is back); a
+      // shutdown must still end. Whatever a worker held is taken over by the next start after lockDurationMs.
+      let forceTimer: NodeJS.Timeout | undefined;
+      const closed = await Promise.race([
+        Promise.allSettled(workers.map((w) => w.close(true))).then(() => true),
+        new Promise<false>((resolve) => (forceTimer = setTimeout(() => resolve(false), FORCE_CLOSE_MS))),
+      ]);
+      clearTimeout(forceTimer);
+      if (!closed) this.log.warn({ waitedMs: FORCE_CLOSE_MS }, 'workers did not close (Redis unreachable?); stopping without them');
     }
     this.aws.destroy();
   }

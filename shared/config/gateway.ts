@@ -67,6 +67,15 @@ export const GatewayUploadSchema = z
   })
   .strict();
 
+export const GatewayHttpSchema = z
+  .object({
+    host: z.string().default('127.0.0.1').describe('Address of the metrics/health listener; keep it off the public interface.'),
+    port: z.number().int().min(0).max(65535).default(9464).describe('Port of /metrics (Prometheus), /healthz and /readyz (0 picks a free port).'),
+    readyCacheMs: ms(5_000, 'How long a /readyz answer is reused (its S3 check sends one HeadBucket per bucket)'),
+    checkTimeoutMs: ms(2_000, 'Per-check ceiling of /readyz (Redis PING, spool probe file, S3 HeadBucket)'),
+  })
+  .strict();
+
 export const GatewaySettingsSchema = z
   .object({
     hostname: z
@@ -75,6 +84,12 @@ export const GatewaySettingsSchema = z
       .optional()
       .describe('The gateway\'s own name: in the SMTP greeting and in the `by` part of the Received header. Default: the machine\'s host name.'),
     spoolDir: z.string().default('.mailroom/spool').describe('Directory where accepted mail is kept (fsync\'d) until every rule delivered it.'),
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit')
+      .optional()
+      .describe('Names this gateway\'s spool and its queues in Redis (several gateways share one Redis, each delivers what its own spool holds). Default: the id recorded in the spool directory, else the host name. Keep it with the spool volume.'),
+    http: GatewayHttpSchema.optional().describe('Serve /metrics, /healthz and /readyz over HTTP. Off when absent; {} listens on 127.0.0.1:9464.'),
     smtp: GatewaySmtpSchema.prefault({}),
     redis: GatewayRedisSchema.prefault({}),
     worker: GatewayWorkerSchema.prefault({}),

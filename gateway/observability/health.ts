@@ -1,0 +1,107 @@
+import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { open, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { s3Client } from '../../shared/aws/clients.js';
+import { producerConnection } from '../queue/redis.js';
+
+export interface ReadinessOptions {
+  redisUrl: string;
+  spoolDir: string;
+  /** Every bucket a rule stores into, with its region. */
+  buckets: Array<{ bucket: string; region: string }>;
+  timeoutMs: number;
+  cacheMs: number;
+  /** True once shutdown began: a draining node is not ready, so a load balancer stops sending it mail. */
+  draining: () => boolean;
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** Check name → "ok" or what is wrong (no secrets: URLs are not included). */
+  checks: Record<string, string>;
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)));
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * /readyz: Redis answers PING, the spool takes a write (a probe file written, fsync'd and removed — exactly what
+ * accepting needs), and S3 answers HeadBucket for every rule bucket. Each check is bounded by `timeoutMs`; the
+ * answer is cached for `cacheMs` so a busy probe cannot turn into load on S3.
+ */
+export class ReadinessCheck {
+  private readonly redis: Redis;
+  private readonly s3s = new Map<string, S3Client>();
+  private cached: { at: number; result: Promise<Readiness> } | undefined;
+
+  constructor(private readonly opts: ReadinessOptions) {
+    this.redis = new Redis({ ...producerConnection(opts.redisUrl), lazyConnect: true, connectTimeout: opts.timeoutMs });
+    this.redis.on('error', () => undefined); // reported through the check
+  }
+
+  check(): Promise<Readiness> {
+    if (this.opts.draining()) return Promise.resolve({ ready: false, checks: { shutdown: 'shutting down' } });
+    const now = Date.now();
+    if (!this.cached || now - this.cached.at >= this.opts.cacheMs) this.cached = { at: now, result: this.run() };
+    return this.cached.result;
+  }
+
+  private async run(): Promise<Readiness> {
+    const checks: Record<string, string> = {};
+    const named = async (name: string, f: () => Promise<void>) => {
+      try {
+        await within(f(), this.opts.timeoutMs, name);
+        checks[name] = 'ok';
+      } catch (err) {
+        checks[name] = (err as Error).message || (err as Error).name;
+      }
+    };
+    await Promise.all([
+      named('redis', () => this.pingRedis()),
+      named('spool', () => this.probeSpool()),
+      ...this.opts.buckets.map((b) => named(`s3:${b.bucket}`, () => this.headBucket(b.bucket, b.region))),
+    ]);
+    return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+  }
+
+  private async pingRedis(): Promise<void> {
+    if (this.redis.status === 'wait' || this.redis.status === 'end') await this.redis.connect().catch(() => undefined);
+    const answer = await this.redis.ping();
+    if (answer !== 'PONG') throw new Error(`PING answered ${answer}`);
+  }
+
+  private async probeSpool(): Promise<void> {
+    const path = join(this.opts.spoolDir, `.readyz-${process.pid}`);
+    const fh = await open(path, 'w');
+    try {
+      await fh.write('readyz\n');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await unlink(path);
+  }
+
+  private async headBucket(bucket: string, region: string): Promise<void> {
+    let s3 = this.s3s.get(region);
+    if (!s3) this.s3s.set(region, (s3 = s3Client({ region, requestTimeoutMs: this.opts.timeoutMs, maxAttempts: 1 })));
+    try {
+      await s3.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(this.opts.timeoutMs) });
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      // The gateway writer policy grants PutObject, not ListBucket, so HeadBucket may be 403: S3 answered, the bucket
+      // exists — reachable is what this check is about.
+      if (status === 403) return;
+      throw new Error(status ? `HeadBucket answered ${status} (${(err as Error).name})` : `HeadBucket failed: ${(err as Error).name}: ${(err as Error).message}`);
+    }
+  }
+
+  close(): void {
+    this.redis.disconnect();
+    for (const c of this.s3s.values()) c.destroy();
+  }
+}

@@ -1,0 +1,73 @@
+import { stat } from 'node:fs/promises';
+import { Queue } from 'bullmq';
+import { DELIVERIES_QUEUE, SPOOL_QUEUE } from '../queue/jobs.js';
+import { producerConnection } from '../queue/redis.js';
+import type { Spool } from '../spool/spool.js';
+import type { GatewayMetrics } from './metrics.js';
+
+const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
+
+/** Scrape-time queue depth of this node's queues. Fails fast when Redis is away (the gauges then keep their last value). */
+export class QueueDepthSampler {
+  private readonly queues: Array<[string, Queue]>;
+
+  constructor(redisUrl: string, prefix: string, private readonly timeoutMs: number) {
+    const connection = producerConnection(redisUrl);
+    this.queues = [DELIVERIES_QUEUE, SPOOL_QUEUE].map((name) => [name, new Queue(name, { connection, prefix, skipMetasUpdate: true })]);
+    for (const [, q] of this.queues) q.on('error', () => undefined); // /readyz reports Redis
+  }
+
+  async sample(metrics: GatewayMetrics): Promise<void> {
+    await Promise.all(
+      this.queues.map(async ([name, q]) => {
+        let timer: NodeJS.Timeout | undefined;
+        const counts = await Promise.race([
+          q.getJobCounts(...QUEUE_STATES, 'prioritized', 'waiting-children'),
+          new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('redis: no answer')), this.timeoutMs))),
+        ]).finally(() => clearTimeout(timer));
+        for (const state of QUEUE_STATES) {
+          // Prioritized jobs are waiting; a release job waiting for its deliveries is waiting too.
+          const extra = state === 'waiting' ? (counts.prioritized ?? 0) + (counts['waiting-children'] ?? 0) : 0;
+          metrics.queueJobs.set({ queue: name, state }, (counts[state] ?? 0) + extra);
+        }
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.queues.map(([, q]) => q.close()));
+  }
+}
+
+/**
+ * Spooled message count and bytes: one readdir and a stat per file, eight at a time, at most once per `minAgeMs`
+ * however often Prometheus scrapes (a spool holds what is not yet delivered, normally little).
+ */
+export class SpoolSampler {
+  private last = 0;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly spool: Spool, private readonly minAgeMs = 5_000) {}
+
+  sample(metrics: GatewayMetrics): Promise<void> {
+    if (this.running) return this.running;
+    if (Date.now() - this.last < this.minAgeMs) return Promise.resolve();
+    this.running = this.scan(metrics).finally(() => {
+      this.last = Date.now();
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async scan(metrics: GatewayMetrics): Promise<void> {
+    const ids = await this.spool.list();
+    let bytes = 0;
+    for (let i = 0; i < ids.length; i += 8) {
+      // A file released between list and stat counts 0.
+      const sizes = await Promise.all(ids.slice(i, i + 8).map((id) => stat(this.spool.path(id)).then((s) => s.size, () => 0)));
+      for (const s of sizes) bytes += s;
+    }
+    metrics.spoolMessages.set({}, ids.length);
+    metrics.spoolBytes.set({}, bytes);
+  }
+}
