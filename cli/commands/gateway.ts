@@ -62,7 +62,11 @@ export async function runGatewayParts(command: string, args: string[], parts: Ga
     console.error(`mailroom ${command}: ${explainStartError(err, runtime)}`);
     return 1;
   }
+  // SIGHUP re-reads the TLS certificate (a renewal) without dropping sessions.
+  const onHup = () => void gw.smtp?.reloadTls('SIGHUP');
+  process.on('SIGHUP', onHup);
   await untilSignalled(() => gw.stop());
+  process.off('SIGHUP', onHup);
   // Anything a library left open must not keep a stopped gateway alive.
   setTimeout(() => process.exit(0), 2_000).unref();
   return 0;

@@ -21,4 +21,17 @@ export const replies = {
   shuttingDown: (host: string) => new SmtpReply(421, `4.3.2 ${host} Service shutting down, try again later`),
   badAddress: (what: string, problem: string) => new SmtpReply(553, `5.1.7 ${what} ${problem}`),
   accepted: (messageId: string) => `Ok ${messageId}`,
+  /** LMTP's per-recipient reply: the same id for every recipient (one message, as SES stores it). */
+  acceptedFor: (messageId: string, rcpt: string) => `Ok ${messageId} <${rcpt}>`,
+  // Connection level (the edge): RFC 5321 allows 554 instead of the 220 greeting; limits are temporary (421).
+  blockedClient: (ip: string, why: string) => new SmtpReply(554, `5.7.1 Client host [${ip}] rejected: ${why}`),
+  tooManyConnections: (host: string, limit: number) => new SmtpReply(421, `4.7.0 ${host} Too many connections (limit ${limit}), try again in a few minutes`),
+  tooManyClientConnections: (host: string, ip: string, limit: number) =>
+    new SmtpReply(421, `4.7.0 ${host} Too many connections from [${ip}] (limit ${limit} at once), try again after closing some`),
+  rateLimited: (ip: string, perMinute: number, retryS: number) =>
+    new SmtpReply(451, `4.7.1 Rate limit exceeded for [${ip}]: at most ${perMinute} messages per minute, try again in ${retryS} s`),
+  authRequired: () => new SmtpReply(530, '5.7.0 Authentication required'),
+  authFailed: () => new SmtpReply(535, '5.7.8 Authentication credentials invalid'),
+  authUnavailable: () => new SmtpReply(454, '4.7.0 Temporary authentication failure, try again later'),
+  authNeedsTls: () => new SmtpReply(538, '5.7.11 Encryption required for requested authentication mechanism: issue STARTTLS first'),
 };

@@ -1,6 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { dirname, resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { ConfigError } from '../../shared/config/index.js';
 import { headerFieldProblem } from '../../shared/ses/header-block.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
@@ -10,8 +12,14 @@ import { EnqueueTimeoutError, type Enqueuer } from '../queue/enqueue.js';
 import type { GatewayRuntime } from '../settings.js';
 import type { SpoolRecord } from '../spool/format.js';
 import type { Spool } from '../spool/spool.js';
+import { EdgeListener } from '../net/listener.js';
+import { Credentials } from './auth.js';
+import { EdgePolicy } from './edge.js';
 import { replies, SmtpReply } from './replies.js';
 import { RecipientRouter } from './routing.js';
+import { EdgeSmtpServer, type Admission } from './session.js';
+
+export type ListenerName = 'smtp' | 'smtps' | 'lmtp';
 
 export interface SmtpFrontDeps {
   runtime: GatewayRuntime;
@@ -45,7 +53,16 @@ function resolvedHostname(session: SMTPServerSession): string | undefined {
  * client keeps the message and retries, so nothing is lost and nothing half-accepted is delivered.
  */
 export class SmtpFront {
+  /** The SMTP (+STARTTLS) listener's server; `servers` has every listener's. */
   readonly server: SMTPServer;
+  readonly servers: Array<{ name: ListenerName; smtp: EdgeSmtpServer; port: number }> = [];
+  readonly edge: EdgePolicy;
+  /** Where each listener ended up (port 0 picks a free one). */
+  readonly addresses: Partial<Record<ListenerName, AddressInfo>> = {};
+  private readonly listeners: EdgeListener[] = [];
+  private readonly credentials: Credentials | undefined;
+  private tlsPair: { key: Buffer; cert: Buffer } | undefined;
+  private readonly tlsWatchers: FSWatcher[] = [];
   private readonly router: RecipientRouter;
   private draining = false;
   /** Sessions whose DATA is being accepted; shutdown lets them finish. */
@@ -56,44 +73,127 @@ export class SmtpFront {
     const { settings, config } = deps.runtime;
     this.router = new RecipientRouter(config);
     const tls = settings.smtp.tls;
-    const options: SMTPServerOptions = {
+    const auth = settings.smtp.auth;
+    this.edge = new EdgePolicy(settings.smtp, settings.hostname);
+    if (auth.mode !== 'off') {
+      this.credentials = Credentials.load(auth.usersFile);
+      if (this.credentials.size === 0) {
+        throw new ConfigError(deps.runtime.source, [{ path: 'gateway.smtp.auth', message: `auth mode "${auth.mode}" but no users`, fix: 'set gateway.smtp.auth.usersFile or MAILROOM_SMTP_USERS (lines from `mailroom smtp-user <name>`)' }]);
+      }
+      if (!tls && this.edge.authPlaintext.size === 0) {
+        throw new ConfigError(deps.runtime.source, [{ path: 'gateway.smtp.auth', message: 'AUTH needs TLS and gateway.smtp.tls is not set, so no login could ever succeed', fix: 'add gateway.smtp.tls, or list the relay in gateway.smtp.auth.plaintextFrom (loopback/testing only)' }]);
+      }
+    }
+    this.tlsPair = tls ? { key: readTlsFile(tls.keyFile, 'keyFile'), cert: readTlsFile(tls.certFile, 'certFile') } : undefined;
+    // smtp-server keeps (and changes) the options object it is given: one fresh object per listener.
+    const options = (extra: SMTPServerOptions): SMTPServerOptions => ({
       name: settings.hostname,
       size: config.maxMessageSize,
-      // No AUTH: this is an MX, like SES's inbound endpoint (issue 5 adds optional AUTH).
-      disabledCommands: ['AUTH', ...(tls ? [] : ['STARTTLS'])],
+      // An MX takes mail without AUTH, like SES's inbound endpoint; forwarding MTAs may log in (gateway.smtp.auth).
+      disabledCommands: [...(auth.mode === 'off' ? ['AUTH'] : []), ...(tls ? [] : ['STARTTLS'])],
       hideSTARTTLS: !tls,
-      ...(tls ? { key: readTlsFile(tls.keyFile, 'keyFile'), cert: readTlsFile(tls.certFile, 'certFile') } : {}),
-      maxClients: settings.smtp.maxConnections,
+      ...(this.tlsPair ?? {}),
+      ...(auth.mode !== 'off'
+        ? {
+            authMethods: ['PLAIN', 'LOGIN'],
+            authOptional: auth.mode === 'optional',
+            // onAuth enforces "TLS first" itself, so that plaintextFrom can make exceptions.
+            allowInsecureAuth: true,
+            authRequiredMessage: replies.authRequired().message,
+            onAuth: (a: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void) => this.onAuth(a, session, cb),
+          }
+        : {}),
       maxRecipients: settings.smtp.maxRecipients,
       socketTimeout: settings.smtp.socketTimeoutMs,
       closeTimeout: settings.smtp.closeTimeoutMs,
       disableReverseLookup: !settings.smtp.reverseDns,
       logger: false,
       onConnect: (session, cb) => (this.draining ? cb(this.counted(replies.shuttingDown(settings.hostname))) : cb()),
-      onMailFrom: (address, _session, cb) => this.onMailFrom(address, cb),
+      onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
-      onData: (stream, session, cb) => this.onData(stream, session, cb),
-    };
-    this.server = new SMTPServer(options);
-    this.server.on('error', (err: Error & { code?: string }) => {
-      // Client-side socket trouble is routine on an MX; keep it at debug.
-      deps.log.debug({ err: err.message, code: err.code }, 'smtp connection error');
+      onData: (stream, session, cb) => this.onData(stream, session, cb, !!extra.lmtp),
+      ...extra,
     });
+    const admit = (ip: string): Admission => {
+      const a = this.edge.admit(ip);
+      if (!a.ok) {
+        deps.log.info({ client: ip, code: a.reply.responseCode, reason: a.reply.message }, 'connection refused');
+        return { ok: false, reply: this.counted(a.reply) };
+      }
+      return { ok: true, release: a.release, greetingDelayMs: this.edge.greetingDelayMs(ip) };
+    };
+    const add = (name: ListenerName, port: number, extra: SMTPServerOptions) => {
+      const smtp = new EdgeSmtpServer(options(extra), admit);
+      smtp.on('error', (err: Error & { code?: string }) => {
+        // Client-side socket trouble is routine on an MX; keep it at debug.
+        deps.log.debug({ listener: name, err: err.message, code: err.code }, 'smtp connection error');
+      });
+      this.servers.push({ name, smtp, port });
+      return smtp;
+    };
+    this.server = add('smtp', settings.smtp.port, {});
+    if (tls?.implicitPort !== undefined) add('smtps', tls.implicitPort, { secure: true, needsUpgrade: true });
+    if (settings.smtp.lmtpPort !== undefined) add('lmtp', settings.smtp.lmtpPort, { lmtp: true });
   }
 
+  /** Opens every listener (SMTP, and implicit TLS / LMTP when configured); returns the SMTP one's address. */
   async listen(): Promise<AddressInfo> {
-    const { host, port } = this.deps.runtime.settings.smtp;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.server.once('error', onError);
-      this.server.listen(port, host, () => {
-        this.server.server.off('error', onError);
-        resolve();
-      });
-    });
-    const addr = this.server.server.address() as AddressInfo;
-    this.deps.log.info({ host: addr.address, port: addr.port, tls: !!this.deps.runtime.settings.smtp.tls }, 'smtp listening');
-    return addr;
+    const { host, proxyProtocol, tls } = this.deps.runtime.settings.smtp;
+    for (const { name, smtp, port } of this.servers) {
+      const listener = new EdgeListener(name, { proxies: this.edge.proxies, headerTimeoutMs: proxyProtocol.headerTimeoutMs, log: this.deps.log }, (socket, client) =>
+        smtp.connect(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }),
+      );
+      const addr = await listener.listen(port, host);
+      this.listeners.push(listener);
+      this.addresses[name] = addr;
+      this.deps.log.info({ listener: name, host: addr.address, port: addr.port, tls: name === 'smtps' ? 'implicit' : !!tls, proxyProtocol: this.edge.proxies.size > 0 }, 'smtp listening');
+    }
+    this.watchTls();
+    return this.addresses.smtp!;
+  }
+
+  /**
+   * Re-reads the certificate and key; sessions that start TLS from now on get them, open ones keep theirs. A pair
+   * that does not load (half-written renewal, key not matching) keeps the previous one.
+   */
+  reloadTls(reason: string): boolean {
+    const tls = this.deps.runtime.settings.smtp.tls;
+    if (!tls || !this.tlsPair) return false;
+    let pair: { key: Buffer; cert: Buffer };
+    try {
+      pair = { key: readFileSync(tls.keyFile), cert: readFileSync(tls.certFile) };
+      createSecureContext(pair);
+    } catch (err) {
+      this.deps.log.error({ reason, err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous certificate');
+      return false;
+    }
+    if (pair.key.equals(this.tlsPair.key) && pair.cert.equals(this.tlsPair.cert)) return false;
+    // updateSecureContext replaces the context only after building it, and the pair was checked above.
+    for (const { smtp } of this.servers) smtp.updateSecureContext(pair);
+    this.tlsPair = pair;
+    this.deps.log.info({ reason }, 'TLS certificate reloaded');
+    return true;
+  }
+
+  /** Watches the directories (renewals replace files by rename or symlink swap, which a file watch would miss). */
+  private watchTls(): void {
+    const tls = this.deps.runtime.settings.smtp.tls;
+    if (!tls?.watch) return;
+    let timer: NodeJS.Timeout | undefined;
+    for (const dir of new Set([dirname(resolve(tls.certFile)), dirname(resolve(tls.keyFile))])) {
+      try {
+        const w = watch(dir, () => {
+          // Cert and key are written one after the other: wait for both.
+          clearTimeout(timer);
+          timer = setTimeout(() => this.reloadTls('file change'), 250).unref();
+        });
+        w.on('error', (err) => this.deps.log.warn({ dir, err: err.message }, 'cannot watch TLS files; reload with SIGHUP'));
+        w.unref();
+        this.tlsWatchers.push(w);
+      } catch (err) {
+        this.deps.log.warn({ dir, err: (err as Error).message }, 'cannot watch TLS files; reload with SIGHUP');
+      }
+    }
   }
 
   /** Every refusal the gateway writes passes here on its way to the client, for the rejected-by-reason metric. */
@@ -102,10 +202,34 @@ export class SmtpFront {
     return reply;
   }
 
-  private onMailFrom(address: SMTPServerAddress, cb: (err?: Error | null) => void): void {
+  private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void {
+    const { log } = this.deps;
+    // Neither the user name nor the password is logged: only that a login happened and how it ended.
+    if (!session.secure && !this.edge.authPlaintext.has(session.remoteAddress)) return cb(this.counted(replies.authNeedsTls()));
+    if ((auth.method !== 'PLAIN' && auth.method !== 'LOGIN') || !this.credentials) return cb(this.counted(replies.authFailed()));
+    this.credentials.verify(auth.username ?? '', auth.password ?? '').then(
+      (ok) => {
+        log.info({ session: session.id, client: session.remoteAddress, method: auth.method, ok }, ok ? 'authenticated' : 'authentication failed');
+        if (ok) cb(null, { user: auth.username });
+        else cb(this.counted(replies.authFailed()));
+      },
+      (err: Error) => {
+        log.error({ session: session.id, err: err.message }, 'authentication check failed');
+        cb(this.counted(replies.authUnavailable()));
+      },
+    );
+  }
+
+  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     // smtp-server already refuses control characters; this keeps the Received/Return-Path contract in one place.
     const problem = address.address ? headerFieldProblem(address.address) : undefined;
-    cb(problem ? this.counted(replies.badAddress('sender address', problem)) : undefined);
+    if (problem) return cb(this.counted(replies.badAddress('sender address', problem)));
+    const limited = this.edge.takeMessage(session.remoteAddress);
+    if (limited) {
+      this.deps.log.info({ session: session.id, client: session.remoteAddress }, 'message rate limit; replying 451');
+      return cb(this.counted(limited));
+    }
+    cb();
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
@@ -119,10 +243,16 @@ export class SmtpFront {
     cb();
   }
 
-  private onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): void {
+  /**
+   * LMTP: one reply per accepted recipient, each naming it. The message is still accepted or refused as a whole
+   * (one spool file, one Redis MULTI for every rule): SES stores one object per rule listing all its recipients
+   * under one message id, and accepting some recipients in a separate transaction would store a second message id
+   * for the same mail. So an enqueue failure is a 451 for each recipient, and a success a 250 for each.
+   */
+  private onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string | string[]) => void, lmtp: boolean): void {
     this.busy.add(session.id);
     const done = this.accept(stream, session).then(
-      (messageId) => cb(null, replies.accepted(messageId)),
+      (messageId) => cb(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, r.address)) : replies.accepted(messageId)),
       (err: Error) => {
         // smtp-server sends the reply once DATA has ended; make sure the rest of it is read and dropped.
         if (!stream.readableEnded && !stream.destroyed) stream.resume();
@@ -218,11 +348,22 @@ export class SmtpFront {
   async stop(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const conn of this.server.connections) {
-      if (!this.busy.has(conn.session.id)) conn.send(421, replies.shuttingDown(this.deps.runtime.settings.hostname).message);
+    for (const w of this.tlsWatchers) w.close();
+    // The listeners own the sockets: closing them resolves once every session has ended.
+    const closed = Promise.all(this.listeners.map((l) => l.close()));
+    for (const { smtp } of this.servers) {
+      // Arms smtp-server's closeTimeout (then 421 to whoever is left) and makes later commands get 421.
+      smtp.close(() => undefined);
+      for (const conn of smtp.connections) {
+        if (!this.busy.has(conn.session.id)) conn.send(421, replies.shuttingDown(this.deps.runtime.settings.hostname).message);
+      }
     }
+    // smtp-server's own timer is disarmed when its (unused) net.Server closes; the listeners keep the deadline.
+    const force = setTimeout(() => {
+      for (const { smtp } of this.servers) for (const conn of smtp.connections) conn.send(421, replies.shuttingDown(this.deps.runtime.settings.hostname).message);
+    }, this.deps.runtime.settings.smtp.closeTimeoutMs).unref();
     await closed;
+    clearTimeout(force);
     await Promise.allSettled([...this.accepting]);
   }
 }

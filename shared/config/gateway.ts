@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /**
@@ -12,6 +13,60 @@ export const GatewayTlsSchema = z
   .object({
     certFile: z.string().describe('PEM certificate chain offered with STARTTLS.'),
     keyFile: z.string().describe('PEM private key of the certificate.'),
+    implicitPort: z
+      .number()
+      .int()
+      .min(0)
+      .max(65535)
+      .optional()
+      .describe('Also listen on this port with implicit TLS (465-style: TLS from the first byte), on gateway.smtp.host; 0 picks a free port.'),
+    watch: z
+      .boolean()
+      .default(true)
+      .describe('Reload the certificate and key when their files change (SIGHUP always reloads); new sessions get the new certificate, open ones keep theirs.'),
+  })
+  .strict();
+
+/** One IPv4/IPv6 address or CIDR; shared by the schema (to refuse typos early) and gateway/net/cidr.ts. */
+export function parseCidr(entry: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | { error: string } {
+  const [addr = '', bits, ...rest] = entry.trim().split('/');
+  const family = isIP(addr);
+  if (rest.length || family === 0) return { error: 'is not an IP address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)' };
+  const max = family === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+  if (!(prefix <= max)) return { error: `has a bad prefix length (0 to ${max})` };
+  return { address: addr, prefix, family: family === 4 ? 'ipv4' : 'ipv6' };
+}
+
+const cidrList = (what: string, def: string[] = []) =>
+  z
+    .array(
+      z.string().superRefine((v, ctx) => {
+        const r = parseCidr(v);
+        if ('error' in r) ctx.addIssue({ code: 'custom', message: `"${v}" ${r.error}` });
+      }),
+    )
+    .default(def)
+    .describe(`${what} IPv4/IPv6 addresses or CIDRs ("192.0.2.0/24", "2001:db8::/32").`);
+
+export const GatewayAuthSchema = z
+  .object({
+    mode: z
+      .enum(['off', 'optional', 'required'])
+      .default('off')
+      .describe('SMTP AUTH (PLAIN, LOGIN) for forwarding MTAs. "optional": offered, anyone may still send; "required": MAIL FROM needs a login (530 otherwise) on every listener.'),
+    usersFile: z
+      .string()
+      .optional()
+      .describe('File of "user:$scrypt$ln=..,r=..,p=..$salt$hash" lines (make them with `mailroom smtp-user <name>`). MAILROOM_SMTP_USERS (same lines, newline- or comma-separated) adds to it. Never logged.'),
+    plaintextFrom: cidrList('Clients that may AUTH without TLS (a relay on the same host, tests); everyone else must STARTTLS first (538).'),
+  })
+  .strict();
+
+export const GatewayRateLimitSchema = z
+  .object({
+    messagesPerMinute: z.number().int().nonnegative().default(0).describe('Messages (MAIL FROM) per client address per minute; over it MAIL gets 451 4.7.1 with the wait. 0 = no limit.'),
+    burst: z.number().int().positive().optional().describe('Messages a client may send at once before the per-minute rate applies (token bucket size). Default: messagesPerMinute.'),
   })
   .strict();
 
@@ -25,6 +80,35 @@ export const GatewaySmtpSchema = z
     socketTimeoutMs: ms(300_000, 'Idle time before a client is disconnected with 421 (RFC 5321 suggests at least 5 minutes)'),
     closeTimeoutMs: ms(30_000, 'On shutdown, how long sessions may finish before they get 421'),
     reverseDns: z.boolean().default(true).describe('Look up the client\'s PTR name for the Received header (1.5 s at most).'),
+    lmtpPort: z.number().int().min(0).max(65535).optional().describe('Also listen for LMTP (RFC 2033: one reply per recipient after DATA) on this port, on gateway.smtp.host; 0 picks a free port.'),
+    receiptFilters: z
+      .object({
+        allow: cidrList('Receipt filter "Allow": when not empty, only these clients may connect.'),
+        block: cidrList('Receipt filter "Block": these clients are refused (554 5.7.1) even when an allow entry matches them, as in SES.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('IP address filters applied when a client connects, as SES receipt filters.'),
+    maxConnectionsPerClient: z.number().int().positive().default(50).describe('Concurrent connections from one client address; further ones get 421 4.7.0. trustedNetworks are exempt.'),
+    rateLimit: GatewayRateLimitSchema.prefault({}),
+    trustedNetworks: cidrList(
+      'Your own relays (e.g. the MTA that forwards to the gateway): exempt from the per-client connection and rate limits and the greeting delay. Not exempt from receipt filters.',
+      ['127.0.0.0/8', '::1/128'],
+    ),
+    greetingDelayMs: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(100)
+      .describe('Wait this long before the 220 greeting; a client that talks first gets 421 (early-talker protection). Skipped for trustedNetworks. 0 = off.'),
+    proxyProtocol: z
+      .object({
+        trustedProxies: cidrList('Load balancers whose connections start with a PROXY protocol header (v1 or v2, e.g. AWS NLB); the client address is taken from it. A connection from them without a valid header is closed without a reply. Others must not send one.'),
+        headerTimeoutMs: ms(5_000, 'How long a trusted proxy may take to send the header'),
+      })
+      .strict()
+      .prefault({}),
+    auth: GatewayAuthSchema.prefault({}),
   })
   .strict();
 

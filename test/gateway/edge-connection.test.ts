@@ -1,0 +1,242 @@
+/**
+ * The SMTP edge with real sockets, Redis and moto: PROXY protocol v1/v2 (the real client address reaches the
+ * filters and the stored Received header), SES-style receipt filters for IPv4 and IPv6, connection and message
+ * rate limits with their replies, the greeting delay and who skips it, and LMTP's per-recipient replies.
+ * Client addresses other than 127.0.0.1 come from binding to other 127/8 addresses or from PROXY headers.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../support/files.js';
+import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { LineClient, proxyV1, proxyV2 } from './edge-helpers.js';
+import { ACCOUNT, awsClients, createBuckets, rawObject, REGION, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+
+const BUCKET = 'edge';
+const LB = '127.0.0.2'; // the "load balancer": its connections must start with a PROXY header
+let moto: Moto;
+let redis: RedisServer;
+let restoreEnv: () => void;
+let aws: AwsFixture;
+let dir: Awaited<ReturnType<typeof tempDir>>;
+type Gw = Awaited<ReturnType<typeof startTestGateway>>;
+let proxied: Gw; // PROXY + filters + LMTP, with workers
+let limited: Gw; // connection and rate limits
+let delayed: Gw; // a long greeting delay
+
+const rules = [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in' } }];
+const base = (name: string, smtp: Record<string, unknown>) => ({
+  region: REGION,
+  accountId: ACCOUNT,
+  ruleSetName: 'edge',
+  rules,
+  gateway: { hostname: `mx.${name}.test`, spoolDir: join(dir.path, name), smtp: { port: 0, reverseDns: false, ...smtp }, redis: { url: redis.url, prefix: name, enqueueTimeoutMs: 2_000 } },
+});
+
+beforeAll(async () => {
+  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-edge-')]);
+  restoreEnv = useMotoEnv(moto);
+  aws = awsClients(moto);
+  await createBuckets(aws, BUCKET);
+  proxied = await startTestGateway(
+    base('proxied', {
+      lmtpPort: 0,
+      greetingDelayMs: 0,
+      trustedNetworks: [],
+      proxyProtocol: { trustedProxies: [`${LB}/32`], headerTimeoutMs: 2_000 },
+      receiptFilters: { allow: ['127.0.0.0/8', '198.51.100.0/24', '2001:db8::/32'], block: ['198.51.100.66', '2001:db8:bad::/48'] },
+    }),
+  );
+  limited = await startTestGateway(
+    base('limited', { greetingDelayMs: 0, maxConnections: 3, maxConnectionsPerClient: 2, trustedNetworks: ['127.0.0.3/32'], rateLimit: { messagesPerMinute: 2 } }),
+    { smtp: true, workers: false },
+  );
+  delayed = await startTestGateway(base('delayed', { greetingDelayMs: 60_000, trustedNetworks: ['127.0.0.3/32'] }), { smtp: true, workers: false });
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([proxied?.stop(), limited?.stop(), delayed?.stop()]);
+  aws?.destroy();
+  restoreEnv?.();
+  await Promise.all([moto?.stop(), redis?.stop()]);
+  await dir?.remove();
+});
+
+const MSG = (subject: string) => `From: a@origin.example\r\nTo: user@example.com\r\nSubject: ${subject}\r\n\r\nbody`;
+
+/** One message over an already greeted session; returns the message id from `250 Ok <id>`. */
+async function sendOne(c: LineClient, subject: string): Promise<string> {
+  expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+  expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+  expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+  const [r] = await c.data(MSG(subject));
+  const m = /^250 Ok (\S+)$/.exec(r!);
+  expect(m, r).not.toBeNull();
+  return m![1]!;
+}
+
+async function receivedOf(id: string): Promise<string> {
+  const raw = await waitFor(`object in/${id}`, () => rawObject(aws, BUCKET, `in/${id}`), 30_000, 250);
+  const text = raw.toString('latin1');
+  return /^Received: [^\r\n]*(?:\r\n[ \t][^\r\n]*)*/m.exec(text)![0];
+}
+
+describe('PROXY protocol from a trusted load balancer', () => {
+  it('v1 TCP4, v2 TCP4 and v2 TCP6 with TLVs: the client address in the Received header is the real one', async () => {
+    const cases: Array<[Buffer, RegExp]> = [
+      [proxyV1('198.51.100.7'), /\(unknown \[198\.51\.100\.7\]\)/],
+      [proxyV2({ src: '198.51.100.8', tlvs: [[0xea, Buffer.from('\x01vpce-0123456789abcdef0', 'latin1')]] }), /\(unknown \[198\.51\.100\.8\]\)/],
+      [proxyV2({ src: '2001:db8::7', tlvs: [[0x04, Buffer.alloc(0)], [0x30, Buffer.from('x')]] }), /\(unknown \[IPv6:2001:db8::7\]\)/],
+    ];
+    for (const [header, received] of cases) {
+      const c = await LineClient.open(proxied.port, { localAddress: LB, preface: header });
+      expect(await c.reply()).toMatch(/^220 /);
+      const id = await sendOne(c, 'proxied');
+      c.close();
+      expect(await receivedOf(id)).toMatch(received);
+    }
+  });
+
+  it('v2 LOCAL (a health check) is the balancer itself; the header and the first command may share a packet', async () => {
+    const c = await LineClient.open(proxied.port, { localAddress: LB, preface: proxyV2({ local: true }) });
+    expect(await c.reply()).toMatch(/^220 /);
+    const id = await sendOne(c, 'local');
+    c.close();
+    expect(await receivedOf(id)).toMatch(/\(unknown \[127\.0\.0\.2\]\)/);
+  });
+
+  it('a trusted proxy without a valid header is closed with no reply at all', async () => {
+    for (const preface of [Buffer.from('EHLO x\r\n'), proxyV2({ src: '198.51.100.9', version: 3 }), Buffer.from('PROXY TCP4 198.51.100.9 nonsense 1 2\r\n'), Buffer.from('PROXY TCP4 ' + 'x'.repeat(200))]) {
+      const c = await LineClient.open(proxied.port, { localAddress: LB, preface });
+      expect(await c.untilClosed()).toBe('');
+    }
+    // Nothing sent at all: closed after headerTimeoutMs, still without a reply.
+    const idle = await LineClient.open(proxied.port, { localAddress: LB });
+    expect(await idle.untilClosed()).toBe('');
+  });
+
+  it('a PROXY header from a peer that is not a trusted proxy is just a bad command', async () => {
+    const c = await LineClient.open(proxied.port);
+    expect(await c.reply()).toMatch(/^220 /);
+    expect(await c.command('PROXY TCP4 198.51.100.66 127.0.0.1 1 25')).toMatch(/^500 /);
+    const id = await sendOne(c, 'direct');
+    c.close();
+    expect(await receivedOf(id)).toMatch(/\(unknown \[127\.0\.0\.1\]\)/);
+  });
+});
+
+describe('receipt filters', () => {
+  it('block wins over allow, an allow list refuses everyone else, for IPv4 and IPv6', async () => {
+    const greet = async (header: Buffer) => {
+      const c = await LineClient.open(proxied.port, { localAddress: LB, preface: header });
+      const r = await c.reply();
+      c.close();
+      return r;
+    };
+    expect(await greet(proxyV1('198.51.100.66'))).toBe('554 5.7.1 Client host [198.51.100.66] rejected: a receipt filter blocks this address');
+    expect(await greet(proxyV2({ src: '2001:db8:bad::1' }))).toBe('554 5.7.1 Client host [2001:db8:bad::1] rejected: a receipt filter blocks this address');
+    expect(await greet(proxyV2({ src: '192.0.2.1' }))).toBe('554 5.7.1 Client host [192.0.2.1] rejected: no receipt filter allows this address');
+    expect(await greet(proxyV1('2001:db9::1'))).toMatch(/^554 5\.7\.1 Client host \[2001:db9::1\] rejected: no receipt filter allows/);
+    expect(await greet(proxyV2({ src: '2001:db8::1' }))).toMatch(/^220 /);
+    expect(await greet(proxyV1('198.51.100.65'))).toMatch(/^220 /);
+  });
+});
+
+describe('limits', () => {
+  it('per-client and overall connection limits answer 421 4.7.0; a closed connection frees its slot', async () => {
+    const a1 = await LineClient.open(limited.port);
+    const a2 = await LineClient.open(limited.port);
+    expect(await a1.reply()).toMatch(/^220 /);
+    expect(await a2.reply()).toMatch(/^220 /);
+    const a3 = await LineClient.open(limited.port);
+    expect(await a3.reply()).toBe('421 4.7.0 mx.limited.test Too many connections from [127.0.0.1] (limit 2 at once), try again after closing some');
+    expect(await a3.untilClosed()).toBe('');
+    const b1 = await LineClient.open(limited.port, { localAddress: '127.0.0.4' });
+    expect(await b1.reply()).toMatch(/^220 /);
+    // A trusted relay is exempt from the per-client limit, not from the overall one.
+    const t1 = await LineClient.open(limited.port, { localAddress: '127.0.0.3' });
+    expect(await t1.reply()).toBe('421 4.7.0 mx.limited.test Too many connections (limit 3), try again in a few minutes');
+    a1.close();
+    await waitFor('a freed slot', async () => {
+      const again = await LineClient.open(limited.port);
+      const r = await again.reply();
+      again.close();
+      return r.startsWith('220') ? r : undefined;
+    });
+    for (const c of [a2, b1]) c.close();
+  });
+
+  it('the message rate limit answers MAIL with 451 4.7.1 saying when to retry; trusted relays are exempt', async () => {
+    await waitFor('free slots', async () => limited.smtp!.edge.openConnections === 0 || undefined, 10_000);
+    const c = await LineClient.open(limited.port, { localAddress: '127.0.0.5' });
+    expect(await c.reply()).toMatch(/^220 /);
+    expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+    for (let i = 0; i < 2; i++) {
+      expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+      expect(await c.command('RSET')).toMatch(/^250/);
+    }
+    expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^451 4\.7\.1 Rate limit exceeded for \[127\.0\.0\.5\]: at most 2 messages per minute, try again in (\d+) s$/);
+    c.close();
+    const t = await LineClient.open(limited.port, { localAddress: '127.0.0.3' });
+    expect(await t.reply()).toMatch(/^220 /);
+    expect(await t.command('EHLO relay.example.net')).toMatch(/^250/);
+    for (let i = 0; i < 5; i++) {
+      expect(await t.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+      expect(await t.command('RSET')).toMatch(/^250/);
+    }
+    t.close();
+  });
+});
+
+describe('greeting delay', () => {
+  it('a client that talks before the (60 s) greeting gets 421; a trusted relay is greeted at once', async () => {
+    const early = await LineClient.open(delayed.port, { localAddress: '127.0.0.6', preface: 'EHLO early.example.net\r\n' });
+    const r = await early.reply(70_000);
+    expect(r).toBe('421 mx.delayed.test You talk too soon');
+    const relay = await LineClient.open(delayed.port, { localAddress: '127.0.0.3' });
+    // The reply timeout (15 s) is far below the delay: a greeting at all proves the delay was skipped.
+    expect(await relay.reply(15_000)).toMatch(/^220 mx\.delayed\.test ESMTP/);
+    relay.close();
+  }, 90_000);
+});
+
+describe('LMTP', () => {
+  it('one reply per accepted recipient after DATA, all for the one stored message', async () => {
+    const c = await LineClient.open(proxied.smtp!.addresses.lmtp!.port);
+    expect(await c.reply()).toMatch(/^220 mx\.proxied\.test LMTP/);
+    expect(await c.command('EHLO client.example.net')).toMatch(/^500 /);
+    expect(await c.command('LHLO relay.example.net')).toMatch(/^250/);
+    expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+    expect(await c.command('RCPT TO:<one@example.com>')).toMatch(/^250/);
+    expect(await c.command('RCPT TO:<nobody@elsewhere.test>')).toMatch(/^550 5\.1\.1/);
+    expect(await c.command('RCPT TO:<two@example.com>')).toMatch(/^250/);
+    const replies = await c.data(MSG('lmtp'), 2);
+    const ids = replies.map((r) => /^250 Ok (\S+) <(\S+)>$/.exec(r));
+    expect(ids.map((m) => m?.[2])).toEqual(['one@example.com', 'two@example.com']);
+    expect(ids[0]![1]).toBe(ids[1]![1]);
+    expect(await receivedOf(ids[0]![1]!)).toMatch(/for one@example\.com;/);
+    c.close();
+  });
+
+  it('when the jobs cannot be added, every recipient gets 451 (the relay keeps the message)', async () => {
+    // Its own Redis, so that stopping it leaves the other gateways alone.
+    const redis2 = await startRedis();
+    const down = await startTestGateway({ ...base('down', { lmtpPort: 0, greetingDelayMs: 0 }), gateway: { ...base('down', { lmtpPort: 0, greetingDelayMs: 0 }).gateway, redis: { url: redis2.url, prefix: 'down', enqueueTimeoutMs: 2_000 } } }, { smtp: true, workers: false });
+    const c = await LineClient.open(down.smtp!.addresses.lmtp!.port);
+    expect(await c.reply()).toMatch(/^220 /);
+    expect(await c.command('LHLO relay.example.net')).toMatch(/^250/);
+    expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+    expect(await c.command('RCPT TO:<one@example.com>')).toMatch(/^250/);
+    expect(await c.command('RCPT TO:<two@example.com>')).toMatch(/^250/);
+    await redis2.stop();
+    try {
+      const replies = await c.data(MSG('lmtp down'), 2);
+      expect(replies).toEqual(Array(2).fill('451 4.3.0 Local error in processing; the message was not accepted, try again later'));
+    } finally {
+      c.close();
+      await redis2.restart();
+      await down.stop();
+      await redis2.stop();
+    }
+  });
+});
