@@ -1,4 +1,4 @@
-import { FlowProducer, Queue } from 'bullmq';
+import { FlowProducer, Queue, type FlowJob } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { SpoolRecord } from '../spool/format.js';
 import { messageFlow, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
@@ -22,10 +22,42 @@ export interface EnqueuerOptions {
   policy: JobPolicy;
 }
 
+interface PendingFlow {
+  flow: FlowJob;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Flows per MULTI at most; a burst larger than this goes out as several batches in the same turn. */
+const MAX_BATCH = 256;
+
 /**
- * The accept path's Redis side: adds a message's flow (one MULTI) and answers "does this message have jobs?" for
- * recovery. Fails fast when Redis is away (see queue/redis.ts), bounded by `timeoutMs` when it is merely slow.
+ * The accept path's Redis side: adds a message's flow and answers "does this message have jobs?" for recovery.
+ * Fails fast when Redis is away (see queue/redis.ts), bounded by `timeoutMs` when it is merely slow.
+ *
+ * Batching: the flows of every message whose spool write finished in the same event-loop turn go to Redis in one
+ * MULTI (FlowProducer.addBulk) — one round trip and one socket write instead of one per message. All or none: the
+ * MULTI either adds every flow of the batch or fails, and then every message of the batch gets its error (451).
+ * Each message still waits for its own confirmation, so a 250 still means "its jobs are in Redis".
  */
+type FlowBackend = { addFlow(entries: unknown[]): Promise<Array<[Error | null, unknown]> | null> };
+
+/**
+ * FlowProducer.addBulk ignores a per-job error inside its MULTI (add() only looks at the first job's): make any
+ * such error fail the whole call, so no message is told 250 unless every job of its batch went in. bullmq is
+ * pinned; should the internals move, the constructor throws rather than run without the check.
+ */
+function strictFlowResults(flows: FlowProducer): void {
+  const backend = (flows as unknown as { backend?: FlowBackend }).backend;
+  if (!backend || typeof backend.addFlow !== 'function') throw new Error('bullmq FlowProducer has no backend.addFlow: the pinned version changed; review queue/enqueue.ts');
+  const addFlow = backend.addFlow.bind(backend);
+  backend.addFlow = async (entries) => {
+    const results = await addFlow(entries);
+    for (const r of results ?? []) if (r?.[0]) throw r[0];
+    return results;
+  };
+}
+
 export class Enqueuer {
   private readonly flows: FlowProducer;
   private readonly readyListeners: Array<() => void> = [];
@@ -37,6 +69,7 @@ export class Enqueuer {
   ) {
     const connection = producerConnection(opts.redisUrl);
     this.flows = new FlowProducer({ connection, prefix: opts.prefix });
+    strictFlowResults(this.flows);
     this.spoolQueue = new Queue(SPOOL_QUEUE, { connection, prefix: opts.prefix });
     let down = false;
     const onError = (err: Error) => {
@@ -59,8 +92,31 @@ export class Enqueuer {
     this.readyListeners.push(f);
   }
 
+  private batch: PendingFlow[] = [];
+
+  /** Adds the flow to the batch going out at the end of this event-loop turn; resolves once Redis confirmed it. */
+  private addBatched(flow: FlowJob): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.batch.push({ flow, resolve, reject });
+      if (this.batch.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const all = this.batch;
+    this.batch = [];
+    for (let i = 0; i < all.length; i += MAX_BATCH) {
+      const batch = all.slice(i, i + MAX_BATCH);
+      const add = batch.length === 1 ? this.flows.add(batch[0]!.flow) : this.flows.addBulk(batch.map((p) => p.flow));
+      add.then(
+        () => batch.forEach((p) => p.resolve()),
+        (err: Error) => batch.forEach((p) => p.reject(err)),
+      );
+    }
+  }
+
   async enqueue(record: SpoolRecord, spoolFile: string): Promise<void> {
-    const add = this.flows.add(messageFlow(record, spoolFile, this.opts.policy));
+    const add = this.addBatched(messageFlow(record, spoolFile, this.opts.policy));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new EnqueueTimeoutError(this.opts.timeoutMs, add)), this.opts.timeoutMs);
