@@ -12,11 +12,15 @@ have ruby || need+=(ruby)
 ruby -e 'require "aws-sdk-s3"' >/dev/null 2>&1 || need+=(ruby-aws-sdk-s3)
 ruby -e 'require "aws-sdk-kms"' >/dev/null 2>&1 || need+=(ruby-aws-sdk-kms)
 have swaks || need+=(swaks)
+# postfix: a private instance relays to the gateway in test/gateway/edge-postfix.test.ts (smtp-source/smtp-sink too).
+[ -x /usr/sbin/postfix ] || need+=(postfix)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]} from Debian"
     export DEBIAN_FRONTEND=noninteractive
+    # Postfix's debconf would otherwise set up (and may start) a system MTA on port 25; the tests need only the binaries.
+    echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
