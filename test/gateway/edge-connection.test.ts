@@ -105,6 +105,19 @@ describe('PROXY protocol from a trusted load balancer', () => {
     expect(await receivedOf(id)).toMatch(/\(unknown \[127\.0\.0\.2\]\)/);
   });
 
+  it('a header that arrives a few bytes at a time is still read whole', async () => {
+    const header = proxyV2({ src: '198.51.100.10', tlvs: [[0x05, Buffer.from('unique-id')]] });
+    const c = await LineClient.open(proxied.port, { localAddress: LB });
+    for (let i = 0; i < header.length; i += 5) {
+      c.write(header.subarray(i, i + 5));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(await c.reply()).toMatch(/^220 /);
+    const id = await sendOne(c, 'split header');
+    c.close();
+    expect(await receivedOf(id)).toMatch(/\(unknown \[198\.51\.100\.10\]\)/);
+  });
+
   it('a trusted proxy without a valid header is closed with no reply at all', async () => {
     for (const preface of [Buffer.from('EHLO x\r\n'), proxyV2({ src: '198.51.100.9', version: 3 }), Buffer.from('PROXY TCP4 198.51.100.9 nonsense 1 2\r\n'), Buffer.from('PROXY TCP4 ' + 'x'.repeat(200))]) {
       const c = await LineClient.open(proxied.port, { localAddress: LB, preface });
