@@ -11,6 +11,8 @@ import type { MessageEnvelope, SpoolRecord, SpooledRule } from '../spool/format.
  * message is done" is the queue's own bookkeeping, not ours; a delivery that keeps failing leaves its parent
  * waiting and the spool file in place. Job ids are deterministic, so enqueuing a message twice (recovery after a
  * crash between fsync and enqueue) adds nothing. Jobs carry the envelope and the spool file name, never the body.
+ * Both queues live under the accepting node's BullMQ prefix (cluster/node.ts), so a message's jobs are only ever
+ * taken by workers that can read its spool file.
  */
 
 export const DELIVERIES_QUEUE = 'deliveries';
