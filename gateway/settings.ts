@@ -12,6 +12,7 @@ export interface GatewayOverrides {
   config?: string | undefined;
   smtpPort?: string | undefined;
   smtpHost?: string | undefined;
+  lmtpPort?: string | undefined;
   spoolDir?: string | undefined;
   redisUrl?: string | undefined;
   concurrency?: string | undefined;
@@ -25,6 +26,7 @@ export const GATEWAY_FLAGS = {
   config: ['config', 'MAILROOM_CONFIG', 'config file (JSON, see `mailroom schema`)'],
   'smtp-port': ['smtpPort', 'MAILROOM_SMTP_PORT', 'SMTP port (gateway.smtp.port)'],
   'smtp-host': ['smtpHost', 'MAILROOM_SMTP_HOST', 'address to listen on (gateway.smtp.host)'],
+  'lmtp-port': ['lmtpPort', 'MAILROOM_LMTP_PORT', 'also listen for LMTP on this port (gateway.smtp.lmtpPort)'],
   'spool-dir': ['spoolDir', 'MAILROOM_SPOOL_DIR', 'spool directory (gateway.spoolDir)'],
   'redis-url': ['redisUrl', 'REDIS_URL', 'Redis URL (gateway.redis.url)'],
   concurrency: ['concurrency', 'MAILROOM_CONCURRENCY', 'deliveries in flight (gateway.worker.concurrency)'],
@@ -80,6 +82,7 @@ export function resolveRuntime(loaded: LoadedConfig, overrides: GatewayOverrides
   const section = (k: string) => ((input[k] ??= {}) as Record<string, unknown>);
   if (overrides.smtpPort !== undefined) section('smtp').port = intFlag('smtp-port', overrides.smtpPort, 0, 65535, 'give a port number, e.g. 2525 (0 picks a free port)');
   if (overrides.smtpHost !== undefined) section('smtp').host = overrides.smtpHost;
+  if (overrides.lmtpPort !== undefined) section('smtp').lmtpPort = intFlag('lmtp-port', overrides.lmtpPort, 0, 65535, 'give a port number, e.g. 2424 (0 picks a free port)');
   if (overrides.spoolDir !== undefined) input.spoolDir = overrides.spoolDir;
   if (overrides.redisUrl !== undefined) {
     if (!/^rediss?:\/\//.test(overrides.redisUrl)) {

@@ -24,7 +24,7 @@ export class EdgeListener {
 
   constructor(
     readonly name: string,
-    private readonly opts: { proxies: AddressSet; headerTimeoutMs: number; log: Logger },
+    private readonly opts: { proxies: AddressSet; headerTimeoutMs: number; maxSockets: number; log: Logger },
     handoff: (socket: Socket, client: ClientAddress) => void,
   ) {
     this.server = createServer({ pauseOnConnect: true }, (socket) => {
@@ -48,6 +48,9 @@ export class EdgeListener {
         },
       );
     });
+    // A hard ceiling on open sockets, above the admission limits (which answer 421): sockets still in a PROXY header
+    // or an implicit-TLS handshake are not admitted yet, and a flood of them must not exhaust descriptors.
+    this.server.maxConnections = opts.maxSockets;
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {

@@ -140,7 +140,7 @@ export class SmtpFront {
   async listen(): Promise<AddressInfo> {
     const { host, proxyProtocol, tls } = this.deps.runtime.settings.smtp;
     for (const { name, smtp, port } of this.servers) {
-      const listener = new EdgeListener(name, { proxies: this.edge.proxies, headerTimeoutMs: proxyProtocol.headerTimeoutMs, log: this.deps.log }, (socket, client) =>
+      const listener = new EdgeListener(name, { proxies: this.edge.proxies, headerTimeoutMs: proxyProtocol.headerTimeoutMs, maxSockets: 2 * this.deps.runtime.settings.smtp.maxConnections, log: this.deps.log }, (socket, client) =>
         smtp.connect(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }),
       );
       const addr = await listener.listen(port, host);
