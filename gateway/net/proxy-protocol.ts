@@ -45,7 +45,7 @@ function parseV1(buf: Buffer): Parse {
   if (!isFamily) throw new ProxyHeaderError(`v1 protocol "${proto}" is not TCP4, TCP6 or UNKNOWN`);
   if (!isFamily(src) || !isFamily(dst)) throw new ProxyHeaderError(`v1 addresses are not ${proto}`);
   if (!isPort(sport) || !isPort(dport)) throw new ProxyHeaderError('v1 ports are not 0-65535');
-  return { done: true, header: { kind: 'proxied', remoteAddress: src, remotePort: Number(sport) }, length };
+  return { done: true, header: { kind: 'proxied', remoteAddress: proto === 'TCP6' ? formatIPv6(ipv6Groups(src)) : src, remotePort: Number(sport) }, length };
 }
 
 function isPort(s: string): boolean {
@@ -73,15 +73,39 @@ function parseV2(buf: Buffer): Parse {
     }
     case 0x21: {
       if (len < 36) throw new ProxyHeaderError('v2 TCP6 address block too short');
-      const groups: string[] = [];
-      for (let i = 0; i < 16; i += 2) groups.push(body.readUInt16BE(i).toString(16));
-      return { done: true, header: { kind: 'proxied', remoteAddress: compressIPv6(groups), remotePort: body.readUInt16BE(32) }, length };
+      const groups: number[] = [];
+      for (let i = 0; i < 16; i += 2) groups.push(body.readUInt16BE(i));
+      return { done: true, header: { kind: 'proxied', remoteAddress: formatIPv6(groups), remotePort: body.readUInt16BE(32) }, length };
     }
     case 0x00:
       return { done: true, header: { kind: 'local' }, length };
     default:
       throw new ProxyHeaderError(`v2 address family 0x${fam.toString(16)} is not TCP over IPv4/IPv6`);
   }
+}
+
+/** The 8 groups of a valid IPv6 address (`::` and a dotted IPv4 tail expanded). */
+function ipv6Groups(addr: string): number[] {
+  let a = addr;
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (dotted) {
+    const [b0, b1, b2, b3] = dotted.slice(1).map(Number) as [number, number, number, number];
+    a = `${a.slice(0, dotted.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const [head = '', tail] = a.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const parts = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return parts.map((g) => parseInt(g, 16));
+}
+
+/**
+ * RFC 5952 text; an IPv4-mapped address (::ffff:a.b.c.d, as dual-stack balancers send IPv4 clients) becomes the
+ * plain IPv4 address, which is what filters, logs and the Received header must see.
+ */
+function formatIPv6(g: number[]): string {
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join('.');
+  return compressIPv6(g.map((x) => x.toString(16)));
 }
 
 /** RFC 5952 form (longest run of zero groups as ::), so lists, logs and Received show what other tools show. */

@@ -87,6 +87,10 @@ describe('PROXY protocol from a trusted load balancer', () => {
       [proxyV1('198.51.100.7'), /\(unknown \[198\.51\.100\.7\]\)/],
       [proxyV2({ src: '198.51.100.8', tlvs: [[0xea, Buffer.from('\x01vpce-0123456789abcdef0', 'latin1')]] }), /\(unknown \[198\.51\.100\.8\]\)/],
       [proxyV2({ src: '2001:db8::7', tlvs: [[0x04, Buffer.alloc(0)], [0x30, Buffer.from('x')]] }), /\(unknown \[IPv6:2001:db8::7\]\)/],
+      // IPv4-mapped (a dual-stack balancer's IPv4 client), binary and text: the plain IPv4 address.
+      [proxyV2({ src: '::ffff:c633:640b' }), /\(unknown \[198\.51\.100\.11\]\)/],
+      [proxyV1('::ffff:198.51.100.12'), /\(unknown \[198\.51\.100\.12\]\)/],
+      [proxyV1('2001:DB8:0:0:0:0:0:70'), /\(unknown \[IPv6:2001:db8::70\]\)/],
     ];
     for (const [header, received] of cases) {
       const c = await LineClient.open(proxied.port, { localAddress: LB, preface: header });
