@@ -24,6 +24,8 @@ export interface SpooledMessage {
   /** Byte offset of DATA in the file. */
   dataOffset: number;
   dataLength: number;
+  /** The DATA bytes, when the file is small enough to have been read whole by `open` (then no second read). */
+  data?: Buffer;
 }
 
 export type ReceiveResult = { ok: true; dataLength: number } | { ok: false; reason: 'oversized'; dataLength: number };
@@ -207,20 +209,24 @@ export class Spool {
     }
     try {
       const size = (await fh.stat()).size;
+      // A small file is read whole in one go, so the delivery and its notification need no further reads.
+      const first = size <= SMALL_MESSAGE_BYTES ? size : Math.min(64 * 1024, size);
       let head = Buffer.alloc(0);
       let lf = -1;
       while (lf < 0 && head.length < Math.min(size, MAX_RECORD_BYTES)) {
-        const buf = Buffer.alloc(Math.min(64 * 1024, size - head.length));
+        const buf = Buffer.allocUnsafe(head.length === 0 ? first : Math.min(64 * 1024, size - head.length));
         const { bytesRead } = await fh.read(buf, 0, buf.length, head.length);
         if (bytesRead === 0) break;
         const from = head.length;
-        head = Buffer.concat([head, buf.subarray(0, bytesRead)]);
+        head = head.length === 0 ? buf.subarray(0, bytesRead) : Buffer.concat([head, buf.subarray(0, bytesRead)]);
         lf = head.indexOf(0x0a, from);
       }
       if (lf < 0) throw new SpoolFormatError(`spool file ${path} has no record line`);
       const record = parseRecordLine(head.subarray(0, lf));
       if (record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${record.envelope.messageId}`);
-      return { record, path, dataOffset: lf + 1, dataLength: size - lf - 1 };
+      const msg: SpooledMessage = { record, path, dataOffset: lf + 1, dataLength: size - lf - 1 };
+      if (head.length === size) msg.data = head.subarray(lf + 1);
+      return msg;
     } finally {
       await fh.close();
     }
@@ -231,6 +237,7 @@ export class Spool {
     const length = limit === undefined ? msg.dataLength : Math.min(limit, msg.dataLength);
     // createReadStream cannot express an empty range (end < start reads to the end of the file).
     if (length === 0) return Readable.from([]);
+    if (msg.data) return Readable.from([msg.data.subarray(0, length)]);
     return createReadStream(msg.path, { start: msg.dataOffset, end: msg.dataOffset + length - 1 });
   }
 

@@ -1,0 +1,126 @@
+/**
+ * The accept path's batching, in isolation: the directory fsync group commit, the spool's in-memory small-message
+ * path and streamed big-message path (same bytes either way), oversize handling on both, and reading a small file
+ * whole; and the multipart memory budget's queueing and abort.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { newMessageId } from '../../shared/ses/message-id.js';
+import type { SpoolRecord } from '../../gateway/spool/format.js';
+import { GroupSync, Spool } from '../../gateway/spool/spool.js';
+import { tempDir } from '../support/files.js';
+
+function record(): SpoolRecord {
+  return {
+    v: 1,
+    envelope: { messageId: newMessageId(), receivedAt: new Date().toISOString(), mailFrom: 'a@b.example', helo: 'c', clientIp: '127.0.0.1', tls: false, byHost: 'mx', accountId: '123456789012', region: 'us-east-1' },
+    rules: [{ name: 'r', recipients: ['x@example.com'], scanEnabled: false, s3Action: { bucketName: 'b' } as SpoolRecord['rules'][number]['s3Action'] }],
+  };
+}
+
+/** smtp-server's DATA stream: bytes in chunks, `sizeExceeded` set once more than `limit` went through. */
+function dataStream(chunks: Buffer[], limit = Infinity): Readable & { sizeExceeded?: boolean } {
+  let seen = 0;
+  const s = new Readable({ read() {} }) as Readable & { sizeExceeded?: boolean };
+  for (const c of chunks) {
+    seen += c.length;
+    if (seen > limit) s.sizeExceeded = true;
+    s.push(c);
+  }
+  s.push(null);
+  return s;
+}
+
+const dirs: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await d();
+});
+
+async function spool(): Promise<Spool> {
+  const d = await tempDir('mailroom-spool-');
+  dirs.push(d.remove);
+  const s = new Spool(d.path);
+  await s.init({ clearIncoming: true });
+  return s;
+}
+
+describe('GroupSync', () => {
+  it('one fsync for a caller alone; callers arriving during it share the next one', async () => {
+    let runs = 0;
+    const releases: Array<() => void> = [];
+    const g = new GroupSync(() => {
+      runs++;
+      return new Promise<void>((r) => releases.push(r));
+    });
+    const first = g.sync();
+    const later = [g.sync(), g.sync(), g.sync()];
+    expect(runs).toBe(1);
+    releases.shift()!();
+    await first;
+    await new Promise((r) => setImmediate(r));
+    expect(runs).toBe(2);
+    releases.shift()!();
+    await Promise.all(later);
+    expect(runs).toBe(2);
+  });
+
+  it('a failed fsync rejects its waiters only; the next caller gets a fresh one', async () => {
+    let fail = true;
+    const g = new GroupSync(async () => {
+      if (fail) throw new Error('EIO');
+    });
+    await expect(g.sync()).rejects.toThrow('EIO');
+    fail = false;
+    await expect(g.sync()).resolves.toBeUndefined();
+  });
+});
+
+describe('Spool.receive', () => {
+  it('a small message (one write) and a big one (streamed past 256 KiB) are stored byte-exact and read back', async () => {
+    const s = await spool();
+    for (const size of [10_000, 700_000]) {
+      const rec = record();
+      const body = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) body[i] = (i * 7) & 0xff;
+      const chunks = [];
+      for (let o = 0; o < size; o += 65_536) chunks.push(body.subarray(o, o + 65_536));
+      const r = await s.receive(rec, dataStream(chunks));
+      expect(r).toEqual({ ok: true, dataLength: size });
+      const id = rec.envelope.messageId;
+      const file = await readFile(s.path(id));
+      expect(file.subarray(file.indexOf(0x0a) + 1).equals(body)).toBe(true);
+      const msg = await s.open(id);
+      expect(msg.record).toEqual(rec);
+      expect(msg.dataLength).toBe(size);
+      expect(!!msg.data).toBe(size < 256 * 1024);
+      const back: Buffer[] = [];
+      for await (const c of s.dataStream(msg)) back.push(c as Buffer);
+      expect(Buffer.concat(back).equals(body)).toBe(true);
+      const head: Buffer[] = [];
+      for await (const c of s.dataStream(msg, 100)) head.push(c as Buffer);
+      expect(Buffer.concat(head).equals(body.subarray(0, 100))).toBe(true);
+    }
+    expect(await readdir(s.incomingDir)).toEqual([]);
+  });
+
+  it('oversized, small or streamed: nothing left on disk', async () => {
+    const s = await spool();
+    for (const chunks of [[Buffer.alloc(5000), Buffer.alloc(5000)], Array.from({ length: 10 }, () => Buffer.alloc(65_536))]) {
+      const r = await s.receive(record(), dataStream(chunks, 6000));
+      expect(r.ok).toBe(false);
+    }
+    expect(await readdir(s.incomingDir)).toEqual([]);
+    expect(await s.list()).toEqual([]);
+  });
+
+  it('concurrent messages all land in messages/ and removals leave it empty', async () => {
+    const s = await spool();
+    const recs = Array.from({ length: 50 }, record);
+    await Promise.all(recs.map((r) => s.receive(r, dataStream([Buffer.from('Subject: x\r\n\r\nhi\r\n')]))));
+    expect((await s.list()).sort()).toEqual(recs.map((r) => r.envelope.messageId).sort());
+    await Promise.all(recs.map((r) => s.remove(r.envelope.messageId)));
+    expect(await readdir(join(s.dir, 'messages'))).toEqual([]);
+  });
+});
