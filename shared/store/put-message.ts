@@ -4,6 +4,7 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Readable } from 'node:stream';
 import { prepareEncryption } from '../envelope/encrypt.js';
 import type { SesEncryptionContext } from '../envelope/context.js';
+import { TAG_BYTES } from '../envelope/metadata.js';
 
 /**
  * Content-Type of stored messages. SES's is UNCONFIRMED (spec §2.2/§8.4); SES writes through the Java S3 client,
@@ -47,9 +48,82 @@ export interface PutMessageResult {
   etag?: string;
 }
 
+/**
+ * lib-storage gathers each part in memory (and copies it once more when it joins the chunks), so a multipart upload
+ * holds about partSize × (queueSize + 2). Multipart uploads share this process-wide budget: eight 40 MB messages at
+ * once go up a few at a time instead of holding ~250 MB together. An upload that needs more than the whole budget
+ * (a big partSize in the config) runs alone. Single PUTs stream and need none of it.
+ */
+export const MULTIPART_MEMORY_BUDGET_BYTES = 64 * 1024 * 1024;
+
+class ByteBudget {
+  private used = 0;
+  private readonly waiting: Array<{ bytes: number; grant: () => void }> = [];
+
+  constructor(private readonly total: number) {}
+
+  /** Resolves with a release function once `bytes` (capped at the total) fit; rejects if `signal` aborts first. */
+  async acquire(bytes: number, signal?: AbortSignal): Promise<() => void> {
+    signal?.throwIfAborted();
+    const need = Math.min(bytes, this.total);
+    if (this.waiting.length === 0 && this.used + need <= this.total) {
+      this.used += need;
+      return this.releaser(need);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.waiting.indexOf(entry);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal?.reason instanceof Error ? signal.reason : new Error('upload aborted'));
+        this.pump();
+      };
+      const entry = {
+        bytes: need,
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(entry);
+    });
+    return this.releaser(need);
+  }
+
+  private releaser(bytes: number): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= bytes;
+      this.pump();
+    };
+  }
+
+  private pump(): void {
+    while (this.waiting.length > 0 && this.used + this.waiting[0]!.bytes <= this.total) {
+      const next = this.waiting.shift()!;
+      this.used += next.bytes;
+      next.grant();
+    }
+  }
+}
+
+const multipartBudget = new ByteBudget(MULTIPART_MEMORY_BUDGET_BYTES);
+
 /** Writes one message to S3 the way SES's S3 action does: same key, same metadata, same encryption. */
 export async function putMessage(input: PutMessageInput): Promise<PutMessageResult> {
   const tuning = { ...DEFAULT_UPLOAD_TUNING, ...input.tuning };
+  const multipart = input.length + (input.encryption ? TAG_BYTES : 0) >= tuning.multipartThresholdBytes;
+  const release = multipart ? await multipartBudget.acquire(tuning.partSizeBytes * (tuning.queueSize + 2), input.abortSignal) : undefined;
+  try {
+    return await put(input, tuning);
+  } finally {
+    release?.();
+  }
+}
+
+async function put(input: PutMessageInput, tuning: UploadTuning): Promise<PutMessageResult> {
   let body: Readable = input.body;
   let storedBytes = input.length;
   let metadata: Record<string, string> | undefined;
