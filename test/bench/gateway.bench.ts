@@ -13,13 +13,14 @@
  *   4. Peak RSS (VmHWM) of a fresh `mailroom gateway` while 8 clients each send a 40 MB message at once (to the sink).
  *
  * Every step is bounded by a message count and a timeout. BENCH_STEPS=1,2 runs a subset; BENCH_PROFILE=<dir> runs
- * the gateway processes with --cpu-prof into <dir>; BENCH_SCALE=0.5 shrinks the counts.
+ * the gateway processes with --cpu-prof into <dir>; BENCH_SCALE=0.5 shrinks the counts; BENCH_MOTO=0 skips moto;
+ * BENCH_UPLOAD='{"partSizeBytes":…}' sets gateway.upload (default: the config defaults).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
@@ -324,6 +325,7 @@ async function startGatewayProc(
       smtp: { port, reverseDns: false, maxConnections: 200 },
       redis: { url: redis.url, prefix: `bench-${name}` },
       worker: { concurrency: CONCURRENCY },
+      ...(process.env.BENCH_UPLOAD ? { upload: JSON.parse(process.env.BENCH_UPLOAD) as Record<string, unknown> } : {}),
     },
   };
   const file = join(work, `${name}.json`);
@@ -352,6 +354,12 @@ async function drained(gw: Gateway, timeoutMs: number): Promise<boolean> {
     await sleep(20);
   }
   return false;
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
 async function vm(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
@@ -426,6 +434,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const cleanups: Array<() => Promise<unknown>> = [];
   const started = new Date();
+  const load0 = loadavg()[0]!;
   try {
     const redis = await startRedis();
     cleanups.push(() => redis.stop());
@@ -451,7 +460,10 @@ async function main(): Promise<void> {
       const gw = await startGatewayProc('smtp', work, 'accept', redis, { bucketName: 'bench' }, {});
       try {
         await smtpSource('gateway warm-up', gw.port, 1000, true, 60_000);
+        const cpu0 = await cpuSeconds(gw.proc.child.pid!);
         const reuse = await smtpSource('gateway durable accept, reuse', gw.port, n(10_000), true, 90_000);
+        const cpuMs = ((await cpuSeconds(gw.proc.child.pid!)) - cpu0) * 1000 / reuse.count;
+        log(`gateway CPU per message: ${cpuMs.toFixed(2)} ms (${((cpuMs * reuse.rate) / 10).toFixed(0)} % of a core)`);
         const fresh = await smtpSource('gateway durable accept, connection per message', gw.port, n(1_000), false, 60_000);
         const closed = await smtpLoad(gw.port, n(5_000), { timeoutMs: 60_000 });
         log(`closed loop: ${closed.rate.toFixed(0)}/s p50 ${closed.p50.toFixed(2)} p99 ${closed.p99.toFixed(2)} ms, failed ${closed.failed} ${closed.firstError ?? ''}`);
@@ -464,6 +476,7 @@ async function main(): Promise<void> {
           const ratio = reuse.rate / sinkReuse.rate;
           rows.push({ what: 'gateway / smtp-sink, reuse', figure: '', ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.35×', verdict: reuse.ok && ratio >= 0.35 ? 'met' : 'MISSED' });
         }
+        rows.push({ what: 'gateway process CPU per accepted message (reuse run)', figure: `${cpuMs.toFixed(2)} ms` });
         rows.push({ what: 'gateway durable accept, connection per message', figure: `${fresh.rate.toFixed(0)} msg/s${fresh.ok ? '' : ` (${fresh.note})`}` });
         rows.push({ what: `end of DATA → 250, full speed (${closed.rate.toFixed(0)} msg/s, 20 sessions)`, figure: `p50 ${closed.p50.toFixed(2)} ms, p99 ${closed.p99.toFixed(2)} ms` });
         rows.push({
@@ -492,6 +505,7 @@ async function main(): Promise<void> {
 
       let moto: Moto | undefined;
       try {
+        if (process.env.BENCH_MOTO === '0') throw new Error('BENCH_MOTO=0');
         moto = await startMoto();
       } catch (err) {
         log(`moto unavailable: ${(err as Error).message}`);
@@ -545,7 +559,7 @@ async function main(): Promise<void> {
     }
 
     const cpu = cpus();
-    console.log(`gateway benchmark — ${started.toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}, 10 KB messages, 20 sessions, loopback`);
+    console.log(`gateway benchmark — ${started.toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}, 10 KB messages, 20 sessions, loopback; load average ${load0.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at end`);
     const w = [Math.max(...rows.map((r) => r.what.length)), Math.max(8, ...rows.map((r) => r.figure.length)), 8, 14];
     console.log(`${'measure'.padEnd(w[0]!)}  ${'figure'.padEnd(w[1]!)}  ${'ratio'.padEnd(w[2]!)}  ${'target'.padEnd(w[3]!)}  verdict`);
     for (const r of rows) console.log(`${r.what.padEnd(w[0]!)}  ${r.figure.padEnd(w[1]!)}  ${(r.ratio ?? '').padEnd(w[2]!)}  ${(r.target ?? '').padEnd(w[3]!)}  ${r.verdict ?? ''}`);
