@@ -143,7 +143,14 @@ export class SmtpFront {
       const listener = new EdgeListener(name, { proxies: this.edge.proxies, headerTimeoutMs: proxyProtocol.headerTimeoutMs, maxSockets: 2 * this.deps.runtime.settings.smtp.maxConnections, log: this.deps.log }, (socket, client) =>
         smtp.connect(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }),
       );
-      const addr = await listener.listen(port, host);
+      let addr: AddressInfo;
+      try {
+        addr = await listener.listen(port, host);
+      } catch (err) {
+        // The caller never gets a front to stop: close what already listens.
+        await Promise.all(this.listeners.splice(0).map((l) => l.close()));
+        throw err;
+      }
       this.listeners.push(listener);
       this.addresses[name] = addr;
       this.deps.log.info({ listener: name, host: addr.address, port: addr.port, tls: name === 'smtps' ? 'implicit' : !!tls, proxyProtocol: this.edge.proxies.size > 0 }, 'smtp listening');
@@ -168,7 +175,7 @@ export class SmtpFront {
       return false;
     }
     if (pair.key.equals(this.tlsPair.key) && pair.cert.equals(this.tlsPair.cert)) return false;
-    // updateSecureContext replaces the context only after building it, and the pair was checked above.
+    // updateSecureContext drops the old context before building the new one; the pair was checked above.
     for (const { smtp } of this.servers) smtp.updateSecureContext(pair);
     this.tlsPair = pair;
     this.deps.log.info({ reason }, 'TLS certificate reloaded');

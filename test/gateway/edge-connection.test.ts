@@ -217,6 +217,13 @@ describe('greeting delay', () => {
   }, 90_000);
 });
 
+describe('start-up', () => {
+  it('a listener that cannot bind fails the start and leaves no other listener open', async () => {
+    const taken = limited.port;
+    await expect(startTestGateway(base('clash', { lmtpPort: taken }), { smtp: true, workers: false })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+  });
+});
+
 describe('LMTP', () => {
   it('one reply per accepted recipient after DATA, all for the one stored message', async () => {
     const c = await LineClient.open(proxied.smtp!.addresses.lmtp!.port);
