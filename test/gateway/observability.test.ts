@@ -121,7 +121,14 @@ describe('metrics, health and logs', () => {
       'deliveries settled',
       async () => {
         const m = await get(http, '/metrics');
-        return sample(m.body, 'mailroom_deliveries_total{result="failed"}') === 3 && sample(m.body, 'mailroom_deliveries_total{result="delivered"}') === 1 ? m : undefined;
+        // The in-process counters move when the worker finishes a job; BullMQ's failed set (sampled from Redis)
+        // may trail by a moment, so wait for both views to agree.
+        const settled =
+          sample(m.body, 'mailroom_deliveries_total{result="failed"}') === 3 &&
+          sample(m.body, 'mailroom_deliveries_total{result="delivered"}') === 1 &&
+          sample(m.body, 'mailroom_queue_jobs{queue="deliveries",state="failed"}') === 3 &&
+          sample(m.body, 'mailroom_queue_jobs{queue="spool",state="waiting"}') === 3;
+        return settled ? m : undefined;
       },
       30_000,
       200,
