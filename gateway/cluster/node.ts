@@ -124,14 +124,12 @@ export class NodeRegistry {
         const other = raw ? (JSON.parse(raw) as NodeRecord) : undefined;
         const me = this.record();
         const live = other && !other.stopped && Date.now() - other.seenAt < STALE_AFTER_MS;
-        if (live && other.host !== me.host) {
+        // Another machine, or another spool on this one: its workers could not read our spool files (nor ours its),
+        // so every job one side accepted would fail on the other. Refuse rather than split one queue over two spools.
+        if (live && (other.host !== me.host || other.spoolDir !== me.spoolDir)) {
           throw new NodeIdError(
             `node id "${this.opts.nodeId}" is in use by ${other.host} (spool ${other.spoolDir}), seen ${Math.round((Date.now() - other.seenAt) / 1000)} s ago: give each gateway its own gateway.nodeId / --node-id`,
           );
-        }
-        // Same machine, another spool: a second gateway here without its own node id (tests do this on purpose).
-        if (live && other.spoolDir !== me.spoolDir) {
-          this.log.warn({ otherSpool: other.spoolDir }, 'another spool on this machine runs under the same node id: its workers cannot read this spool; give each gateway its own gateway.nodeId');
         }
         await this.beat();
         break;

@@ -213,7 +213,7 @@ describe('TLS policy Require', () => {
 
 describe('size limit', () => {
   it('advertises SIZE, refuses a declared or streamed oversize with 552, and keeps nothing of it', async () => {
-    const small = await startTestGateway({ ...config(), maxMessageSize: 64 * 1024, gateway: { ...config().gateway, spoolDir: join(dir.path, 'spool-small'), smtp: { port: 0, reverseDns: false } } }, { smtp: true, workers: false });
+    const small = await startTestGateway({ ...config(), maxMessageSize: 64 * 1024, gateway: { ...config().gateway, spoolDir: join(dir.path, 'spool-small'), nodeId: 'e2e-small', smtp: { port: 0, reverseDns: false } } }, { smtp: true, workers: false });
     try {
       const c = await RawSmtp.connect(small.port);
       const ehlo = (await c.command(`EHLO ${HELO}`)).split('\n').map((l) => l.slice(4));

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 /**
  * The pieces of scale-out and metrics that need no gateway: node ids recorded in the spool, the node registry's
  * refusal of a node id another machine is using (real Redis), and the exposition format.
@@ -75,6 +76,9 @@ describe('node registry', () => {
       expect(rec.stopped).toBe(true);
       await other(Date.now(), { stopped: true });
       await claim();
+      // The same machine with another spool is refused too: each side would fail the other's jobs.
+      await other(Date.now(), { host: hostname(), spoolDir: '/srv/other-spool' });
+      await expect(claim()).rejects.toThrow(/node id "mx1" is in use by .* \(spool \/srv\/other-spool\)/);
     } finally {
       r.disconnect();
     }
