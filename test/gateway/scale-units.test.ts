@@ -1,8 +1,8 @@
-import { hostname } from 'node:os';
 /**
  * The pieces of scale-out and metrics that need no gateway: node ids recorded in the spool, the node registry's
  * refusal of a node id another machine is using (real Redis), and the exposition format.
  */
+import { hostname } from 'node:os';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
