@@ -1,8 +1,9 @@
-import { constants, createReadStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { isMessageId } from '../../shared/ses/message-id.js';
+import { SpoolWriter } from './writer.js';
 import { encodeRecordLine, parseRecordLine, SpoolFormatError, type SpoolRecord } from './format.js';
 
 /**
@@ -91,11 +92,14 @@ export class Spool {
   readonly incomingDir: string;
   /** fsync of `messages/`, shared by the renames and unlinks that finished before it started. */
   private readonly messagesDirSync: GroupSync;
+  /** Whole small messages go to disk through this thread, in batches (see writer.ts). */
+  private readonly writer: SpoolWriter;
 
   constructor(readonly dir: string) {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
     this.messagesDirSync = new GroupSync(() => syncDir(this.messagesDir));
+    this.writer = new SpoolWriter(this.messagesDir);
   }
 
   /** Creates the directories and drops unacknowledged partial files. Only the accepting process may call it. */
@@ -123,8 +127,9 @@ export class Spool {
    * memory.
    *
    * Fewer trips to the disk, same durability: the first SMALL_MESSAGE_BYTES are gathered in memory, so a typical
-   * message is one O_DSYNC open + one write + rename + close (a big one streams on from there and is fsync'd); and
-   * the directory fsync is shared by every message renamed before it started (group commit, see GroupSync).
+   * message is written whole by the writer thread in a batch with the others that ended meanwhile (writer.ts); a
+   * big one streams on from there, is fsync'd, renamed, and shares a directory fsync with the renames that
+   * finished before it started (group commit, see GroupSync).
    */
   async receive(record: SpoolRecord, data: Readable & { sizeExceeded?: boolean }): Promise<ReceiveResult> {
     const id = record.envelope.messageId;
@@ -173,15 +178,13 @@ export class Spool {
       if (!oversized && data.sizeExceeded) await drop();
       if (oversized) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
-        // The whole message is in memory: O_DSYNC makes its single write durable on return (the data and what it
-        // takes to read it back, as fdatasync) — one trip to the disk fewer than write + fsync.
-        fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o666);
-        created = true;
-        await flush();
-      } else {
-        await flush();
-        await fh.sync();
+        // The whole message is in memory: the writer thread makes it durable in a batch with the others that ended
+        // meanwhile (write, fdatasync, rename, one directory fsync; it removes its incoming file on failure).
+        await this.writer.write(tmp, this.path(id), pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes));
+        return { ok: true, dataLength };
       }
+      await flush();
+      await fh.sync();
       // Renamed while still open (the descriptor needs no name); the close runs alongside the directory fsync.
       await rename(tmp, this.path(id));
       created = false;
