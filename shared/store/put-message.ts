@@ -50,11 +50,13 @@ export interface PutMessageResult {
 
 /**
  * lib-storage gathers each part in memory (and copies it once more when it joins the chunks), so a multipart upload
- * holds about partSize × (queueSize + 2). Multipart uploads share this process-wide budget: eight 40 MB messages at
- * once go up a few at a time instead of holding ~250 MB together. An upload that needs more than the whole budget
- * (a big partSize in the config) runs alone. Single PUTs stream and need none of it.
+ * holds about partSize × (queueSize + 2). Multipart uploads share this process-wide budget: with the default 8 MiB
+ * parts (32 MiB per upload) big messages go up one at a time, each with its parts in parallel, instead of eight at
+ * once holding ~250 MB together; the price is that a burst of big messages is delivered one after another. An
+ * upload that needs more than the whole budget (a big partSize in the config) runs alone. Single PUTs stream and
+ * need none of it.
  */
-export const MULTIPART_MEMORY_BUDGET_BYTES = 64 * 1024 * 1024;
+export const MULTIPART_MEMORY_BUDGET_BYTES = 48 * 1024 * 1024;
 
 class ByteBudget {
   private used = 0;
