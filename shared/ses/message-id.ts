@@ -10,11 +10,23 @@ const ALPHABET = '0123456789abcdefghijklmnopqrstuv';
 const PENULTIMATE = '08go';
 const MESSAGE_ID_RE = /^[0-9a-v]{38}[08go]1$/;
 
+// One randomBytes call per 256 ids instead of per id: it showed as 2% of the accept path's CPU (as uuid does, the
+// pool is only ever read forward, so no byte serves two ids).
+const ID_BYTES = 39;
+const POOL_IDS = 256;
+let pool = Buffer.alloc(0);
+let offset = 0;
+
 export function newMessageId(): string {
-  const bytes = randomBytes(39);
+  if (offset + ID_BYTES > pool.length) {
+    pool = randomBytes(ID_BYTES * POOL_IDS);
+    offset = 0;
+  }
+  const at = offset;
+  offset += ID_BYTES;
   let id = '';
-  for (let i = 0; i < 38; i++) id += ALPHABET[bytes[i]! & 31];
-  return id + PENULTIMATE[bytes[38]! & 3] + '1';
+  for (let i = 0; i < 38; i++) id += ALPHABET[pool[at + i]! & 31];
+  return id + PENULTIMATE[pool[at + 38]! & 3] + '1';
 }
 
 export function isMessageId(value: string): boolean {
