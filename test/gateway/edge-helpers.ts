@@ -1,33 +1,10 @@
 /** Small socket-level tools for the edge tests: a line client that may send bytes before the greeting, PROXY headers. */
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect } from 'node:tls';
+import { SmtpLine } from './helpers.js';
 
-/** A line client over a socket the test controls (plain, or TLS after STARTTLS / on an implicit-TLS port). */
-export class LineClient {
-  private buf = '';
-  private waiters: Array<() => void> = [];
-  closed = false;
-
-  constructor(public socket: Socket | TLSSocket) {
-    this.attach(socket);
-  }
-
-  private attach(s: Socket | TLSSocket): void {
-    s.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      this.wake();
-    });
-    s.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    s.on('error', () => undefined);
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
+/** A line client over a socket the test controls (plain, or TLS on an implicit-TLS port); it reads no greeting. */
+export class LineClient extends SmtpLine {
   /** Connects from `localAddress` (any 127.0.0.0/8 address works on Linux loopback) and writes `preface` at once. */
   static async open(port: number, opts: { localAddress?: string; preface?: Buffer | string; tls?: boolean } = {}): Promise<LineClient> {
     const tcp = connect({ port, host: '127.0.0.1', localAddress: opts.localAddress ?? '127.0.0.1' });
@@ -37,72 +14,9 @@ export class LineClient {
     return new LineClient(socket);
   }
 
-  /** The next complete reply, multi-line replies joined with \n. */
-  async reply(timeoutMs = 15_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(this.buf);
-      if (m) {
-        this.buf = this.buf.slice(m[0].length);
-        return m[0].trimEnd().replace(/\r\n/g, '\n');
-      }
-      if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buf)}`);
-      if (Date.now() > deadline) throw new Error(`no reply within ${timeoutMs} ms; buffer: ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
-  }
-
-  /** Resolves with whatever arrived once the server closed the connection. */
-  async untilClosed(timeoutMs = 15_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error(`still open after ${timeoutMs} ms; buffer: ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
-    return this.buf;
-  }
-
-  write(s: string | Buffer): void {
-    this.socket.write(s);
-  }
-
-  async command(line: string): Promise<string> {
-    this.write(`${line}\r\n`);
-    return this.reply();
-  }
-
-  /** STARTTLS, then the handshake on the same socket (self-signed test certificates are accepted). */
-  async startTls(): Promise<string> {
-    const r = await this.command('STARTTLS');
-    if (!r.startsWith('220')) return r;
-    const plain = this.socket;
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('close');
-    const secure = tlsConnect({ socket: plain, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
-    this.socket = secure;
-    this.attach(secure);
-    return r;
-  }
-
-  /** DATA, the payload, the terminator; returns every reply up to `replies` (LMTP sends one per recipient). */
+  /** DATA with every reply up to `replies` (LMTP sends one per recipient). */
   async data(payload: string, replies = 1): Promise<string[]> {
-    const r = await this.command('DATA');
-    if (!r.startsWith('354')) return [r];
-    this.write(`${payload}\r\n.\r\n`);
-    const out: string[] = [];
-    for (let i = 0; i < replies; i++) out.push(await this.reply(60_000));
-    return out;
-  }
-
-  close(): void {
-    this.socket.destroy();
+    return this.sendData(payload, replies);
   }
 }
 

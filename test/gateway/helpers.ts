@@ -1,6 +1,7 @@
 /** Shared fixtures for the gateway tests: config/runtime builders, AWS fixtures in moto, SMTP clients, waiting. */
 import { execFile } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
@@ -164,30 +165,40 @@ export async function sendRaw(port: number, envelope: { from: string; to: string
   }
 }
 
-/** A line-level SMTP client for the tests that must send what no well-behaved client would. */
-export class RawSmtp {
+/**
+ * A line-level SMTP connection for the tests that must send what no well-behaved client would: bytes as given
+ * (strings as latin1), replies parsed as they arrive, STARTTLS on the same socket.
+ */
+export class SmtpLine {
   private buf = '';
   private waiters: Array<() => void> = [];
   private closed = false;
 
-  private constructor(readonly socket: Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      for (const w of this.waiters.splice(0)) w();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      for (const w of this.waiters.splice(0)) w();
-    });
-    socket.on('error', () => undefined);
+  constructor(public socket: Socket | TLSSocket) {
+    this.attach(socket);
   }
 
-  static async connect(port: number): Promise<RawSmtp> {
-    const socket = connect(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const c = new RawSmtp(socket);
-    await c.reply();
-    return c;
+  private attach(s: Socket | TLSSocket): void {
+    s.on('data', (d: Buffer) => {
+      this.buf += d.toString('latin1');
+      this.wake();
+    });
+    s.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    s.on('error', () => undefined);
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private nap(): Promise<void> {
+    return new Promise<void>((r) => {
+      this.waiters.push(r);
+      setTimeout(r, 100);
+    });
   }
 
   /** The next complete reply (multi-line replies joined with \n). */
@@ -201,11 +212,18 @@ export class RawSmtp {
       }
       if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buf)}`);
       if (Date.now() > deadline) throw new Error(`no reply within ${timeoutMs} ms; buffer: ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 100);
-      });
+      await this.nap();
     }
+  }
+
+  /** Resolves with whatever arrived once the server closed the connection. */
+  async untilClosed(timeoutMs = 15_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error(`still open after ${timeoutMs} ms; buffer: ${JSON.stringify(this.buf)}`);
+      await this.nap();
+    }
+    return this.buf;
   }
 
   write(data: string | Buffer): void {
@@ -217,13 +235,29 @@ export class RawSmtp {
     return this.reply();
   }
 
-  /** Sends DATA, the payload (already dot-stuffed by the caller when it matters) and the terminator. */
-  async data(payload: Buffer | string): Promise<string> {
+  /** STARTTLS, then the handshake on the same socket (self-signed test certificates are accepted). */
+  async startTls(): Promise<string> {
+    const r = await this.command('STARTTLS');
+    if (!r.startsWith('220')) return r;
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    const secure = tlsConnect({ socket: plain, rejectUnauthorized: false });
+    await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    this.socket = secure;
+    this.attach(secure);
+    return r;
+  }
+
+  /** DATA, the payload (dot-stuffed by the caller when it matters), the terminator; then `replies` replies (LMTP: one per recipient). */
+  protected async sendData(payload: Buffer | string, replies: number): Promise<string[]> {
     const r = await this.command('DATA');
-    if (!r.startsWith('354')) return r;
-    this.write(typeof payload === 'string' ? Buffer.from(payload, 'latin1') : payload);
+    if (!r.startsWith('354')) return [r];
+    this.write(payload);
     this.write('\r\n.\r\n');
-    return this.reply(60_000);
+    const out: string[] = [];
+    for (let i = 0; i < replies; i++) out.push(await this.reply(60_000));
+    return out;
   }
 
   get isClosed(): boolean {
@@ -232,6 +266,21 @@ export class RawSmtp {
 
   close(): void {
     this.socket.destroy();
+  }
+}
+
+/** An SMTP session opened past its greeting, with single-reply DATA. */
+export class RawSmtp extends SmtpLine {
+  static async connect(port: number): Promise<RawSmtp> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const c = new RawSmtp(socket);
+    await c.reply();
+    return c;
+  }
+
+  async data(payload: Buffer | string): Promise<string> {
+    return (await this.sendData(payload, 1))[0]!;
   }
 }
 
