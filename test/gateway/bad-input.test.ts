@@ -7,15 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivedNotification } from '../../shared/notification/index.js';
 import { buildHeaderBlock } from '../../shared/ses/header-block.js';
 import { tempDir } from '../support/files.js';
-import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
-import { ACCOUNT, awsClients, createBuckets, createTopicWithQueue, listKeys, rawObject, RawSmtp, receiveSns, REGION, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import type { Moto } from '../support/moto.js';
+import type { RedisServer } from '../support/redis.js';
+import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawObject, RawSmtp, receiveSns, REGION, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const HOST = 'mx.bad-input.test';
 const BUCKET = 'bad-input';
+let backends: Backends;
 let moto: Moto;
 let redis: RedisServer;
-let restoreEnv: () => void;
 let aws: AwsFixture;
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
@@ -23,9 +23,8 @@ let queueUrl: string;
 const notifications = new Map<string, ReceivedNotification>();
 
 beforeAll(async () => {
-  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-bad-')]);
-  restoreEnv = useMotoEnv(moto);
-  aws = awsClients(moto);
+  backends = await startBackends('mailroom-bad-', { motoEnv: true });
+  ({ moto, redis, dir, aws } = backends);
   await createBuckets(aws, BUCKET);
   const t = await createTopicWithQueue(aws, 'bad-input');
   queueUrl = t.queueUrl;
@@ -40,10 +39,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.stop();
-  aws?.destroy();
-  restoreEnv?.();
-  await Promise.all([moto?.stop(), redis?.stop()]);
-  await dir?.remove();
+  await backends?.stop();
 });
 
 async function notificationOf(messageId: string): Promise<ReceivedNotification> {

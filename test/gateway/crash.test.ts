@@ -9,18 +9,19 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
-import { startMoto, type Moto } from '../support/moto.js';
+import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import type { RedisServer } from '../support/redis.js';
 import { killHard, startMailroom, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const TOTAL = 2_000;
 const SENDERS = 20;
 const KILL_AFTER = 700;
 const BUCKET = 'crash';
 
+let backends: Backends;
 let moto: Moto;
 let redis: RedisServer;
 let aws: AwsFixture;
@@ -28,16 +29,14 @@ let dir: Awaited<ReturnType<typeof tempDir>>;
 let proc: Started | undefined;
 
 beforeAll(async () => {
-  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-crash-')]);
-  aws = awsClients(moto);
+  backends = await startBackends('mailroom-crash-');
+  ({ moto, redis, dir, aws } = backends);
   await createBuckets(aws, BUCKET);
 }, 120_000);
 
 afterAll(async () => {
   if (proc) await killHard(proc);
-  aws?.destroy();
-  await Promise.all([moto?.stop(), redis?.stop()]);
-  await dir?.remove();
+  await backends?.stop();
 });
 
 describe('SIGKILL mid-load', () => {

@@ -12,11 +12,11 @@ import { buildReceivedNotification, serializeNotification, SNS_SUBJECT, type Rec
 import { buildHeaderBlock } from '../../shared/ses/header-block.js';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
-import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import type { Moto } from '../support/moto.js';
+import type { RedisServer } from '../support/redis.js';
 import {
   ACCOUNT,
-  awsClients,
+ 
   createBuckets,
   createKey,
   createTopicWithQueue,
@@ -31,15 +31,15 @@ import {
   startTestGateway,
   storedBytes,
   waitFor,
-  type AwsFixture,
+  type AwsFixture, startBackends, type Backends
 } from './helpers.js';
 
 const HOST = 'mx.gateway.test';
 const HELO = 'client.example.net';
 
+let backends: Backends;
 let moto: Moto;
 let redis: RedisServer;
-let restoreEnv: () => void;
 let aws: AwsFixture;
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
@@ -70,9 +70,8 @@ function config(): ReceivingConfigInput {
 }
 
 beforeAll(async () => {
-  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-e2e-')]);
-  restoreEnv = useMotoEnv(moto);
-  aws = awsClients(moto);
+  backends = await startBackends('mailroom-e2e-', { motoEnv: true });
+  ({ moto, redis, dir, aws } = backends);
   await createBuckets(aws, 'mail-a', 'mail-b');
   keyArn = await createKey(aws);
   topic = await createTopicWithQueue(aws, 'inbound');
@@ -82,10 +81,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.stop();
-  aws?.destroy();
-  restoreEnv?.();
-  await Promise.all([moto?.stop(), redis?.stop()]);
-  await dir?.remove();
+  await backends?.stop();
 });
 
 const spoolFile = (messageId: string) => join(dir.path, 'spool', 'messages', `${messageId}.msg`);

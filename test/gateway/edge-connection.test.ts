@@ -7,16 +7,16 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
-import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
+import type { Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { LineClient, proxyV1, proxyV2 } from './edge-helpers.js';
-import { ACCOUNT, awsClients, createBuckets, rawObject, REGION, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, createBuckets, rawObject, REGION, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const BUCKET = 'edge';
 const LB = '127.0.0.2'; // the "load balancer": its connections must start with a PROXY header
+let backends: Backends;
 let moto: Moto;
 let redis: RedisServer;
-let restoreEnv: () => void;
 let aws: AwsFixture;
 let dir: Awaited<ReturnType<typeof tempDir>>;
 type Gw = Awaited<ReturnType<typeof startTestGateway>>;
@@ -34,9 +34,8 @@ const base = (name: string, smtp: Record<string, unknown>) => ({
 });
 
 beforeAll(async () => {
-  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-edge-')]);
-  restoreEnv = useMotoEnv(moto);
-  aws = awsClients(moto);
+  backends = await startBackends('mailroom-edge-', { motoEnv: true });
+  ({ moto, redis, dir, aws } = backends);
   await createBuckets(aws, BUCKET);
   proxied = await startTestGateway(
     base('proxied', {
@@ -56,10 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([proxied?.stop(), limited?.stop(), delayed?.stop()]);
-  aws?.destroy();
-  restoreEnv?.();
-  await Promise.all([moto?.stop(), redis?.stop()]);
-  await dir?.remove();
+  await backends?.stop();
 });
 
 const MSG = (subject: string) => `From: a@origin.example\r\nTo: user@example.com\r\nSubject: ${subject}\r\n\r\nbody`;

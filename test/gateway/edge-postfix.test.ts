@@ -10,11 +10,11 @@ import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
-import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
+import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import type { RedisServer } from '../support/redis.js';
 import { waitForPort } from '../support/process.js';
-import { ACCOUNT, awsClients, createBuckets, rawObject, rawMessage, REGION, run, sendRaw, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, createBuckets, rawObject, rawMessage, REGION, run, sendRaw, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const POSTFIX = '/usr/sbin/postfix';
 const canRun = existsSync(POSTFIX) && process.getuid?.() === 0;
@@ -99,9 +99,9 @@ async function startPostfix(root: string, opts: { smtpdPort: number; relayPort: 
 }
 
 describe.skipIf(!canRun)('a real Postfix relaying to the gateway (needs root and Debian postfix)', () => {
+  let backends: Backends;
   let moto: Moto;
   let redis: RedisServer;
-  let restoreEnv: () => void;
   let aws: AwsFixture;
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let gw: Awaited<ReturnType<typeof startTestGateway>>;
@@ -109,9 +109,8 @@ describe.skipIf(!canRun)('a real Postfix relaying to the gateway (needs root and
   let postfixPort: number;
 
   beforeAll(async () => {
-    [moto, redis, dir, postfixPort] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-postfix-'), freePort()]);
-    restoreEnv = useMotoEnv(moto);
-    aws = awsClients(moto);
+    [backends, postfixPort] = await Promise.all([startBackends('mailroom-postfix-', { motoEnv: true }), freePort()]);
+    ({ moto, redis, dir, aws } = backends);
     await createBuckets(aws, BUCKET);
     gw = await startTestGateway({
       region: REGION,
@@ -126,10 +125,7 @@ describe.skipIf(!canRun)('a real Postfix relaying to the gateway (needs root and
   afterAll(async () => {
     await postfix?.stop().catch((err: Error) => console.error(`postfix stop: ${err.message}`));
     await gw?.stop();
-    aws?.destroy();
-    restoreEnv?.();
-    await Promise.all([moto?.stop(), redis?.stop()]);
-    await dir?.remove();
+    await backends?.stop();
   });
 
   /** Postfix's delivery lines for `rcpt`: `status=sent (<reply>)`. */

@@ -14,7 +14,9 @@ import { openStoredMessage } from '../../shared/envelope/index.js';
 import { startGateway, type GatewayParts, type RunningGateway } from '../../gateway/gateway.js';
 import { createLogger, silentLogger } from '../../gateway/log.js';
 import { resolveRuntime, type GatewayRuntime } from '../../gateway/settings.js';
-import type { Moto } from '../support/moto.js';
+import { tempDir } from '../support/files.js';
+import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
 
 export const REGION = 'us-east-1';
 export const ACCOUNT = '123456789012';
@@ -42,6 +44,34 @@ export interface AwsFixture {
   sns: SNSClient;
   sqs: SQSClient;
   destroy(): void;
+}
+
+/** What most gateway tests run against: moto, Redis, a temp dir and SDK clients for moto. */
+export interface Backends {
+  moto: Moto;
+  redis: RedisServer;
+  dir: Awaited<ReturnType<typeof tempDir>>;
+  aws: AwsFixture;
+  stop(): Promise<void>;
+}
+
+/** Starts the backends; `motoEnv` also points this process's SDK at moto until stop(). */
+export async function startBackends(tmpPrefix: string, opts: { motoEnv?: boolean } = {}): Promise<Backends> {
+  const [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir(tmpPrefix)]);
+  const restoreEnv = opts.motoEnv ? useMotoEnv(moto) : undefined;
+  const aws = awsClients(moto);
+  return {
+    moto,
+    redis,
+    dir,
+    aws,
+    async stop() {
+      aws.destroy();
+      restoreEnv?.();
+      await Promise.all([moto.stop(), redis.stop()]);
+      await dir.remove();
+    },
+  };
 }
 
 export function awsClients(moto: Moto): AwsFixture {

@@ -11,13 +11,13 @@ import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { streamLogger } from '../../gateway/log.js';
 import { tempDir } from '../support/files.js';
-import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
-import { ACCOUNT, awsClients, createBuckets, createTopicWithQueue, listKeys, rawMessage, RawSmtp, REGION, runtimeFor, sendRaw, waitFor, type AwsFixture } from './helpers.js';
+import type { Moto } from '../support/moto.js';
+import type { RedisServer } from '../support/redis.js';
+import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawMessage, RawSmtp, REGION, runtimeFor, sendRaw, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
+let backends: Backends;
 let moto: Moto;
 let redis: RedisServer;
-let restoreEnv: () => void;
 let aws: AwsFixture;
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: RunningGateway | undefined;
@@ -29,18 +29,14 @@ const HEADER_MARK = 'HEADER-MARK-51be0d';
 const MISSING_KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/00000000-0000-4000-8000-000000000000`;
 
 beforeAll(async () => {
-  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-obs-')]);
-  restoreEnv = useMotoEnv(moto);
-  aws = awsClients(moto);
+  backends = await startBackends('mailroom-obs-', { motoEnv: true });
+  ({ moto, redis, dir, aws } = backends);
   await createBuckets(aws, 'obs');
 }, 120_000);
 
 afterAll(async () => {
   await gw?.stop();
-  aws?.destroy();
-  restoreEnv?.();
-  await Promise.all([moto?.stop(), redis?.stop()]);
-  await dir?.remove();
+  await backends?.stop();
 });
 
 async function get(port: number, path: string): Promise<{ status: number; body: string; type: string }> {

@@ -11,12 +11,12 @@ import { Redis } from 'ioredis';
 import { createTransport, type Transporter } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
-import { startMoto, type Moto } from '../support/moto.js';
+import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import type { RedisServer } from '../support/redis.js';
 import { killHard, mailroomCli, startMailroom, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const BUCKET = 'scale';
 const PREFIX = '{scale}';
@@ -36,6 +36,7 @@ interface Node {
   transport?: Transporter;
 }
 
+let backends: Backends;
 let moto: Moto;
 let redis: RedisServer;
 let aws: AwsFixture;
@@ -45,8 +46,8 @@ const nodes: Node[] = [];
 const acked = new Map<number, string>();
 
 beforeAll(async () => {
-  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-scale-')]);
-  aws = awsClients(moto);
+  backends = await startBackends('mailroom-scale-');
+  ({ moto, redis, dir, aws } = backends);
   await createBuckets(aws, BUCKET);
   for (const id of ['node-a', 'node-b']) {
     const [smtpPort, httpPort] = [await freePort(), await freePort()];
@@ -75,9 +76,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const n of nodes) n.transport?.close();
   await Promise.all(nodes.map((n) => (n.proc ? killHard(n.proc) : undefined)));
-  aws?.destroy();
-  await Promise.all([moto?.stop(), redis?.stop()]);
-  await dir?.remove();
+  await backends?.stop();
 });
 
 function transportFor(n: Node): Transporter {

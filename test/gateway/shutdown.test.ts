@@ -6,13 +6,14 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
-import { startMoto, type Moto } from '../support/moto.js';
+import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import type { RedisServer } from '../support/redis.js';
 import { killHard, startMailroom, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, RawSmtp, REGION, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, createBuckets, listKeys, RawSmtp, REGION, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
+let backends: Backends;
 let moto: Moto;
 let redis: RedisServer;
 let aws: AwsFixture;
@@ -20,16 +21,14 @@ let dir: Awaited<ReturnType<typeof tempDir>>;
 let proc: Started | undefined;
 
 beforeAll(async () => {
-  [moto, redis, dir] = await Promise.all([startMoto(), startRedis(), tempDir('mailroom-shutdown-')]);
-  aws = awsClients(moto);
+  backends = await startBackends('mailroom-shutdown-');
+  ({ moto, redis, dir, aws } = backends);
   await createBuckets(aws, 'shutdown');
 }, 120_000);
 
 afterAll(async () => {
   if (proc) await killHard(proc);
-  aws?.destroy();
-  await Promise.all([moto?.stop(), redis?.stop()]);
-  await dir?.remove();
+  await backends?.stop();
 });
 
 describe('SIGTERM', () => {
