@@ -1,7 +1,7 @@
 import { FlowProducer, Queue, type FlowJob } from 'bullmq';
 import type { Logger } from '../log.js';
-import type { SpoolRecord } from '../spool/format.js';
-import { messageFlow, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
+import type { SpoolFile } from '../spool/format.js';
+import { spoolFileFlow, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
 import { producerConnection, redactRedisUrl } from './redis.js';
 
 export class EnqueueTimeoutError extends Error {
@@ -32,13 +32,13 @@ interface PendingFlow {
 const MAX_BATCH = 256;
 
 /**
- * The accept path's Redis side: adds a message's flow and answers "does this message have jobs?" for recovery.
+ * The accept path's Redis side: adds a spool file's flow and answers "does this file have jobs?" for recovery.
  * Fails fast when Redis is away (see queue/redis.ts), bounded by `timeoutMs` when it is merely slow.
  *
- * Batching: the flows of every message whose spool write finished in the same event-loop turn go to Redis in one
- * MULTI (FlowProducer.addBulk) — one round trip and one socket write instead of one per message. All or none: the
+ * Batching: one flow per spool file (every message of a batch file shares it), and the flows of every file that
+ * became durable in the same event-loop turn go to Redis in one MULTI (FlowProducer.addBulk). All or none: the
  * MULTI either adds every flow of the batch or fails, and then every message of the batch gets its error (451).
- * Each message still waits for its own confirmation, so a 250 still means "its jobs are in Redis".
+ * Each message still waits for its own file's confirmation, so a 250 still means "its jobs are in Redis".
  */
 type FlowBackend = { addFlow(entries: unknown[]): Promise<Array<[Error | null, unknown]> | null> };
 
@@ -115,8 +115,15 @@ export class Enqueuer {
     }
   }
 
-  async enqueue(record: SpoolRecord, spoolFile: string): Promise<void> {
-    const add = this.addBatched(messageFlow(record, spoolFile, this.opts.policy));
+  /** One add per file, however many of its messages wait for it. */
+  private readonly adding = new WeakMap<SpoolFile, Promise<void>>();
+
+  async enqueue(file: SpoolFile): Promise<void> {
+    let add = this.adding.get(file);
+    if (!add) {
+      add = this.addBatched(spoolFileFlow(file, this.opts.policy));
+      this.adding.set(file, add);
+    }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new EnqueueTimeoutError(this.opts.timeoutMs, add)), this.opts.timeoutMs);
@@ -152,9 +159,9 @@ export class Enqueuer {
     throw new Error(`cannot reach Redis at ${redactRedisUrl(this.opts.redisUrl)} (${last}): start redis-server, or point --redis-url / REDIS_URL at one`);
   }
 
-  /** True when the message's flow exists in any state (its parent job is the marker). */
-  async hasJobs(messageId: string): Promise<boolean> {
-    return (await this.spoolQueue.getJobState(messageId)) !== 'unknown';
+  /** True when the file's flow exists in any state (its parent job is the marker). */
+  async hasJobs(fileId: string): Promise<boolean> {
+    return (await this.spoolQueue.getJobState(fileId)) !== 'unknown';
   }
 
   async close(): Promise<void> {

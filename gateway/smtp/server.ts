@@ -25,7 +25,10 @@ export interface SmtpFrontDeps {
   runtime: GatewayRuntime;
   spool: Spool;
   enqueuer: Enqueuer;
-  /** Ids between spool rename and enqueue, shared with recovery so it never enqueues a message twice at once. */
+  /**
+   * Ids of messages being accepted, shared with recovery so it never enqueues a file twice at once (a spool file is
+   * named after its first message, whose accept ends only once the file's jobs are in).
+   */
   inFlight: Set<string>;
   log: Logger;
   /** Counts accepted and refused mail (observability/metrics.ts); absent where nobody scrapes. */
@@ -315,9 +318,9 @@ export class SmtpFront {
         throw replies.tooBig(runtime.config.maxMessageSize);
       }
       try {
-        await enqueuer.enqueue(record, spool.fileName(messageId));
+        await enqueuer.enqueue(received.file);
       } catch (err) {
-        this.abandon(messageId, err as Error, meta);
+        this.abandon(received.file.id, err as Error, meta);
         throw replies.localError();
       }
       log.info({ ...meta, bytes: received.dataLength, rcpts: recipients.length, rules: rules.map((r) => r.name), tls: session.secure }, 'accepted');
@@ -331,11 +334,11 @@ export class SmtpFront {
   /**
    * The client hears 451 and will send the message again, so its spool file must not be delivered too — unless the
    * add that timed out still lands: then the jobs exist and the file must stay (the client's retry becomes a second
-   * message, the at-least-once side of never losing one).
+   * message, the at-least-once side of never losing one). Every message of a batch file hears the same answer.
    */
-  private abandon(messageId: string, err: Error, meta: Record<string, unknown>): void {
+  private abandon(fileId: string, err: Error, meta: Record<string, unknown>): void {
     const { spool, log } = this.deps;
-    const drop = () => spool.remove(messageId).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
+    const drop = () => spool.remove(fileId).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
     if (err instanceof EnqueueTimeoutError) {
       log.error({ ...meta, err: err.message }, 'enqueue timed out; replying 451');
       err.pending.then(

@@ -40,12 +40,20 @@ export interface SpoolRecord {
   envelope: MessageEnvelope;
   /** Matched enabled rules, in rule-set order: one delivery each. */
   rules: SpooledRule[];
+  /**
+   * Length of this entry's DATA, when another entry may follow it in the same file (a batch file). Absent: DATA runs
+   * to the end of the file (a message streamed to disk on its own, whose length is unknown when its record is written).
+   */
+  dataLength?: number;
 }
 
 /**
- * Spool file layout: one line of JSON (the SpoolRecord; JSON.stringify never writes a raw line break), LF, then the
- * DATA bytes exactly as received (dot-unstuffed, CRLF kept). One file means one fsync and one rename per message;
- * the record goes first because it is complete when DATA starts, and the body can be streamed after it.
+ * Spool file layout: one or more entries, each one line of JSON (the SpoolRecord; JSON.stringify never writes a raw
+ * line break), LF, then the DATA bytes exactly as received (dot-unstuffed, CRLF kept). The record goes first because
+ * it is complete when DATA starts, so a big message streams to disk behind it (one entry, DATA to the end of the
+ * file). Small messages that end together share one file, each record giving its `dataLength`: one fdatasync makes
+ * the whole batch durable, where one file per message costs one journal commit each (≈0.5 ms apiece on this
+ * machine's disk against ≈2 ms for twenty messages in one file — the accept path's ceiling, see README Performance).
  */
 export function encodeRecordLine(record: SpoolRecord): Buffer {
   return Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
@@ -66,5 +74,29 @@ export function parseRecordLine(line: Buffer | string): SpoolRecord {
   if (!r || r.v !== 1 || !r.envelope || typeof r.envelope.messageId !== 'string' || !Array.isArray(r.rules)) {
     throw new SpoolFormatError('spool record has an unknown version or misses envelope/rules');
   }
+  if (r.dataLength !== undefined && !(Number.isSafeInteger(r.dataLength) && r.dataLength >= 0)) throw new SpoolFormatError('spool record has a bad dataLength');
   return r as SpoolRecord;
+}
+
+/** One message in a spool file: its record and the byte offset of its record line. */
+export interface SpoolEntry {
+  record: SpoolRecord;
+  at: number;
+}
+
+/** A file in `messages/`: named after its first message's id, holding one message or a batch of them. */
+export interface SpoolFile {
+  id: string;
+  entries: SpoolEntry[];
+}
+
+const SUFFIX = '.msg';
+
+export function spoolFileName(id: string): string {
+  return `${id}${SUFFIX}`;
+}
+
+/** The id of a spool file name, or undefined when the name is not one. */
+export function spoolFileId(name: string): string | undefined {
+  return name.endsWith(SUFFIX) ? name.slice(0, -SUFFIX.length) : undefined;
 }

@@ -58,20 +58,20 @@ export class SpoolRecovery {
       if (this.inFlight.has(id)) continue;
       checked++;
       if (await this.enqueuer.hasJobs(id)) continue;
-      let msg;
+      let file;
       try {
-        msg = await this.spool.open(id);
+        file = await this.spool.openFile(id);
       } catch (err) {
         if (err instanceof SpoolMissingError) continue;
         if (err instanceof SpoolFormatError) {
-          this.log.error({ messageId: id, err: err.message }, 'spool file is damaged; left in place for an operator');
+          this.log.error({ spoolFile: id, err: err.message }, 'spool file is damaged; left in place for an operator');
           continue;
         }
         throw err;
       }
-      await this.enqueuer.enqueue(msg.record, this.spool.fileName(id));
-      requeued++;
-      this.log.warn({ messageId: id, rules: msg.record.rules.map((r) => r.name) }, 'spooled message had no jobs; enqueued again');
+      await this.enqueuer.enqueue(file);
+      requeued += file.entries.length;
+      this.log.warn({ spoolFile: id, messageIds: file.entries.map((e) => e.record.envelope.messageId) }, 'spooled messages had no jobs; enqueued again');
     }
     if (requeued > 0) this.log.info({ checked, requeued }, 'spool recovery done');
     return { checked, requeued };

@@ -4,20 +4,22 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { isMessageId } from '../../shared/ses/message-id.js';
 import { SpoolWriter } from './writer.js';
-import { encodeRecordLine, parseRecordLine, SpoolFormatError, type SpoolRecord } from './format.js';
+import { encodeRecordLine, parseRecordLine, spoolFileId, spoolFileName, SpoolFormatError, type SpoolEntry, type SpoolFile, type SpoolRecord } from './format.js';
 
 /**
  * The durable half of "accepted": a message is on disk, fsync'd, before its jobs exist, and its jobs exist before
  * the client hears 250. Files are written in `incoming/` and renamed into `messages/` once complete and synced, so
- * `messages/` only ever holds whole messages; whatever is left in `incoming/` after a crash was never acknowledged
- * and is dropped on start.
+ * `messages/` only ever holds whole files; whatever is left in `incoming/` after a crash was never acknowledged
+ * and is dropped on start. A file holds one message (streamed) or a batch of small ones (writer.ts); it is the unit
+ * of durability, of jobs (one flow per file, queue/jobs.ts) and of release.
  */
 
 /** The record line is small (envelope + rule snapshots); this bounds what is read to find it. */
 const MAX_RECORD_BYTES = 4 * 1024 * 1024;
-const SUFFIX = '.msg';
 /** Gathered in memory before the first write (per session in DATA): most mail is one write. */
 const SMALL_MESSAGE_BYTES = 256 * 1024;
+/** First read of an entry when delivering or recovering. */
+const HEAD_READ_BYTES = 64 * 1024;
 
 export interface SpooledMessage {
   record: SpoolRecord;
@@ -29,7 +31,8 @@ export interface SpooledMessage {
   data?: Buffer;
 }
 
-export type ReceiveResult = { ok: true; dataLength: number } | { ok: false; reason: 'oversized'; dataLength: number };
+/** `file`: the spool file now holding the message (shared with the other messages of its batch). */
+export type ReceiveResult = { ok: true; dataLength: number; file: SpoolFile } | { ok: false; reason: 'oversized'; dataLength: number };
 
 export class SpoolMissingError extends Error {
   override name = 'SpoolMissingError';
@@ -99,7 +102,7 @@ export class Spool {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
     this.messagesDirSync = new GroupSync(() => syncDir(this.messagesDir));
-    this.writer = new SpoolWriter(this.messagesDir);
+    this.writer = new SpoolWriter(this.incomingDir, this.messagesDir);
   }
 
   /** Creates the directories and drops unacknowledged partial files. Only the accepting process may call it. */
@@ -111,13 +114,20 @@ export class Spool {
     }
   }
 
-  /** Spool file of a message (the job's spool reference is this name relative to the spool directory). */
-  fileName(messageId: string): string {
-    return `${messageId}${SUFFIX}`;
+  /** Name of a spool file (jobs refer to it by this name, relative to `messages/`). */
+  fileName(fileId: string): string {
+    return spoolFileName(fileId);
   }
 
-  path(messageId: string): string {
-    return join(this.messagesDir, this.fileName(messageId));
+  /** The file id in a job's spool file name; SpoolFormatError when the name is not one of ours. */
+  fileIdOf(name: string): string {
+    const id = spoolFileId(name);
+    if (!id || !isMessageId(id)) throw new SpoolFormatError(`"${name}" is not a spool file name`);
+    return id;
+  }
+
+  path(fileId: string): string {
+    return join(this.messagesDir, spoolFileName(fileId));
   }
 
   /**
@@ -127,23 +137,26 @@ export class Spool {
    * memory.
    *
    * Fewer trips to the disk, same durability: the first SMALL_MESSAGE_BYTES are gathered in memory, so a typical
-   * message is written whole by the writer thread in a batch with the others that ended meanwhile (writer.ts); a
-   * big one streams on from there, is fsync'd, renamed, and shares a directory fsync with the renames that
-   * finished before it started (group commit, see GroupSync).
+   * message is written whole by the writer thread into one batch file with the others that ended meanwhile
+   * (writer.ts); a big one streams on from there into a file of its own, is fsync'd, renamed, and shares a directory
+   * fsync with the renames that finished before it started (group commit, see GroupSync).
    */
   async receive(record: SpoolRecord, data: Readable & { sizeExceeded?: boolean }): Promise<ReceiveResult> {
     const id = record.envelope.messageId;
     const tmp = join(this.incomingDir, this.fileName(id));
     let fh: FileHandle | undefined;
     let created = false;
-    let pending: Buffer[] = [encodeRecordLine(record)];
-    let pendingBytes = pending[0]!.length;
+    // DATA gathered in memory; the record line is written first only if the message turns out to need streaming.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
     let dataLength = 0;
     let oversized = false;
     const flush = async () => {
       if (!fh) {
         fh = await open(tmp, 'wx');
         created = true;
+        pending.unshift(encodeRecordLine(record));
+        pendingBytes += pending[0]!.length;
       }
       const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
       pending = [];
@@ -180,8 +193,8 @@ export class Spool {
       if (!fh) {
         // The whole message is in memory: the writer thread makes it durable in a batch with the others that ended
         // meanwhile (write, fdatasync, rename, one directory fsync; it removes its incoming file on failure).
-        await this.writer.write(tmp, this.path(id), pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes));
-        return { ok: true, dataLength };
+        const file = await this.writer.write(record, pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes));
+        return { ok: true, dataLength, file };
       }
       await flush();
       await fh.sync();
@@ -192,7 +205,7 @@ export class Spool {
       fh = undefined;
       // Bytes are durable and the name is in place: a failing close can no longer lose or corrupt anything.
       await Promise.all([f.close().catch(() => undefined), this.messagesDirSync.sync()]);
-      return { ok: true, dataLength };
+      return { ok: true, dataLength, file: { id, entries: [{ record, at: 0 }] } };
     } catch (err) {
       if (fh) await fh.close().catch(() => undefined);
       if (created) await rm(tmp, { force: true });
@@ -200,36 +213,84 @@ export class Spool {
     }
   }
 
-  /** Reads a spooled message's record and where its DATA lies; SpoolMissingError when there is no such file. */
-  async open(messageId: string): Promise<SpooledMessage> {
-    const path = this.path(messageId);
-    let fh: FileHandle;
+  private async openHandle(fileId: string): Promise<{ fh: FileHandle; path: string }> {
+    const path = this.path(fileId);
     try {
-      fh = await open(path, 'r');
+      return { fh: await open(path, 'r'), path };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SpoolMissingError(`spool file ${path} does not exist`);
       throw err;
     }
+  }
+
+  /**
+   * Reads the entry at byte `at` of a file: its record and, for a small entry, its DATA (a typical message comes with
+   * its record in the first read).
+   */
+  private async readEntry(fh: FileHandle, path: string, size: number, at: number): Promise<SpooledMessage> {
+    if (at >= size) throw new SpoolFormatError(`spool file ${path} has no entry at byte ${at}`);
+    let head = Buffer.alloc(0);
+    let lf = -1;
+    while (lf < 0 && head.length < Math.min(size - at, MAX_RECORD_BYTES)) {
+      const buf = Buffer.allocUnsafe(Math.min(HEAD_READ_BYTES, size - at - head.length));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, at + head.length);
+      if (bytesRead === 0) break;
+      const from = head.length;
+      head = head.length === 0 ? buf.subarray(0, bytesRead) : Buffer.concat([head, buf.subarray(0, bytesRead)]);
+      lf = head.indexOf(0x0a, from);
+    }
+    if (lf < 0) throw new SpoolFormatError(`spool file ${path} has no record line at byte ${at}`);
+    const record = parseRecordLine(head.subarray(0, lf));
+    const dataOffset = at + lf + 1;
+    const dataLength = record.dataLength ?? size - dataOffset;
+    if (dataOffset + dataLength > size) throw new SpoolFormatError(`spool file ${path} is truncated: message ${record.envelope.messageId} needs ${dataLength} bytes at ${dataOffset}, the file has ${size}`);
+    const msg: SpooledMessage = { record, path, dataOffset, dataLength };
+    if (head.length >= lf + 1 + dataLength) msg.data = head.subarray(lf + 1, lf + 1 + dataLength);
+    else if (dataLength <= SMALL_MESSAGE_BYTES) {
+      const data = Buffer.allocUnsafe(dataLength);
+      const got = head.length - lf - 1;
+      head.copy(data, 0, lf + 1);
+      for (let off = got; off < dataLength; ) {
+        const { bytesRead } = await fh.read(data, off, dataLength - off, dataOffset + off);
+        if (bytesRead === 0) throw new SpoolFormatError(`spool file ${path} ended early`);
+        off += bytesRead;
+      }
+      msg.data = data;
+    }
+    return msg;
+  }
+
+  /**
+   * Reads one message of a spool file — its record and where its DATA lies (the DATA itself when small) — and checks
+   * that it is `messageId`. SpoolMissingError when there is no such file.
+   */
+  async open(fileId: string, at = 0, messageId = fileId): Promise<SpooledMessage> {
+    const { fh, path } = await this.openHandle(fileId);
     try {
       const size = (await fh.stat()).size;
-      // A small file is read whole in one go, so the delivery and its notification need no further reads.
-      const first = size <= SMALL_MESSAGE_BYTES ? size : Math.min(64 * 1024, size);
-      let head = Buffer.alloc(0);
-      let lf = -1;
-      while (lf < 0 && head.length < Math.min(size, MAX_RECORD_BYTES)) {
-        const buf = Buffer.allocUnsafe(head.length === 0 ? first : Math.min(64 * 1024, size - head.length));
-        const { bytesRead } = await fh.read(buf, 0, buf.length, head.length);
-        if (bytesRead === 0) break;
-        const from = head.length;
-        head = head.length === 0 ? buf.subarray(0, bytesRead) : Buffer.concat([head, buf.subarray(0, bytesRead)]);
-        lf = head.indexOf(0x0a, from);
-      }
-      if (lf < 0) throw new SpoolFormatError(`spool file ${path} has no record line`);
-      const record = parseRecordLine(head.subarray(0, lf));
-      if (record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${record.envelope.messageId}`);
-      const msg: SpooledMessage = { record, path, dataOffset: lf + 1, dataLength: size - lf - 1 };
-      if (head.length === size) msg.data = head.subarray(lf + 1);
+      const msg = await this.readEntry(fh, path, size, at);
+      if (msg.record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${msg.record.envelope.messageId} at byte ${at}, not ${messageId}`);
       return msg;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Every message of a spool file, in order (for recovery). */
+  async openFile(fileId: string): Promise<SpoolFile> {
+    const { fh, path } = await this.openHandle(fileId);
+    try {
+      const size = (await fh.stat()).size;
+      const entries: SpoolEntry[] = [];
+      for (let at = 0; at < size; ) {
+        const msg = await this.readEntry(fh, path, size, at);
+        entries.push({ record: msg.record, at });
+        if (msg.record.dataLength === undefined) break;
+        at = msg.dataOffset + msg.dataLength;
+      }
+      if (entries.length === 0) throw new SpoolFormatError(`spool file ${path} is empty`);
+      if (entries[0]!.record.envelope.messageId !== fileId) throw new SpoolFormatError(`spool file ${path} starts with message ${entries[0]!.record.envelope.messageId}`);
+      return { id: fileId, entries };
     } finally {
       await fh.close();
     }
@@ -244,16 +305,16 @@ export class Spool {
     return createReadStream(msg.path, { start: msg.dataOffset, end: msg.dataOffset + length - 1 });
   }
 
-  /** Ids of the messages in `messages/` (in no particular order). */
+  /** Ids of the files in `messages/` (in no particular order). */
   async list(): Promise<string[]> {
-    const names = await readdir(this.messagesDir);
-    return names.filter((n) => n.endsWith(SUFFIX)).map((n) => n.slice(0, -SUFFIX.length)).filter(isMessageId);
+    const ids = (await readdir(this.messagesDir)).map(spoolFileId);
+    return ids.filter((id): id is string => id !== undefined && isMessageId(id));
   }
 
-  /** Deletes a delivered message; the directory is synced so a crash cannot bring it back for a second delivery. */
-  async remove(messageId: string): Promise<boolean> {
+  /** Deletes a delivered file; the directory is synced so a crash cannot bring it back for a second delivery. */
+  async remove(fileId: string): Promise<boolean> {
     try {
-      await unlink(this.path(messageId));
+      await unlink(this.path(fileId));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;

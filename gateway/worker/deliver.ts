@@ -42,7 +42,7 @@ export async function deliver(job: Job<DeliveryJobData>, deps: DeliverDeps, abor
   let msg: SpooledMessage;
   let headerBlock: Buffer;
   try {
-    msg = await deps.spool.open(messageId);
+    msg = await deps.spool.open(deps.spool.fileIdOf(job.data.spoolFile), job.data.spoolAt ?? 0, messageId);
     headerBlock = headerBlockFor(envelope, rule);
   } catch (err) {
     if (err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError) throw new UnrecoverableError(err.message);

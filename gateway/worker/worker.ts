@@ -85,8 +85,8 @@ export class DeliveryWorkers {
     this.releases = new Worker<ReleaseJobData, boolean>(
       SPOOL_QUEUE,
       async (job) => {
-        const removed = await this.spool.remove(job.data.messageId);
-        this.log.debug({ messageId: job.data.messageId, jobId: job.id, rules: job.data.ruleNames, removed }, 'every rule delivered; spool file released');
+        const removed = await this.spool.remove(this.spool.fileIdOf(job.data.spoolFile));
+        this.log.debug({ spoolFile: job.data.spoolFile, jobId: job.id, messageIds: job.data.messageIds, removed }, 'every rule of every message delivered; spool file released');
         return removed;
       },
       { ...common, concurrency: 4 },

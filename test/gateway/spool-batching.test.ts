@@ -3,12 +3,12 @@
  * path and streamed big-message path (same bytes either way), oversize handling on both, and reading a small file
  * whole; and the multipart memory budget's queueing and abort.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newMessageId } from '../../shared/ses/message-id.js';
-import type { SpoolRecord } from '../../gateway/spool/format.js';
+import { SpoolFormatError, type SpoolFile, type SpoolRecord } from '../../gateway/spool/format.js';
 import { GroupSync, Spool } from '../../gateway/spool/spool.js';
 import { tempDir } from '../support/files.js';
 
@@ -87,12 +87,13 @@ describe('Spool.receive', () => {
       const chunks = [];
       for (let o = 0; o < size; o += 65_536) chunks.push(body.subarray(o, o + 65_536));
       const r = await s.receive(rec, dataStream(chunks));
-      expect(r).toEqual({ ok: true, dataLength: size });
       const id = rec.envelope.messageId;
+      expect(r).toEqual({ ok: true, dataLength: size, file: { id, entries: [{ record: rec, at: 0 }] } });
       const file = await readFile(s.path(id));
       expect(file.subarray(file.indexOf(0x0a) + 1).equals(body)).toBe(true);
       const msg = await s.open(id);
-      expect(msg.record).toEqual(rec);
+      // A message alone in its batch file carries its length; a streamed one runs to the end of its file.
+      expect(msg.record).toEqual(size < 256 * 1024 ? { ...rec, dataLength: size } : rec);
       expect(msg.dataLength).toBe(size);
       expect(!!msg.data).toBe(size < 256 * 1024);
       const back: Buffer[] = [];
@@ -115,12 +116,44 @@ describe('Spool.receive', () => {
     expect(await s.list()).toEqual([]);
   });
 
-  it('concurrent messages all land in messages/ and removals leave it empty', async () => {
+  it('messages that end together share one batch file; each reads back from its place, the file lists them in order', async () => {
     const s = await spool();
     const recs = Array.from({ length: 50 }, record);
-    await Promise.all(recs.map((r) => s.receive(r, dataStream([Buffer.from('Subject: x\r\n\r\nhi\r\n')]))));
-    expect((await s.list()).sort()).toEqual(recs.map((r) => r.envelope.messageId).sort());
-    await Promise.all(recs.map((r) => s.remove(r.envelope.messageId)));
+    const bodies = recs.map((r, i) => Buffer.from(`Subject: ${i}\r\n\r\n${'x'.repeat(i * 37)}\r\n`));
+    const results = await Promise.all(recs.map((r, i) => s.receive(r, dataStream([bodies[i]!]))));
+    const files = new Map<string, SpoolFile>();
+    for (const r of results) {
+      if (!r.ok) throw new Error('refused');
+      files.set(r.file.id, r.file);
+    }
+    // The first message goes out alone (nothing was waiting); the rest queued behind it share the next file(s).
+    expect(files.size).toBeLessThan(recs.length / 2);
+    expect((await s.list()).sort()).toEqual([...files.keys()].sort());
+    for (const [id, file] of files) {
+      expect(await s.openFile(id)).toEqual({ id, entries: file.entries.map((e) => ({ record: { ...e.record, dataLength: expect.any(Number) }, at: e.at })) });
+      for (const { record: rec, at } of file.entries) {
+        const i = recs.indexOf(rec);
+        const msg = await s.open(id, at, rec.envelope.messageId);
+        const back: Buffer[] = [];
+        for await (const c of s.dataStream(msg)) back.push(c as Buffer);
+        expect(Buffer.concat(back).equals(bodies[i]!)).toBe(true);
+      }
+    }
+    const [id, file] = [...files].find(([, f]) => f.entries.length > 1)!;
+    await expect(s.open(id, file.entries[1]!.at, id)).rejects.toBeInstanceOf(SpoolFormatError);
+    await expect(s.open(id, file.entries[1]!.at + 1)).rejects.toBeInstanceOf(SpoolFormatError);
+    await Promise.all([...files.keys()].map((f) => s.remove(f)));
     expect(await readdir(join(s.dir, 'messages'))).toEqual([]);
+  });
+
+  it('a batch file cut short is refused whole, naming the message that lacks its bytes', async () => {
+    const s = await spool();
+    const recs = Array.from({ length: 5 }, record);
+    const results = await Promise.all(recs.map((r) => s.receive(r, dataStream([Buffer.alloc(1000, 97)]))));
+    const file = results.map((r) => (r.ok ? r.file : undefined)).find((f) => f && f.entries.length > 1)!;
+    const bytes = await readFile(s.path(file.id));
+    await writeFile(s.path(file.id), bytes.subarray(0, bytes.length - 10));
+    const last = file.entries.at(-1)!.record.envelope.messageId;
+    await expect(s.openFile(file.id)).rejects.toThrow(new RegExp(`truncated: message ${last}`));
   });
 });

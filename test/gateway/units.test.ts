@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
-import { cappedExponentialBackoff, deliveryJobId, messageFlow } from '../../gateway/queue/jobs.js';
+import { cappedExponentialBackoff, deliveryJobId, spoolFileFlow } from '../../gateway/queue/jobs.js';
 import { overridesFrom, resolveRuntime } from '../../gateway/settings.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
@@ -99,7 +99,7 @@ describe('spool and job contract', () => {
       const id = newMessageId();
       const data = Buffer.from('Subject: x\r\n\r\nbody with "quotes" and \n bare LF\r\n');
       const r = await spool.receive(record(id), Object.assign(Readable.from([data.subarray(0, 5), data.subarray(5)]), { sizeExceeded: false }));
-      expect(r).toEqual({ ok: true, dataLength: data.length });
+      expect(r).toMatchObject({ ok: true, dataLength: data.length, file: { id, entries: [{ at: 0 }] } });
       const msg = await spool.open(id);
       expect(msg.record.envelope.messageId).toBe(id);
       expect(msg.record.rules).toEqual(record(id).rules);
@@ -122,12 +122,14 @@ describe('spool and job contract', () => {
     }
   });
 
-  it('one flow per message: parent = message id, one child per rule with a colon-free deterministic id', () => {
-    const id = newMessageId();
-    const flow = messageFlow(record(id), `${id}.msg`, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
-    expect(flow.opts?.jobId).toBe(id);
-    expect(flow.children?.map((c) => c.opts?.jobId)).toEqual([deliveryJobId(id, 'r.1')]);
-    expect(deliveryJobId(id, 'r.1')).not.toContain(':');
+  it('one flow per spool file: parent = file id, one child per message and rule, each with a colon-free deterministic id and its place in the file', () => {
+    const [a, b] = [newMessageId(), newMessageId()];
+    const flow = spoolFileFlow({ id: a, entries: [{ record: record(a), at: 0 }, { record: record(b), at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+    expect(flow.opts?.jobId).toBe(a);
+    expect(flow.data).toEqual({ v: 1, spoolFile: `${a}.msg`, messageIds: [a, b] });
+    expect(flow.children?.map((c) => c.opts?.jobId)).toEqual([deliveryJobId(a, 'r.1'), deliveryJobId(b, 'r.1')]);
+    expect(flow.children?.map((c) => [c.data.spoolFile, c.data.spoolAt])).toEqual([[`${a}.msg`, undefined], [`${a}.msg`, 812]]);
+    expect(deliveryJobId(a, 'r.1')).not.toContain(':');
     expect(JSON.stringify(flow)).not.toContain('Subject'); // jobs never carry the body
   });
 
