@@ -95,14 +95,14 @@ export class Spool {
   readonly incomingDir: string;
   /** fsync of `messages/`, shared by the renames and unlinks that finished before it started. */
   private readonly messagesDirSync: GroupSync;
-  /** Whole small messages go to disk through this thread, in batches (see writer.ts). */
+  /** Whole small messages go to disk through this, in batch files (see writer.ts). */
   private readonly writer: SpoolWriter;
 
   constructor(readonly dir: string) {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
     this.messagesDirSync = new GroupSync(() => syncDir(this.messagesDir));
-    this.writer = new SpoolWriter(this.incomingDir, this.messagesDir);
+    this.writer = new SpoolWriter(this.incomingDir, this.messagesDir, () => this.messagesDirSync.sync());
   }
 
   /** Creates the directories and drops unacknowledged partial files. Only the accepting process may call it. */
@@ -137,7 +137,7 @@ export class Spool {
    * memory.
    *
    * Fewer trips to the disk, same durability: the first SMALL_MESSAGE_BYTES are gathered in memory, so a typical
-   * message is written whole by the writer thread into one batch file with the others that ended meanwhile
+   * message is written whole by the writer into one batch file with the others that ended meanwhile
    * (writer.ts); a big one streams on from there into a file of its own, is fsync'd, renamed, and shares a directory
    * fsync with the renames that finished before it started (group commit, see GroupSync).
    */
@@ -191,9 +191,9 @@ export class Spool {
       if (!oversized && data.sizeExceeded) await drop();
       if (oversized) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
-        // The whole message is in memory: the writer thread makes it durable in a batch with the others that ended
+        // The whole message is in memory: the writer makes it durable in a batch file with the others that ended
         // meanwhile (write, fdatasync, rename, one directory fsync; it removes its incoming file on failure).
-        const file = await this.writer.write(record, pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes));
+        const file = await this.writer.write(record, pending, pendingBytes);
         return { ok: true, dataLength, file };
       }
       await flush();

@@ -1,19 +1,18 @@
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 
 /**
- * Durable writes of whole small messages, in batch files, by one worker thread.
+ * Durable writes of whole small messages, in batch files, one round at a time (group commit).
  *
  * Why batch files: the disk's cost is one journal commit per fdatasync'd file, whatever its size (about 0.5 ms per
- * file here, against 2 ms for twenty messages in one file), and that — not CPU — capped the accept rate. So every
- * message whose DATA ended while the previous batch was on disk goes into one file (up to MAX_FILE_ENTRIES /
- * MAX_FILE_BYTES; a bigger backlog makes several files in the same round): written in `incoming/`, fdatasync'd,
- * renamed into `messages/`, and `messages/` fsync'd once per round. A message is reported durable only after all of
- * that, so a `250` means exactly what it meant with one file per message.
- *
- * Why a thread: the round is a dozen blocking calls; done with synchronous calls in one thread that answers once,
- * they cost the event loop one message post each way instead of a libuv pool round trip per call.
+ * file here, against 2 ms for twenty messages in one file), and that capped the accept rate. So every message whose
+ * DATA ended while the previous round was on disk goes into one file (up to MAX_FILE_ENTRIES / MAX_FILE_BYTES; a
+ * bigger backlog makes several files in the same round): written in `incoming/` with one writev of the buffers
+ * smtp-server handed over (no copy), fdatasync'd, renamed into `messages/`, and `messages/` fsync'd once per round.
+ * A message is reported durable only after all of that, so a `250` means exactly what it meant with one file per
+ * message. A round costs the event loop about eight fs calls whatever its size (a worker thread was tried: posting
+ * the bytes to it cost more main-thread time than the calls it saved).
  *
  * A file whose own step fails fails all its messages (and its incoming file is removed); a failed directory fsync
  * fails every file of the round — they are then in `messages/` but not known durable, the clients hear 451 and
@@ -24,64 +23,11 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
 const MAX_FILE_ENTRIES = 128;
 const MAX_FILE_BYTES = 8 * 1024 * 1024;
 
-/** The thread's code, plain CommonJS so it runs the same under tsx and from dist/. */
-const THREAD = `
-const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const { O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
-function writeAll(fd, chunks) {
-  let total = 0;
-  for (const c of chunks) total += c.length;
-  let skip = fs.writevSync(fd, chunks);
-  if (skip === total) return;
-  for (const c of chunks) {
-    if (skip >= c.length) { skip -= c.length; continue; }
-    for (let off = skip; off < c.length; ) {
-      const n = fs.writeSync(fd, c, off, c.length - off, null);
-      if (n <= 0) throw new Error('spool write made no progress');
-      off += n;
-    }
-    skip = 0;
-  }
-}
-parentPort.on('message', ({ id, files }) => {
-  const errors = files.map(() => null);
-  const fds = files.map(() => -1);
-  const fail = (i, err) => { if (!errors[i]) errors[i] = (err && err.message) || String(err); };
-  for (let i = 0; i < files.length; i++) {
-    try {
-      fds[i] = fs.openSync(files[i].tmp, O_WRONLY | O_CREAT | O_EXCL, 0o666);
-      writeAll(fds[i], files[i].chunks);
-      fs.fdatasyncSync(fds[i]);
-    } catch (err) { fail(i, err); }
-  }
-  let renamed = 0;
-  for (let i = 0; i < files.length; i++) {
-    if (errors[i]) continue;
-    try { fs.renameSync(files[i].tmp, files[i].final); renamed++; } catch (err) { fail(i, err); }
-  }
-  for (let i = 0; i < files.length; i++) {
-    if (fds[i] >= 0) { try { fs.closeSync(fds[i]); } catch {} }
-    if (errors[i]) { try { fs.unlinkSync(files[i].tmp); } catch {} }
-  }
-  if (renamed > 0) {
-    let dfd = -1;
-    try {
-      dfd = fs.openSync(workerData.messagesDir, 'r');
-      fs.fsyncSync(dfd);
-    } catch (err) {
-      for (let i = 0; i < files.length; i++) fail(i, new Error('fsync of the messages directory failed: ' + ((err && err.message) || err)));
-    } finally {
-      if (dfd >= 0) { try { fs.closeSync(dfd); } catch {} }
-    }
-  }
-  parentPort.postMessage({ id, errors });
-});
-`;
-
 interface Pending {
   record: SpoolRecord;
-  data: Buffer;
+  /** DATA as received, in the chunks smtp-server handed over. */
+  data: Buffer[];
+  dataLength: number;
   resolve: (file: SpoolFile) => void;
   reject: (err: Error) => void;
 }
@@ -91,114 +37,109 @@ interface FileJob {
   members: Pending[];
   tmp: string;
   final: string;
-  chunks: Uint8Array[];
+  buffers: Buffer[];
+  bytes: number;
+}
+
+async function writevAll(fh: FileHandle, buffers: Buffer[], bytes: number): Promise<void> {
+  const { bytesWritten } = await fh.writev(buffers, 0);
+  // libuv writes every buffer (looping over short writes itself); anything less is an error it did not report.
+  if (bytesWritten !== bytes) throw new Error(`spool write stopped after ${bytesWritten} of ${bytes} bytes`);
 }
 
 export class SpoolWriter {
-  private worker: Worker | undefined;
   private queue: Pending[] = [];
-  private inFlight: FileJob[] | undefined;
-  private roundId = 0;
+  private busy = false;
 
   constructor(
     private readonly incomingDir: string,
     private readonly messagesDir: string,
+    /** fsync of `messages/`, shared with the other renames and unlinks there (spool.ts GroupSync). */
+    private readonly syncMessagesDir: () => Promise<void>,
   ) {}
 
   /** Resolves with the spool file that holds the message once that file is durable in `messages/`. */
-  write(record: SpoolRecord, data: Buffer): Promise<SpoolFile> {
+  write(record: SpoolRecord, data: Buffer[], dataLength: number): Promise<SpoolFile> {
     return new Promise<SpoolFile>((resolve, reject) => {
-      this.queue.push({ record, data, resolve, reject });
-      if (!this.inFlight) this.send();
+      this.queue.push({ record, data, dataLength, resolve, reject });
+      if (!this.busy) void this.rounds();
     });
   }
 
-  private thread(): Worker {
-    if (this.worker) return this.worker;
-    const w = new Worker(THREAD, { eval: true, workerData: { messagesDir: this.messagesDir } });
-    w.unref();
-    w.on('message', (m: { id: number; errors: Array<string | null> }) => {
-      const round = this.inFlight;
-      this.inFlight = undefined;
-      w.unref();
-      if (round && m.id === this.roundId) {
-        round.forEach((f, i) => {
-          const e = m.errors[i];
-          for (const p of f.members) {
-            if (e) p.reject(new Error(e));
-            else p.resolve(f.file);
-          }
-        });
+  /** Runs rounds while messages wait: everything queued during a round goes out in the next. */
+  private async rounds(): Promise<void> {
+    this.busy = true;
+    try {
+      while (this.queue.length > 0) {
+        const pending = this.queue;
+        this.queue = [];
+        await this.round(pending);
       }
-      if (this.queue.length > 0) this.send();
-    });
-    const broken = (err: Error) => {
-      if (this.worker === w) this.worker = undefined;
-      const round = this.inFlight ?? [];
-      this.inFlight = undefined;
-      for (const f of round) for (const p of f.members) p.reject(new Error(`spool writer thread failed: ${err.message}`));
-      if (this.queue.length > 0) this.send();
-    };
-    w.on('error', broken);
-    w.on('exit', (code) => broken(new Error(`exited with code ${code}`)));
-    this.worker = w;
-    return w;
+    } finally {
+      this.busy = false;
+    }
   }
 
-  /** Cuts the queue into batch files; each entry is its record line (with dataLength) and DATA in one private copy. */
+  /** Cuts the queue into batch files; each entry is its record line (with its DATA length), then its DATA. */
   private files(pending: Pending[]): FileJob[] {
     const out: FileJob[] = [];
     let cur: FileJob | undefined;
-    let bytes = 0;
     for (const p of pending) {
-      const line = encodeRecordLine({ ...p.record, dataLength: p.data.length });
-      const chunk = new Uint8Array(line.length + p.data.length);
-      chunk.set(line, 0);
-      chunk.set(p.data, line.length);
-      if (!cur || cur.members.length >= MAX_FILE_ENTRIES || bytes + chunk.length > MAX_FILE_BYTES) {
+      const line = encodeRecordLine({ ...p.record, dataLength: p.dataLength });
+      const size = line.length + p.dataLength;
+      if (!cur || cur.members.length >= MAX_FILE_ENTRIES || cur.bytes + size > MAX_FILE_BYTES) {
         const id = p.record.envelope.messageId;
-        cur = { file: { id, entries: [] }, members: [], tmp: join(this.incomingDir, spoolFileName(id)), final: join(this.messagesDir, spoolFileName(id)), chunks: [] };
+        cur = { file: { id, entries: [] }, members: [], tmp: join(this.incomingDir, spoolFileName(id)), final: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0 };
         out.push(cur);
-        bytes = 0;
       }
-      cur.file.entries.push({ record: p.record, at: bytes });
+      cur.file.entries.push({ record: p.record, at: cur.bytes });
       cur.members.push(p);
-      cur.chunks.push(chunk);
-      bytes += chunk.length;
+      cur.buffers.push(line, ...p.data);
+      cur.bytes += size;
     }
     return out;
   }
 
-  private send(): void {
-    const pending = this.queue;
-    this.queue = [];
-    let round: FileJob[];
+  private async round(pending: Pending[]): Promise<void> {
+    let files: FileJob[];
     try {
-      round = this.files(pending);
+      files = this.files(pending);
     } catch (err) {
       for (const p of pending) p.reject(err as Error);
       return;
     }
-    this.inFlight = round;
-    const id = ++this.roundId;
-    try {
-      const w = this.thread();
-      // Referenced while a round is on its way to disk: the process must not exit under it.
-      w.ref();
-      w.postMessage(
-        { id, files: round.map(({ tmp, final, chunks }) => ({ tmp, final, chunks })) },
-        round.flatMap((f) => f.chunks.map((c) => c.buffer as ArrayBuffer)),
-      );
-    } catch (err) {
-      this.inFlight = undefined;
-      for (const f of round) for (const p of f.members) p.reject(err as Error);
+    // Each file: create, write, fdatasync, rename; then one directory fsync for the round.
+    const results = await Promise.all(
+      files.map(async (f): Promise<Error | undefined> => {
+        let fh: FileHandle | undefined;
+        try {
+          fh = await open(f.tmp, 'wx');
+          await writevAll(fh, f.buffers, f.bytes);
+          await fh.datasync();
+          await rename(f.tmp, f.final);
+          return undefined;
+        } catch (err) {
+          await rm(f.tmp, { force: true }).catch(() => undefined);
+          return err as Error;
+        } finally {
+          await fh?.close().catch(() => undefined);
+        }
+      }),
+    );
+    if (results.some((r) => r === undefined)) {
+      try {
+        await this.syncMessagesDir();
+      } catch (err) {
+        const e = new Error(`fsync of the messages directory failed: ${(err as Error).message}`);
+        results.fill(e);
+      }
     }
-  }
-
-  /** Stops the thread (pending writes are failed). */
-  async close(): Promise<void> {
-    const w = this.worker;
-    this.worker = undefined;
-    if (w) await w.terminate();
+    files.forEach((f, i) => {
+      const err = results[i];
+      for (const p of f.members) {
+        if (err) p.reject(err);
+        else p.resolve(f.file);
+      }
+    });
   }
 }
