@@ -1,4 +1,4 @@
-import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { PublishBatchCommand, PublishCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
 import { buildReceivedNotification, readHeaderBlock, serializeNotification, SNS_SUBJECT, HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
 import type { Readable } from 'node:stream';
 import type { MessageEnvelope, SpooledRule } from '../spool/format.js';
@@ -37,4 +37,74 @@ export async function notificationFor(
 export async function publishNotification(sns: SNSClient, topicArn: string, notification: ReceivedNotification, abortSignal?: AbortSignal): Promise<string | undefined> {
   const out = await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: SNS_SUBJECT, Message: serializeNotification(notification) }), abortSignal ? { abortSignal } : {});
   return out.MessageId;
+}
+
+export interface NotificationToPublish {
+  key: string;
+  notification: ReceivedNotification;
+}
+
+export type PublishOutcome = { ok: true; snsMessageId?: string } | { ok: false; error: Error };
+
+/** SNS PublishBatch limits: entries per call, and bytes of Message + Subject summed over the call. */
+const BATCH_MAX_ENTRIES = 10;
+const BATCH_MAX_BYTES = 262_144;
+
+/**
+ * Publishes each notification to `topicArn` with PublishBatch: at most 10 entries and 262,144 bytes of
+ * Message+Subject per call. Resolves with one outcome per key (never rejects for a per-entry or per-call failure: a
+ * failed call fails every entry it carried; an entry listed in Failed gets an Error whose name is the entry's Code
+ * and whose message includes its Message and SenderFault). Entry Ids are batch-local ("n0".."n9"). Order of calls:
+ * sequential batches (bounded, predictable).
+ */
+export async function publishNotifications(sns: SNSClient, topicArn: string, items: NotificationToPublish[], abortSignal?: AbortSignal): Promise<Map<string, PublishOutcome>> {
+  const outcomes = new Map<string, PublishOutcome>();
+  let batch: Array<{ key: string; entry: PublishBatchRequestEntry }> = [];
+  let batchBytes = 0;
+  const subjectBytes = Buffer.byteLength(SNS_SUBJECT);
+  // Serialized per batch, not all up front: at most one call's worth of messages is held at once.
+  for (const { key, notification } of items) {
+    const Message = serializeNotification(notification);
+    const bytes = Buffer.byteLength(Message) + subjectBytes;
+    if (batch.length > 0 && (batch.length === BATCH_MAX_ENTRIES || batchBytes + bytes > BATCH_MAX_BYTES)) {
+      await publishBatch(sns, topicArn, batch, outcomes, abortSignal);
+      batch = [];
+      batchBytes = 0;
+    }
+    // An oversized entry still goes (alone): SNS reports the error for it, as Publish would.
+    batch.push({ key, entry: { Id: `n${batch.length}`, Subject: SNS_SUBJECT, Message } });
+    batchBytes += bytes;
+  }
+  if (batch.length > 0) await publishBatch(sns, topicArn, batch, outcomes, abortSignal);
+  return outcomes;
+}
+
+async function publishBatch(
+  sns: SNSClient,
+  topicArn: string,
+  batch: Array<{ key: string; entry: PublishBatchRequestEntry }>,
+  outcomes: Map<string, PublishOutcome>,
+  abortSignal: AbortSignal | undefined,
+): Promise<void> {
+  let out;
+  try {
+    out = await sns.send(new PublishBatchCommand({ TopicArn: topicArn, PublishBatchRequestEntries: batch.map((b) => b.entry) }), abortSignal ? { abortSignal } : {});
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    for (const { key } of batch) outcomes.set(key, { ok: false, error });
+    return;
+  }
+  const results = new Map<string, PublishOutcome>();
+  for (const s of out.Successful ?? []) {
+    if (s.Id !== undefined) results.set(s.Id, { ok: true, snsMessageId: s.MessageId });
+  }
+  for (const f of out.Failed ?? []) {
+    if (f.Id === undefined) continue;
+    const error = new Error(`SNS PublishBatch entry failed: ${f.Message ?? '(no message)'} (SenderFault: ${String(f.SenderFault)})`);
+    error.name = f.Code ?? 'PublishBatchEntryFailed';
+    results.set(f.Id, { ok: false, error });
+  }
+  for (const { key, entry } of batch) {
+    outcomes.set(key, results.get(entry.Id!) ?? { ok: false, error: new Error('SNS PublishBatch returned no result for entry') });
+  }
 }

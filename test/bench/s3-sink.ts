@@ -1,6 +1,6 @@
 /**
  * A minimal local AWS sink for benchmarks: answers just enough of S3 (PutObject, CreateMultipartUpload, UploadPart,
- * CompleteMultipartUpload, AbortMultipartUpload), KMS (GenerateDataKey) and SNS (Publish) for the SDK to be
+ * CompleteMultipartUpload, AbortMultipartUpload), KMS (GenerateDataKey) and SNS (Publish, PublishBatch) for the SDK to be
  * satisfied, and discards every body. It stores nothing and checks no signatures: it exists to show what the
  * gateway itself costs when the storage behind it costs (almost) nothing.
  *
@@ -17,11 +17,13 @@ export interface SinkStats {
   parts: number;
   bytes: number;
   dataKeys: number;
+  /** Messages published: one per Publish, one per PublishBatch entry. */
   publishes: number;
+  publishBatches: number;
   other: number;
 }
 
-const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, other: 0 };
+const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, other: 0 };
 
 /** Reads and drops a body; resolves with its length (and its text when asked, for the small KMS/SNS requests). */
 function drain(req: IncomingMessage, keepText = false): Promise<{ length: number; text: string }> {
@@ -43,6 +45,8 @@ function xml(res: ServerResponse, body: string): void {
   res.writeHead(200, { 'content-type': 'application/xml', 'x-amz-request-id': 'sink' });
   res.end(`<?xml version="1.0" encoding="UTF-8"?>\n${body}`);
 }
+
+const escapeXml = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://sink');
@@ -72,7 +76,17 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   if (req.method === 'POST' && url.pathname === '/') {
     // SNS (query protocol).
     const { text } = await drain(req, true);
-    const action = new URLSearchParams(text).get('Action');
+    const form = new URLSearchParams(text);
+    const action = form.get('Action');
+    if (action === 'PublishBatch') {
+      // Entries are numbered from 1 with no gaps (query protocol lists); every one is reported Successful.
+      const ids: string[] = [];
+      for (let n = 1; form.has(`PublishBatchRequestEntries.member.${n}.Id`); n++) ids.push(form.get(`PublishBatchRequestEntries.member.${n}.Id`)!);
+      stats.publishBatches++;
+      stats.publishes += ids.length;
+      const members = ids.map((id) => `<member><Id>${escapeXml(id)}</Id><MessageId>${randomUUID()}</MessageId></member>`).join('');
+      return xml(res, `<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult><Successful>${members}</Successful><Failed/></PublishBatchResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></PublishBatchResponse>`);
+    }
     if (action === 'Publish') {
       stats.publishes++;
       return xml(res, `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>${randomUUID()}</MessageId></PublishResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></PublishResponse>`);
