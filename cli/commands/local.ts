@@ -131,7 +131,8 @@ ${gatewayFlagsHelp()}`,
       if (provisioned.watchQueueUrl) void watchNotifications(runtime.config.region, provisioned.watchQueueUrl, (l) => console.log(l), watching.signal);
       // Rules without a topic have no notification to show; report their stored objects instead.
       gw.workers?.onDelivered((job, r) => {
-        if (!job.data.rule.s3Action.topicArn) console.log(`✉  s3://${r.bucket}/${r.key}  (rule ${job.data.rule.name}, ${r.storedBytes} bytes, no topic)`);
+        if (job.data.rule.s3Action.topicArn) return;
+        for (const d of r.delivered) console.log(`✉  s3://${r.bucket}/${d.key}  (rule ${r.rule}, ${d.storedBytes} bytes, no topic)`);
       });
 
       await untilSignalled(cleanup);

@@ -12,12 +12,14 @@ export const queue: Command = {
        mailroom queue failed [--limit N] [...]
        mailroom queue retry [<job-id> ...] [...]
 
-(no subcommand)  counts of deliveries by state (waiting, active, delayed, failed, completed) and how many messages
-                 still hold a spool file: in total and per gateway node (with whether it is up, stopped, or silent
-                 — a node that stopped beating; its messages wait in its spool until it comes back)
-failed           the failed deliveries: job id (<messageId>.<rule>), node, attempts, last error
-retry            moves failed deliveries (all, or the given job ids) back to waiting with a fresh attempt budget;
-                 each is delivered by the node whose spool holds the message
+(no subcommand)  counts of delivery jobs by state (waiting, active, delayed, failed, completed; one job per spool
+                 file and rule — a spool file holds one message or a batch of small ones that arrived together) and
+                 how many spool files await delivery: in total and per gateway node (with whether it is up, stopped,
+                 or silent — a node that stopped beating; its messages wait in its spool until it comes back)
+failed           the failed delivery jobs: job id (<spool file id>.<rule>), node, attempts, the messages not yet
+                 delivered, last error
+retry            moves failed delivery jobs (all, or the given job ids) back to waiting with a fresh attempt budget;
+                 only their undelivered messages are tried again, by the node whose spool holds them
 --node <id>      only that node
 
 Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key prefix comes from the config too).`,
@@ -67,14 +69,14 @@ Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key
         if (values.json) console.log(JSON.stringify(c));
         else {
           const line = (d: Record<string, number>) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(', ');
-          console.log(`deliveries: ${line(c.deliveries)}`);
-          console.log(`messages holding a spool file: ${c.messagesPending}`);
+          console.log(`delivery jobs: ${line(c.deliveries)}`);
+          console.log(`spool files awaiting delivery: ${c.spoolFilesPending}`);
           if (c.nodes.length > 1 || values.node !== undefined) {
             for (const n of c.nodes) {
-              console.log(`  node ${n.node} (${n.host}, ${n.status}, last seen ${n.lastSeen}): ${line(n.deliveries)}; spooled ${n.messagesPending}`);
+              console.log(`  node ${n.node} (${n.host}, ${n.status}, last seen ${n.lastSeen}): ${line(n.deliveries)}; spooled ${n.spoolFilesPending}`);
             }
           }
-          if (c.nodes.some((n) => n.status === 'silent' && n.messagesPending > 0)) {
+          if (c.nodes.some((n) => n.status === 'silent' && n.spoolFilesPending > 0)) {
             console.log('a silent node still holds messages: they are delivered when it comes back with its spool (see README, Scale-out)');
           }
           if (c.deliveries.failed > 0) console.log('failed deliveries keep their spool file; see `mailroom queue failed`, then `mailroom queue retry`');
@@ -83,12 +85,12 @@ Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key
         const f = await admin.failed(limit);
         if (values.json) console.log(JSON.stringify(f));
         else if (f.length === 0) console.log('no failed deliveries');
-        else for (const j of f) console.log(`${j.jobId}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}`);
+        else for (const j of f) console.log(`${j.jobId}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}\n  messages: ${j.messageIds.join(' ')}`);
       } else {
         const r = await admin.retry(rest);
         if (values.json) console.log(JSON.stringify(r));
         else {
-          console.log(`retried ${r.retried.length} failed deliver${r.retried.length === 1 ? 'y' : 'ies'}`);
+          console.log(`retried ${r.retried.length} failed delivery job${r.retried.length === 1 ? '' : 's'}`);
           if (r.skipped.length > 0) console.log(`not failed or unknown, skipped: ${r.skipped.join(', ')}`);
         }
         if (r.skipped.length > 0 && r.retried.length === 0) return 1;

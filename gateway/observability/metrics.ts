@@ -68,7 +68,7 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly kmsErrors = this.registry.add(new Counter('mailroom_kms_errors_total', 'Failed KMS requests by operation and error name.', ['operation', 'error'] as const));
   readonly snsErrors = this.registry.add(new Counter('mailroom_sns_errors_total', 'Failed SNS requests by operation and error name.', ['operation', 'error'] as const));
   readonly queueJobs = this.registry.add(new Gauge('mailroom_queue_jobs', 'This node\'s jobs by queue and state (sampled from Redis at scrape).', ['queue', 'state'] as const));
-  readonly spoolMessages = this.registry.add(new Gauge('mailroom_spool_messages', 'Messages in the spool awaiting delivery (sampled at scrape).', []));
+  readonly spoolFiles = this.registry.add(new Gauge('mailroom_spool_files', 'Spool files (one message, or a batch of small ones that arrived together) awaiting delivery (sampled at scrape).', []));
   readonly spoolBytes = this.registry.add(new Gauge('mailroom_spool_bytes', 'Bytes of spooled messages on disk (sampled at scrape).', []));
   readonly nodeInfo = this.registry.add(new Gauge('mailroom_node_info', 'Always 1; names this gateway\'s node id.', ['node_id'] as const));
 

@@ -67,7 +67,7 @@ export class SpoolSampler {
       const sizes = await Promise.all(ids.slice(i, i + 8).map((id) => stat(this.spool.path(id)).then((s) => s.size, () => 0)));
       for (const s of sizes) bytes += s;
     }
-    metrics.spoolMessages.set({}, ids.length);
+    metrics.spoolFiles.set({}, ids.length);
     metrics.spoolBytes.set({}, bytes);
   }
 }

@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { listNodes, nodePrefix, STALE_AFTER_MS, type NodeRecord } from '../cluster/node.js';
-import { DELIVERIES_QUEUE, SPOOL_QUEUE, type DeliveryJobData } from './jobs.js';
+import { DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1 } from './jobs.js';
 import { redisOptionsFromUrl } from './redis.js';
 
 export const COUNTED_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -9,9 +9,10 @@ export type CountedState = (typeof COUNTED_STATES)[number];
 
 export interface FailedDelivery {
   jobId: string;
-  /** Node whose spool holds the message (and whose workers deliver it). */
+  /** Node whose spool holds the messages (and whose workers deliver them). */
   node: string;
-  messageId: string;
+  /** The job's messages not delivered yet (a retry delivers only these). */
+  messageIds: string[];
   rule: string;
   attemptsMade: number;
   reason: string;
@@ -25,13 +26,13 @@ export interface NodeCounts {
   status: 'up' | 'stopped' | 'silent';
   lastSeen: string;
   deliveries: Record<CountedState, number>;
-  messagesPending: number;
+  spoolFilesPending: number;
 }
 
 interface NodeQueues {
   node: string;
   record: NodeRecord;
-  deliveries: Queue<DeliveryJobData>;
+  deliveries: Queue<DeliveryJobData | DeliveryJobDataV1>;
   spool: Queue;
 }
 
@@ -61,7 +62,7 @@ export class QueueAdmin {
     for (const n of await listNodes(this.redis, this.prefix)) {
       if (this.only !== undefined && n.nodeId !== this.only) continue;
       const prefix = nodePrefix(this.prefix, n.nodeId);
-      const deliveries = new Queue<DeliveryJobData>(DELIVERIES_QUEUE, { connection: this.redis, prefix, skipMetasUpdate: true });
+      const deliveries = new Queue<DeliveryJobData | DeliveryJobDataV1>(DELIVERIES_QUEUE, { connection: this.redis, prefix, skipMetasUpdate: true });
       const spool = new Queue(SPOOL_QUEUE, { connection: this.redis, prefix, skipMetasUpdate: true });
       deliveries.on('error', () => undefined);
       spool.on('error', () => undefined);
@@ -71,7 +72,7 @@ export class QueueAdmin {
   }
 
   /** Delivery counts by state and messages still holding a spool file: in total and per node. */
-  async counts(): Promise<{ deliveries: Record<CountedState, number>; messagesPending: number; nodes: NodeCounts[] }> {
+  async counts(): Promise<{ deliveries: Record<CountedState, number>; spoolFilesPending: number; nodes: NodeCounts[] }> {
     const now = Date.now();
     const nodes: NodeCounts[] = [];
     for (const n of this.nodes) {
@@ -85,11 +86,11 @@ export class QueueAdmin {
         status: n.record.stopped ? 'stopped' : now - n.record.seenAt < STALE_AFTER_MS ? 'up' : 'silent',
         lastSeen: new Date(n.record.seenAt).toISOString(),
         deliveries,
-        messagesPending: Object.values(s).reduce((a, b) => a + b, 0),
+        spoolFilesPending: Object.values(s).reduce((a, b) => a + b, 0),
       });
     }
     const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, nodes.reduce((a, n) => a + n.deliveries[k], 0)])) as Record<CountedState, number>;
-    return { deliveries, messagesPending: nodes.reduce((a, n) => a + n.messagesPending, 0), nodes };
+    return { deliveries, spoolFilesPending: nodes.reduce((a, n) => a + n.spoolFilesPending, 0), nodes };
   }
 
   async failed(limit = 100): Promise<FailedDelivery[]> {
@@ -98,11 +99,13 @@ export class QueueAdmin {
       if (out.length >= limit) break;
       const jobs = await n.deliveries.getFailed(0, limit - out.length - 1);
       for (const j of jobs) {
+        const data = deliveryBatch(j.data);
+        const done = new Set(data.done);
         out.push({
           jobId: j.id ?? '',
           node: n.node,
-          messageId: j.data.envelope?.messageId ?? '',
-          rule: j.data.rule?.name ?? '',
+          messageIds: data.messages.map((m) => m.envelope.messageId).filter((id) => !done.has(id)),
+          rule: data.rule.name,
           attemptsMade: j.attemptsMade,
           reason: j.failedReason,
           ...(j.finishedOn ? { failedAt: new Date(j.finishedOn).toISOString() } : {}),
@@ -119,7 +122,7 @@ export class QueueAdmin {
   async retry(jobIds?: string[]): Promise<{ retried: string[]; skipped: string[] }> {
     const retried: string[] = [];
     const skipped: string[] = [];
-    const retryOne = async (q: Queue<DeliveryJobData>, id: string): Promise<boolean> => {
+    const retryOne = async (q: Queue<DeliveryJobData | DeliveryJobDataV1>, id: string): Promise<boolean> => {
       const job = await q.getJob(id);
       if (!job || !(await job.isFailed())) return false;
       await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });

@@ -1,18 +1,25 @@
 import type { FlowJob, JobsOptions } from 'bullmq';
+import type { S3Action } from '../../shared/config/index.js';
 import { spoolFileName, type MessageEnvelope, type SpoolFile, type SpooledRule } from '../spool/format.js';
 
 /**
  * The job contract between the accept path and the workers. Per spool file (one message, or a batch of small ones
  * that reached the disk together, spool/writer.ts), one BullMQ flow:
  *
- *   spool / "release"  (job id = the file id)                     parent: deletes the spool file
- *     └─ deliveries / "deliver"  (job id = messageId.ruleName)    one per message and matching enabled rule
+ *   spool / "release"  (job id = the file id)                  parent: deletes the spool file
+ *     └─ deliveries / "deliver"  (job id = fileId.ruleName)    one per rule any of its messages matched,
+ *                                                              listing those messages
  *
  * BullMQ runs a parent only after every child completed, so "delete the spool file when every rule of every
  * message in it is done" is the queue's own bookkeeping, not ours; a delivery that keeps failing leaves its parent
  * waiting and the file in place. Job ids are deterministic, so enqueuing a file twice (recovery after a crash
- * between fsync and enqueue) adds nothing. Jobs carry the envelope and where the message is in its spool file,
- * never the body.
+ * between fsync and enqueue) adds nothing. Jobs carry envelopes and where each message is in its spool file, never
+ * the body.
+ *
+ * Why one delivery job per file and rule rather than per message: queue bookkeeping (a Lua call to add, two to
+ * take and finish, lock renewals) cost more CPU per message than storing it, on both sides; a batch pays it once.
+ * What a job finished is recorded in it (`done`, `stored`), so a retry redoes only the messages that failed.
+ *
  * Both queues live under the accepting node's BullMQ prefix (cluster/node.ts), so a message's jobs are only ever
  * taken by workers that can read its spool file.
  */
@@ -24,16 +31,53 @@ export const RELEASE_JOB = 'release';
 /** Custom backoff strategy name (capped exponential with jitter, see cappedExponentialBackoff). */
 export const BACKOFF_TYPE = 'mailroom-capped-exponential';
 
+/** A receipt rule as it was when the mail arrived (the recipients are per message). */
+export interface DeliveryRule {
+  name: string;
+  scanEnabled: boolean;
+  s3Action: S3Action;
+}
+
+export interface DeliveryMessage {
+  /** Byte offset of the message's entry in the spool file. */
+  at: number;
+  envelope: MessageEnvelope;
+  /** RCPT TO addresses this rule matched, in SMTP order. */
+  recipients: string[];
+}
+
 export interface DeliveryJobData {
-  v: 1;
+  v: 2;
   /** Spool file name, relative to the spool directory's messages/. */
   spoolFile: string;
-  /** Byte offset of the message's entry in that file (absent: 0). */
+  rule: DeliveryRule;
+  messages: DeliveryMessage[];
+  /** Message ids stored and notified by an earlier attempt: a retry skips them. */
+  done?: string[];
+  /** Message ids stored by an earlier attempt whose notification failed: a retry only publishes. */
+  stored?: string[];
+}
+
+/** The job of the previous release: one message, one rule. Still read, so an upgrade leaves no job behind. */
+export interface DeliveryJobDataV1 {
+  v: 1;
+  spoolFile: string;
   spoolAt?: number;
   envelope: MessageEnvelope;
   rule: SpooledRule;
-  /** Set by a run that stored the object but failed to notify, so the retry only publishes. */
   stored?: boolean;
+}
+
+export function deliveryBatch(data: DeliveryJobData | DeliveryJobDataV1): DeliveryJobData {
+  if (data.v === 2) return data;
+  const { recipients, ...rule } = data.rule;
+  const id = data.envelope.messageId;
+  return { v: 2, spoolFile: data.spoolFile, rule, messages: [{ at: data.spoolAt ?? 0, envelope: data.envelope, recipients }], ...(data.stored ? { stored: [id] } : {}) };
+}
+
+/** The rule as one message's copy sees it (header block, notification). */
+export function ruleForMessage(rule: DeliveryRule, message: DeliveryMessage): SpooledRule {
+  return { ...rule, recipients: message.recipients };
 }
 
 export interface ReleaseJobData {
@@ -44,8 +88,8 @@ export interface ReleaseJobData {
 }
 
 /** BullMQ job ids cannot contain ":" (its key separator); message ids and rule names never do. */
-export function deliveryJobId(messageId: string, ruleName: string): string {
-  return `${messageId}.${ruleName}`;
+export function deliveryJobId(fileId: string, ruleName: string): string {
+  return `${fileId}.${ruleName}`;
 }
 
 export interface JobPolicy {
@@ -54,9 +98,9 @@ export interface JobPolicy {
   keepCompleted: number;
 }
 
-export function deliveryJobOptions(messageId: string, ruleName: string, policy: JobPolicy): JobsOptions {
+export function deliveryJobOptions(jobId: string, policy: JobPolicy): JobsOptions {
   return {
-    jobId: deliveryJobId(messageId, ruleName),
+    jobId,
     attempts: policy.attempts,
     backoff: { type: BACKOFF_TYPE, delay: policy.backoffBaseMs },
     removeOnComplete: { count: policy.keepCompleted },
@@ -65,22 +109,36 @@ export function deliveryJobOptions(messageId: string, ruleName: string, policy: 
   };
 }
 
-/** The flow for one spool file. */
+/** The flow for one spool file: its release, and one delivery job per rule listing that rule's messages. */
 export function spoolFileFlow(file: SpoolFile, policy: JobPolicy): FlowJob {
   const spoolFile = spoolFileName(file.id);
+  // Grouped by the rule's definition as well as its name: messages of one file were accepted under one config, but
+  // should two snapshots of a rule ever differ, each keeps its own.
+  const groups = new Map<string, { rule: DeliveryRule; messages: DeliveryMessage[] }>();
+  for (const { record, at } of file.entries) {
+    for (const { recipients, ...rule } of record.rules) {
+      const key = JSON.stringify(rule);
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { rule, messages: [] }));
+      g.messages.push({ at, envelope: record.envelope, recipients });
+    }
+  }
+  const named = new Map<string, number>();
   return {
     name: RELEASE_JOB,
     queueName: SPOOL_QUEUE,
     data: { v: 1, spoolFile, messageIds: file.entries.map((e) => e.record.envelope.messageId) } satisfies ReleaseJobData,
     opts: { jobId: file.id, attempts: policy.attempts, backoff: { type: BACKOFF_TYPE, delay: policy.backoffBaseMs }, removeOnComplete: { count: policy.keepCompleted }, removeOnFail: false },
-    children: file.entries.flatMap(({ record: { envelope, rules }, at }) =>
-      rules.map((rule) => ({
+    children: [...groups.values()].map(({ rule, messages }) => {
+      const n = (named.get(rule.name) ?? 0) + 1;
+      named.set(rule.name, n);
+      return {
         name: DELIVER_JOB,
         queueName: DELIVERIES_QUEUE,
-        data: { v: 1, spoolFile, ...(at > 0 ? { spoolAt: at } : {}), envelope, rule } satisfies DeliveryJobData,
-        opts: deliveryJobOptions(envelope.messageId, rule.name, policy),
-      })),
-    ),
+        data: { v: 2, spoolFile, rule, messages } satisfies DeliveryJobData,
+        opts: deliveryJobOptions(deliveryJobId(file.id, n === 1 ? rule.name : `${rule.name}~${n}`), policy),
+      };
+    }),
   };
 }
 

@@ -32,6 +32,12 @@ export interface SpooledMessage {
 }
 
 /** `file`: the spool file now holding the message (shared with the other messages of its batch). */
+export interface SpoolReader {
+  /** The message whose entry starts at byte `at`; SpoolFormatError when that is not `messageId`'s. */
+  entry(at: number, messageId: string): Promise<SpooledMessage>;
+  close(): Promise<void>;
+}
+
 export type ReceiveResult = { ok: true; dataLength: number; file: SpoolFile } | { ok: false; reason: 'oversized'; dataLength: number };
 
 export class SpoolMissingError extends Error {
@@ -274,6 +280,29 @@ export class Spool {
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * A spool file held open for reading several of its messages (a delivery job): one open for the job, one read per
+   * message. SpoolMissingError when there is no such file.
+   */
+  async reader(fileId: string): Promise<SpoolReader> {
+    const { fh, path } = await this.openHandle(fileId);
+    let size: number;
+    try {
+      size = (await fh.stat()).size;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+    return {
+      entry: async (at, messageId) => {
+        const msg = await this.readEntry(fh, path, size, at);
+        if (msg.record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${msg.record.envelope.messageId} at byte ${at}, not ${messageId}`);
+        return msg;
+      },
+      close: () => fh.close(),
+    };
   }
 
   /** Every message of a spool file, in order (for recovery). */

@@ -10,13 +10,19 @@ interface MiddlewareClient {
   middlewareStack: { add(mw: unknown, opts: { step: 'initialize'; name: string }): void };
 }
 
-/** Counts every failed command (after the SDK's own retries) by service, operation and error name. */
+/**
+ * Counts every failed command (after the SDK's own retries) by service, operation and error name — and each failed
+ * entry of a batch command that succeeded as a whole (PublishBatch's `Failed`), by the entry's code.
+ */
 function countErrors<C>(client: C, service: AwsService, metrics: DeliveryMetrics | undefined): C {
   if (!metrics) return client;
   (client as unknown as MiddlewareClient).middlewareStack.add(
     (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: unknown) => {
       try {
-        return await next(args);
+        const out = await next(args);
+        const failed = (out as { output?: { Failed?: Array<{ Code?: string }> } } | undefined)?.output?.Failed;
+        if (Array.isArray(failed)) for (const f of failed) metrics.awsError(service, context.commandName?.replace(/Command$/, '') ?? 'unknown', f.Code || 'Error');
+        return out;
       } catch (err) {
         metrics.awsError(service, context.commandName?.replace(/Command$/, '') ?? 'unknown', (err as Error).name || 'Error');
         throw err;

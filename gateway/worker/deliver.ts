@@ -3,91 +3,175 @@ import { HEADER_READ_LIMIT } from '../../shared/notification/index.js';
 import { HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../../shared/store/put-message.js';
-import type { DeliveryJobData } from '../queue/jobs.js';
+import { deliveryBatch, ruleForMessage, type DeliveryJobData, type DeliveryJobDataV1, type DeliveryMessage } from '../queue/jobs.js';
 import { SpoolFormatError } from '../spool/format.js';
-import { SpoolMissingError, type Spool, type SpooledMessage } from '../spool/spool.js';
+import { SpoolMissingError, type Spool, type SpooledMessage, type SpoolReader } from '../spool/spool.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
-import { notificationFor, publishNotification } from './notify.js';
+import { notificationFor, publishNotifications, type NotificationToPublish } from './notify.js';
+import type { Slots } from './slots.js';
 import { headerBlockFor, storedMessageStream } from './stored-message.js';
 
 export interface DeliverDeps {
   spool: Spool;
   aws: AwsClients;
   tuning: UploadTuning;
+  /** Deliveries in flight across every job of the worker. */
+  slots: Slots;
   metrics?: DeliveryMetrics;
 }
 
-export interface DeliveryResult {
-  bucket: string;
+/** One message's copy, stored (and notified, when the rule has a topic). */
+export interface MessageDelivery {
+  messageId: string;
   key: string;
   storedBytes: number;
   multipart: boolean;
-  encrypted: boolean;
   snsMessageId?: string;
+  /** From the start of this message's delivery to its notification. */
+  ms: number;
 }
 
+export interface MessageFailure {
+  messageId: string;
+  error: Error;
+  /** No retry can fix it: the spool entry is gone or damaged, or the envelope cannot go into a header. */
+  unrecoverable: boolean;
+}
+
+export interface DeliveryOutcome {
+  bucket: string;
+  rule: string;
+  encrypted: boolean;
+  delivered: MessageDelivery[];
+  failed: MessageFailure[];
+  /** What the job's data should say now, for a retry (see DeliveryJobData). */
+  done: string[];
+  stored: string[];
+}
+
+/** What the worker returns for a completed job. */
+export interface DeliveryResult {
+  bucket: string;
+  rule: string;
+  encrypted: boolean;
+  delivered: MessageDelivery[];
+}
+
+const unrecoverable = (err: unknown) => err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError;
+
 /**
- * One rule's S3 action for one message: store (header block + DATA, encrypted when the rule has a key) at the SES key,
- * then notify the rule's topic. Idempotent: a re-run writes the same key with the same plaintext (with KMS the
- * ciphertext differs — a fresh data key and IV per write, as SES itself would) and publishes again (at-least-once).
+ * One rule's S3 action for the messages of one delivery job: each is stored (header block + DATA, encrypted when the
+ * rule has a key) at its SES key, then the stored ones are announced to the rule's topic (PublishBatch, up to ten a
+ * call). Idempotent per message: a re-run writes the same key with the same plaintext (with KMS the ciphertext
+ * differs — a fresh data key and IV per write, as SES itself would) and publishes again (at-least-once).
  *
- * Errors from S3, KMS and SNS are thrown as they are, for the queue's retries with backoff. What no retry can fix —
- * the spool file is gone or damaged, or the envelope cannot go into a header — is UnrecoverableError: straight to
- * the failed set, where an operator sees it.
+ * Never throws for one message's failure: the outcome lists what was delivered and what failed, and the caller
+ * decides about retries. Errors from S3, KMS and SNS are kept as they are; what no retry can fix is marked so.
  */
-export async function deliver(job: Job<DeliveryJobData>, deps: DeliverDeps, abortSignal?: AbortSignal): Promise<DeliveryResult> {
-  const { envelope, rule } = job.data;
-  const { messageId } = envelope;
-  let msg: SpooledMessage;
-  let headerBlock: Buffer;
-  try {
-    msg = await deps.spool.open(deps.spool.fileIdOf(job.data.spoolFile), job.data.spoolAt ?? 0, messageId);
-    headerBlock = headerBlockFor(envelope, rule);
-  } catch (err) {
-    if (err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError) throw new UnrecoverableError(err.message);
-    throw err;
-  }
+export async function deliver(job: Job<DeliveryJobData | DeliveryJobDataV1>, deps: DeliverDeps, abortSignal?: AbortSignal): Promise<DeliveryOutcome> {
+  const data = deliveryBatch(job.data);
+  const { rule } = data;
   const action = rule.s3Action;
-  const key = objectKey(action.objectKeyPrefix, messageId);
-  const length = headerBlock.length + msg.dataLength;
-  const result: DeliveryResult = { bucket: action.bucketName, key, storedBytes: 0, multipart: false, encrypted: !!action.kmsKeyArn };
+  const done = new Set(data.done);
+  const stored = new Set(data.stored);
+  const outcome: DeliveryOutcome = { bucket: action.bucketName, rule: rule.name, encrypted: !!action.kmsKeyArn, delivered: [], failed: [], done: [], stored: [] };
+  const todo = data.messages.filter((m) => !done.has(m.envelope.messageId));
+  const fail = (m: DeliveryMessage, err: unknown) => outcome.failed.push({ messageId: m.envelope.messageId, error: err as Error, unrecoverable: unrecoverable(err) });
 
-  if (!job.data.stored) {
-    const body = storedMessageStream(headerBlock, deps.spool.dataStream(msg));
-    const started = process.hrtime.bigint();
+  let reader: SpoolReader | undefined;
+  try {
+    reader = await deps.spool.reader(deps.spool.fileIdOf(data.spoolFile));
+  } catch (err) {
+    for (const m of todo) fail(m, err);
+  }
+  const toNotify: Array<{ m: DeliveryMessage; msg: SpooledMessage; headerBlock: Buffer; key: string; started: number; storedBytes: number; multipart: boolean }> = [];
+  if (reader) {
+    const r = reader;
     try {
-      const put = await putMessage({
-        s3: deps.aws.s3(action.bucketRegion ?? envelope.region),
-        bucket: action.bucketName,
-        key,
-        body,
-        length,
-        ...(action.kmsKeyArn
-          ? { encryption: { kms: deps.aws.kms(action.kmsKeyArn, envelope.region), context: { messageId, ruleName: rule.name, accountId: envelope.accountId, kmsKeyArn: action.kmsKeyArn } } }
-          : {}),
-        tuning: deps.tuning,
-        ...(abortSignal ? { abortSignal } : {}),
-      });
-      result.storedBytes = put.storedBytes;
-      result.multipart = put.multipart;
-      deps.metrics?.uploaded(put.storedBytes, Number(process.hrtime.bigint() - started) / 1e9);
+      await Promise.all(
+        todo.map((m) =>
+          deps.slots.run(async () => {
+            const id = m.envelope.messageId;
+            const started = Date.now();
+            try {
+              const msg = await r.entry(m.at, id);
+              const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m));
+              const key = objectKey(action.objectKeyPrefix, id);
+              let storedBytes = 0;
+              let multipart = false;
+              if (!stored.has(id)) {
+                const body = storedMessageStream(headerBlock, deps.spool.dataStream(msg));
+                const t = process.hrtime.bigint();
+                try {
+                  const put = await putMessage({
+                    s3: deps.aws.s3(action.bucketRegion ?? m.envelope.region),
+                    bucket: action.bucketName,
+                    key,
+                    body,
+                    length: headerBlock.length + msg.dataLength,
+                    ...(action.kmsKeyArn
+                      ? { encryption: { kms: deps.aws.kms(action.kmsKeyArn, m.envelope.region), context: { messageId: id, ruleName: rule.name, accountId: m.envelope.accountId, kmsKeyArn: action.kmsKeyArn } } }
+                      : {}),
+                    tuning: deps.tuning,
+                    ...(abortSignal ? { abortSignal } : {}),
+                  });
+                  storedBytes = put.storedBytes;
+                  multipart = put.multipart;
+                  deps.metrics?.uploaded(put.storedBytes, Number(process.hrtime.bigint() - t) / 1e9);
+                } finally {
+                  body.destroy();
+                }
+                stored.add(id);
+              }
+              if (action.topicArn) toNotify.push({ m, msg, headerBlock, key, started, storedBytes, multipart });
+              else {
+                done.add(id);
+                outcome.delivered.push({ messageId: id, key, storedBytes, multipart, ms: Date.now() - started });
+              }
+            } catch (err) {
+              fail(m, err);
+            }
+          }),
+        ),
+      );
+
+      const topicArn = action.topicArn;
+      if (topicArn && toNotify.length > 0) {
+        const items: NotificationToPublish[] = [];
+        for (const n of toNotify) {
+          try {
+            const notification = await notificationFor(n.m.envelope, { ...ruleForMessage(rule, n.m), s3Action: { ...action, topicArn } }, n.headerBlock, deps.spool.dataStream(n.msg, HEADER_READ_LIMIT));
+            items.push({ key: n.m.envelope.messageId, notification });
+          } catch (err) {
+            fail(n.m, err);
+          }
+        }
+        const published = items.length > 0 ? await publishNotifications(deps.aws.sns(topicArn, toNotify[0]!.m.envelope.region), topicArn, items, abortSignal) : new Map();
+        for (const n of toNotify) {
+          const id = n.m.envelope.messageId;
+          const p = published.get(id);
+          if (!p) continue; // its notification could not be built: already failed above
+          if (!p.ok) {
+            fail(n.m, p.error);
+            continue;
+          }
+          done.add(id);
+          outcome.delivered.push({ messageId: id, key: n.key, storedBytes: n.storedBytes, multipart: n.multipart, ...(p.snsMessageId ? { snsMessageId: p.snsMessageId } : {}), ms: Date.now() - n.started });
+        }
+      }
     } finally {
-      body.destroy();
+      await r.close().catch(() => undefined);
     }
   }
+  outcome.done = [...done];
+  outcome.stored = [...stored].filter((id) => !done.has(id));
+  return outcome;
+}
 
-  const topicArn = action.topicArn;
-  if (topicArn) {
-    try {
-      const notification = await notificationFor(envelope, { ...rule, s3Action: { ...action, topicArn } }, headerBlock, deps.spool.dataStream(msg, HEADER_READ_LIMIT));
-      const id = await publishNotification(deps.aws.sns(topicArn, envelope.region), topicArn, notification, abortSignal);
-      if (id) result.snsMessageId = id;
-    } catch (err) {
-      // The object is stored; let the retry only publish instead of uploading up to 40 MB again.
-      if (!job.data.stored) await job.updateData({ ...job.data, stored: true }).catch(() => undefined);
-      throw err;
-    }
-  }
-  return result;
+/** The error a job with failed messages ends with: retried unless every failure is beyond repair. */
+export function jobError(outcome: DeliveryOutcome, attempted: number): Error {
+  const [first] = outcome.failed;
+  const text = `${outcome.failed.length} of ${attempted} message${attempted === 1 ? '' : 's'} not delivered; first: ${first!.messageId}: ${first!.error.name}: ${first!.error.message}`;
+  return outcome.failed.every((f) => f.unrecoverable) ? new UnrecoverableError(text) : new Error(text);
 }

@@ -1,12 +1,13 @@
 import { Worker, type Job } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
-import { cappedExponentialBackoff, DELIVERIES_QUEUE, SPOOL_QUEUE, type DeliveryJobData, type ReleaseJobData } from '../queue/jobs.js';
+import { cappedExponentialBackoff, DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from '../queue/jobs.js';
 import { workerConnection } from '../queue/redis.js';
 import type { GatewayRuntime } from '../settings.js';
 import type { Spool } from '../spool/spool.js';
 import { AwsClients } from './aws.js';
-import { deliver, type DeliveryResult } from './deliver.js';
+import { deliver, jobError, type DeliveryOutcome, type DeliveryResult } from './deliver.js';
+import { Slots } from './slots.js';
 
 /** After aborting deliveries at shutdown, how long the workers get to let go of Redis. */
 const FORCE_CLOSE_MS = 5_000;
@@ -24,7 +25,7 @@ export interface DeliveryWorkersOptions {
  */
 export class DeliveryWorkers {
   private readonly aws: AwsClients;
-  private deliveries: Worker<DeliveryJobData, DeliveryResult> | undefined;
+  private deliveries: Worker<DeliveryJobData | DeliveryJobDataV1, DeliveryResult> | undefined;
   private releases: Worker<ReleaseJobData, boolean> | undefined;
   /** Aborts uploads still running when a shutdown runs out of time. */
   private readonly abort = new AbortController();
@@ -51,35 +52,53 @@ export class DeliveryWorkers {
     };
     const tuning = { multipartThresholdBytes: settings.upload.multipartThresholdBytes, partSizeBytes: settings.upload.partSizeBytes, queueSize: settings.upload.queueSize };
 
-    this.deliveries = new Worker<DeliveryJobData, DeliveryResult>(
+    const slots = new Slots(w.concurrency);
+    this.deliveries = new Worker<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>(
       DELIVERIES_QUEUE,
       async (job) => {
-        const started = Date.now();
-        const log = this.jobLog(job, job.attemptsMade + 1);
+        const attempt = job.attemptsMade + 1;
+        const data = deliveryBatch(job.data);
+        const done = new Set(data.done);
+        const todo = data.messages.filter((m) => !done.has(m.envelope.messageId)).length;
         const { metrics } = this.opts;
-        metrics?.deliveryStarted();
-        let outcome: 'delivered' | 'retry' | 'failed' = 'retry';
+        for (let i = 0; i < todo; i++) metrics?.deliveryStarted();
+        let outcome: DeliveryOutcome | undefined;
         try {
-          const r = await deliver(job, { spool: this.spool, aws: this.aws, tuning, ...(metrics ? { metrics } : {}) }, this.abort.signal);
-          outcome = 'delivered';
-          log.info({ bucket: r.bucket, key: r.key, bytes: r.storedBytes, multipart: r.multipart, encrypted: r.encrypted, notified: !!r.snsMessageId, ms: Date.now() - started }, 'delivered');
-          return r;
-        } catch (err) {
-          if ((err as Error).name === 'UnrecoverableError' || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) outcome = 'failed';
-          throw err;
+          outcome = await deliver(job, { spool: this.spool, aws: this.aws, tuning, slots, ...(metrics ? { metrics } : {}) }, this.abort.signal);
         } finally {
-          metrics?.deliveryFinished(outcome);
+          // A job that threw before any outcome (it cannot, short of a bug) counts its messages as retries.
+          const final = (unrecoverable: boolean) => unrecoverable || attempt >= (job.opts.attempts ?? 1);
+          if (outcome) {
+            for (const _ of outcome.delivered) metrics?.deliveryFinished('delivered');
+            for (const f of outcome.failed) metrics?.deliveryFinished(final(f.unrecoverable) ? 'failed' : 'retry');
+          } else for (let i = 0; i < todo; i++) metrics?.deliveryFinished('retry');
         }
+        for (const d of outcome.delivered) {
+          this.log.info(
+            { messageId: d.messageId, rule: data.rule.name, jobId: job.id, attempt, bucket: outcome.bucket, key: d.key, bytes: d.storedBytes, multipart: d.multipart, encrypted: outcome.encrypted, notified: !!d.snsMessageId, ms: d.ms },
+            'delivered',
+          );
+        }
+        if (outcome.failed.length > 0) {
+          for (const f of outcome.failed) {
+            this.log.warn({ messageId: f.messageId, rule: data.rule.name, jobId: job.id, attempt, err: f.error.message, errName: f.error.name, unrecoverable: f.unrecoverable }, 'message not delivered in this attempt');
+          }
+          // Recorded before the job fails, so the retry redoes only what failed (and only publishes what is stored).
+          await job.updateData({ ...data, done: outcome.done, stored: outcome.stored }).catch((err: Error) => this.log.warn({ jobId: job.id, err: err.message }, 'could not record delivery progress; the retry redoes the whole job'));
+          throw jobError(outcome, todo);
+        }
+        return { bucket: outcome.bucket, rule: outcome.rule, encrypted: outcome.encrypted, delivered: outcome.delivered };
       },
       { ...common, concurrency: w.concurrency },
     );
     this.deliveries.on('failed', (job, err) => {
       if (!job) return;
-      const log = this.jobLog(job, job.attemptsMade);
-      const meta = { of: job.opts.attempts, err: err.message, errName: err.name };
+      const data = deliveryBatch(job.data);
+      const done = new Set(data.done);
+      const meta = { jobId: job.id, rule: data.rule.name, attempt: job.attemptsMade, of: job.opts.attempts, messageIds: data.messages.map((m) => m.envelope.messageId).filter((id) => !done.has(id)), err: err.message, errName: err.name };
       const final = err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
-      if (final) log.error(meta, 'delivery failed for good; spool file kept; retry with `mailroom queue retry`');
-      else log.warn(meta, 'delivery failed; will retry');
+      if (final) this.log.error(meta, 'delivery failed for good; spool file kept; retry with `mailroom queue retry`');
+      else this.log.warn(meta, 'delivery failed; will retry');
     });
 
     this.releases = new Worker<ReleaseJobData, boolean>(
@@ -94,11 +113,6 @@ export class DeliveryWorkers {
     for (const worker of [this.deliveries, this.releases] as Worker[]) {
       worker.on('error', (err) => this.log.warn({ err: err.message }, 'worker redis error; retrying'));
     }
-  }
-
-  /** Every line about a delivery carries its message id, rule, job id and attempt. */
-  private jobLog(job: Job<DeliveryJobData>, attempt: number): Logger {
-    return this.log.child({ messageId: job.data.envelope.messageId, rule: job.data.rule.name, jobId: job.id, attempt });
   }
 
   /** Lets deliveries in flight finish within `timeoutMs`; then aborts them (their jobs are retried later). */
@@ -125,8 +139,8 @@ export class DeliveryWorkers {
     this.aws.destroy();
   }
 
-  /** For tests and `mailroom local`: called with every finished delivery. */
-  onDelivered(f: (job: Job<DeliveryJobData, DeliveryResult>, result: DeliveryResult) => void): void {
+  /** For tests and `mailroom local`: called with every completed delivery job. */
+  onDelivered(f: (job: Job<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>, result: DeliveryResult) => void): void {
     this.deliveries?.on('completed', (job, result) => f(job, result));
   }
 }

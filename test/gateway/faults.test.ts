@@ -12,6 +12,7 @@ import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
 import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
+import { Spool } from '../../gateway/spool/spool.js';
 import { mailroomCli, writeConfig } from './child.js';
 import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, sendRaw, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
@@ -97,13 +98,16 @@ describe('Redis outage', () => {
 });
 
 /** A loopback proxy in front of moto's S3 that answers 503 SlowDown to chosen PUTs. */
-function s3Proxy(target: string): Promise<{ server: Server; url: string; failAll: { on: boolean }; failKeys: Set<string>; refused: () => number }> {
+function s3Proxy(target: string): Promise<{ server: Server; url: string; failAll: { on: boolean }; failKeys: Set<string>; refused: () => number; puts: Map<string, number> }> {
   const failAll = { on: false };
   const failKeys = new Set<string>();
+  /** PUTs seen per path, refused or passed on. */
+  const puts = new Map<string, number>();
   let refused = 0;
   const t = new URL(target);
   const server = createServer((req, res) => {
     const path = decodeURIComponent((req.url ?? '').split('?')[0]!);
+    if (req.method === 'PUT') puts.set(path, (puts.get(path) ?? 0) + 1);
     if (req.method === 'PUT' && (failAll.on || [...failKeys].some((k) => path.endsWith(k)))) {
       refused++;
       req.resume();
@@ -121,7 +125,7 @@ function s3Proxy(target: string): Promise<{ server: Server; url: string; failAll
     req.pipe(up);
   });
   return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, failAll, failKeys, refused: () => refused })),
+    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, failAll, failKeys, refused: () => refused, puts })),
   );
 }
 
@@ -147,7 +151,8 @@ describe('S3 refusing', () => {
       proxy.failAll.on = true;
       const stuck = await sendRaw(gw.port, to, msg('stuck'));
       proxy.failKeys.add(`in/${stuck.messageId}`); // this one keeps failing after the outage
-      const later = await Promise.all(['x', 'y'].map((n) => sendRaw(gw.port, to, msg(n))));
+      // One after the other, so each is alone in its spool file (one delivery job each).
+      const later = [await sendRaw(gw.port, to, msg('x')), await sendRaw(gw.port, to, msg('y'))];
       await waitFor('refused PUTs', async () => proxy.refused() >= 6, 15_000);
       expect(await listKeys(aws, 's3-outage')).toEqual([]);
       proxy.failAll.on = false;
@@ -180,6 +185,42 @@ describe('S3 refusing', () => {
       await waitFor('stuck message delivered', async () => (await listKeys(aws, 's3-outage')).includes(`in/${stuck.messageId}`), 20_000, 250);
       await waitFor('spool released', async () => !existsSync(join(dir.path, 's3', 'messages', `${stuck.messageId}.msg`)), 10_000);
       expect((await listKeys(aws, 's3-outage')).length).toBe(3);
+    } finally {
+      await gw.stop();
+    }
+  }, 120_000);
+
+  it('one message of a batch file keeps failing: the others are stored once, and retries store only that one', async () => {
+    proxy.failKeys.clear();
+    proxy.failAll.on = true;
+    const cfg = config('batch', redis.url, 's3-outage', { attempts: 20, backoffBaseMs: 300, backoffMaxMs: 500 });
+    const gw = await startTestGateway(cfg);
+    try {
+      // Sent at once, so all but the first share a spool file (and so a delivery job).
+      const sent = await Promise.all(Array.from({ length: 12 }, (_, i) => sendRaw(gw.port, to, msg(`batch-${i}`))));
+      const spool = new Spool(join(dir.path, 'batch'));
+      const files = await Promise.all((await spool.list()).map((id) => spool.openFile(id)));
+      const batch = files.find((f) => f.entries.length > 1)!;
+      expect(batch, 'a spool file holding several messages').toBeDefined();
+      const [victim, ...others] = batch.entries.map((e) => e.record.envelope.messageId);
+      const keyPath = (id: string) => `/s3-outage/in/${id}`;
+
+      // From here on only the victim is refused; count what reaches S3 per key from now.
+      proxy.failKeys.add(`in/${victim}`);
+      proxy.puts.clear();
+      proxy.failAll.on = false;
+      await waitFor('the others stored', async () => {
+        const keys = await listKeys(aws, 's3-outage', 'in/');
+        return others.every((id) => keys.includes(`in/${id}`));
+      }, 20_000, 200);
+      await waitFor('the victim retried alone', async () => (proxy.puts.get(keyPath(victim!)) ?? 0) >= 3, 20_000, 100);
+      proxy.failKeys.clear();
+      await waitFor('victim stored', async () => (await listKeys(aws, 's3-outage', 'in/')).includes(`in/${victim}`), 20_000, 200);
+      // Each of the others went to S3 exactly once, though its job ran three times or more.
+      for (const id of others) expect(proxy.puts.get(keyPath(id)), id).toBe(1);
+      const keys = await listKeys(aws, 's3-outage', 'in/');
+      for (const s of sent) expect(keys).toContain(`in/${s.messageId}`);
+      await waitFor('spool released', async () => (await spool.list()).length === 0, 10_000, 200);
     } finally {
       await gw.stop();
     }

@@ -143,12 +143,12 @@ describe('metrics, health and logs', () => {
     expect(sample(t, 'mailroom_upload_bytes_total')).toBeGreaterThan(2 * BODY_MARK.length);
     expect(sample(t, 'mailroom_s3_errors_total{operation="PutObject",error="NoSuchBucket"}')).toBe(2);
     expect(sample(t, 'mailroom_kms_errors_total{operation="GenerateDataKey",error="NotFoundException"}')).toBe(2);
-    expect(sample(t, 'mailroom_sns_errors_total{operation="Publish",error="NotFoundException"}')).toBe(2);
+    expect(sample(t, 'mailroom_sns_errors_total{operation="PublishBatch",error="NotFoundException"}')).toBe(2);
     // Sampled at scrape: three deliveries failed, their three messages still spooled, waiting for their release.
     expect(sample(t, 'mailroom_queue_jobs{queue="deliveries",state="failed"}')).toBe(3);
     expect(sample(t, 'mailroom_queue_jobs{queue="deliveries",state="waiting"}')).toBe(0);
     expect(sample(t, 'mailroom_queue_jobs{queue="spool",state="waiting"}')).toBe(3);
-    await waitFor('spool gauge', async () => sample((await get(http, '/metrics')).body, 'mailroom_spool_messages') === 3, 10_000, 500);
+    await waitFor('spool gauge', async () => sample((await get(http, '/metrics')).body, 'mailroom_spool_files') === 3, 10_000, 500);
     expect(sample((await get(http, '/metrics')).body, 'mailroom_spool_bytes')).toBeGreaterThan(3 * BODY_MARK.length);
     expect(sample(t, 'mailroom_node_info{node_id="obs-1"}')).toBe(1);
     expect(await listKeys(aws, 'obs', 'ok/')).toEqual([`ok/${ok.messageId}`]);
@@ -173,10 +173,17 @@ describe('metrics, health and logs', () => {
     expect(byMsg('delivered').map((l) => [l.messageId, l.rule, l.jobId])).toEqual([[ok.messageId, 'ok', `${ok.messageId}.ok`]]);
     const failures = [...byMsg('delivery failed; will retry'), ...byMsg('delivery failed for good; spool file kept; retry with `mailroom queue retry`')];
     expect(failures).toHaveLength(6);
+    // Job lines list the job's undelivered messages (one each here: every message was alone in its spool file).
     for (const f of failures) {
-      expect(ids.has(f.messageId as string)).toBe(true);
-      expect(f.jobId).toBe(`${f.messageId as string}.${f.rule as string}`);
+      const [messageId, ...more] = f.messageIds as string[];
+      expect(more).toEqual([]);
+      expect(ids.has(messageId!)).toBe(true);
+      expect(f.jobId).toBe(`${messageId}.${f.rule as string}`);
     }
+    // ... and each attempt's line about the message itself names it.
+    const attempts = byMsg('message not delivered in this attempt');
+    expect(attempts).toHaveLength(6);
+    for (const a of attempts) expect(ids.has(a.messageId as string)).toBe(true);
 
     // Redis gone: not ready, and the check says so; /healthz still answers (the process is fine).
     await redis.stop();

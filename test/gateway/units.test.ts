@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
-import { cappedExponentialBackoff, deliveryJobId, spoolFileFlow } from '../../gateway/queue/jobs.js';
+import { cappedExponentialBackoff, deliveryBatch, deliveryJobId, spoolFileFlow, type DeliveryJobData } from '../../gateway/queue/jobs.js';
 import { overridesFrom, resolveRuntime } from '../../gateway/settings.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
@@ -122,15 +122,31 @@ describe('spool and job contract', () => {
     }
   });
 
-  it('one flow per spool file: parent = file id, one child per message and rule, each with a colon-free deterministic id and its place in the file', () => {
+  it('one flow per spool file: parent = file id, one delivery job per rule listing its messages and their places, colon-free deterministic ids', () => {
     const [a, b] = [newMessageId(), newMessageId()];
-    const flow = spoolFileFlow({ id: a, entries: [{ record: record(a), at: 0 }, { record: record(b), at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+    const second = record(b);
+    second.rules.push({ name: 'r.2', recipients: ['b@example.com'], scanEnabled: true, s3Action: { bucketName: 'bucket-y', objectKeyPrefix: 'y/' } });
+    const flow = spoolFileFlow({ id: a, entries: [{ record: record(a), at: 0 }, { record: second, at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
     expect(flow.opts?.jobId).toBe(a);
     expect(flow.data).toEqual({ v: 1, spoolFile: `${a}.msg`, messageIds: [a, b] });
-    expect(flow.children?.map((c) => c.opts?.jobId)).toEqual([deliveryJobId(a, 'r.1'), deliveryJobId(b, 'r.1')]);
-    expect(flow.children?.map((c) => [c.data.spoolFile, c.data.spoolAt])).toEqual([[`${a}.msg`, undefined], [`${a}.msg`, 812]]);
+    expect(flow.children?.map((c) => c.opts?.jobId)).toEqual([deliveryJobId(a, 'r.1'), deliveryJobId(a, 'r.2')]);
+    const [r1, r2] = flow.children!.map((c) => c.data as DeliveryJobData);
+    expect(r1).toEqual({ v: 2, spoolFile: `${a}.msg`, rule: { name: 'r.1', scanEnabled: false, s3Action: { bucketName: 'bucket-x', objectKeyPrefix: '' } }, messages: [{ at: 0, envelope: record(a).envelope, recipients: ['a@example.com'] }, { at: 812, envelope: second.envelope, recipients: ['a@example.com'] }].map((m) => ({ ...m, envelope: { ...m.envelope, receivedAt: expect.any(String) } })) });
+    expect(r2!.messages.map((m) => [m.at, m.envelope.messageId, m.recipients])).toEqual([[812, b, ['b@example.com']]]);
     expect(deliveryJobId(a, 'r.1')).not.toContain(':');
     expect(JSON.stringify(flow)).not.toContain('Subject'); // jobs never carry the body
+  });
+
+  it('a job of the previous release (one message, one rule) reads as a batch of one', () => {
+    const id = newMessageId();
+    const rec = record(id);
+    expect(deliveryBatch({ v: 1, spoolFile: `${id}.msg`, envelope: rec.envelope, rule: rec.rules[0]!, stored: true })).toEqual({
+      v: 2,
+      spoolFile: `${id}.msg`,
+      rule: { name: 'r.1', scanEnabled: false, s3Action: { bucketName: 'bucket-x', objectKeyPrefix: '' } },
+      messages: [{ at: 0, envelope: rec.envelope, recipients: ['a@example.com'] }],
+      stored: [id],
+    });
   });
 
   it('backoff doubles, is capped, and jitters', () => {
