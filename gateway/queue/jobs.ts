@@ -41,6 +41,8 @@ export interface DeliveryRule {
 export interface DeliveryMessage {
   /** Byte offset of the message's entry in the spool file. */
   at: number;
+  /** The entry's length in bytes, when known (one exact read instead of a 64 KiB head). */
+  length?: number;
   envelope: MessageEnvelope;
   /** RCPT TO addresses this rule matched, in SMTP order. */
   recipients: string[];
@@ -115,12 +117,12 @@ export function spoolFileFlow(file: SpoolFile, policy: JobPolicy): FlowJob {
   // Grouped by the rule's definition as well as its name: messages of one file were accepted under one config, but
   // should two snapshots of a rule ever differ, each keeps its own.
   const groups = new Map<string, { rule: DeliveryRule; messages: DeliveryMessage[] }>();
-  for (const { record, at } of file.entries) {
+  for (const { record, at, length } of file.entries) {
     for (const { recipients, ...rule } of record.rules) {
       const key = JSON.stringify(rule);
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { rule, messages: [] }));
-      g.messages.push({ at, envelope: record.envelope, recipients });
+      g.messages.push({ at, ...(length !== undefined ? { length } : {}), envelope: record.envelope, recipients });
     }
   }
   const named = new Map<string, number>();

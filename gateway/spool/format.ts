@@ -78,10 +78,12 @@ export function parseRecordLine(line: Buffer | string): SpoolRecord {
   return r as SpoolRecord;
 }
 
-/** One message in a spool file: its record and the byte offset of its record line. */
+/** One message in a spool file: its record, the byte offset of its record line, and the entry's length when known. */
 export interface SpoolEntry {
   record: SpoolRecord;
   at: number;
+  /** Record line + DATA, in bytes: a delivery reads exactly this (absent: the first read takes a 64 KiB head). */
+  length?: number;
 }
 
 /** A file in `messages/`: named after its first message's id, holding one message or a batch of them. */

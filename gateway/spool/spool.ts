@@ -33,8 +33,8 @@ export interface SpooledMessage {
 
 /** `file`: the spool file now holding the message (shared with the other messages of its batch). */
 export interface SpoolReader {
-  /** The message whose entry starts at byte `at`; SpoolFormatError when that is not `messageId`'s. */
-  entry(at: number, messageId: string): Promise<SpooledMessage>;
+  /** The message whose entry starts at byte `at` (`length` bytes long, when known); SpoolFormatError when that is not `messageId`'s. */
+  entry(at: number, messageId: string, length?: number): Promise<SpooledMessage>;
   close(): Promise<void>;
 }
 
@@ -233,12 +233,14 @@ export class Spool {
    * Reads the entry at byte `at` of a file: its record and, for a small entry, its DATA (a typical message comes with
    * its record in the first read).
    */
-  private async readEntry(fh: FileHandle, path: string, size: number, at: number): Promise<SpooledMessage> {
+  private async readEntry(fh: FileHandle, path: string, size: number, at: number, length?: number): Promise<SpooledMessage> {
     if (at >= size) throw new SpoolFormatError(`spool file ${path} has no entry at byte ${at}`);
     let head = Buffer.alloc(0);
     let lf = -1;
     while (lf < 0 && head.length < Math.min(size - at, MAX_RECORD_BYTES)) {
-      const buf = Buffer.allocUnsafe(Math.min(HEAD_READ_BYTES, size - at - head.length));
+      // A small entry whose length is known comes in exactly one read; otherwise a head, then what is missing.
+      const want = head.length === 0 && length !== undefined && length <= SMALL_MESSAGE_BYTES + MAX_RECORD_BYTES ? length : HEAD_READ_BYTES;
+      const buf = Buffer.allocUnsafe(Math.min(want, size - at - head.length));
       const { bytesRead } = await fh.read(buf, 0, buf.length, at + head.length);
       if (bytesRead === 0) break;
       const from = head.length;
@@ -296,8 +298,8 @@ export class Spool {
       throw err;
     }
     return {
-      entry: async (at, messageId) => {
-        const msg = await this.readEntry(fh, path, size, at);
+      entry: async (at, messageId, length) => {
+        const msg = await this.readEntry(fh, path, size, at, length);
         if (msg.record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${msg.record.envelope.messageId} at byte ${at}, not ${messageId}`);
         return msg;
       },
@@ -313,7 +315,7 @@ export class Spool {
       const entries: SpoolEntry[] = [];
       for (let at = 0; at < size; ) {
         const msg = await this.readEntry(fh, path, size, at);
-        entries.push({ record: msg.record, at });
+        entries.push({ record: msg.record, at, length: msg.dataOffset + msg.dataLength - at });
         if (msg.record.dataLength === undefined) break;
         at = msg.dataOffset + msg.dataLength;
       }

@@ -92,7 +92,7 @@ export class SpoolWriter {
         cur = { file: { id, entries: [] }, members: [], tmp: join(this.incomingDir, spoolFileName(id)), final: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0 };
         out.push(cur);
       }
-      cur.file.entries.push({ record: p.record, at: cur.bytes });
+      cur.file.entries.push({ record: p.record, at: cur.bytes, length: size });
       cur.members.push(p);
       cur.buffers.push(line, ...p.data);
       cur.bytes += size;

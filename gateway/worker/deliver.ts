@@ -95,7 +95,7 @@ export async function deliver(job: Job<DeliveryJobData | DeliveryJobDataV1>, dep
             const id = m.envelope.messageId;
             const started = Date.now();
             try {
-              const msg = await r.entry(m.at, id);
+              const msg = await r.entry(m.at, id, m.length);
               const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m));
               const key = objectKey(action.objectKeyPrefix, id);
               let storedBytes = 0;

@@ -145,8 +145,10 @@ export const GatewayUploadSchema = z
     queueSize: z.number().int().positive().default(2).describe('Parts in flight per upload.'),
     checksums: z
       .enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED'])
-      .default('WHEN_SUPPORTED')
-      .describe('S3 checksum calculation; WHEN_REQUIRED for S3-compatible stores that reject the SDK\'s default CRC32 checksums.'),
+      .default('WHEN_REQUIRED')
+      .describe(
+        'S3 flexible checksums. WHEN_REQUIRED (default): none sent unless an operation requires one, so a stored object carries only the checksum S3 computes for any upload — a client CRC32 would show on HeadObject as ChecksumCRC32, an attribute SES-written objects are not known to have (spec is silent); it also halves the PUT\'s CPU. WHEN_SUPPORTED: the SDK\'s CRC32 on every upload.',
+      ),
     requestTimeoutMs: ms(60_000, 'Per-request ceiling for S3, KMS and SNS'),
   })
   .strict();

@@ -129,6 +129,9 @@ describe('accepted mail lands as SES would write it', () => {
     const b = await storedBytes(aws, 'mail-b', archiveKey);
     expect(b.body.equals(Buffer.concat([expectedHeaderBlock(id, ['support+billing@example.com', 'other@example.com'], receivedAt, false), Buffer.from(data, 'latin1')]))).toBe(true);
     expect(JSON.parse(b.metadata['x-amz-matdesc']!)['aws:ses:rule-name']).toBe('archive');
+    // No client checksum on the object (gateway.upload.checksums WHEN_REQUIRED): nothing SES is not known to write.
+    const checks = await aws.s3.send(new HeadObjectCommand({ Bucket: 'mail-a', Key: supportKey, ChecksumMode: 'ENABLED' }));
+    expect(Object.keys(checks).filter((k) => k.startsWith('Checksum') && k !== 'ChecksumType')).toEqual([]);
 
     // The official client decrypts it to the same bytes.
     const out = join(dir.path, `ruby-${id}`);

@@ -88,7 +88,8 @@ describe('Spool.receive', () => {
       for (let o = 0; o < size; o += 65_536) chunks.push(body.subarray(o, o + 65_536));
       const r = await s.receive(rec, dataStream(chunks));
       const id = rec.envelope.messageId;
-      expect(r).toEqual({ ok: true, dataLength: size, file: { id, entries: [{ record: rec, at: 0 }] } });
+      // A batch-file entry knows its length (record line + DATA); a streamed file's runs to the end.
+      expect(r).toEqual({ ok: true, dataLength: size, file: { id, entries: [{ record: rec, at: 0, ...(size < 256 * 1024 ? { length: (await readFile(s.path(id))).length } : {}) }] } });
       const file = await readFile(s.path(id));
       expect(file.subarray(file.indexOf(0x0a) + 1).equals(body)).toBe(true);
       const msg = await s.open(id);
@@ -130,10 +131,16 @@ describe('Spool.receive', () => {
     expect(files.size).toBeLessThan(recs.length / 2);
     expect((await s.list()).sort()).toEqual([...files.keys()].sort());
     for (const [id, file] of files) {
-      expect(await s.openFile(id)).toEqual({ id, entries: file.entries.map((e) => ({ record: { ...e.record, dataLength: expect.any(Number) }, at: e.at })) });
+      // Read back, each entry has the place and length the writer gave it.
+      expect(await s.openFile(id)).toEqual({ id, entries: file.entries.map((e) => ({ record: { ...e.record, dataLength: expect.any(Number) }, at: e.at, length: e.length })) });
+      file.entries.forEach((e, k) => k > 0 && expect(e.at).toBe(file.entries[k - 1]!.at + file.entries[k - 1]!.length!));
       for (const { record: rec, at } of file.entries) {
         const i = recs.indexOf(rec);
         const msg = await s.open(id, at, rec.envelope.messageId);
+        const reader = await s.reader(id);
+        const exact = await reader.entry(at, rec.envelope.messageId, file.entries.find((e) => e.at === at)!.length);
+        await reader.close();
+        expect(exact.data?.equals(bodies[i]!)).toBe(true);
         const back: Buffer[] = [];
         for await (const c of s.dataStream(msg)) back.push(c as Buffer);
         expect(Buffer.concat(back).equals(bodies[i]!)).toBe(true);

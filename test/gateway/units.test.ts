@@ -30,7 +30,7 @@ describe('settings', () => {
     expect(fromFile.settings.smtp.port).toBe(2600);
     expect(fromFile.settings.smtp.host).toBe('127.0.0.1');
     expect(fromFile.settings.worker.concurrency).toBe(8);
-    expect(fromFile.settings.upload.checksums).toBe('WHEN_SUPPORTED');
+    expect(fromFile.settings.upload.checksums).toBe('WHEN_REQUIRED');
     expect(fromFile.settings.hostname.length).toBeGreaterThan(0);
 
     const env = { REDIS_URL: 'redis://env:6379', MAILROOM_SMTP_PORT: '2700', MAILROOM_CONCURRENCY: '3' };
