@@ -20,6 +20,13 @@ const MAX_RECORD_BYTES = 4 * 1024 * 1024;
 const SMALL_MESSAGE_BYTES = 256 * 1024;
 /** First read of an entry when delivering or recovering. */
 const HEAD_READ_BYTES = 64 * 1024;
+/** Spool files up to this size are read whole when a delivery job opens them. */
+const WHOLE_READ_BYTES = 1024 * 1024;
+
+/** What readEntry reads through: a FileHandle, or a file already in memory. */
+interface ReadAt {
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
 
 export interface SpooledMessage {
   record: SpoolRecord;
@@ -233,7 +240,7 @@ export class Spool {
    * Reads the entry at byte `at` of a file: its record and, for a small entry, its DATA (a typical message comes with
    * its record in the first read).
    */
-  private async readEntry(fh: FileHandle, path: string, size: number, at: number, length?: number): Promise<SpooledMessage> {
+  private async readEntry(fh: FileHandle | ReadAt, path: string, size: number, at: number, length?: number): Promise<SpooledMessage> {
     if (at >= size) throw new SpoolFormatError(`spool file ${path} has no entry at byte ${at}`);
     let head = Buffer.alloc(0);
     let lf = -1;
@@ -291,15 +298,29 @@ export class Spool {
   async reader(fileId: string): Promise<SpoolReader> {
     const { fh, path } = await this.openHandle(fileId);
     let size: number;
+    let source: FileHandle | ReadAt = fh;
     try {
       size = (await fh.stat()).size;
+      // A batch file of small messages is read whole, once per job: one read instead of one per message.
+      if (size <= WHOLE_READ_BYTES) {
+        const whole = Buffer.allocUnsafe(size);
+        let got = 0;
+        while (got < size) {
+          const { bytesRead } = await fh.read(whole, got, size - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        const end = got;
+        source = { read: async (buf: Buffer, offset: number, len: number, position: number) => ({ bytesRead: position >= end ? 0 : whole.copy(buf, offset, position, Math.min(position + len, end)) }) };
+      }
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
     }
+    const from = source;
     return {
       entry: async (at, messageId, length) => {
-        const msg = await this.readEntry(fh, path, size, at, length);
+        const msg = await this.readEntry(from, path, size, at, length);
         if (msg.record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${msg.record.envelope.messageId} at byte ${at}, not ${messageId}`);
         return msg;
       },
