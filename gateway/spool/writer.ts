@@ -108,7 +108,9 @@ export class SpoolWriter {
       for (const p of pending) p.reject(err as Error);
       return;
     }
-    // Each file: create, write, fdatasync, rename; then one directory fsync for the round.
+    // Each file: create, write, fdatasync, rename; then one directory fsync for the round. A renamed file's close
+    // runs alongside that fsync: its bytes are durable, so the close can no longer lose anything.
+    const closing: Array<Promise<unknown>> = [];
     const results = await Promise.all(
       files.map(async (f): Promise<Error | undefined> => {
         let fh: FileHandle | undefined;
@@ -117,12 +119,12 @@ export class SpoolWriter {
           await writevAll(fh, f.buffers, f.bytes);
           await fh.datasync();
           await rename(f.tmp, f.final);
+          closing.push(fh.close().catch(() => undefined));
           return undefined;
         } catch (err) {
+          await fh?.close().catch(() => undefined);
           await rm(f.tmp, { force: true }).catch(() => undefined);
           return err as Error;
-        } finally {
-          await fh?.close().catch(() => undefined);
         }
       }),
     );
@@ -141,5 +143,6 @@ export class SpoolWriter {
         else p.resolve(f.file);
       }
     });
+    await Promise.all(closing);
   }
 }
