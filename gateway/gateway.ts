@@ -127,6 +127,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     await http?.close();
     readiness?.close();
     await depth?.close();
+    await spool.close();
     throw err;
   }
 
@@ -143,6 +144,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       await http?.close();
       readiness?.close();
       await depth?.close();
+      await spool.close();
       log.info('stopped');
     })());
   return running;

@@ -51,15 +51,6 @@ export class SpoolMissingError extends Error {
   override name = 'SpoolMissingError';
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Writes all of `buf` (a short write on a regular file is rare but allowed). */
 async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
   for (let off = 0; off < buf.length; ) {
@@ -114,8 +105,30 @@ export class Spool {
   constructor(readonly dir: string) {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
-    this.messagesDirSync = new GroupSync(() => syncDir(this.messagesDir));
+    this.messagesDirSync = new GroupSync(() => this.syncMessagesDir());
     this.writer = new SpoolWriter(this.incomingDir, this.messagesDir, () => this.messagesDirSync.sync());
+  }
+
+  /** `messages/` held open for its fsyncs: one call per group commit instead of open, fsync, close. */
+  private messagesDirHandle: Promise<FileHandle> | undefined;
+
+  private async syncMessagesDir(): Promise<void> {
+    const opening = (this.messagesDirHandle ??= open(this.messagesDir, 'r'));
+    try {
+      await (await opening).sync();
+    } catch (err) {
+      // Next time from a fresh descriptor (e.g. the directory was replaced); this fsync's callers see the error.
+      if (this.messagesDirHandle === opening) this.messagesDirHandle = undefined;
+      void opening.then((fh) => fh.close()).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Closes what the spool holds open (the `messages/` descriptor). */
+  async close(): Promise<void> {
+    const h = this.messagesDirHandle;
+    this.messagesDirHandle = undefined;
+    if (h) await h.then((fh) => fh.close()).catch(() => undefined);
   }
 
   /** Creates the directories and drops unacknowledged partial files. Only the accepting process may call it. */

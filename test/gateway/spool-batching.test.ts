@@ -42,6 +42,7 @@ async function spool(): Promise<Spool> {
   const d = await tempDir('mailroom-spool-');
   dirs.push(d.remove);
   const s = new Spool(d.path);
+  dirs.push(() => s.close());
   await s.init({ clearIncoming: true });
   return s;
 }

@@ -93,8 +93,8 @@ describe('spool and job contract', () => {
 
   it('writes record + DATA, reads them back, refuses oversize without keeping it, removes', async () => {
     const dir = await tempDir();
+    const spool = new Spool(dir.path);
     try {
-      const spool = new Spool(dir.path);
       await spool.init({ clearIncoming: true });
       const id = newMessageId();
       const data = Buffer.from('Subject: x\r\n\r\nbody with "quotes" and \n bare LF\r\n');
@@ -118,6 +118,7 @@ describe('spool and job contract', () => {
       expect(await spool.remove(id)).toBe(true);
       await expect(spool.open(id)).rejects.toBeInstanceOf(SpoolMissingError);
     } finally {
+      await spool.close();
       await dir.remove();
     }
   });
