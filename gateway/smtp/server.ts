@@ -305,6 +305,8 @@ export class SmtpFront {
       throw replies.localError();
     }
     inFlight.add(messageId);
+    // Until an abandoned file is gone (or its late add landed), recovery must keep off it too.
+    let settled: Promise<unknown> | undefined;
     try {
       let received;
       try {
@@ -320,14 +322,15 @@ export class SmtpFront {
       try {
         await enqueuer.enqueue(received.file);
       } catch (err) {
-        this.abandon(received.file.id, err as Error, meta);
+        settled = this.abandon(received.file.id, err as Error, meta);
         throw replies.localError();
       }
       log.info({ ...meta, bytes: received.dataLength, rcpts: recipients.length, rules: rules.map((r) => r.name), tls: session.secure }, 'accepted');
       this.deps.metrics?.accepted(received.dataLength);
       return messageId;
     } finally {
-      inFlight.delete(messageId);
+      if (settled) void settled.finally(() => inFlight.delete(messageId));
+      else inFlight.delete(messageId);
     }
   }
 
@@ -336,19 +339,18 @@ export class SmtpFront {
    * add that timed out still lands: then the jobs exist and the file must stay (the client's retry becomes a second
    * message, the at-least-once side of never losing one). Every message of a batch file hears the same answer.
    */
-  private abandon(fileId: string, err: Error, meta: Record<string, unknown>): void {
+  private abandon(fileId: string, err: Error, meta: Record<string, unknown>): Promise<unknown> {
     const { spool, log } = this.deps;
     const drop = () => spool.remove(fileId).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
     if (err instanceof EnqueueTimeoutError) {
       log.error({ ...meta, err: err.message }, 'enqueue timed out; replying 451');
-      err.pending.then(
+      return err.pending.then(
         () => log.warn(meta, 'jobs were added after the client was told 451; the message will be delivered (and may arrive again from the client)'),
-        () => void drop(),
+        () => drop(),
       );
-    } else {
-      log.error({ ...meta, err: err.message }, 'enqueue failed; replying 451');
-      void drop();
     }
+    log.error({ ...meta, err: err.message }, 'enqueue failed; replying 451');
+    return drop();
   }
 
   /**

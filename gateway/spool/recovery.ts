@@ -69,6 +69,8 @@ export class SpoolRecovery {
         }
         throw err;
       }
+      // The accept path may have taken this file up while we read it (an abandon in progress): leave it to it.
+      if (this.inFlight.has(id)) continue;
       await this.enqueuer.enqueue(file);
       requeued += file.entries.length;
       this.log.warn({ spoolFile: id, messageIds: file.entries.map((e) => e.record.envelope.messageId) }, 'spooled messages had no jobs; enqueued again');

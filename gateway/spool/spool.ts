@@ -23,9 +23,10 @@ const HEAD_READ_BYTES = 64 * 1024;
 /** Spool files up to this size are read whole when a delivery job opens them. */
 const WHOLE_READ_BYTES = 1024 * 1024;
 
-/** What readEntry reads through: a FileHandle, or a file already in memory. */
+/** What readEntry reads through: a FileHandle, or a file already in memory (read as views, no copy). */
 interface ReadAt {
   read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  view?(position: number, length: number): Buffer;
 }
 
 export interface SpooledMessage {
@@ -112,7 +113,18 @@ export class Spool {
   /** `messages/` held open for its fsyncs: one call per group commit instead of open, fsync, close. */
   private messagesDirHandle: Promise<FileHandle> | undefined;
 
+  private closed = false;
+
   private async syncMessagesDir(): Promise<void> {
+    if (this.closed) {
+      // After close (a late release or abandon): a descriptor for this fsync only.
+      const fh = await open(this.messagesDir, 'r');
+      try {
+        return await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
     const opening = (this.messagesDirHandle ??= open(this.messagesDir, 'r'));
     try {
       await (await opening).sync();
@@ -126,6 +138,7 @@ export class Spool {
 
   /** Closes what the spool holds open (the `messages/` descriptor). */
   async close(): Promise<void> {
+    this.closed = true;
     const h = this.messagesDirHandle;
     this.messagesDirHandle = undefined;
     if (h) await h.then((fh) => fh.close()).catch(() => undefined);
@@ -255,11 +268,16 @@ export class Spool {
    */
   private async readEntry(fh: FileHandle | ReadAt, path: string, size: number, at: number, length?: number): Promise<SpooledMessage> {
     if (at >= size) throw new SpoolFormatError(`spool file ${path} has no entry at byte ${at}`);
-    let head = Buffer.alloc(0);
+    let head: Buffer = Buffer.alloc(0);
     let lf = -1;
     while (lf < 0 && head.length < Math.min(size - at, MAX_RECORD_BYTES)) {
       // A small entry whose length is known comes in exactly one read; otherwise a head, then what is missing.
       const want = head.length === 0 && length !== undefined && length <= SMALL_MESSAGE_BYTES + MAX_RECORD_BYTES ? length : HEAD_READ_BYTES;
+      if (head.length === 0 && 'view' in fh && fh.view) {
+        head = fh.view(at, size - at);
+        lf = head.indexOf(0x0a);
+        break;
+      }
       const buf = Buffer.allocUnsafe(Math.min(want, size - at - head.length));
       const { bytesRead } = await fh.read(buf, 0, buf.length, at + head.length);
       if (bytesRead === 0) break;
@@ -324,7 +342,10 @@ export class Spool {
           got += bytesRead;
         }
         const end = got;
-        source = { read: async (buf: Buffer, offset: number, len: number, position: number) => ({ bytesRead: position >= end ? 0 : whole.copy(buf, offset, position, Math.min(position + len, end)) }) };
+        source = {
+          read: async (buf: Buffer, offset: number, len: number, position: number) => ({ bytesRead: position >= end ? 0 : whole.copy(buf, offset, position, Math.min(position + len, end)) }),
+          view: (position: number, len: number) => whole.subarray(position, Math.min(position + len, end)),
+        };
       }
     } catch (err) {
       await fh.close().catch(() => undefined);
@@ -378,13 +399,16 @@ export class Spool {
 
   /** Deletes a delivered file; the directory is synced so a crash cannot bring it back for a second delivery. */
   async remove(fileId: string): Promise<boolean> {
+    let removed = true;
     try {
       await unlink(this.path(fileId));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Gone already — perhaps by an earlier attempt whose directory fsync failed: sync anyway.
+      removed = false;
     }
     await this.messagesDirSync.sync();
-    return true;
+    return removed;
   }
+
 }

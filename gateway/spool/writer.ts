@@ -15,8 +15,8 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
  * the bytes to it cost more main-thread time than the calls it saved).
  *
  * A file whose own step fails fails all its messages (and its incoming file is removed); a failed directory fsync
- * fails every file of the round — they are then in `messages/` but not known durable, the clients hear 451 and
- * resend, and recovery may also deliver the spooled copies (at-least-once, as when a Redis add times out).
+ * fails every file of the round: the clients hear 451 and resend, and the renamed files are removed (best effort —
+ * one that survives a crash is delivered by recovery: at-least-once, as when a Redis add times out).
  */
 
 /** Messages per batch file at most: bounds what one failed delivery keeps on disk and what recovery re-reads. */
@@ -133,6 +133,9 @@ export class SpoolWriter {
         await this.syncMessagesDir();
       } catch (err) {
         const e = new Error(`fsync of the messages directory failed: ${(err as Error).message}`);
+        // Every client of the round hears 451 and resends, so the renamed files go (best effort: should the disk
+        // keep failing, a file that survives a crash is delivered by recovery — at-least-once, never lost).
+        await Promise.all(files.map((f, i) => (results[i] === undefined ? rm(f.final, { force: true }).catch(() => undefined) : undefined)));
         results.fill(e);
       }
     }

@@ -1,14 +1,14 @@
 import { UnrecoverableError, type Job } from 'bullmq';
-import { HEADER_READ_LIMIT } from '../../shared/notification/index.js';
+import { HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
 import { HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../../shared/store/put-message.js';
 import { deliveryBatch, ruleForMessage, type DeliveryJobData, type DeliveryJobDataV1, type DeliveryMessage } from '../queue/jobs.js';
 import { SpoolFormatError } from '../spool/format.js';
-import { SpoolMissingError, type Spool, type SpooledMessage, type SpoolReader } from '../spool/spool.js';
+import { SpoolMissingError, type Spool, type SpoolReader } from '../spool/spool.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
-import { notificationFor, publishNotifications, type NotificationToPublish } from './notify.js';
+import { notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
 import type { Slots } from './slots.js';
 import { headerBlockFor, storedMessageStream } from './stored-message.js';
 
@@ -85,7 +85,9 @@ export async function deliver(job: Job<DeliveryJobData | DeliveryJobDataV1>, dep
   } catch (err) {
     for (const m of todo) fail(m, err);
   }
-  const toNotify: Array<{ m: DeliveryMessage; msg: SpooledMessage; headerBlock: Buffer; key: string; started: number; storedBytes: number; multipart: boolean }> = [];
+  // Built as each message is stored, so its DATA need not be held until the batch publishes.
+  const toNotify: Array<{ m: DeliveryMessage; notification: ReceivedNotification; key: string; started: number; storedBytes: number; multipart: boolean }> = [];
+  const topicArn = action.topicArn;
   if (reader) {
     const r = reader;
     try {
@@ -124,8 +126,10 @@ export async function deliver(job: Job<DeliveryJobData | DeliveryJobDataV1>, dep
                 }
                 stored.add(id);
               }
-              if (action.topicArn) toNotify.push({ m, msg, headerBlock, key, started, storedBytes, multipart });
-              else {
+              if (topicArn) {
+                const notification = await notificationFor(m.envelope, { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } }, headerBlock, deps.spool.dataStream(msg, HEADER_READ_LIMIT));
+                toNotify.push({ m, notification, key, started, storedBytes, multipart });
+              } else {
                 done.add(id);
                 outcome.delivered.push({ messageId: id, key, storedBytes, multipart, ms: Date.now() - started });
               }
@@ -136,22 +140,17 @@ export async function deliver(job: Job<DeliveryJobData | DeliveryJobDataV1>, dep
         ),
       );
 
-      const topicArn = action.topicArn;
       if (topicArn && toNotify.length > 0) {
-        const items: NotificationToPublish[] = [];
-        for (const n of toNotify) {
-          try {
-            const notification = await notificationFor(n.m.envelope, { ...ruleForMessage(rule, n.m), s3Action: { ...action, topicArn } }, n.headerBlock, deps.spool.dataStream(n.msg, HEADER_READ_LIMIT));
-            items.push({ key: n.m.envelope.messageId, notification });
-          } catch (err) {
-            fail(n.m, err);
-          }
+        let published: Map<string, PublishOutcome>;
+        try {
+          published = await publishNotifications(deps.aws.sns(topicArn, toNotify[0]!.m.envelope.region), topicArn, toNotify.map((n) => ({ key: n.m.envelope.messageId, notification: n.notification })), abortSignal);
+        } catch (err) {
+          // publishNotifications reports per entry; anything thrown around it fails only the publishes.
+          published = new Map(toNotify.map((n) => [n.m.envelope.messageId, { ok: false, error: err as Error }]));
         }
-        const published = items.length > 0 ? await publishNotifications(deps.aws.sns(topicArn, toNotify[0]!.m.envelope.region), topicArn, items, abortSignal) : new Map();
         for (const n of toNotify) {
           const id = n.m.envelope.messageId;
-          const p = published.get(id);
-          if (!p) continue; // its notification could not be built: already failed above
+          const p = published.get(id) ?? { ok: false, error: new Error('no publish outcome for this message') };
           if (!p.ok) {
             fail(n.m, p.error);
             continue;

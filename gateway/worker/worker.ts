@@ -66,11 +66,12 @@ export class DeliveryWorkers {
         try {
           outcome = await deliver(job, { spool: this.spool, aws: this.aws, tuning, slots, ...(metrics ? { metrics } : {}) }, this.abort.signal);
         } finally {
-          // A job that threw before any outcome (it cannot, short of a bug) counts its messages as retries.
-          const final = (unrecoverable: boolean) => unrecoverable || attempt >= (job.opts.attempts ?? 1);
+          // A failure is final when the job will not run again: out of attempts, or nothing in it a retry could fix.
+          // (A job that threw before any outcome — a bug — counts its messages as retries.)
           if (outcome) {
+            const final = attempt >= (job.opts.attempts ?? 1) || outcome.failed.every((f) => f.unrecoverable);
             for (const _ of outcome.delivered) metrics?.deliveryFinished('delivered');
-            for (const f of outcome.failed) metrics?.deliveryFinished(final(f.unrecoverable) ? 'failed' : 'retry');
+            for (const _ of outcome.failed) metrics?.deliveryFinished(final ? 'failed' : 'retry');
           } else for (let i = 0; i < todo; i++) metrics?.deliveryFinished('retry');
         }
         for (const d of outcome.delivered) {
