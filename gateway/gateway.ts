@@ -56,6 +56,20 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   let readiness: ReadinessCheck | undefined;
   let depth: QueueDepthSampler | undefined;
 
+  /** In order: no new mail, DATA in flight finished, deliveries given their time, then the connections and files. */
+  const closeAll = async (startFailed: boolean): Promise<void> => {
+    const quietly = (p: Promise<unknown> | undefined) => (startFailed ? p?.catch(() => undefined) : p);
+    await quietly(running.smtp?.stop());
+    running.recovery?.stop();
+    await quietly(running.workers?.stop());
+    await enqueuer?.close();
+    await registry?.close();
+    await http?.close();
+    readiness?.close();
+    await depth?.close();
+    await spool.close();
+  };
+
   try {
     if (settings.http) {
       // First, so /healthz answers (and /readyz says why not) while the rest waits for Redis.
@@ -119,15 +133,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started');
     }
   } catch (err) {
-    await running.smtp?.stop().catch(() => undefined);
-    running.recovery?.stop();
-    await running.workers?.stop().catch(() => undefined);
-    await enqueuer?.close();
-    await registry?.close();
-    await http?.close();
-    readiness?.close();
-    await depth?.close();
-    await spool.close();
+    await closeAll(true);
     throw err;
   }
 
@@ -136,15 +142,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     (stopping ??= (async () => {
       draining = true;
       log.info('shutting down: no new connections, finishing messages in flight');
-      await running.smtp?.stop();
-      running.recovery?.stop();
-      await running.workers?.stop();
-      await enqueuer?.close();
-      await registry?.close();
-      await http?.close();
-      readiness?.close();
-      await depth?.close();
-      await spool.close();
+      await closeAll(false);
       log.info('stopped');
     })());
   return running;
