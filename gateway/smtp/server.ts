@@ -329,8 +329,9 @@ export class SmtpFront {
       this.deps.metrics?.accepted(received.dataLength);
       return messageId;
     } finally {
-      if (settled) void settled.finally(() => inFlight.delete(messageId));
-      else inFlight.delete(messageId);
+      const done = () => void inFlight.delete(messageId);
+      if (settled) void settled.then(done, done);
+      else done();
     }
   }
 

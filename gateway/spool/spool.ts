@@ -39,13 +39,13 @@ export interface SpooledMessage {
   data?: Buffer;
 }
 
-/** `file`: the spool file now holding the message (shared with the other messages of its batch). */
 export interface SpoolReader {
   /** The message whose entry starts at byte `at` (`length` bytes long, when known); SpoolFormatError when that is not `messageId`'s. */
   entry(at: number, messageId: string, length?: number): Promise<SpooledMessage>;
   close(): Promise<void>;
 }
 
+/** `file`: the spool file now holding the message (shared with the other messages of its batch). */
 export type ReceiveResult = { ok: true; dataLength: number; file: SpoolFile } | { ok: false; reason: 'oversized'; dataLength: number };
 
 export class SpoolMissingError extends Error {
@@ -153,11 +153,6 @@ export class Spool {
     }
   }
 
-  /** Name of a spool file (jobs refer to it by this name, relative to `messages/`). */
-  fileName(fileId: string): string {
-    return spoolFileName(fileId);
-  }
-
   /** The file id in a job's spool file name; SpoolFormatError when the name is not one of ours. */
   fileIdOf(name: string): string {
     const id = spoolFileId(name);
@@ -182,7 +177,7 @@ export class Spool {
    */
   async receive(record: SpoolRecord, data: Readable & { sizeExceeded?: boolean }): Promise<ReceiveResult> {
     const id = record.envelope.messageId;
-    const tmp = join(this.incomingDir, this.fileName(id));
+    const tmp = join(this.incomingDir, spoolFileName(id));
     let fh: FileHandle | undefined;
     let created = false;
     // DATA gathered in memory; the record line is written first only if the message turns out to need streaming.
