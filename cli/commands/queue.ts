@@ -17,9 +17,10 @@ export const queue: Command = {
                  how many spool files await delivery: in total and per gateway node (with whether it is up, stopped,
                  or silent — a node that stopped beating; its messages wait in its spool until it comes back)
 failed           the failed delivery jobs: job id (<spool file id>.<rule>), node, attempts, the messages not yet
-                 delivered, last error
-retry            moves failed delivery jobs (all, or the given job ids) back to waiting with a fresh attempt budget;
-                 only their undelivered messages are tried again, by the node whose spool holds them
+                 delivered, last error; and failed releases (job id <spool file id>): mail delivered, but the spool
+                 file could not be deleted
+retry            moves failed delivery and release jobs (all, or the given job ids) back to waiting with a fresh
+                 attempt budget; only undelivered messages are tried again, by the node whose spool holds them
 --node <id>      only that node
 
 Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key prefix comes from the config too).`,
@@ -80,17 +81,18 @@ Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key
             console.log('a silent node still holds messages: they are delivered when it comes back with its spool (see README, Scale-out)');
           }
           if (c.deliveries.failed > 0) console.log('failed deliveries keep their spool file; see `mailroom queue failed`, then `mailroom queue retry`');
+          if (c.releasesFailed > 0) console.log(`${c.releasesFailed} spool file${c.releasesFailed === 1 ? '' : 's'} delivered but not deleted (release failed); see \`mailroom queue failed\`, fix the disk, then \`mailroom queue retry\``);
         }
       } else if (sub === 'failed') {
         const f = await admin.failed(limit);
         if (values.json) console.log(JSON.stringify(f));
         else if (f.length === 0) console.log('no failed deliveries');
-        else for (const j of f) console.log(`${j.jobId}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}\n  messages: ${j.messageIds.join(' ')}`);
+        else for (const j of f) console.log(`${j.kind === 'release' ? 'release ' : ''}${j.jobId}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}\n  messages: ${j.messageIds.join(' ')}`);
       } else {
         const r = await admin.retry(rest);
         if (values.json) console.log(JSON.stringify(r));
         else {
-          console.log(`retried ${r.retried.length} failed delivery job${r.retried.length === 1 ? '' : 's'}`);
+          console.log(`retried ${r.retried.length} failed job${r.retried.length === 1 ? '' : 's'}`);
           if (r.skipped.length > 0) console.log(`not failed or unknown, skipped: ${r.skipped.join(', ')}`);
         }
         if (r.skipped.length > 0 && r.retried.length === 0) return 1;

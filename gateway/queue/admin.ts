@@ -1,18 +1,21 @@
-import { Queue } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { listNodes, nodePrefix, STALE_AFTER_MS, type NodeRecord } from '../cluster/node.js';
-import { DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1 } from './jobs.js';
+import { DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from './jobs.js';
 import { redisOptionsFromUrl } from './redis.js';
 
 export const COUNTED_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
 export type CountedState = (typeof COUNTED_STATES)[number];
 
 export interface FailedDelivery {
+  /** delivery: storing and announcing messages for a rule; release: deleting the spool file once all were done. */
+  kind: 'delivery' | 'release';
   jobId: string;
   /** Node whose spool holds the messages (and whose workers deliver them). */
   node: string;
-  /** The job's messages not delivered yet (a retry delivers only these). */
+  /** delivery: the job's messages not delivered yet (a retry delivers only these); release: the file's messages. */
   messageIds: string[];
+  /** The rule of a delivery job; "" for a release. */
   rule: string;
   attemptsMade: number;
   reason: string;
@@ -27,6 +30,8 @@ export interface NodeCounts {
   lastSeen: string;
   deliveries: Record<CountedState, number>;
   spoolFilesPending: number;
+  /** Spool files whose mail is delivered but which could not be deleted (release failed for good). */
+  releasesFailed: number;
 }
 
 interface NodeQueues {
@@ -71,8 +76,8 @@ export class QueueAdmin {
     if (this.only !== undefined && this.nodes.length === 0) throw new Error(`no node "${this.only}" has registered on this Redis under the prefix "${this.prefix}"`);
   }
 
-  /** Delivery counts by state and messages still holding a spool file: in total and per node. */
-  async counts(): Promise<{ deliveries: Record<CountedState, number>; spoolFilesPending: number; nodes: NodeCounts[] }> {
+  /** Delivery job counts by state, spool files not released yet and releases that failed: in total and per node. */
+  async counts(): Promise<{ deliveries: Record<CountedState, number>; spoolFilesPending: number; releasesFailed: number; nodes: NodeCounts[] }> {
     const now = Date.now();
     const nodes: NodeCounts[] = [];
     for (const n of this.nodes) {
@@ -87,10 +92,11 @@ export class QueueAdmin {
         lastSeen: new Date(n.record.seenAt).toISOString(),
         deliveries,
         spoolFilesPending: Object.values(s).reduce((a, b) => a + b, 0),
+        releasesFailed: s.failed ?? 0,
       });
     }
     const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, nodes.reduce((a, n) => a + n.deliveries[k], 0)])) as Record<CountedState, number>;
-    return { deliveries, spoolFilesPending: nodes.reduce((a, n) => a + n.spoolFilesPending, 0), nodes };
+    return { deliveries, spoolFilesPending: nodes.reduce((a, n) => a + n.spoolFilesPending, 0), releasesFailed: nodes.reduce((a, n) => a + n.releasesFailed, 0), nodes };
   }
 
   async failed(limit = 100): Promise<FailedDelivery[]> {
@@ -102,10 +108,25 @@ export class QueueAdmin {
         const data = deliveryBatch(j.data);
         const done = new Set(data.done);
         out.push({
+          kind: 'delivery',
           jobId: j.id ?? '',
           node: n.node,
           messageIds: data.messages.map((m) => m.envelope.messageId).filter((id) => !done.has(id)),
           rule: data.rule.name,
+          attemptsMade: j.attemptsMade,
+          reason: j.failedReason,
+          ...(j.finishedOn ? { failedAt: new Date(j.finishedOn).toISOString() } : {}),
+        });
+      }
+      // A release that failed for good (the spool file could not be deleted): its mail is delivered, its file stays.
+      if (out.length >= limit) break;
+      for (const j of (await n.spool.getFailed(0, limit - out.length - 1)) as Array<Job<ReleaseJobData>>) {
+        out.push({
+          kind: 'release',
+          jobId: j.id ?? '',
+          node: n.node,
+          messageIds: j.data.messageIds ?? [],
+          rule: '',
           attemptsMade: j.attemptsMade,
           reason: j.failedReason,
           ...(j.finishedOn ? { failedAt: new Date(j.finishedOn).toISOString() } : {}),
@@ -116,13 +137,13 @@ export class QueueAdmin {
   }
 
   /**
-   * Moves failed deliveries back to waiting with a fresh attempt budget (all of them, or the given job ids), each in
-   * its own node's queue. Returns the job ids retried; unknown or not-failed ids are reported back as `skipped`.
+   * Moves failed delivery and release jobs back to waiting with a fresh attempt budget (all of them, or the given job
+   * ids), each in its own node's queue. Returns the job ids retried; unknown or not-failed ids come back as `skipped`.
    */
   async retry(jobIds?: string[]): Promise<{ retried: string[]; skipped: string[] }> {
     const retried: string[] = [];
     const skipped: string[] = [];
-    const retryOne = async (q: Queue<DeliveryJobData | DeliveryJobDataV1>, id: string): Promise<boolean> => {
+    const retryOne = async (q: Queue, id: string): Promise<boolean> => {
       const job = await q.getJob(id);
       if (!job || !(await job.isFailed())) return false;
       await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
@@ -132,18 +153,20 @@ export class QueueAdmin {
     if (jobIds && jobIds.length > 0) {
       for (const id of jobIds) {
         let done = false;
-        for (const n of this.nodes) if (!done) done = await retryOne(n.deliveries, id);
+        for (const n of this.nodes) for (const q of [n.deliveries, n.spool] as Queue[]) if (!done) done = await retryOne(q, id);
         if (!done) skipped.push(id);
       }
       return { retried, skipped };
     }
     for (const n of this.nodes) {
-      // Page from the start each time: retried jobs leave the failed set.
-      for (;;) {
-        const page = await n.deliveries.getFailed(0, 99);
-        const ids = page.map((j) => j.id).filter((id): id is string => !!id && !retried.includes(id) && !skipped.includes(id));
-        if (ids.length === 0) break;
-        for (const id of ids) if (!(await retryOne(n.deliveries, id))) skipped.push(id);
+      for (const q of [n.deliveries, n.spool] as Queue[]) {
+        // Page from the start each time: retried jobs leave the failed set.
+        for (;;) {
+          const page = await q.getFailed(0, 99);
+          const ids = page.map((j) => j.id).filter((id): id is string => !!id && !retried.includes(id) && !skipped.includes(id));
+          if (ids.length === 0) break;
+          for (const id of ids) if (!(await retryOne(q, id))) skipped.push(id);
+        }
       }
     }
     return { retried, skipped };

@@ -14,7 +14,7 @@ import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { mailroomCli, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, sendRaw, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, sendRaw, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
 let moto: Moto;
 let restoreEnv: () => void;
@@ -181,7 +181,7 @@ describe('S3 refusing', () => {
       proxy.failKeys.clear();
       const retried = await cli(['retry']);
       expect(retried.code, retried.stderr).toBe(0);
-      expect(retried.stdout).toMatch(/retried 1 failed delivery/);
+      expect(retried.stdout).toMatch(/retried 1 failed job/);
       await waitFor('stuck message delivered', async () => (await listKeys(aws, 's3-outage')).includes(`in/${stuck.messageId}`), 20_000, 250);
       await waitFor('spool released', async () => !existsSync(join(dir.path, 's3', 'messages', `${stuck.messageId}.msg`)), 10_000);
       expect((await listKeys(aws, 's3-outage')).length).toBe(3);
@@ -225,4 +225,54 @@ describe('S3 refusing', () => {
       await gw.stop();
     }
   }, 120_000);
+});
+
+/** chattr +i makes a directory refuse unlink even to root: a disk that will not let the spool delete a file. */
+const canChattr = process.getuid?.() === 0 && existsSync('/usr/bin/chattr');
+
+describe.skipIf(!canChattr)('a spool file that cannot be deleted', () => {
+  let redis: RedisServer;
+  afterAll(async () => redis?.stop());
+
+  it('its release fails for good; `mailroom queue` says so and names the file; `retry` deletes it once the disk allows', async () => {
+    redis = await startRedis();
+    const cfg = config('release', redis.url, 'redis-outage', { attempts: 2, backoffBaseMs: 100, backoffMaxMs: 200 });
+    const configFile = await writeConfig(dir.path, 'release.json', cfg);
+    const messagesDir = join(dir.path, 'release', 'messages');
+    // Accept first with no workers, then lock the directory, then let the workers deliver and try to release.
+    const front = await startTestGateway(cfg, { smtp: true, workers: false });
+    let workers: Awaited<ReturnType<typeof startTestGateway>> | undefined;
+    const cli = (args: string[]) => mailroomCli(['queue', ...args, '--config', configFile], { REDIS_URL: redis.url });
+    try {
+      const sent = await sendRaw(front.port, to, msg('undeletable'));
+      const file = join(messagesDir, `${sent.messageId}.msg`);
+      expect(existsSync(file)).toBe(true);
+      await run('chattr', ['+i', messagesDir]);
+      workers = await startTestGateway(cfg, { smtp: false, workers: true });
+      const failed = await waitFor('failed release', async () => {
+        const r = await cli(['failed', '--json']);
+        const f = JSON.parse(r.stdout || '[]') as Array<{ kind: string; jobId: string; messageIds: string[]; reason: string }>;
+        return f.find((j) => j.kind === 'release');
+      }, 20_000, 300);
+      expect(failed.jobId).toBe(sent.messageId);
+      expect(failed.messageIds).toEqual([sent.messageId]);
+      expect(failed.reason).toMatch(/EPERM|not permitted/);
+      // Its mail is delivered all the same; only the file stays.
+      expect(await listKeys(aws, 'redis-outage', 'in')).toContain(`in/${sent.messageId}`);
+      expect(existsSync(file)).toBe(true);
+      const human = await cli([]);
+      expect(human.stdout).toMatch(/1 spool file delivered but not deleted \(release failed\)/);
+      expect((await cli(['failed'])).stdout).toContain(`release ${sent.messageId}`);
+
+      await run('chattr', ['-i', messagesDir]);
+      const retried = await cli(['retry', sent.messageId]);
+      expect(retried.code, retried.stderr).toBe(0);
+      expect(retried.stdout).toMatch(/retried 1 failed job/);
+      await waitFor('spool file deleted', async () => !existsSync(file), 10_000, 200);
+    } finally {
+      await run('chattr', ['-i', messagesDir]).catch(() => undefined);
+      await workers?.stop();
+      await front.stop();
+    }
+  }, 60_000);
 });
