@@ -2,6 +2,7 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { kmsClient, s3Client, snsClient } from '../../shared/aws/clients.js';
+import { observeKmsErrors } from '../../shared/aws/kms-data-key.js';
 import { parseArn } from '../../shared/ses/arn.js';
 import type { GatewaySettings } from '../../shared/config/gateway.js';
 import type { AwsService, DeliveryMetrics } from '../observability/metrics.js';
@@ -63,7 +64,12 @@ export class AwsClients {
   kms(keyArn: string, fallbackRegion: string): KMSClient {
     const region = parseArn(keyArn)?.region || fallbackRegion;
     let c = this.kmss.get(region);
-    if (!c) this.kmss.set(region, (c = countErrors(kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'kms', this.metrics)));
+    if (!c) {
+      this.kmss.set(region, (c = countErrors(kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'kms', this.metrics)));
+      // GenerateDataKey goes out without the middleware stack (shared/aws/kms-data-key.ts): counted here instead.
+      const metrics = this.metrics;
+      if (metrics) observeKmsErrors(c, (operation, error) => metrics.awsError('kms', operation, error));
+    }
     return c;
   }
 

@@ -1,6 +1,7 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
+import { generateDataKey } from '../aws/kms-data-key.js';
 import { sesEncryptionContext, type SesEncryptionContext } from './context.js';
 import { CEK_ALG_GCM, IV_BYTES, META, TAG_BYTES, WRAP_KMS, canonicalMatdesc } from './metadata.js';
 
@@ -29,17 +30,14 @@ export async function prepareEncryption(
   options: { abortSignal?: AbortSignal } = {},
 ): Promise<PreparedEncryption> {
   const ctx = sesEncryptionContext(context);
-  const out = await kms.send(
-    new GenerateDataKeyCommand({ KeyId: context.kmsKeyArn, KeySpec: 'AES_256', EncryptionContext: ctx }),
-    options.abortSignal ? { abortSignal: options.abortSignal } : {},
-  );
-  if (!out.Plaintext || out.Plaintext.length !== 32 || !out.CiphertextBlob) {
+  const out = await generateDataKey(kms, { keyId: context.kmsKeyArn, encryptionContext: ctx }, options);
+  if (out.plaintext.length !== 32 || out.ciphertextBlob.length === 0) {
     throw new Error(`KMS GenerateDataKey for ${context.kmsKeyArn} returned no usable 256-bit data key`);
   }
   const iv = randomBytes(IV_BYTES);
-  let dataKey: Uint8Array | undefined = out.Plaintext;
+  let dataKey: Uint8Array | undefined = out.plaintext;
   const metadata: Record<string, string> = {
-    [META.keyV2]: Buffer.from(out.CiphertextBlob).toString('base64'),
+    [META.keyV2]: Buffer.from(out.ciphertextBlob).toString('base64'),
     [META.iv]: iv.toString('base64'),
     [META.matdesc]: canonicalMatdesc(ctx),
     [META.wrapAlg]: WRAP_KMS,
