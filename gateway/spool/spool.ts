@@ -52,6 +52,12 @@ export class SpoolMissingError extends Error {
   override name = 'SpoolMissingError';
 }
 
+/** A job names the message it expects at a place in a file; anything else there is damage, not that message. */
+function expectMessage(msg: SpooledMessage, at: number, messageId: string): SpooledMessage {
+  if (msg.record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${msg.path} holds message ${msg.record.envelope.messageId} at byte ${at}, not ${messageId}`);
+  return msg;
+}
+
 /** Writes all of `buf` (a short write on a regular file is rare but allowed). */
 async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
   for (let off = 0; off < buf.length; ) {
@@ -309,9 +315,7 @@ export class Spool {
     const { fh, path } = await this.openHandle(fileId);
     try {
       const size = (await fh.stat()).size;
-      const msg = await this.readEntry(fh, path, size, at);
-      if (msg.record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${msg.record.envelope.messageId} at byte ${at}, not ${messageId}`);
-      return msg;
+      return expectMessage(await this.readEntry(fh, path, size, at), at, messageId);
     } finally {
       await fh.close();
     }
@@ -349,9 +353,7 @@ export class Spool {
     const from = source;
     return {
       entry: async (at, messageId, length) => {
-        const msg = await this.readEntry(from, path, size, at, length);
-        if (msg.record.envelope.messageId !== messageId) throw new SpoolFormatError(`spool file ${path} holds message ${msg.record.envelope.messageId} at byte ${at}, not ${messageId}`);
-        return msg;
+        return expectMessage(await this.readEntry(from, path, size, at, length), at, messageId);
       },
       close: () => fh.close(),
     };

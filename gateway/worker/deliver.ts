@@ -1,9 +1,9 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { UnrecoverableError } from 'bullmq';
 import { HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
 import { HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../../shared/store/put-message.js';
-import { deliveryBatch, ruleForMessage, type DeliveryJobData, type DeliveryJobDataV1, type DeliveryMessage } from '../queue/jobs.js';
+import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
 import { SpoolFormatError } from '../spool/format.js';
 import { SpoolMissingError, type Spool, type SpoolReader } from '../spool/spool.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
@@ -69,8 +69,7 @@ const unrecoverable = (err: unknown) => err instanceof SpoolMissingError || err 
  * Never throws for one message's failure: the outcome lists what was delivered and what failed, and the caller
  * decides about retries. Errors from S3, KMS and SNS are kept as they are; what no retry can fix is marked so.
  */
-export async function deliver(job: Job<DeliveryJobData | DeliveryJobDataV1>, deps: DeliverDeps, abortSignal?: AbortSignal): Promise<DeliveryOutcome> {
-  const data = deliveryBatch(job.data);
+export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSignal?: AbortSignal): Promise<DeliveryOutcome> {
   const { rule } = data;
   const action = rule.s3Action;
   const done = new Set(data.done);
