@@ -308,20 +308,6 @@ export class Spool {
   }
 
   /**
-   * Reads one message of a spool file — its record and where its DATA lies (the DATA itself when small) — and checks
-   * that it is `messageId`. SpoolMissingError when there is no such file.
-   */
-  async open(fileId: string, at = 0, messageId = fileId): Promise<SpooledMessage> {
-    const { fh, path } = await this.openHandle(fileId);
-    try {
-      const size = (await fh.stat()).size;
-      return expectMessage(await this.readEntry(fh, path, size, at), at, messageId);
-    } finally {
-      await fh.close();
-    }
-  }
-
-  /**
    * A spool file held open for reading several of its messages (a delivery job): one open for the job, one read per
    * message. SpoolMissingError when there is no such file.
    */

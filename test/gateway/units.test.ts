@@ -9,6 +9,7 @@ import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { Spool, SpoolMissingError } from '../../gateway/spool/spool.js';
 import { tempDir } from '../support/files.js';
+import { spooledMessage } from '../support/spool.js';
 
 const base: ReceivingConfigInput = {
   region: 'us-east-1',
@@ -100,7 +101,7 @@ describe('spool and job contract', () => {
       const data = Buffer.from('Subject: x\r\n\r\nbody with "quotes" and \n bare LF\r\n');
       const r = await spool.receive(record(id), Object.assign(Readable.from([data.subarray(0, 5), data.subarray(5)]), { sizeExceeded: false }));
       expect(r).toMatchObject({ ok: true, dataLength: data.length, file: { id, entries: [{ at: 0 }] } });
-      const msg = await spool.open(id);
+      const msg = await spooledMessage(spool, id);
       expect(msg.record.envelope.messageId).toBe(id);
       expect(msg.record.rules).toEqual(record(id).rules);
       expect(msg.dataLength).toBe(data.length);
@@ -116,7 +117,7 @@ describe('spool and job contract', () => {
       expect(await spool.list()).toEqual([id]);
 
       expect(await spool.remove(id)).toBe(true);
-      await expect(spool.open(id)).rejects.toBeInstanceOf(SpoolMissingError);
+      await expect(spooledMessage(spool, id)).rejects.toBeInstanceOf(SpoolMissingError);
     } finally {
       await spool.close();
       await dir.remove();
