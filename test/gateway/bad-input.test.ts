@@ -6,34 +6,26 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivedNotification } from '../../shared/notification/index.js';
 import { buildHeaderBlock } from '../../shared/ses/header-block.js';
-import { tempDir } from '../support/files.js';
-import type { Moto } from '../support/moto.js';
-import type { RedisServer } from '../support/redis.js';
-import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawObject, RawSmtp, receiveSns, REGION, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawObject, RawSmtp, receiveSns, REGION, startTestGateway, waitFor, startBackends, type Backends } from './helpers.js';
 
 const HOST = 'mx.bad-input.test';
 const BUCKET = 'bad-input';
 let backends: Backends;
-let moto: Moto;
-let redis: RedisServer;
-let aws: AwsFixture;
-let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
 let queueUrl: string;
 const notifications = new Map<string, ReceivedNotification>();
 
 beforeAll(async () => {
   backends = await startBackends('mailroom-bad-', { motoEnv: true });
-  ({ moto, redis, dir, aws } = backends);
-  await createBuckets(aws, BUCKET);
-  const t = await createTopicWithQueue(aws, 'bad-input');
+  await createBuckets(backends.aws, BUCKET);
+  const t = await createTopicWithQueue(backends.aws, 'bad-input');
   queueUrl = t.queueUrl;
   gw = await startTestGateway({
     region: REGION,
     accountId: ACCOUNT,
     ruleSetName: 'bad-input',
     rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in', topicArn: t.topicArn } }],
-    gateway: { hostname: HOST, spoolDir: join(dir.path, 'spool'), smtp: { port: 0, reverseDns: false }, redis: { url: redis.url, prefix: 'bad' }, worker: { concurrency: 4 } },
+    gateway: { hostname: HOST, spoolDir: join(backends.dir.path, 'spool'), smtp: { port: 0, reverseDns: false }, redis: { url: backends.redis.url, prefix: 'bad' }, worker: { concurrency: 4 } },
   });
 }, 120_000);
 
@@ -44,7 +36,7 @@ afterAll(async () => {
 
 async function notificationOf(messageId: string): Promise<ReceivedNotification> {
   return waitFor(`notification of ${messageId}`, async () => {
-    for (const e of await receiveSns(aws, queueUrl, 10, 1_000)) {
+    for (const e of await receiveSns(backends.aws, queueUrl, 10, 1_000)) {
       const n = JSON.parse(e.Message) as ReceivedNotification;
       notifications.set(n.mail.messageId, n);
     }
@@ -72,7 +64,7 @@ async function expectStoredExactly(reply: string, data: Buffer): Promise<Receive
   const id = m![1]!;
   const n = await notificationOf(id);
   const hb = buildHeaderBlock({ mailFrom: 'sender@origin.example', helo: 'client.example.net', clientIp: '127.0.0.1', byHost: HOST, messageId: id, recipients: ['user@example.com'], receivedAt: new Date(n.mail.timestamp) });
-  const stored = await rawObject(aws, BUCKET, `in/${id}`);
+  const stored = await rawObject(backends.aws, BUCKET, `in/${id}`);
   expect(stored.equals(Buffer.concat([Buffer.from(hb, 'utf8'), data]))).toBe(true);
   return n;
 }
@@ -82,7 +74,7 @@ const bin = (s: string) => Buffer.from(s, 'latin1');
 
 describe('malformed commands get their reply and the session stays usable', () => {
   it('answers each with 5xx and still accepts a good message afterwards', async () => {
-    const before = (await listKeys(aws, BUCKET)).length;
+    const before = (await listKeys(backends.aws, BUCKET)).length;
     const c = await RawSmtp.connect(gw.port);
     expect(await c.command('MAIL FROM:<a@b.example>')).toMatch(/^503 /); // before EHLO
     expect(await c.command('EHLO')).toMatch(/^501 /);
@@ -104,17 +96,17 @@ describe('malformed commands get their reply and the session stays usable', () =
     const reply = await c.data(`Subject: after the noise${CRLF}${CRLF}fine`);
     await expectStoredExactly(reply, bin(`Subject: after the noise${CRLF}${CRLF}fine${CRLF}`));
     c.close();
-    expect((await listKeys(aws, BUCKET)).length).toBe(before + 1);
+    expect((await listKeys(backends.aws, BUCKET)).length).toBe(before + 1);
   });
 });
 
 describe('DATA is stored exactly as received', () => {
   it('SMTP smuggling sequences (\\n.\\n, \\r.\\n, \\n.\\r\\n) do not end the message', async () => {
-    const before = (await listKeys(aws, BUCKET)).length;
+    const before = (await listKeys(backends.aws, BUCKET)).length;
     const payload = `Subject: smuggle${CRLF}${CRLF}one\n.\nMAIL FROM:<evil@attacker.example>${CRLF}two\r.\nRCPT TO:<victim@example.com>${CRLF}three\n.\r\nDATA${CRLF}four`;
     const reply = await send(payload);
     await expectStoredExactly(reply, bin(payload + CRLF));
-    expect((await listKeys(aws, BUCKET)).length).toBe(before + 1);
+    expect((await listKeys(backends.aws, BUCKET)).length).toBe(before + 1);
   });
 
   it('NUL bytes, a 10,000-character line and 8-bit bytes pass through untouched', async () => {

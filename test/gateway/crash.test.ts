@@ -8,13 +8,10 @@ import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../support/files.js';
-import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
-import type { RedisServer } from '../support/redis.js';
 import { killHard, startMailroom, writeConfig } from './child.js';
-import { ACCOUNT, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { ACCOUNT, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, startBackends, type Backends } from './helpers.js';
 
 const TOTAL = 2_000;
 const SENDERS = 20;
@@ -22,16 +19,11 @@ const KILL_AFTER = 700;
 const BUCKET = 'crash';
 
 let backends: Backends;
-let moto: Moto;
-let redis: RedisServer;
-let aws: AwsFixture;
-let dir: Awaited<ReturnType<typeof tempDir>>;
 let proc: Started | undefined;
 
 beforeAll(async () => {
   backends = await startBackends('mailroom-crash-');
-  ({ moto, redis, dir, aws } = backends);
-  await createBuckets(aws, BUCKET);
+  await createBuckets(backends.aws, BUCKET);
 }, 120_000);
 
 afterAll(async () => {
@@ -42,21 +34,21 @@ afterAll(async () => {
 describe('SIGKILL mid-load', () => {
   it(`loses none of ${TOTAL} acknowledged messages and stores each once`, async () => {
     const port = await freePort();
-    const configFile = await writeConfig(dir.path, 'crash.json', {
+    const configFile = await writeConfig(backends.dir.path, 'crash.json', {
       region: REGION,
       accountId: ACCOUNT,
       ruleSetName: 'crash',
       rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in/' } }],
       gateway: {
         hostname: 'mx.crash.test',
-        spoolDir: join(dir.path, 'spool'),
+        spoolDir: join(backends.dir.path, 'spool'),
         smtp: { port, reverseDns: false, maxConnections: 100 },
-        redis: { url: redis.url, prefix: 'crash' },
+        redis: { url: backends.redis.url, prefix: 'crash' },
         // Short locks so deliveries the killed process held are taken over within seconds, not the default 30 s.
         worker: { concurrency: 16, lockDurationMs: 4_000, stalledIntervalMs: 1_000, backoffBaseMs: 200, backoffMaxMs: 2_000, recoveryIntervalMs: 2_000 },
       },
     });
-    const env = { ...moto.env };
+    const env = { ...backends.moto.env };
     const started = Date.now();
     proc = await startMailroom('gateway', configFile, env, port);
 
@@ -107,7 +99,7 @@ describe('SIGKILL mid-load', () => {
     const keys = await waitFor(
       'all acknowledged messages in the bucket',
       async () => {
-        const k = await listKeys(aws, BUCKET);
+        const k = await listKeys(backends.aws, BUCKET);
         return [...wanted].every((w) => k.includes(w)) ? k : undefined;
       },
       150_000,
@@ -119,7 +111,7 @@ describe('SIGKILL mid-load', () => {
     // beyond the acknowledged ones can only be messages in flight at the kill (spooled, 250 never received, sent
     // again by the client): at most one per connection.
     const loadIdOf = async (key: string) => {
-      const r = await aws.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, Range: 'bytes=0-1023' }));
+      const r = await backends.aws.s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, Range: 'bytes=0-1023' }));
       return Number(/X-Load-Id: (\d+)/.exec(await r.Body!.transformToString('latin1'))?.[1]);
     };
     const byKey = new Map<string, number>();
@@ -135,7 +127,7 @@ describe('SIGKILL mid-load', () => {
     for (const k of extra) expect(ackedLoadIds.has(byKey.get(k)!)).toBe(true); // a resent message, not a stray
 
     // Everything delivered ⇒ the spool is released (after the restart's recovery and stalled-job takeover).
-    await waitFor('spool drained', async () => (await readdir(join(dir.path, 'spool', 'messages'))).length === 0, 60_000, 500);
+    await waitFor('spool drained', async () => (await readdir(join(backends.dir.path, 'spool', 'messages'))).length === 0, 60_000, 500);
     console.log(`crash test: ${TOTAL} messages accepted in ${((loadDone - started) / 1000).toFixed(1)} s (kill + restart included), all delivered ${((delivered - started) / 1000).toFixed(1)} s after start; ${extra.length} resent duplicates from the kill`);
   }, 240_000);
 });

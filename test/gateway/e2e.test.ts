@@ -11,12 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildReceivedNotification, serializeNotification, SNS_SUBJECT, type ReceivedNotification } from '../../shared/notification/index.js';
 import { buildHeaderBlock } from '../../shared/ses/header-block.js';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
-import { tempDir } from '../support/files.js';
-import type { Moto } from '../support/moto.js';
-import type { RedisServer } from '../support/redis.js';
 import {
   ACCOUNT,
- 
   createBuckets,
   createKey,
   createTopicWithQueue,
@@ -31,17 +27,14 @@ import {
   startTestGateway,
   storedBytes,
   waitFor,
-  type AwsFixture, startBackends, type Backends
+  startBackends,
+  type Backends,
 } from './helpers.js';
 
 const HOST = 'mx.gateway.test';
 const HELO = 'client.example.net';
 
 let backends: Backends;
-let moto: Moto;
-let redis: RedisServer;
-let aws: AwsFixture;
-let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: Awaited<ReturnType<typeof startTestGateway>>;
 let keyArn: string;
 let topic: { topicArn: string; queueUrl: string };
@@ -60,9 +53,9 @@ function config(): ReceivingConfigInput {
     ],
     gateway: {
       hostname: HOST,
-      spoolDir: join(dir.path, 'spool'),
-      smtp: { port: 0, reverseDns: false, tls: { certFile: join(dir.path, 'cert.pem'), keyFile: join(dir.path, 'key.pem') } },
-      redis: { url: redis.url, prefix: 'e2e' },
+      spoolDir: join(backends.dir.path, 'spool'),
+      smtp: { port: 0, reverseDns: false, tls: { certFile: join(backends.dir.path, 'cert.pem'), keyFile: join(backends.dir.path, 'key.pem') } },
+      redis: { url: backends.redis.url, prefix: 'e2e' },
       worker: { concurrency: 4, backoffBaseMs: 200, backoffMaxMs: 1000 },
       upload: { multipartThresholdBytes: 8 * 1024 * 1024, partSizeBytes: 5 * 1024 * 1024 },
     },
@@ -71,11 +64,10 @@ function config(): ReceivingConfigInput {
 
 beforeAll(async () => {
   backends = await startBackends('mailroom-e2e-', { motoEnv: true });
-  ({ moto, redis, dir, aws } = backends);
-  await createBuckets(aws, 'mail-a', 'mail-b');
-  keyArn = await createKey(aws);
-  topic = await createTopicWithQueue(aws, 'inbound');
-  await selfSignedCert(dir.path);
+  await createBuckets(backends.aws, 'mail-a', 'mail-b');
+  keyArn = await createKey(backends.aws);
+  topic = await createTopicWithQueue(backends.aws, 'inbound');
+  await selfSignedCert(backends.dir.path);
   gw = await startTestGateway(config());
 }, 120_000);
 
@@ -84,7 +76,7 @@ afterAll(async () => {
   await backends?.stop();
 });
 
-const spoolFile = (messageId: string) => join(dir.path, 'spool', 'messages', `${messageId}.msg`);
+const spoolFile = (messageId: string) => join(backends.dir.path, 'spool', 'messages', `${messageId}.msg`);
 
 function expectedHeaderBlock(messageId: string, recipients: string[], receivedAt: Date, scan: boolean, mailFrom = 'sender@origin.example'): Buffer {
   return Buffer.from(
@@ -110,7 +102,7 @@ describe('accepted mail lands as SES would write it', () => {
     const id = sent.messageId;
 
     // The one notification (only "support" has a topic) tells us the receipt time the header block used.
-    const [env] = await receiveSns(aws, topic.queueUrl, 1);
+    const [env] = await receiveSns(backends.aws, topic.queueUrl, 1);
     expect(env).toBeDefined();
     expect(env!.Subject).toBe(SNS_SUBJECT);
     expect(env!.TopicArn).toBe(topic.topicArn);
@@ -119,23 +111,23 @@ describe('accepted mail lands as SES would write it', () => {
 
     // support: only its own recipient, +label matched; scan-enabled ⇒ GRAY verdict headers.
     const supportKey = `inbound/${id}`;
-    const a = await storedBytes(aws, 'mail-a', supportKey);
+    const a = await storedBytes(backends.aws, 'mail-a', supportKey);
     const supportHb = expectedHeaderBlock(id, ['support+billing@example.com'], receivedAt, true);
     expect(a.body.equals(Buffer.concat([supportHb, Buffer.from(data, 'latin1')]))).toBe(true);
     expect(JSON.parse(a.metadata['x-amz-matdesc']!)).toEqual({ 'aws:ses:message-id': id, 'aws:ses:rule-name': 'support', 'aws:ses:source-account': ACCOUNT, kms_cmk_id: keyArn });
 
     // archive: both recipients (domain condition), its own bucket, its own rule name in the encryption context.
     const archiveKey = `archive/${id}`;
-    const b = await storedBytes(aws, 'mail-b', archiveKey);
+    const b = await storedBytes(backends.aws, 'mail-b', archiveKey);
     expect(b.body.equals(Buffer.concat([expectedHeaderBlock(id, ['support+billing@example.com', 'other@example.com'], receivedAt, false), Buffer.from(data, 'latin1')]))).toBe(true);
     expect(JSON.parse(b.metadata['x-amz-matdesc']!)['aws:ses:rule-name']).toBe('archive');
     // No client checksum on the object (gateway.upload.checksums WHEN_REQUIRED): nothing SES is not known to write.
-    const checks = await aws.s3.send(new HeadObjectCommand({ Bucket: 'mail-a', Key: supportKey, ChecksumMode: 'ENABLED' }));
+    const checks = await backends.aws.s3.send(new HeadObjectCommand({ Bucket: 'mail-a', Key: supportKey, ChecksumMode: 'ENABLED' }));
     expect(Object.keys(checks).filter((k) => k.startsWith('Checksum') && k !== 'ChecksumType')).toEqual([]);
 
     // The official client decrypts it to the same bytes.
-    const out = join(dir.path, `ruby-${id}`);
-    await run('ruby', [RUBY_SCRIPT, 'get', moto.endpoint, REGION, 'mail-a', supportKey, out], { env: { ...process.env, ...moto.env }, timeout: 60_000 });
+    const out = join(backends.dir.path, `ruby-${id}`);
+    await run('ruby', [RUBY_SCRIPT, 'get', backends.moto.endpoint, REGION, 'mail-a', supportKey, out], { env: { ...process.env, ...backends.moto.env }, timeout: 60_000 });
     const { readFile } = await import('node:fs/promises');
     expect((await readFile(out)).equals(a.body)).toBe(true);
 
@@ -167,9 +159,9 @@ describe('accepted mail lands as SES would write it', () => {
     const id = sent.messageId;
     expect(id).not.toBe('');
     const key = `archive/${id}`;
-    const head = await waitFor('big object', () => aws.s3.send(new HeadObjectCommand({ Bucket: 'mail-b', Key: key })), 60_000, 250);
+    const head = await waitFor('big object', () => backends.aws.s3.send(new HeadObjectCommand({ Bucket: 'mail-b', Key: key })), 60_000, 250);
     expect(head.ETag).toMatch(/-\d+"$/); // multipart ETag
-    const stored = await storedBytes(aws, 'mail-b', key);
+    const stored = await storedBytes(backends.aws, 'mail-b', key);
     const text = stored.body.toString('latin1');
     expect(text.slice(0, 12)).toBe('Return-Path:');
     const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -184,7 +176,7 @@ describe('recipients are matched as SES matches them', () => {
     expect(sent.accepted).toEqual(['x@a.sub.example.org']);
     expect(sent.rejected.sort()).toEqual(['nobody@unknown.example', 'y@sub.example.org', 'z@off.example']);
     for (const e of sent.rejectedErrors) expect(e.response).toMatch(/^550 5\.1\.1 /);
-    const stored = await waitFor('subs object', () => storedBytes(aws, 'mail-b', sent.messageId), 30_000, 250);
+    const stored = await waitFor('subs object', () => storedBytes(backends.aws, 'mail-b', sent.messageId), 30_000, 250);
     expect(stored.body.toString('latin1')).toContain(`for x@a.sub.example.org;`);
   });
 
@@ -204,7 +196,7 @@ describe('TLS policy Require', () => {
 
     const sent = await sendRaw(gw.port, { from: 'sender@origin.example', to: ['secure@tls.example'] }, rawMessage([['Subject', 'tls']], 'secret\r\n'), { requireTLS: true, name: HELO });
     expect(sent.accepted).toEqual(['secure@tls.example']);
-    const stored = await waitFor('secure object', () => storedBytes(aws, 'mail-a', `secure/${sent.messageId}`), 30_000, 250);
+    const stored = await waitFor('secure object', () => storedBytes(backends.aws, 'mail-a', `secure/${sent.messageId}`), 30_000, 250);
     // SES writes "with SMTP" even for TLS senders (spec §2.1).
     expect(stored.body.toString('latin1')).toContain(`by ${HOST} with SMTP id ${sent.messageId}`);
   });
@@ -212,7 +204,7 @@ describe('TLS policy Require', () => {
 
 describe('size limit', () => {
   it('advertises SIZE, refuses a declared or streamed oversize with 552, and keeps nothing of it', async () => {
-    const small = await startTestGateway({ ...config(), maxMessageSize: 64 * 1024, gateway: { ...config().gateway, spoolDir: join(dir.path, 'spool-small'), nodeId: 'e2e-small', smtp: { port: 0, reverseDns: false } } }, { smtp: true, workers: false });
+    const small = await startTestGateway({ ...config(), maxMessageSize: 64 * 1024, gateway: { ...config().gateway, spoolDir: join(backends.dir.path, 'spool-small'), nodeId: 'e2e-small', smtp: { port: 0, reverseDns: false } } }, { smtp: true, workers: false });
     try {
       const c = await RawSmtp.connect(small.port);
       const ehlo = (await c.command(`EHLO ${HELO}`)).split('\n').map((l) => l.slice(4));
@@ -229,7 +221,7 @@ describe('size limit', () => {
       expect(await c.command('RCPT TO:<other@example.com>')).toMatch(/^250/);
       expect(await c.data('Subject: small\r\n\r\nok\r\n')).toMatch(/^250 Ok /);
       c.close();
-      const spool = join(dir.path, 'spool-small');
+      const spool = join(backends.dir.path, 'spool-small');
       expect(await readdir(join(spool, 'incoming'))).toEqual([]);
       expect(await readdir(join(spool, 'messages'))).toHaveLength(1);
     } finally {

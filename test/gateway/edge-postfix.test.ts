@@ -9,12 +9,9 @@ import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../support/files.js';
-import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
-import type { RedisServer } from '../support/redis.js';
 import { waitForPort } from '../support/process.js';
-import { ACCOUNT, createBuckets, rawObject, rawMessage, REGION, run, sendRaw, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { ACCOUNT, createBuckets, rawObject, rawMessage, REGION, run, sendRaw, startTestGateway, waitFor, startBackends, type Backends } from './helpers.js';
 
 const POSTFIX = '/usr/sbin/postfix';
 const canRun = existsSync(POSTFIX) && process.getuid?.() === 0;
@@ -100,26 +97,21 @@ async function startPostfix(root: string, opts: { smtpdPort: number; relayPort: 
 
 describe.skipIf(!canRun)('a real Postfix relaying to the gateway (needs root and Debian postfix)', () => {
   let backends: Backends;
-  let moto: Moto;
-  let redis: RedisServer;
-  let aws: AwsFixture;
-  let dir: Awaited<ReturnType<typeof tempDir>>;
   let gw: Awaited<ReturnType<typeof startTestGateway>>;
   let postfix: Awaited<ReturnType<typeof startPostfix>>;
   let postfixPort: number;
 
   beforeAll(async () => {
     [backends, postfixPort] = await Promise.all([startBackends('mailroom-postfix-', { motoEnv: true }), freePort()]);
-    ({ moto, redis, dir, aws } = backends);
-    await createBuckets(aws, BUCKET);
+    await createBuckets(backends.aws, BUCKET);
     gw = await startTestGateway({
       region: REGION,
       accountId: ACCOUNT,
       ruleSetName: 'relay',
       rules: [{ name: 'relayed', recipients: ['example.com', 'lmtp.example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in' } }],
-      gateway: { hostname: 'mx.gateway.test', spoolDir: join(dir.path, 'spool'), smtp: { port: 0, lmtpPort: 0, reverseDns: false }, redis: { url: redis.url, prefix: 'relay' } },
+      gateway: { hostname: 'mx.gateway.test', spoolDir: join(backends.dir.path, 'spool'), smtp: { port: 0, lmtpPort: 0, reverseDns: false }, redis: { url: backends.redis.url, prefix: 'relay' } },
     });
-    postfix = await startPostfix(join(dir.path, 'postfix'), { smtpdPort: postfixPort, relayPort: gw.port, lmtpPort: gw.smtp!.addresses.lmtp!.port });
+    postfix = await startPostfix(join(backends.dir.path, 'postfix'), { smtpdPort: postfixPort, relayPort: gw.port, lmtpPort: gw.smtp!.addresses.lmtp!.port });
   }, 120_000);
 
   afterAll(async () => {
@@ -144,7 +136,7 @@ describe.skipIf(!canRun)('a real Postfix relaying to the gateway (needs root and
     const reply = await sentReply('user@example.com');
     const id = /^250 Ok (\S+)$/.exec(reply)?.[1];
     expect(id, reply).toBeDefined();
-    const stored = (await waitFor(`object in/${id}`, () => rawObject(aws, BUCKET, `in/${id}`), 30_000, 250)).toString('latin1');
+    const stored = (await waitFor(`object in/${id}`, () => rawObject(backends.aws, BUCKET, `in/${id}`), 30_000, 250)).toString('latin1');
     const received = [...stored.matchAll(/^Received: [^\r\n]*(?:\r\n[ \t][^\r\n]*)*/gm)].map((m) => m[0]);
     expect(received[0]).toMatch(/^Received: from relay\.postfix\.test \(unknown \[127\.0\.0\.1\]\)\r\n by mx\.gateway\.test with SMTP id /);
     expect(received[1]).toMatch(/by relay\.postfix\.test \(Postfix\)/);
@@ -160,7 +152,7 @@ describe.skipIf(!canRun)('a real Postfix relaying to the gateway (needs root and
     const ids = replies.map((r, i) => new RegExp(`^250 Ok (\\S+) <${to[i]!.replace(/\./g, '\\.')}>$`).exec(r)?.[1]);
     expect(ids[0], replies.join(' | ')).toBeDefined();
     expect(ids[1]).toBe(ids[0]);
-    const stored = (await waitFor(`object in/${ids[0]}`, () => rawObject(aws, BUCKET, `in/${ids[0]}`), 30_000, 250)).toString('latin1');
+    const stored = (await waitFor(`object in/${ids[0]}`, () => rawObject(backends.aws, BUCKET, `in/${ids[0]}`), 30_000, 250)).toString('latin1');
     expect(stored).toMatch(/^Received: from relay\.postfix\.test \(unknown \[127\.0\.0\.1\]\)\r\n by mx\.gateway\.test with SMTP id /m);
     expect(stored).toContain('Subject: via postfix lmtp\r\n');
   });

@@ -10,16 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { streamLogger } from '../../gateway/log.js';
-import { tempDir } from '../support/files.js';
-import type { Moto } from '../support/moto.js';
-import type { RedisServer } from '../support/redis.js';
-import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawMessage, RawSmtp, REGION, runtimeFor, sendRaw, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawMessage, RawSmtp, REGION, runtimeFor, sendRaw, waitFor, startBackends, type Backends } from './helpers.js';
 
 let backends: Backends;
-let moto: Moto;
-let redis: RedisServer;
-let aws: AwsFixture;
-let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: RunningGateway | undefined;
 const lines: Array<Record<string, unknown>> = [];
 const rawLog: string[] = [];
@@ -30,8 +23,7 @@ const MISSING_KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/00000000-0000-4000-800
 
 beforeAll(async () => {
   backends = await startBackends('mailroom-obs-', { motoEnv: true });
-  ({ moto, redis, dir, aws } = backends);
-  await createBuckets(aws, 'obs');
+  await createBuckets(backends.aws, 'obs');
 }, 120_000);
 
 afterAll(async () => {
@@ -52,7 +44,7 @@ function sample(text: string, series: string): number | undefined {
 
 describe('metrics, health and logs', () => {
   it('counts accepted and refused mail, deliveries, upload bytes/latency and AWS errors; /readyz names what is missing', async () => {
-    const topic = await createTopicWithQueue(aws, 'obs');
+    const topic = await createTopicWithQueue(backends.aws, 'obs');
     const config: ReceivingConfigInput = {
       region: REGION,
       accountId: ACCOUNT,
@@ -67,9 +59,9 @@ describe('metrics, health and logs', () => {
       gateway: {
         hostname: 'mx.obs.test',
         nodeId: 'obs-1',
-        spoolDir: join(dir.path, 'spool'),
+        spoolDir: join(backends.dir.path, 'spool'),
         smtp: { port: 0, reverseDns: false },
-        redis: { url: redis.url, prefix: '{obs}' },
+        redis: { url: backends.redis.url, prefix: '{obs}' },
         worker: { concurrency: 4, attempts: 2, backoffBaseMs: 100, backoffMaxMs: 200, shutdownTimeoutMs: 2_000 },
         http: { port: 0, readyCacheMs: 100, checkTimeoutMs: 2_000 },
       },
@@ -151,10 +143,10 @@ describe('metrics, health and logs', () => {
     await waitFor('spool gauge', async () => sample((await get(http, '/metrics')).body, 'mailroom_spool_files') === 3, 10_000, 500);
     expect(sample((await get(http, '/metrics')).body, 'mailroom_spool_bytes')).toBeGreaterThan(3 * BODY_MARK.length);
     expect(sample(t, 'mailroom_node_info{node_id="obs-1"}')).toBe(1);
-    expect(await listKeys(aws, 'obs', 'ok/')).toEqual([`ok/${ok.messageId}`]);
+    expect(await listKeys(backends.aws, 'obs', 'ok/')).toEqual([`ok/${ok.messageId}`]);
 
     // The bucket appears: ready.
-    await aws.s3.send(new CreateBucketCommand({ Bucket: 'obs-missing' }));
+    await backends.aws.s3.send(new CreateBucketCommand({ Bucket: 'obs-missing' }));
     const ready = await waitFor('ready', async () => {
       const r = await get(http, '/readyz');
       return r.status === 200 ? r : undefined;
@@ -186,7 +178,7 @@ describe('metrics, health and logs', () => {
     for (const a of attempts) expect(ids.has(a.messageId as string)).toBe(true);
 
     // Redis gone: not ready, and the check says so; /healthz still answers (the process is fine).
-    await redis.stop();
+    await backends.redis.stop();
     const down = await waitFor('not ready without redis', async () => {
       const r = await get(http, '/readyz');
       return r.status === 503 ? r : undefined;
@@ -197,7 +189,7 @@ describe('metrics, health and logs', () => {
     expect((await get(http, '/metrics')).status).toBe(200);
     // A shutdown that begins while Redis is away still ends (BullMQ's close alone would wait forever).
     const stopping = gw.stop();
-    await redis.restart();
+    await backends.redis.restart();
     await stopping;
     gw = undefined;
   }, 90_000);

@@ -5,25 +5,17 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../support/files.js';
-import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
-import type { RedisServer } from '../support/redis.js';
 import { killHard, startMailroom, writeConfig } from './child.js';
-import { ACCOUNT, createBuckets, listKeys, RawSmtp, REGION, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { ACCOUNT, createBuckets, listKeys, RawSmtp, REGION, waitFor, startBackends, type Backends } from './helpers.js';
 
 let backends: Backends;
-let moto: Moto;
-let redis: RedisServer;
-let aws: AwsFixture;
-let dir: Awaited<ReturnType<typeof tempDir>>;
 let proc: Started | undefined;
 
 beforeAll(async () => {
   backends = await startBackends('mailroom-shutdown-');
-  ({ moto, redis, dir, aws } = backends);
-  await createBuckets(aws, 'shutdown');
+  await createBuckets(backends.aws, 'shutdown');
 }, 120_000);
 
 afterAll(async () => {
@@ -34,14 +26,14 @@ afterAll(async () => {
 describe('SIGTERM', () => {
   it('421 for idle sessions, the DATA in flight still gets its 250, exit 0, and that message is delivered', async () => {
     const port = await freePort();
-    const configFile = await writeConfig(dir.path, 'shutdown.json', {
+    const configFile = await writeConfig(backends.dir.path, 'shutdown.json', {
       region: REGION,
       accountId: ACCOUNT,
       ruleSetName: 'shutdown',
       rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'shutdown' } }],
-      gateway: { hostname: 'mx.shutdown.test', spoolDir: join(dir.path, 'spool'), smtp: { port, reverseDns: false }, redis: { url: redis.url, prefix: 'shutdown' }, worker: { shutdownTimeoutMs: 5_000 } },
+      gateway: { hostname: 'mx.shutdown.test', spoolDir: join(backends.dir.path, 'spool'), smtp: { port, reverseDns: false }, redis: { url: backends.redis.url, prefix: 'shutdown' }, worker: { shutdownTimeoutMs: 5_000 } },
     });
-    proc = await startMailroom('gateway', configFile, { ...moto.env }, port);
+    proc = await startMailroom('gateway', configFile, { ...backends.moto.env }, port);
 
     const idle = await RawSmtp.connect(port);
     expect(await idle.command('EHLO idle.example.net')).toMatch(/^250/);
@@ -74,7 +66,7 @@ describe('SIGTERM', () => {
     expect(await exited).toBe(0);
 
     // Delivered by the first process before it exited, or by the next one.
-    if (!(await listKeys(aws, 'shutdown')).includes(id!)) proc = await startMailroom('gateway', configFile, { ...moto.env }, port);
-    await waitFor('acknowledged message delivered', async () => (await listKeys(aws, 'shutdown')).includes(id!), 30_000, 250);
+    if (!(await listKeys(backends.aws, 'shutdown')).includes(id!)) proc = await startMailroom('gateway', configFile, { ...backends.moto.env }, port);
+    await waitFor('acknowledged message delivered', async () => (await listKeys(backends.aws, 'shutdown')).includes(id!), 30_000, 250);
   }, 90_000);
 });
