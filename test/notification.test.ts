@@ -10,6 +10,7 @@ import {
   decodeEncodedWords,
   destination,
   headerBlockLength,
+  headerBlockOf,
   parseHeaderBlock,
   readHeaderBlock,
   readHeaderBlockFromFile,
@@ -296,6 +297,25 @@ describe('reading the header block from the stored message head', () => {
   it('stops at the limit on a whole line', async () => {
     const head = await readHeaderBlock(Readable.from([Buffer.from('A: 1\r\nB: 22222222\r\n\r\n')]), 12);
     expect(head).toEqual({ block: Buffer.from('A: 1\r\n'), complete: false });
+  });
+
+  it('a message held in memory gives the same header block as its stream, cut or not', async () => {
+    const cases: Array<[string, number?]> = [
+      ['A: 1\r\nB: 2\r\n\r\nbody'],
+      ['A: 1\nB: 2\n\nbody'],
+      ['\r\nbody'],
+      ['A: 1\r\nB: 2\r\n'],
+      ['A: 1\r\nB: 22222222\r\n\r\n', 12],
+      ['A: 1\r\nB: 2\r\n\r\n', 14],
+      ['A: 1\r\n B: folded\r\n\r\nx\r\n\r\ny', 256],
+      ['', undefined],
+    ];
+    for (const [text, limit] of cases) {
+      const bytes = Buffer.from(text);
+      // Streams in 3-byte chunks, so blank lines straddle chunk ends.
+      const chunks = Array.from({ length: Math.ceil(bytes.length / 3) }, (_, i) => bytes.subarray(i * 3, i * 3 + 3));
+      expect(headerBlockOf(bytes, limit), JSON.stringify(text)).toEqual(await readHeaderBlock(Readable.from(chunks), limit));
+    }
   });
 
   it('reads a file head without reading the whole message', async () => {

@@ -126,7 +126,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
                 stored.add(id);
               }
               if (topicArn) {
-                const notification = await notificationFor(m.envelope, { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } }, headerBlock, deps.spool.dataStream(msg, HEADER_READ_LIMIT));
+                const notification = await notificationFor(m.envelope, { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } }, headerBlock, msg.data ?? deps.spool.dataStream(msg, HEADER_READ_LIMIT));
                 toNotify.push({ m, notification, key, started, storedBytes, multipart });
               } else {
                 done.add(id);

@@ -41,19 +41,33 @@ export interface HeaderBlock {
 }
 
 /**
+ * The header block in `head`, the first bytes of a message: cut at its blank line, or at `limit` (at a line end);
+ * undefined when `head` is shorter than `limit` and has no blank line yet (more bytes are needed, unless the message
+ * ends there: then it is all header). `scanned` bytes were already searched (the blank line may straddle chunks).
+ */
+export function headerBlockIn(head: Buffer, limit = HEADER_READ_LIMIT, scanned = 0): HeaderBlock | undefined {
+  const end = headerBlockLength(head, scanned - 2);
+  if (end !== undefined && end <= limit) return { block: head.subarray(0, end), complete: true };
+  if (head.length >= limit) return { block: cutAtLine(head.subarray(0, limit)), complete: false };
+  return undefined;
+}
+
+/** The header block of a whole message held in memory (a spooled small message): no stream, no copy beyond `limit`. */
+export function headerBlockOf(message: Buffer, limit = HEADER_READ_LIMIT): HeaderBlock {
+  return headerBlockIn(message, limit) ?? { block: message, complete: true };
+}
+
+/**
  * Reads a message's header block from a stream of its bytes (a file, an S3 body…), stopping at the blank line or
  * after `limit` bytes; the rest of the stream is not consumed. A message without a blank line is all header.
  */
 export async function readHeaderBlock(chunks: AsyncIterable<Uint8Array>, limit = HEADER_READ_LIMIT): Promise<HeaderBlock> {
   let head = Buffer.alloc(0);
-  let scanned = 0;
   for await (const chunk of chunks) {
+    const scanned = head.length;
     head = Buffer.concat([head, chunk]);
-    // Re-scan the last two bytes of the previous chunk: the blank line may straddle chunks.
-    const end = headerBlockLength(head, scanned - 2);
-    if (end !== undefined && end <= limit) return { block: head.subarray(0, end), complete: true };
-    if (head.length >= limit) return { block: cutAtLine(head.subarray(0, limit)), complete: false };
-    scanned = head.length;
+    const found = headerBlockIn(head, limit, scanned);
+    if (found) return found;
   }
   return { block: head, complete: true };
 }

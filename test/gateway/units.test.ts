@@ -10,6 +10,8 @@ import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { Spool, SpoolMissingError } from '../../gateway/spool/spool.js';
 import { tempDir } from '../support/files.js';
 import { spooledMessage } from '../support/spool.js';
+import { notificationFor } from '../../gateway/worker/notify.js';
+import { headerBlockFor } from '../../gateway/worker/stored-message.js';
 
 const base: ReceivingConfigInput = {
   region: 'us-east-1',
@@ -174,5 +176,23 @@ describe('a config whose rules await a key the infra creates', () => {
     const deployed = structuredClone(cfg);
     deployed.rules[0]!.s3Action.kmsKeyArn = 'arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-0b0a-4909-8807-060504030201';
     expect(rulesAwaitingCreatedKey(deployed)).toEqual([]);
+  });
+});
+
+describe('notification of a spooled message', () => {
+  it('is the same whether its DATA is in memory (a batch entry) or streamed from the spool file', async () => {
+    const envelope: SpoolRecord['envelope'] = { messageId: newMessageId(), receivedAt: '2026-11-27T02:00:00.000Z', mailFrom: 'a@origin.example', helo: 'h.example', clientIp: '192.0.2.7', tls: true, byHost: 'mx.example', accountId: '123456789012', region: 'us-east-1' };
+    const rule = { name: 'r', recipients: ['b@example.com'], scanEnabled: true, s3Action: { bucketName: 'bkt', objectKeyPrefix: 'in/', topicArn: 'arn:aws:sns:us-east-1:123456789012:t' } };
+    const headerBlock = headerBlockFor(envelope, rule);
+    for (const data of [
+      Buffer.from('From: A <a@origin.example>\r\nTo: b@example.com\r\nSubject: =?UTF-8?B?w6k=?=\r\n folded\r\nMessage-ID: <1@origin.example>\r\n\r\nbody\r\n'),
+      Buffer.from('Subject: no body, no blank line\r\n'),
+      Buffer.concat([Buffer.from('X-Long: '), Buffer.alloc(300 * 1024, 'x'), Buffer.from('\r\n\r\nbody\r\n')]),
+    ]) {
+      const now = Date.parse(envelope.receivedAt) + 1234;
+      const fromMemory = await notificationFor(envelope, rule, headerBlock, data, now);
+      const fromStream = await notificationFor(envelope, rule, headerBlock, Readable.from([data.subarray(0, 7), data.subarray(7)]), now);
+      expect(fromMemory).toEqual(fromStream);
+    }
   });
 });
