@@ -6,7 +6,8 @@
  *   2. `mailroom smtp` (SMTP → fsync'd spool → Redis jobs → 250; no workers) under the same smtp-source load, and
  *      end-of-DATA → 250 latency from a client here that timestamps its final dot and the 250: closed loop at full
  *      speed, then open loop at half the maximum rate.
- *   3. End to end (`mailroom gateway`: SMTP → S3 with KMS envelope → SNS) until every spool file is released, next
+ *   3. End to end (`mailroom gateway`: SMTP → S3 with KMS envelope → SNS; and as `mailroom smtp` + `mailroom worker`,
+ *      two processes on one spool) until every spool file is released, next
  *      to plain lib-storage uploads of same-sized bodies at the worker concurrency, against moto and against the
  *      local sink (test/bench/s3-sink.ts, which also answers KMS GenerateDataKey and SNS Publish, so no moto is
  *      involved in the sink runs). Also the calls SES's format needs, made directly with no gateway (GenerateDataKey
@@ -304,8 +305,9 @@ interface Gateway {
   stop(): Promise<void>;
 }
 
+/** `smtp+worker`: `mailroom smtp` and `mailroom worker` as two processes on one spool (a second core for delivery). */
 async function startGatewayProc(
-  command: 'smtp' | 'gateway',
+  command: 'smtp' | 'gateway' | 'smtp+worker',
   work: string,
   name: string,
   redis: RedisServer,
@@ -333,14 +335,16 @@ async function startGatewayProc(
   await writeFile(file, JSON.stringify(config));
   const execArgv = [...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', `${name}.cpuprofile`] : []), ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
   const env = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', ...awsEnv };
-  const proc = spawnLogged(process.execPath, [...execArgv, MAILROOM, command, '--config', file], env, join(work, `${name}.log`));
+  const proc = spawnLogged(process.execPath, [...execArgv, MAILROOM, command === 'smtp+worker' ? 'smtp' : command, '--config', file], env, join(work, `${name}.log`));
   try {
     await waitForPort(port, 60_000, proc.child);
   } catch (err) {
     await proc.stop();
     throw new Error(`${(err as Error).message}\n${(await readFile(join(work, `${name}.log`), 'utf8')).slice(-3000)}`);
   }
-  return { proc, port, spoolDir, stop: () => proc.stop() };
+  if (command !== 'smtp+worker') return { proc, port, spoolDir, stop: () => proc.stop() };
+  const worker = spawnLogged(process.execPath, [...execArgv, MAILROOM, 'worker', '--config', file], env, join(work, `${name}-worker.log`));
+  return { proc, port, spoolDir, stop: async () => void (await Promise.all([proc.stop(), worker.stop()])) };
 }
 
 async function spooled(gw: Gateway): Promise<number> {
@@ -370,8 +374,8 @@ async function vm(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
 }
 
 /** SMTP → spool → S3 (+KMS) → SNS for `count` messages, until the spool is empty. */
-async function endToEnd(label: string, work: string, redis: RedisServer, rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string }, awsEnv: Record<string, string>, count: number, timeoutMs: number): Promise<RateResult> {
-  const gw = await startGatewayProc('gateway', work, label, redis, rule, awsEnv);
+async function endToEnd(label: string, work: string, redis: RedisServer, rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string }, awsEnv: Record<string, string>, count: number, timeoutMs: number, command: 'gateway' | 'smtp+worker' = 'gateway'): Promise<RateResult> {
+  const gw = await startGatewayProc(command, work, label, redis, rule, awsEnv);
   try {
     await smtpSource(`${label} warm-up`, gw.port, 200, true, 60_000);
     if (!(await drained(gw, 60_000))) throw new Error(`${label}: warm-up did not drain`);
@@ -563,6 +567,7 @@ async function main(): Promise<void> {
       const e2eSink = await endToEnd('e2e-sink', work, redis, sinkRule, sinkEnv, n(5_000), 120_000);
       const { kmsKeyArn: _k, ...sinkRuleNoKms } = sinkRule;
       const e2eSinkNoKms = await endToEnd('e2e-sink-nokms', work, redis, sinkRuleNoKms, sinkEnv, n(5_000), 120_000);
+      const e2eSinkSplit = await endToEnd('e2e-sink-split', work, redis, sinkRule, sinkEnv, n(5_000), 120_000, 'smtp+worker');
       const st = await sink.stats();
       log(`sink stats: ${JSON.stringify(st)}`);
 
@@ -577,6 +582,7 @@ async function main(): Promise<void> {
       let callsMoto: RateResult | undefined;
       let e2eMoto: RateResult | undefined;
       let e2eMotoNoKms: RateResult | undefined;
+      let e2eMotoSplit: RateResult | undefined;
       if (moto) {
         cleanups.push(() => moto.stop());
         const cfg = { region: REGION, endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
@@ -589,11 +595,12 @@ async function main(): Promise<void> {
         callsMoto = await sesFormatCalls('SES-format calls → moto', moto.endpoint, 'bench', keyArn, topicArn, n(1_000), stored, 60_000);
         e2eMoto = await endToEnd('e2e-moto', work, redis, { bucketName: 'bench', kmsKeyArn: keyArn, topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000);
         e2eMotoNoKms = await endToEnd('e2e-moto-nokms', work, redis, { bucketName: 'bench', topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000);
+        e2eMotoSplit = await endToEnd('e2e-moto-split', work, redis, { bucketName: 'bench', kmsKeyArn: keyArn, topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000, 'smtp+worker');
       }
-      const e2eRow = (label: string, e2e: RateResult, plain: RateResult, kms: boolean, calls?: RateResult) => {
+      const e2eRow = (label: string, e2e: RateResult, plain: RateResult, kms: boolean, calls?: RateResult, split = false) => {
         const ratio = e2e.rate / plain.rate;
         const ofCalls = calls?.ok ? `; ${(e2e.rate / calls.rate).toFixed(2)}× the same calls made directly` : '';
-        rows.push({ what: `end to end SMTP → S3${kms ? '+KMS' : ' (rule without KMS)'} → SNS, ${label}`, figure: `${e2e.rate.toFixed(0)} msg/s${e2e.ok ? '' : ` (${e2e.note})`}${ofCalls}`, ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.8× plain', verdict: e2e.ok && plain.ok && ratio >= 0.8 ? 'met' : 'MISSED' });
+        rows.push({ what: `end to end SMTP → S3${kms ? '+KMS' : ' (rule without KMS)'} → SNS, ${label}${split ? ', mailroom smtp + mailroom worker' : ''}`, figure: `${e2e.rate.toFixed(0)} msg/s${e2e.ok ? '' : ` (${e2e.note})`}${ofCalls}`, ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.8× plain', verdict: e2e.ok && plain.ok && ratio >= 0.8 ? 'met' : 'MISSED' });
       };
       const callsRow = (label: string, calls: RateResult, plain: RateResult) =>
         rows.push({ what: `SES-format calls alone, no gateway → ${label} (GenerateDataKey + upload, PublishBatch per 10)`, figure: `${calls.rate.toFixed(0)} msg/s${calls.ok ? '' : ` (${calls.note})`}`, ratio: `${(calls.rate / plain.rate).toFixed(2)}×` });
@@ -603,10 +610,12 @@ async function main(): Promise<void> {
       if (callsMoto && plainMoto) callsRow('moto', callsMoto, plainMoto);
       if (e2eMoto && plainMoto) e2eRow('moto', e2eMoto, plainMoto, true, callsMoto);
       if (e2eMotoNoKms && plainMoto) e2eRow('moto', e2eMotoNoKms, plainMoto, false);
+      if (e2eMotoSplit && plainMoto) e2eRow('moto', e2eMotoSplit, plainMoto, true, callsMoto, true);
       plainRow('local sink', plainSink);
       callsRow('local sink', callsSink, plainSink);
       e2eRow('local sink', e2eSink, plainSink, true, callsSink);
       e2eRow('local sink', e2eSinkNoKms, plainSink, false);
+      e2eRow('local sink', e2eSinkSplit, plainSink, true, callsSink, true);
     }
 
     // 4. peak RSS with 8 × 40 MB
