@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { canonicalMatdesc, createDecipherStream, EnvelopeError, parseEnvelope, sesMatdesc } from '../shared/envelope/index.js';
+import { createGcmEncryptStream, gcmEncrypt } from '../shared/envelope/encrypt.js';
 
 function sealed(plain: Buffer, key: Buffer, iv: Buffer): Buffer {
   const c = createCipheriv('aes-256-gcm', key, iv);
@@ -123,5 +124,22 @@ describe('parseEnvelope', () => {
     m['x-amz-wrap-alg'] = 'kms+context';
     m['x-amz-matdesc'] = '{"aws:x-amz-cek-alg":"AES/GCM/NoPadding"}';
     expect(parseEnvelope(m).context).toEqual({ 'aws:x-amz-cek-alg': 'AES/GCM/NoPadding' });
+  });
+});
+
+describe('encryption of a message in memory', () => {
+  it('is byte for byte the streamed encryption (ciphertext, then the 16-byte tag)', async () => {
+    for (const size of [0, 1, 15, 16, 17, 10_000, 300_000]) {
+      const key = randomBytes(32);
+      const iv = randomBytes(12);
+      const plain = randomBytes(size);
+      const streamed = await buffer(Readable.from([plain.subarray(0, size >> 1), plain.subarray(size >> 1)]).pipe(createGcmEncryptStream(key, iv, size)));
+      const whole = gcmEncrypt(key, iv, plain);
+      expect(whole.equals(streamed)).toBe(true);
+      expect(whole.length).toBe(size + 16);
+      const d = createDecipheriv('aes-256-gcm', key, iv);
+      d.setAuthTag(whole.subarray(size));
+      expect(Buffer.concat([d.update(whole.subarray(0, size)), d.final()]).equals(plain)).toBe(true);
+    }
   });
 });

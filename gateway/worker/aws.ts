@@ -3,6 +3,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { kmsClient, s3Client, snsClient } from '../../shared/aws/clients.js';
 import { observeKmsErrors } from '../../shared/aws/kms-data-key.js';
+import { observeS3Errors } from '../../shared/aws/s3-put-object.js';
 import { parseArn } from '../../shared/ses/arn.js';
 import type { GatewaySettings } from '../../shared/config/gateway.js';
 import type { AwsService, DeliveryMetrics } from '../observability/metrics.js';
@@ -38,8 +39,9 @@ function countErrors<C>(client: C, service: AwsService, metrics: DeliveryMetrics
  * One client per service and region, built the way every mailroom command builds them (AWS_REGION,
  * AWS_ENDPOINT_URL[_S3|_KMS|_SNS], the standard credential chain).
  *
- * S3 gets a single SDK attempt: the body is a one-shot stream, so a retry inside the SDK could not resend it. The
- * job's own retries (fresh stream, backoff) cover S3; KMS and SNS requests are small and keep the SDK's retries.
+ * S3 gets a single SDK attempt: a streamed body is one-shot, so a retry inside the SDK could not resend it. The
+ * job's own retries (fresh stream, backoff) cover S3; a small message in memory goes up by s3-put-object.ts, which
+ * retries itself. KMS and SNS requests are small and keep their retries.
  *
  * `iamRoleArn` is not assumed: SES assumes it as ses.amazonaws.com, and its trust policy admits only that service.
  * The gateway writes with its own credentials (the infra's gatewayWriter policy grants the same actions).
@@ -56,7 +58,12 @@ export class AwsClients {
 
   s3(region: string): S3Client {
     let c = this.s3s.get(region);
-    if (!c) this.s3s.set(region, (c = countErrors(s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums }), 's3', this.metrics)));
+    if (!c) {
+      this.s3s.set(region, (c = countErrors(s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums }), 's3', this.metrics)));
+      // Small messages go up without the middleware stack (shared/aws/s3-put-object.ts): counted here instead.
+      const metrics = this.metrics;
+      if (metrics) observeS3Errors(c, (operation, error) => metrics.awsError('s3', operation, error));
+    }
     return c;
   }
 

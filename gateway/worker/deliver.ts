@@ -102,7 +102,8 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
               let storedBytes = 0;
               let multipart = false;
               if (!stored.has(id)) {
-                const body = storedMessageStream(headerBlock, deps.spool.dataStream(msg));
+                // A batch entry is in memory already: one buffer, one signed PUT. A big message streams.
+                const body = msg.data ? Buffer.concat([headerBlock, msg.data]) : storedMessageStream(headerBlock, deps.spool.dataStream(msg));
                 const t = process.hrtime.bigint();
                 try {
                   const put = await putMessage({
@@ -121,7 +122,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
                   multipart = put.multipart;
                   deps.metrics?.uploaded(put.storedBytes, Number(process.hrtime.bigint() - t) / 1e9);
                 } finally {
-                  body.destroy();
+                  if (!Buffer.isBuffer(body)) body.destroy();
                 }
                 stored.add(id);
               }

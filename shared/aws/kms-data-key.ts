@@ -1,6 +1,6 @@
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { MAX_ATTEMPTS, NodeSha256, readBody, retryPause, type RequestHandlerLike } from './signed-request.js';
 
 /**
  * KMS GenerateDataKey as one signed HTTP request, sent through the KMS client's own configuration: its credentials
@@ -37,23 +37,6 @@ export function observeKmsErrors(kms: KMSClient, observer: ErrorObserver): void 
   observers.set(kms, observer);
 }
 
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-const bytes = (d: SourceData): string | Uint8Array => (typeof d === 'string' ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-
-/** The signer's hash, on node:crypto. */
-class NodeSha256 {
-  private readonly h: Hash | Hmac;
-  constructor(secret?: SourceData) {
-    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
-  }
-  update(data: SourceData): void {
-    this.h.update(bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.h.digest());
-  }
-}
-
 interface ResolvedConfig {
   credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
   region: () => Promise<string>;
@@ -61,7 +44,7 @@ interface ResolvedConfig {
   endpointProvider: (params: Record<string, unknown>) => { url: URL };
   useFipsEndpoint: () => Promise<boolean>;
   useDualstackEndpoint: () => Promise<boolean>;
-  requestHandler: { handle(request: unknown, options: { abortSignal?: AbortSignal }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: AsyncIterable<Uint8Array> } }> };
+  requestHandler: RequestHandlerLike;
 }
 
 interface Target {
@@ -82,14 +65,7 @@ async function target(kms: KMSClient): Promise<Target> {
   return { signer: new SignatureV4({ credentials: c.credentials, region: c.region, service: 'kms', sha256: NodeSha256 }), url };
 }
 
-const MAX_ATTEMPTS = 3;
 const retryable = (status: number, name: string) => status === 429 || status >= 500 || /Throttl|LimitExceeded|KMSInternal|DependencyTimeout/.test(name);
-
-async function readBody(body: AsyncIterable<Uint8Array>): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(Buffer.from(c));
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 /** KMS exception name from `__type` ("…#NotFoundException") or the x-amzn-errortype header ("NotFoundException:…"). */
 function errorName(parsed: Record<string, unknown>, headers: Record<string, string>): string {
@@ -128,7 +104,7 @@ export async function generateDataKey(kms: KMSClient, input: { keyId: string; en
       const signed = await signer.sign(request as never);
       const { response } = await handler.handle(signed, options.abortSignal ? { abortSignal: options.abortSignal } : {});
       status = response.statusCode;
-      const text = await readBody(response.body);
+      const text = (await readBody(response.body)).toString('utf8');
       const parsed = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
       if (status >= 200 && status < 300) {
         if (typeof parsed.Plaintext !== 'string' || typeof parsed.CiphertextBlob !== 'string') throw new KmsError('KMSError', 'KMS GenerateDataKey answered without a data key', { httpStatusCode: status });
@@ -145,7 +121,7 @@ export async function generateDataKey(kms: KMSClient, input: { keyId: string; en
     }
     const err = new KmsError(name, message, { httpStatusCode: status });
     if (attempt >= MAX_ATTEMPTS || !retryable(status, name)) throw observed(kms, err);
-    await new Promise((r) => setTimeout(r, Math.round(100 * 2 ** (attempt - 1) * (0.5 + Math.random()))));
+    await retryPause(attempt);
   }
 }
 

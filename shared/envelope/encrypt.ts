@@ -16,6 +16,8 @@ export interface PreparedEncryption {
    * already promised that length.
    */
   createCipherStream(): Transform;
+  /** The same encryption of a message held in memory (ciphertext then tag, one buffer). Usable once, as the stream. */
+  encrypt(plaintext: Buffer): Buffer;
 }
 
 /**
@@ -36,6 +38,14 @@ export async function prepareEncryption(
   }
   const iv = randomBytes(IV_BYTES);
   let dataKey: Uint8Array | undefined = out.plaintext;
+  const takeKey = () => {
+    if (!dataKey) throw new Error('this encryption was already used; prepare a new one (a fresh data key and IV) per upload');
+    return dataKey;
+  };
+  const forget = () => {
+    dataKey?.fill(0);
+    dataKey = undefined;
+  };
   const metadata: Record<string, string> = {
     [META.keyV2]: Buffer.from(out.ciphertextBlob).toString('base64'),
     [META.iv]: iv.toString('base64'),
@@ -49,13 +59,23 @@ export async function prepareEncryption(
     metadata,
     encryptedLength: plaintextLength + TAG_BYTES,
     createCipherStream() {
-      if (!dataKey) throw new Error('this encryption was already used; prepare a new one (a fresh data key and IV) per upload');
-      const stream = createGcmEncryptStream(dataKey, iv, plaintextLength);
-      dataKey.fill(0);
-      dataKey = undefined;
+      const stream = createGcmEncryptStream(takeKey(), iv, plaintextLength);
+      forget();
       return stream;
     },
+    encrypt(plaintext) {
+      if (plaintext.length !== plaintextLength) throw new Error(`message is ${plaintext.length} bytes, not the ${plaintextLength} declared in ${META.unencryptedLength}`);
+      const out = gcmEncrypt(takeKey(), iv, plaintext);
+      forget();
+      return out;
+    },
   };
+}
+
+/** AES-256-GCM of a buffer: ciphertext, then the tag — byte for byte what the stream below produces. */
+export function gcmEncrypt(key: Uint8Array, iv: Buffer, plaintext: Buffer): Buffer {
+  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+  return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
 }
 
 /** The bare AES-256-GCM encrypting stream (ciphertext, then the tag); prepareEncryption is the way in for mail. */

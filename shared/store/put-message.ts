@@ -1,10 +1,11 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { KMSClient } from '@aws-sdk/client-kms';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { prepareEncryption } from '../envelope/encrypt.js';
 import type { SesEncryptionContext } from '../envelope/context.js';
 import { TAG_BYTES } from '../envelope/metadata.js';
+import { putObject } from '../aws/s3-put-object.js';
 
 /**
  * Content-Type of stored messages. SES's is UNCONFIRMED (spec §2.2/§8.4); SES writes through the Java S3 client,
@@ -31,8 +32,11 @@ export interface PutMessageInput {
   s3: S3Client;
   bucket: string;
   key: string;
-  /** The stored message (SES header block + DATA), streamed; never buffered whole. */
-  body: Readable;
+  /**
+   * The stored message (SES header block + DATA): streamed, never buffered whole — or, for a small message that is
+   * in memory already (a spool batch entry), that one buffer, which goes up as one signed request (s3-put-object.ts).
+   */
+  body: Readable | Buffer;
   /** Exact byte length of `body`. */
   length: number;
   /** When set, the message is encrypted as SES does with KmsKeyArn (spec §3). */
@@ -126,6 +130,10 @@ export async function putMessage(input: PutMessageInput): Promise<PutMessageResu
 }
 
 async function put(input: PutMessageInput, tuning: UploadTuning): Promise<PutMessageResult> {
+  if (Buffer.isBuffer(input.body)) {
+    if (input.body.length + (input.encryption ? TAG_BYTES : 0) < tuning.multipartThresholdBytes) return putInMemory(input, input.body);
+    return put({ ...input, body: Readable.from([input.body]) }, tuning);
+  }
   let body: Readable = input.body;
   let storedBytes = input.length;
   let metadata: Record<string, string> | undefined;
@@ -164,4 +172,25 @@ async function put(input: PutMessageInput, tuning: UploadTuning): Promise<PutMes
   } finally {
     input.abortSignal?.removeEventListener('abort', abort);
   }
+}
+
+/** A message in memory: encrypted in one call when the rule has a key, then one PUT. */
+async function putInMemory(input: PutMessageInput, plaintext: Buffer): Promise<PutMessageResult> {
+  if (plaintext.length !== input.length) throw new Error(`message is ${plaintext.length} bytes, not the ${input.length} declared`);
+  let body = plaintext;
+  let metadata: Record<string, string> | undefined;
+  if (input.encryption) {
+    const enc = await prepareEncryption(input.encryption.kms, input.encryption.context, input.length, input.abortSignal ? { abortSignal: input.abortSignal } : {});
+    body = enc.encrypt(plaintext);
+    metadata = enc.metadata;
+  }
+  const out = await putObject(input.s3, {
+    bucket: input.bucket,
+    key: input.key,
+    body,
+    contentType: STORED_CONTENT_TYPE,
+    ...(metadata ? { metadata } : {}),
+    ...(input.abortSignal ? { abortSignal: input.abortSignal } : {}),
+  });
+  return { storedBytes: body.length, multipart: false, ...(out.etag ? { etag: out.etag } : {}) };
 }

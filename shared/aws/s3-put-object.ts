@@ -1,0 +1,174 @@
+import { createHash } from 'node:crypto';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { resolveParams } from '@smithy/core/endpoints';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { MAX_ATTEMPTS, NodeSha256, readBody, retryPause, type HttpRequestLike, type RequestHandlerLike } from './signed-request.js';
+
+/**
+ * S3 PutObject of a body held in memory as one signed HTTP request, sent through the S3 client's own configuration:
+ * the endpoint the SDK itself would resolve for this bucket and key (its endpoint rules: virtual-hosted or path
+ * style, FIPS, dual-stack, a custom endpoint), its credentials provider and HTTP handler (keep-alive, timeouts).
+ * Why: a stored message is one PUT, and the SDK's middleware stack cost more CPU than the rest of a delivery (a
+ * worker storing 10 KB messages without KMS: 1.65 → 0.8–0.96 ms per message with this path, same run).
+ *
+ * Kept from the SDK path: SigV4 with the signed payload hash (the SDK's own signer), error names from S3's XML
+ * (`NoSuchBucket`, `AccessDenied`, …) with the HTTP status, a metrics hook. Better than it: the body is in memory,
+ * so throttling, server errors and dropped connections are retried here (3 attempts, backoff), where the SDK path
+ * cannot resend a one-shot stream. Whatever this path does not cover goes through `PutObjectCommand` unchanged:
+ * an endpoint whose auth scheme is not plain SigV4 (S3 Express, multi-Region access points) and clients that add
+ * request checksums (`requestChecksumCalculation: WHEN_SUPPORTED`).
+ */
+
+export interface PutObjectInput {
+  bucket: string;
+  key: string;
+  body: Buffer;
+  contentType: string;
+  /** User metadata, sent as `x-amz-meta-<name>` (names lowercase, as S3 stores them). */
+  metadata?: Record<string, string>;
+  abortSignal?: AbortSignal;
+}
+
+export class S3Error extends Error {
+  constructor(
+    name: string,
+    message: string,
+    readonly $metadata: { httpStatusCode: number },
+  ) {
+    super(message);
+    this.name = name;
+  }
+}
+
+type ErrorObserver = (operation: string, errorName: string) => void;
+const observers = new WeakMap<S3Client, ErrorObserver>();
+
+/** Notified of every failed PutObject sent this way (after retries): the gateway counts them in its metrics. */
+export function observeS3Errors(s3: S3Client, observer: ErrorObserver): void {
+  observers.set(s3, observer);
+}
+
+interface ResolvedConfig {
+  credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
+  endpointProvider: (params: Record<string, unknown>, context?: Record<string, unknown>) => { url: URL; properties?: { authSchemes?: Array<{ name: string; signingName?: string; signingRegion?: string; disableDoubleEncoding?: boolean }> } };
+  requestChecksumCalculation?: () => Promise<string>;
+  requestHandler: RequestHandlerLike;
+}
+
+/** Where a bucket's objects go and how requests to it are signed; undefined: leave the bucket to the SDK. */
+export interface PutTarget {
+  /** The bucket's URL as the SDK resolves it; a key's path is appended to its pathname. */
+  url: URL;
+  signer: SignatureV4;
+}
+
+const targets = new WeakMap<S3Client, Map<string, Promise<PutTarget | undefined>>>();
+
+/** The bucket's endpoint and signer, resolved the SDK's way (its parameters, its rules) once per client and bucket. */
+export async function putTarget(s3: S3Client, bucket: string): Promise<PutTarget | undefined> {
+  const c = s3.config as unknown as ResolvedConfig;
+  if ((await c.requestChecksumCalculation?.()) === 'WHEN_SUPPORTED') return undefined;
+  // The key does not move the endpoint of a plain bucket; a neutral one keeps the cache per bucket.
+  const params = await resolveParams({ Bucket: bucket, Key: 'k' }, PutObjectCommand, c as never);
+  const endpoint = c.endpointProvider(params);
+  const scheme = endpoint.properties?.authSchemes?.[0];
+  if (scheme && scheme.name !== 'sigv4') return undefined;
+  const region = scheme?.signingRegion ?? (params.Region as string);
+  return {
+    url: new URL(endpoint.url.href),
+    // S3 signs the path as sent (no second encoding) and wants the payload hash in x-amz-content-sha256.
+    signer: new SignatureV4({ credentials: c.credentials, region, service: scheme?.signingName ?? 's3', sha256: NodeSha256, uriEscapePath: !(scheme?.disableDoubleEncoding ?? true) }),
+  };
+}
+
+/** RFC 3986 encoding of each key segment, '/' kept: how the SDK puts a greedy `{Key+}` label in the path. */
+export function encodeKeyPath(key: string): string {
+  return key
+    .split('/')
+    .map((seg) => encodeURIComponent(seg).replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`))
+    .join('/');
+}
+
+const retryable = (status: number, name: string) => status >= 500 || status === 429 || /^(SlowDown|RequestTimeout|InternalError|ServiceUnavailable|Throttling)$/.test(name);
+
+const xmlText = (xml: string, tag: string) =>
+  xml
+    .match(new RegExp(`<${tag}>([^<]*)</${tag}>`))?.[1]
+    ?.replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, '&');
+
+/** Stores `body` at `bucket`/`key`; resolves with the ETag S3 returned. */
+export async function putObject(s3: S3Client, input: PutObjectInput): Promise<{ etag?: string }> {
+  let perClient = targets.get(s3);
+  if (!perClient) targets.set(s3, (perClient = new Map()));
+  let t = perClient.get(input.bucket);
+  if (!t) {
+    perClient.set(input.bucket, (t = putTarget(s3, input.bucket)));
+    // A failed resolution (e.g. credentials not yet available) is not kept.
+    t.catch(() => perClient.delete(input.bucket));
+  }
+  const target = await t;
+  if (!target) return viaSdk(s3, input);
+  const c = s3.config as unknown as ResolvedConfig;
+  const base = target.url.pathname.replace(/\/$/, '');
+  const headers: Record<string, string> = {
+    host: target.url.host,
+    'content-type': input.contentType,
+    'content-length': String(input.body.length),
+    'x-amz-content-sha256': createHash('sha256').update(input.body).digest('hex'),
+  };
+  for (const [name, value] of Object.entries(input.metadata ?? {})) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
+  for (let attempt = 1; ; attempt++) {
+    input.abortSignal?.throwIfAborted();
+    const request: HttpRequestLike = {
+      method: 'PUT',
+      protocol: target.url.protocol,
+      hostname: target.url.hostname,
+      ...(target.url.port ? { port: Number(target.url.port) } : {}),
+      path: `${base}/${encodeKeyPath(input.key)}`,
+      query: {},
+      headers: { ...headers },
+      body: input.body,
+    };
+    let status = 0;
+    let name: string;
+    let message: string;
+    try {
+      const signed = await target.signer.sign(request as never);
+      const { response } = await c.requestHandler.handle(signed, input.abortSignal ? { abortSignal: input.abortSignal } : {});
+      status = response.statusCode;
+      const text = (await readBody(response.body)).toString('utf8');
+      if (status >= 200 && status < 300) {
+        const etag = response.headers.etag ?? response.headers.ETag;
+        return etag ? { etag } : {};
+      }
+      name = xmlText(text, 'Code') ?? `Http${status}`;
+      message = xmlText(text, 'Message') ?? `S3 answered HTTP ${status} to PutObject`;
+    } catch (err) {
+      if (input.abortSignal?.aborted) throw observed(s3, err as Error);
+      // Connection trouble (reset, timeout): as retryable as a 5xx.
+      name = (err as Error).name || 'Error';
+      message = (err as Error).message;
+      status = 599;
+    }
+    const err = new S3Error(name, message, { httpStatusCode: status });
+    if (attempt >= MAX_ATTEMPTS || !retryable(status, name)) throw observed(s3, err);
+    await retryPause(attempt);
+  }
+}
+
+async function viaSdk(s3: S3Client, input: PutObjectInput): Promise<{ etag?: string }> {
+  const out = await s3.send(
+    new PutObjectCommand({ Bucket: input.bucket, Key: input.key, Body: input.body, ContentLength: input.body.length, ContentType: input.contentType, ...(input.metadata ? { Metadata: input.metadata } : {}) }),
+    input.abortSignal ? { abortSignal: input.abortSignal } : {},
+  );
+  return out.ETag ? { etag: out.ETag } : {};
+}
+
+function observed(s3: S3Client, err: Error): Error {
+  observers.get(s3)?.('PutObject', err.name || 'Error');
+  return err;
+}
