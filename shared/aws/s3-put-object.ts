@@ -110,7 +110,12 @@ export async function putObject(s3: S3Client, input: PutObjectInput): Promise<{ 
     // A failed resolution (e.g. credentials not yet available) is not kept.
     t.catch(() => perClient.delete(input.bucket));
   }
-  const target = await t;
+  let target: PutTarget | undefined;
+  try {
+    target = await t;
+  } catch (err) {
+    throw observed(s3, err as Error);
+  }
   if (!target) return viaSdk(s3, input);
   const c = s3.config as unknown as ResolvedConfig;
   const base = target.url.pathname.replace(/\/$/, '');
