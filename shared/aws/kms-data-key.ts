@@ -1,6 +1,6 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { MAX_ATTEMPTS, NodeSha256, readBody, retryPause, type RequestHandlerLike } from './signed-request.js';
+import { ErrorObservers, MAX_ATTEMPTS, NodeSha256, readBody, retryPause, ServiceError, type ErrorObserver, type RequestHandlerLike } from './signed-request.js';
 
 /**
  * KMS GenerateDataKey as one signed HTTP request, sent through the KMS client's own configuration: its credentials
@@ -18,21 +18,11 @@ export interface DataKey {
   keyId: string;
 }
 
-export class KmsError extends Error {
-  constructor(
-    name: string,
-    message: string,
-    readonly $metadata: { httpStatusCode: number },
-  ) {
-    super(message);
-    this.name = name;
-  }
-}
+export class KmsError extends ServiceError {}
+
+const observers = new ErrorObservers();
 
 /** Notified of every failed GenerateDataKey (after retries): the gateway counts them in its metrics. */
-type ErrorObserver = (operation: string, errorName: string) => void;
-const observers = new WeakMap<KMSClient, ErrorObserver>();
-
 export function observeKmsErrors(kms: KMSClient, observer: ErrorObserver): void {
   observers.set(kms, observer);
 }
@@ -126,6 +116,5 @@ export async function generateDataKey(kms: KMSClient, input: { keyId: string; en
 }
 
 function observed(kms: KMSClient, err: Error): Error {
-  observers.get(kms)?.('GenerateDataKey', err.name || 'Error');
-  return err;
+  return observers.report(kms, 'GenerateDataKey', err);
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { resolveParams } from '@smithy/core/endpoints';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { MAX_ATTEMPTS, NodeSha256, readBody, retryPause, type HttpRequestLike, type RequestHandlerLike } from './signed-request.js';
+import { ErrorObservers, MAX_ATTEMPTS, NodeSha256, readBody, retryPause, ServiceError, type ErrorObserver, type HttpRequestLike, type RequestHandlerLike } from './signed-request.js';
 
 /**
  * S3 PutObject of a body held in memory as one signed HTTP request, sent through the S3 client's own configuration:
@@ -29,19 +29,9 @@ export interface PutObjectInput {
   abortSignal?: AbortSignal;
 }
 
-export class S3Error extends Error {
-  constructor(
-    name: string,
-    message: string,
-    readonly $metadata: { httpStatusCode: number },
-  ) {
-    super(message);
-    this.name = name;
-  }
-}
+export class S3Error extends ServiceError {}
 
-type ErrorObserver = (operation: string, errorName: string) => void;
-const observers = new WeakMap<S3Client, ErrorObserver>();
+const observers = new ErrorObservers();
 
 /** Notified of every failed PutObject sent this way (after retries): the gateway counts them in its metrics. */
 export function observeS3Errors(s3: S3Client, observer: ErrorObserver): void {
@@ -174,6 +164,5 @@ async function viaSdk(s3: S3Client, input: PutObjectInput): Promise<{ etag?: str
 }
 
 function observed(s3: S3Client, err: Error): Error {
-  observers.get(s3)?.('PutObject', err.name || 'Error');
-  return err;
+  return observers.report(s3, 'PutObject', err);
 }

@@ -50,3 +50,32 @@ export interface HttpRequestLike {
 export interface RequestHandlerLike {
   handle(request: unknown, options: { abortSignal?: AbortSignal }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: AsyncIterable<Uint8Array> } }>;
 }
+
+/** An error a service answered (or the connection to it failed with), named by the service's own code. */
+export class ServiceError extends Error {
+  constructor(
+    name: string,
+    message: string,
+    readonly $metadata: { httpStatusCode: number },
+  ) {
+    super(message);
+    this.name = name;
+  }
+}
+
+export type ErrorObserver = (operation: string, errorName: string) => void;
+
+/** Who hears of a client's failed hand-signed requests (after retries): the gateway counts them in its metrics. */
+export class ErrorObservers {
+  private readonly byClient = new WeakMap<object, ErrorObserver>();
+
+  set(client: object, observer: ErrorObserver): void {
+    this.byClient.set(client, observer);
+  }
+
+  /** Tells the client's observer, and hands the error back for throwing. */
+  report(client: object, operation: string, err: Error): Error {
+    this.byClient.get(client)?.(operation, err.name || 'Error');
+    return err;
+  }
+}
