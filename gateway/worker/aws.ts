@@ -4,6 +4,7 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { kmsClient, s3Client, snsClient } from '../../shared/aws/clients.js';
 import { observeKmsErrors } from '../../shared/aws/kms-data-key.js';
 import { observeS3Errors } from '../../shared/aws/s3-put-object.js';
+import { observeSnsErrors } from '../../shared/aws/sns-publish-batch.js';
 import { parseArn } from '../../shared/ses/arn.js';
 import type { GatewaySettings } from '../../shared/config/gateway.js';
 import type { AwsService, DeliveryMetrics } from '../observability/metrics.js';
@@ -83,7 +84,12 @@ export class AwsClients {
   sns(topicArn: string, fallbackRegion: string): SNSClient {
     const region = parseArn(topicArn)?.region || fallbackRegion;
     let c = this.snss.get(region);
-    if (!c) this.snss.set(region, (c = countErrors(snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'sns', this.metrics)));
+    if (!c) {
+      this.snss.set(region, (c = countErrors(snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'sns', this.metrics)));
+      // PublishBatch goes out without the middleware stack (shared/aws/sns-publish-batch.ts): counted here instead.
+      const metrics = this.metrics;
+      if (metrics) observeSnsErrors(c, (operation, error) => metrics.awsError('sns', operation, error));
+    }
     return c;
   }
 

@@ -1,4 +1,5 @@
-import { PublishBatchCommand, PublishCommand, type PublishBatchRequestEntry, type SNSClient } from '@aws-sdk/client-sns';
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import { publishBatch as publishBatchRequest, type BatchEntry } from '../../shared/aws/sns-publish-batch.js';
 import { buildReceivedNotification, headerBlockOf, readHeaderBlock, serializeNotification, SNS_SUBJECT, HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
 import type { Readable } from 'node:stream';
 import type { MessageEnvelope, SpooledRule } from '../spool/format.js';
@@ -63,7 +64,7 @@ const BATCH_MAX_BYTES = 262_144;
  */
 export async function publishNotifications(sns: SNSClient, topicArn: string, items: NotificationToPublish[], abortSignal?: AbortSignal): Promise<Map<string, PublishOutcome>> {
   const outcomes = new Map<string, PublishOutcome>();
-  let batch: Array<{ key: string; entry: PublishBatchRequestEntry }> = [];
+  let batch: Array<{ key: string; entry: BatchEntry }> = [];
   let batchBytes = 0;
   const subjectBytes = Buffer.byteLength(SNS_SUBJECT);
   // Serialized per batch, not all up front: at most one call's worth of messages is held at once.
@@ -86,29 +87,26 @@ export async function publishNotifications(sns: SNSClient, topicArn: string, ite
 async function publishBatch(
   sns: SNSClient,
   topicArn: string,
-  batch: Array<{ key: string; entry: PublishBatchRequestEntry }>,
+  batch: Array<{ key: string; entry: BatchEntry }>,
   outcomes: Map<string, PublishOutcome>,
   abortSignal: AbortSignal | undefined,
 ): Promise<void> {
   let out;
   try {
-    out = await sns.send(new PublishBatchCommand({ TopicArn: topicArn, PublishBatchRequestEntries: batch.map((b) => b.entry) }), abortSignal ? { abortSignal } : {});
+    out = await publishBatchRequest(sns, { topicArn, entries: batch.map((b) => b.entry) }, abortSignal ? { abortSignal } : {});
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
     for (const { key } of batch) outcomes.set(key, { ok: false, error });
     return;
   }
   const results = new Map<string, PublishOutcome>();
-  for (const s of out.Successful ?? []) {
-    if (s.Id !== undefined) results.set(s.Id, { ok: true, snsMessageId: s.MessageId });
-  }
-  for (const f of out.Failed ?? []) {
-    if (f.Id === undefined) continue;
+  for (const s of out.Successful) results.set(s.Id, { ok: true, ...(s.MessageId !== undefined ? { snsMessageId: s.MessageId } : {}) });
+  for (const f of out.Failed) {
     const error = new Error(`SNS PublishBatch entry failed: ${f.Message ?? '(no message)'} (SenderFault: ${String(f.SenderFault)})`);
     error.name = f.Code ?? 'PublishBatchEntryFailed';
     results.set(f.Id, { ok: false, error });
   }
   for (const { key, entry } of batch) {
-    outcomes.set(key, results.get(entry.Id!) ?? { ok: false, error: new Error('SNS PublishBatch returned no result for entry') });
+    outcomes.set(key, results.get(entry.Id) ?? { ok: false, error: new Error('SNS PublishBatch returned no result for entry') });
   }
 }

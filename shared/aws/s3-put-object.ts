@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { resolveParams } from '@smithy/core/endpoints';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { ErrorObservers, MAX_ATTEMPTS, NodeSha256, readBody, retryPause, ServiceError, type ErrorObserver, type HttpRequestLike, type RequestHandlerLike } from './signed-request.js';
+import { encodeRfc3986, ErrorObservers, MAX_ATTEMPTS, NodeSha256, readBody, resolveEndpoint, retryPause, ServiceError, xmlText, type ErrorObserver, type HttpRequestLike, type RequestHandlerLike } from './signed-request.js';
 
 /**
  * S3 PutObject of a body held in memory as one signed HTTP request, sent through the S3 client's own configuration:
@@ -40,7 +39,6 @@ export function observeS3Errors(s3: S3Client, observer: ErrorObserver): void {
 
 interface ResolvedConfig {
   credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
-  endpointProvider: (params: Record<string, unknown>, context?: Record<string, unknown>) => { url: URL; properties?: { authSchemes?: Array<{ name: string; signingName?: string; signingRegion?: string; disableDoubleEncoding?: boolean }> } };
   requestChecksumCalculation?: () => Promise<string>;
   requestHandler: RequestHandlerLike;
 }
@@ -59,36 +57,21 @@ export async function putTarget(s3: S3Client, bucket: string): Promise<PutTarget
   const c = s3.config as unknown as ResolvedConfig;
   if ((await c.requestChecksumCalculation?.()) === 'WHEN_SUPPORTED') return undefined;
   // The key does not move the endpoint of a plain bucket; a neutral one keeps the cache per bucket.
-  const params = await resolveParams({ Bucket: bucket, Key: 'k' }, PutObjectCommand, c as never);
-  const endpoint = c.endpointProvider(params);
-  const scheme = endpoint.properties?.authSchemes?.[0];
-  if (scheme && scheme.name !== 'sigv4') return undefined;
-  const region = scheme?.signingRegion ?? (params.Region as string);
+  const e = await resolveEndpoint(c, PutObjectCommand, { Bucket: bucket, Key: 'k' }, 's3');
+  if (e.scheme !== 'sigv4') return undefined;
   return {
-    url: new URL(endpoint.url.href),
+    url: e.url,
     // S3 signs the path as sent (no second encoding) and wants the payload hash in x-amz-content-sha256.
-    signer: new SignatureV4({ credentials: c.credentials, region, service: scheme?.signingName ?? 's3', sha256: NodeSha256, uriEscapePath: !(scheme?.disableDoubleEncoding ?? true) }),
+    signer: new SignatureV4({ credentials: c.credentials, region: e.signingRegion, service: e.signingName, sha256: NodeSha256, uriEscapePath: !e.disableDoubleEncoding }),
   };
 }
 
 /** RFC 3986 encoding of each key segment, '/' kept: how the SDK puts a greedy `{Key+}` label in the path. */
 export function encodeKeyPath(key: string): string {
-  return key
-    .split('/')
-    .map((seg) => encodeURIComponent(seg).replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`))
-    .join('/');
+  return key.split('/').map(encodeRfc3986).join('/');
 }
 
 const retryable = (status: number, name: string) => status >= 500 || status === 429 || /^(SlowDown|RequestTimeout|InternalError|ServiceUnavailable|Throttling)$/.test(name);
-
-const xmlText = (xml: string, tag: string) =>
-  xml
-    .match(new RegExp(`<${tag}>([^<]*)</${tag}>`))?.[1]
-    ?.replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&amp;/g, '&');
 
 /** Stores `body` at `bucket`/`key`; resolves with the ETag S3 returned. */
 export async function putObject(s3: S3Client, input: PutObjectInput): Promise<{ etag?: string }> {

@@ -1,4 +1,5 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { resolveParams } from '@smithy/core/endpoints';
 
 /**
  * What the hand-signed AWS requests (kms-data-key.ts, s3-put-object.ts) share: the signer's hash on node:crypto, the
@@ -78,4 +79,52 @@ export class ErrorObservers {
     this.byClient.get(client)?.(operation, err.name || 'Error');
     return err;
   }
+}
+
+/** Text of the first `<tag>…</tag>` in an AWS XML answer, entities decoded; undefined when absent. */
+export function xmlText(xml: string, tag: string): string | undefined {
+  const raw = new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml)?.[1];
+  return raw
+    ?.replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&#(\d+);/g, (_, d: string) => String.fromCodePoint(Number(d)))
+    .replace(/&#x([0-9a-fA-F]+);/g, (_, h: string) => String.fromCodePoint(parseInt(h, 16)))
+    .replace(/&amp;/g, '&');
+}
+
+/** RFC 3986 percent-encoding (what AWS's query protocol and S3 paths expect; encodeURIComponent leaves !'()*). */
+export function encodeRfc3986(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+interface EndpointConfig {
+  endpointProvider: (params: Record<string, unknown>) => { url: URL; properties?: { authSchemes?: Array<{ name: string; signingName?: string; signingRegion?: string; disableDoubleEncoding?: boolean }> } };
+}
+
+export interface ResolvedEndpoint {
+  url: URL;
+  /** The auth scheme the endpoint rules chose ('sigv4' unless S3 Express, multi-Region access points…). */
+  scheme: string;
+  signingName: string;
+  signingRegion: string;
+  disableDoubleEncoding: boolean;
+}
+
+/**
+ * The endpoint the SDK itself would call for `command` with `input`, from the client's resolved config: the same
+ * parameter instructions and endpoint rules (custom endpoint, FIPS, dual-stack, S3 addressing style).
+ */
+export async function resolveEndpoint(config: unknown, command: { getEndpointParameterInstructions(): unknown }, input: Record<string, unknown>, defaultSigningName: string): Promise<ResolvedEndpoint> {
+  const params = await resolveParams(input, command as never, config as never);
+  const endpoint = (config as EndpointConfig).endpointProvider(params);
+  const scheme = endpoint.properties?.authSchemes?.[0];
+  return {
+    url: new URL(endpoint.url.href),
+    scheme: scheme?.name ?? 'sigv4',
+    signingName: scheme?.signingName ?? defaultSigningName,
+    signingRegion: scheme?.signingRegion ?? (params.Region as string),
+    disableDoubleEncoding: scheme?.disableDoubleEncoding ?? false,
+  };
 }

@@ -1,8 +1,11 @@
 /**
- * publishNotifications (SNS PublishBatch) against moto: subscribers get the same envelope, Subject and Message bytes
- * as from publishNotification (Publish). Splitting and per-entry/per-call failures are checked with a stub client.
+ * publishNotifications (SNS PublishBatch, sent as one signed Query-protocol request) against moto: subscribers get
+ * the same envelope, Subject and Message bytes as from publishNotification (Publish). Splitting, per-entry and
+ * per-call failures and retries are checked against a loopback SNS that reads the form and answers SNS's XML.
  */
-import { PublishBatchCommand, type PublishBatchCommandInput, type PublishBatchCommandOutput, type SNSClient } from '@aws-sdk/client-sns';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildReceivedNotification, serializeNotification, SNS_SUBJECT, type ReceivedNotification } from '../../shared/notification/index.js';
 import { publishNotification, publishNotifications, type NotificationToPublish } from '../../gateway/worker/notify.js';
@@ -48,19 +51,62 @@ function sized(i: number, bytes: number): NotificationToPublish {
   return { key: `k${i}`, notification: padded };
 }
 
-type Reply = (input: PublishBatchCommandInput) => Promise<Partial<PublishBatchCommandOutput>>;
+interface BatchInput {
+  TopicArn: string;
+  PublishBatchRequestEntries: Array<{ Id: string; Message: string; Subject?: string }>;
+}
+type BatchOutput = { Successful?: Array<{ Id: string; MessageId: string }>; Failed?: Array<{ Id: string; Code: string; SenderFault: boolean; Message: string }> };
+/** Answers a call: an output, or throws { name, status } for an SNS error answer, or 'drop' to cut the connection. */
+type Reply = (input: BatchInput) => Promise<BatchOutput | 'drop'>;
 
-/** A stand-in SNSClient that records each PublishBatch input and answers with `reply` (all Successful by default). */
-function stubSns(reply: Reply = async (input) => ({ Successful: input.PublishBatchRequestEntries!.map((e) => ({ Id: e.Id, MessageId: `m-${e.Id}` })), Failed: [] })) {
-  const calls: PublishBatchCommandInput[] = [];
-  const sns = {
-    send: async (command: unknown) => {
-      expect(command).toBeInstanceOf(PublishBatchCommand);
-      const input = (command as PublishBatchCommand).input;
+const xmlEscape = (v: string) => v.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const members = (list: Array<Record<string, string | boolean>>) => list.map((m) => `<member>${Object.entries(m).map(([k, v]) => `<${k}>${xmlEscape(String(v))}</${k}>`).join('')}</member>`).join('');
+
+/** A loopback SNS: parses each PublishBatch form into `calls` and answers with `reply` (all Successful by default). */
+let fake: Server | undefined;
+let fakeUrl = '';
+let reply: Reply;
+const calls: BatchInput[] = [];
+const allOk: Reply = async (input) => ({ Successful: input.PublishBatchRequestEntries.map((e) => ({ Id: e.Id, MessageId: `m-${e.Id}` })), Failed: [] });
+
+beforeAll(async () => {
+  fake = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      const form = new URLSearchParams(body);
+      expect(form.get('Action')).toBe('PublishBatch');
+      expect(String(req.headers.authorization)).toMatch(/^AWS4-HMAC-SHA256 Credential=testing\/\d{8}\/us-east-1\/sns\/aws4_request/);
+      const entries: BatchInput['PublishBatchRequestEntries'] = [];
+      for (let n = 1; form.has(`PublishBatchRequestEntries.member.${n}.Id`); n++) {
+        const m = `PublishBatchRequestEntries.member.${n}`;
+        entries.push({ Id: form.get(`${m}.Id`)!, Message: form.get(`${m}.Message`)!, ...(form.has(`${m}.Subject`) ? { Subject: form.get(`${m}.Subject`)! } : {}) });
+      }
+      const input = { TopicArn: form.get('TopicArn')!, PublishBatchRequestEntries: entries };
       calls.push(input);
-      return reply(input);
-    },
-  } as unknown as SNSClient;
+      reply(input).then(
+        (out) => {
+          if (out === 'drop') return req.socket.destroy();
+          res.writeHead(200, { 'content-type': 'text/xml' });
+          res.end(`<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult><Successful>${members(out.Successful ?? [])}</Successful><Failed>${members(out.Failed ?? [])}</Failed></PublishBatchResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></PublishBatchResponse>`);
+        },
+        (err: { name: string; status: number; message: string }) => {
+          res.writeHead(err.status, { 'content-type': 'text/xml' });
+          res.end(`<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type><Code>${err.name}</Code><Message>${xmlEscape(err.message)}</Message></Error><RequestId>r</RequestId></ErrorResponse>`);
+        },
+      );
+    });
+  });
+  await new Promise<void>((r) => fake!.listen(0, '127.0.0.1', r));
+  fakeUrl = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+});
+afterAll(() => fake?.close());
+
+function stubSns(answer: Reply = allOk) {
+  calls.length = 0;
+  reply = answer;
+  const sns = new SNSClient({ region: 'us-east-1', endpoint: fakeUrl, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
   return { sns, calls };
 }
 
@@ -77,20 +123,10 @@ describe('publishNotifications against moto', () => {
     await moto?.stop();
   });
 
-  it('delivers 23 notifications in 3 PublishBatch calls with the envelope, Subject and Message Publish delivers', async () => {
+  it('delivers 23 notifications by PublishBatch with the envelope, Subject and Message Publish delivers', async () => {
     const { topicArn, queueUrl } = await createTopicWithQueue(aws, 'notify-batch');
-    const batchSizes: number[] = [];
-    aws.sns.middlewareStack.add(
-      (next, context) => async (args) => {
-        if (context.commandName === 'PublishBatchCommand') batchSizes.push((args.input as PublishBatchCommandInput).PublishBatchRequestEntries!.length);
-        return next(args);
-      },
-      { step: 'initialize', name: 'countPublishBatch' },
-    );
-
     const batch = items(23, topicArn);
     const outcomes = await publishNotifications(aws.sns, topicArn, batch);
-    expect(batchSizes).toEqual([10, 10, 3]);
     expect([...outcomes.keys()].sort()).toEqual(batch.map((b) => b.key).sort());
     for (const [key, outcome] of outcomes) expect(outcome, key).toMatchObject({ ok: true, snsMessageId: expect.any(String) });
 
@@ -123,17 +159,17 @@ describe('publishNotifications against moto', () => {
   });
 });
 
-describe('publishNotifications batching (stub client)', () => {
+describe('publishNotifications batching (loopback SNS)', () => {
   it('sends at most 10 entries per call, in order, with batch-local Ids and the Publish Subject/Message', async () => {
     const { sns, calls } = stubSns();
     const batch = items(23);
     const outcomes = await publishNotifications(sns, TOPIC_ARN, batch);
-    expect(calls.map((c) => c.PublishBatchRequestEntries!.map((e) => e.Id))).toEqual([
+    expect(calls.map((c) => c.PublishBatchRequestEntries.map((e) => e.Id))).toEqual([
       ['n0', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', 'n8', 'n9'],
       ['n0', 'n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7', 'n8', 'n9'],
       ['n0', 'n1', 'n2'],
     ]);
-    const entries = calls.flatMap((c) => c.PublishBatchRequestEntries!);
+    const entries = calls.flatMap((c) => c.PublishBatchRequestEntries);
     expect(calls.every((c) => c.TopicArn === TOPIC_ARN)).toBe(true);
     expect(entries.map((e) => e.Subject)).toEqual(batch.map(() => SNS_SUBJECT));
     expect(entries.map((e) => e.Message)).toEqual(batch.map((b) => serializeNotification(b.notification)));
@@ -158,8 +194,8 @@ describe('publishNotifications batching (stub client)', () => {
     const { sns, calls } = stubSns();
     // 131,072 + 131,072 fills a call exactly; the next byte over starts a new one.
     await publishNotifications(sns, TOPIC_ARN, [sized(0, 131_072), sized(1, 131_072), sized(2, 131_073), sized(3, 131_072), sized(4, 300_000), sized(5, 5_000)]);
-    expect(calls.map((c) => c.PublishBatchRequestEntries!.length)).toEqual([2, 1, 1, 1, 1]);
-    expect(calls.map((c) => c.PublishBatchRequestEntries!.map((e) => Buffer.byteLength(e.Message!) + Buffer.byteLength(e.Subject!)))).toEqual([
+    expect(calls.map((c) => c.PublishBatchRequestEntries.length)).toEqual([2, 1, 1, 1, 1]);
+    expect(calls.map((c) => c.PublishBatchRequestEntries.map((e) => Buffer.byteLength(e.Message) + Buffer.byteLength(e.Subject!)))).toEqual([
       [131_072, 131_072],
       [131_073],
       [131_072],
@@ -169,7 +205,7 @@ describe('publishNotifications batching (stub client)', () => {
   });
 });
 
-describe('publishNotifications failures (stub client)', () => {
+describe('publishNotifications failures (loopback SNS)', () => {
   it('reports entries listed in Failed with the Code as name, and entries with no result', async () => {
     const { sns } = stubSns(async () => ({
       Successful: [{ Id: 'n0', MessageId: 'm0' }],
@@ -190,24 +226,35 @@ describe('publishNotifications failures (stub client)', () => {
 
   it('fails every entry of a rejected call, and still sends the later calls', async () => {
     let n = 0;
-    const boom = Object.assign(new Error('throttled'), { name: 'Throttled' });
     const { sns, calls } = stubSns(async (input) => {
-      if (n++ === 0) throw boom;
-      return { Successful: input.PublishBatchRequestEntries!.map((e) => ({ Id: e.Id, MessageId: `m-${e.Id}` })) };
+      if (n++ === 0) throw { name: 'AuthorizationError', status: 403, message: 'not allowed to publish' };
+      return { Successful: input.PublishBatchRequestEntries.map((e) => ({ Id: e.Id, MessageId: `m-${e.Id}` })) };
     });
     const outcomes = await publishNotifications(sns, TOPIC_ARN, items(12));
-    expect(calls).toHaveLength(2);
-    for (let i = 0; i < 10; i++) expect(outcomes.get(`k${i}`)).toEqual({ ok: false, error: boom });
+    expect(calls).toHaveLength(2); // a client error is not retried
+    for (let i = 0; i < 10; i++) expect(outcomes.get(`k${i}`)).toMatchObject({ ok: false, error: { name: 'AuthorizationErrorException', message: 'not allowed to publish', $metadata: { httpStatusCode: 403 } } });
     expect(outcomes.get('k10')).toEqual({ ok: true, snsMessageId: 'm-n0' });
     expect(outcomes.get('k11')).toEqual({ ok: true, snsMessageId: 'm-n1' });
   });
 
-  it('turns a non-Error rejection into an Error', async () => {
-    const { sns } = stubSns(async () => {
-      throw 'socket hang up'; // eslint-disable-line @typescript-eslint/only-throw-error
+  it('retries throttling, server errors and dropped connections, then succeeds', async () => {
+    let n = 0;
+    const { sns, calls } = stubSns(async (input) => {
+      n++;
+      if (n === 1) throw { name: 'Throttled', status: 400, message: 'Rate exceeded' };
+      if (n === 2) return 'drop';
+      return allOk(input);
     });
+    const outcomes = await publishNotifications(sns, TOPIC_ARN, items(3));
+    expect(calls).toHaveLength(3);
+    expect(calls.every((c) => c.PublishBatchRequestEntries.length === 3)).toBe(true);
+    expect([...outcomes.values()].every((o) => o.ok)).toBe(true);
+  });
+
+  it('gives up after three attempts with an Error for every entry', async () => {
+    const { sns, calls } = stubSns(async () => 'drop');
     const outcome = (await publishNotifications(sns, TOPIC_ARN, items(1))).get('k0');
+    expect(calls).toHaveLength(3);
     expect(outcome?.ok === false && outcome.error).toBeInstanceOf(Error);
-    expect(outcome?.ok === false && outcome.error.message).toBe('socket hang up');
   });
 });
