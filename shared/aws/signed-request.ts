@@ -100,7 +100,7 @@ export function encodeRfc3986(value: string): string {
 }
 
 interface EndpointConfig {
-  endpointProvider: (params: Record<string, unknown>) => { url: URL; properties?: { authSchemes?: Array<{ name: string; signingName?: string; signingRegion?: string; disableDoubleEncoding?: boolean }> } };
+  endpointProvider: (params: Record<string, unknown>) => { url: URL; properties?: { authSchemes?: Array<{ name: string; signingName?: string; signingRegion?: string }> } };
 }
 
 export interface ResolvedEndpoint {
@@ -109,7 +109,6 @@ export interface ResolvedEndpoint {
   scheme: string;
   signingName: string;
   signingRegion: string;
-  disableDoubleEncoding: boolean;
 }
 
 /**
@@ -125,6 +124,5 @@ export async function resolveEndpoint(config: unknown, command: { getEndpointPar
     scheme: scheme?.name ?? 'sigv4',
     signingName: scheme?.signingName ?? defaultSigningName,
     signingRegion: scheme?.signingRegion ?? (params.Region as string),
-    disableDoubleEncoding: scheme?.disableDoubleEncoding ?? false,
   };
 }
