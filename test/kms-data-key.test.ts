@@ -8,7 +8,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDataKey, KmsError, observeKmsErrors } from '../shared/aws/kms-data-key.js';
+import { generateDataKey, KmsError } from '../shared/aws/kms-data-key.js';
+import { observeErrors } from '../shared/aws/signed-request.js';
 
 let server: Server;
 let endpoint: string;
@@ -64,7 +65,7 @@ describe('generateDataKey', () => {
     answers = [{ status: 400, body: { __type: 'com.amazonaws.kms#NotFoundException', message: `Key '${key}' does not exist` } }];
     const kms = client();
     const reported: string[] = [];
-    observeKmsErrors(kms, (op, name) => reported.push(`${op}/${name}`));
+    observeErrors(kms, (op, name) => reported.push(`${op}/${name}`));
     const err = await generateDataKey(kms, { keyId: key, encryptionContext: {} }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KmsError);
     expect((err as KmsError).name).toBe('NotFoundException');

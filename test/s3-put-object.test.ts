@@ -11,7 +11,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeKeyPath, observeS3Errors, putObject, putTarget } from '../shared/aws/s3-put-object.js';
+import { encodeKeyPath, putObject, putTarget } from '../shared/aws/s3-put-object.js';
+import { observeErrors } from '../shared/aws/signed-request.js';
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 let server: Server;
@@ -93,7 +94,7 @@ describe('putObject', () => {
     answers = [{ status: 403, body: '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied &amp; more</Message></Error>' }];
     const s3 = client();
     const reported: string[] = [];
-    observeS3Errors(s3, (op, name) => reported.push(`${op}:${name}`));
+    observeErrors(s3, (op, name) => reported.push(`${op}:${name}`));
     const err = await putObject(s3, { bucket: 'mail-a', key: 'k2', body: Buffer.from('x'), contentType: 'text/plain' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ name: 'AccessDenied', message: 'Access Denied & more', $metadata: { httpStatusCode: 403 } });
     expect(seen).toHaveLength(1);

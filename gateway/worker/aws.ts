@@ -2,9 +2,7 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { kmsClient, s3Client, snsClient } from '../../shared/aws/clients.js';
-import { observeKmsErrors } from '../../shared/aws/kms-data-key.js';
-import { observeS3Errors } from '../../shared/aws/s3-put-object.js';
-import { observeSnsErrors } from '../../shared/aws/sns-publish-batch.js';
+import { observeErrors } from '../../shared/aws/signed-request.js';
 import { parseArn } from '../../shared/ses/arn.js';
 import type { GatewaySettings } from '../../shared/config/gateway.js';
 import type { AwsService, DeliveryMetrics } from '../observability/metrics.js';
@@ -63,7 +61,7 @@ export class AwsClients {
       this.s3s.set(region, (c = countErrors(s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums }), 's3', this.metrics)));
       // Small messages go up without the middleware stack (shared/aws/s3-put-object.ts): counted here instead.
       const metrics = this.metrics;
-      if (metrics) observeS3Errors(c, (operation, error) => metrics.awsError('s3', operation, error));
+      if (metrics) observeErrors(c, (operation, error) => metrics.awsError('s3', operation, error));
     }
     return c;
   }
@@ -76,7 +74,7 @@ export class AwsClients {
       this.kmss.set(region, (c = countErrors(kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'kms', this.metrics)));
       // GenerateDataKey goes out without the middleware stack (shared/aws/kms-data-key.ts): counted here instead.
       const metrics = this.metrics;
-      if (metrics) observeKmsErrors(c, (operation, error) => metrics.awsError('kms', operation, error));
+      if (metrics) observeErrors(c, (operation, error) => metrics.awsError('kms', operation, error));
     }
     return c;
   }
@@ -88,7 +86,7 @@ export class AwsClients {
       this.snss.set(region, (c = countErrors(snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'sns', this.metrics)));
       // PublishBatch goes out without the middleware stack (shared/aws/sns-publish-batch.ts): counted here instead.
       const metrics = this.metrics;
-      if (metrics) observeSnsErrors(c, (operation, error) => metrics.awsError('sns', operation, error));
+      if (metrics) observeErrors(c, (operation, error) => metrics.awsError('sns', operation, error));
     }
     return c;
   }

@@ -1,6 +1,6 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { ErrorObservers, MAX_ATTEMPTS, NodeSha256, readBody, retryPause, ServiceError, type ErrorObserver, type RequestHandlerLike } from './signed-request.js';
+import { NodeSha256, requestTo, sendSigned, ServiceError, type SigningConfig } from './signed-request.js';
 
 /**
  * KMS GenerateDataKey as one signed HTTP request, sent through the KMS client's own configuration: its credentials
@@ -20,21 +20,13 @@ export interface DataKey {
 
 export class KmsError extends ServiceError {}
 
-const observers = new ErrorObservers();
 
-/** Notified of every failed GenerateDataKey (after retries): the gateway counts them in its metrics. */
-export function observeKmsErrors(kms: KMSClient, observer: ErrorObserver): void {
-  observers.set(kms, observer);
-}
-
-interface ResolvedConfig {
-  credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
+interface ResolvedConfig extends SigningConfig {
   region: () => Promise<string>;
   endpoint?: () => Promise<{ protocol: string; hostname: string; port?: number; path: string }>;
   endpointProvider: (params: Record<string, unknown>) => { url: URL };
   useFipsEndpoint: () => Promise<boolean>;
   useDualstackEndpoint: () => Promise<boolean>;
-  requestHandler: RequestHandlerLike;
 }
 
 interface Target {
@@ -64,57 +56,36 @@ function errorName(parsed: Record<string, unknown>, headers: Record<string, stri
   return name || 'KMSError';
 }
 
+const parseJson = (text: string): Record<string, unknown> => {
+  try {
+    return (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+};
+
 export async function generateDataKey(kms: KMSClient, input: { keyId: string; encryptionContext: Record<string, string> }, options: { abortSignal?: AbortSignal } = {}): Promise<DataKey> {
   let t = targets.get(kms);
   if (!t) targets.set(kms, (t = target(kms)));
   const { signer, url } = await t;
   const body = JSON.stringify({ KeyId: input.keyId, KeySpec: 'AES_256', EncryptionContext: input.encryptionContext });
-  const handler = (kms.config as unknown as ResolvedConfig).requestHandler;
-  for (let attempt = 1; ; attempt++) {
-    options.abortSignal?.throwIfAborted();
-    const request = {
-      method: 'POST',
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port ? { port: Number(url.port) } : {}),
-      path: url.pathname,
-      query: {},
-      headers: {
-        host: url.host,
-        'content-type': 'application/x-amz-json-1.1',
-        'x-amz-target': 'TrentService.GenerateDataKey',
-        'content-length': String(Buffer.byteLength(body)),
-      },
-      body,
-    };
-    let status = 0;
-    let name = 'KMSError';
-    let message: string;
-    try {
-      const signed = await signer.sign(request as never);
-      const { response } = await handler.handle(signed, options.abortSignal ? { abortSignal: options.abortSignal } : {});
-      status = response.statusCode;
-      const text = (await readBody(response.body)).toString('utf8');
-      const parsed = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
-      if (status >= 200 && status < 300) {
-        if (typeof parsed.Plaintext !== 'string' || typeof parsed.CiphertextBlob !== 'string') throw new KmsError('KMSError', 'KMS GenerateDataKey answered without a data key', { httpStatusCode: status });
-        return { plaintext: Buffer.from(parsed.Plaintext, 'base64'), ciphertextBlob: Buffer.from(parsed.CiphertextBlob, 'base64'), keyId: typeof parsed.KeyId === 'string' ? parsed.KeyId : input.keyId };
-      }
-      name = errorName(parsed, response.headers);
-      message = String(parsed.message ?? parsed.Message ?? `HTTP ${status}`);
-    } catch (err) {
-      if (err instanceof KmsError || options.abortSignal?.aborted) throw observed(kms, err as Error);
-      // Connection trouble (reset, timeout): as retryable as a 5xx.
-      name = (err as Error).name || 'Error';
-      message = (err as Error).message;
-      status = 599;
-    }
-    const err = new KmsError(name, message, { httpStatusCode: status });
-    if (attempt >= MAX_ATTEMPTS || !retryable(status, name)) throw observed(kms, err);
-    await retryPause(attempt);
-  }
-}
-
-function observed(kms: KMSClient, err: Error): Error {
-  return observers.report(kms, 'GenerateDataKey', err);
+  return sendSigned({
+    client: kms,
+    operation: 'GenerateDataKey',
+    signer,
+    handler: (kms.config as unknown as ResolvedConfig).requestHandler,
+    request: () => requestTo(url, 'POST', { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.GenerateDataKey', 'content-length': String(Buffer.byteLength(body)) }, body),
+    ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+    ok: (text) => {
+      const parsed = parseJson(text);
+      if (typeof parsed.Plaintext !== 'string' || typeof parsed.CiphertextBlob !== 'string') throw new KmsError('KMSError', 'KMS GenerateDataKey answered without a data key', { httpStatusCode: 200 });
+      return { plaintext: Buffer.from(parsed.Plaintext, 'base64'), ciphertextBlob: Buffer.from(parsed.CiphertextBlob, 'base64'), keyId: typeof parsed.KeyId === 'string' ? parsed.KeyId : input.keyId };
+    },
+    failure: (text, status, headers) => {
+      const parsed = parseJson(text);
+      return { name: errorName(parsed, headers), message: String(parsed.message ?? parsed.Message ?? `HTTP ${status}`) };
+    },
+    retryable,
+    errorClass: KmsError,
+  });
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { encodeRfc3986, ErrorObservers, MAX_ATTEMPTS, NodeSha256, readBody, resolveEndpoint, retryPause, ServiceError, xmlText, type ErrorObserver, type HttpRequestLike, type RequestHandlerLike } from './signed-request.js';
+import { encodeRfc3986, NodeSha256, requestTo, resolveEndpoint, sendSigned, ServiceError, xmlText, reportError, type SigningConfig } from './signed-request.js';
 
 /**
  * S3 PutObject of a body held in memory as one signed HTTP request, sent through the S3 client's own configuration:
@@ -30,17 +30,9 @@ export interface PutObjectInput {
 
 export class S3Error extends ServiceError {}
 
-const observers = new ErrorObservers();
 
-/** Notified of every failed PutObject sent this way (after retries): the gateway counts them in its metrics. */
-export function observeS3Errors(s3: S3Client, observer: ErrorObserver): void {
-  observers.set(s3, observer);
-}
-
-interface ResolvedConfig {
-  credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
+interface ResolvedConfig extends SigningConfig {
   requestChecksumCalculation?: () => Promise<string>;
-  requestHandler: RequestHandlerLike;
 }
 
 /** Where a bucket's objects go and how requests to it are signed; undefined: leave the bucket to the SDK. */
@@ -83,59 +75,37 @@ export async function putObject(s3: S3Client, input: PutObjectInput): Promise<{ 
     // A failed resolution (e.g. credentials not yet available) is not kept.
     t.catch(() => perClient.delete(input.bucket));
   }
-  let target: PutTarget | undefined;
+  let resolved: PutTarget | undefined;
   try {
-    target = await t;
+    resolved = await t;
   } catch (err) {
-    throw observed(s3, err as Error);
+    throw reportError(s3, 'PutObject', err as Error);
   }
-  if (!target) return viaSdk(s3, input);
+  if (!resolved) return viaSdk(s3, input);
+  const target = resolved;
   const c = s3.config as unknown as ResolvedConfig;
   const base = target.url.pathname.replace(/\/$/, '');
   const headers: Record<string, string> = {
-    host: target.url.host,
     'content-type': input.contentType,
     'content-length': String(input.body.length),
     'x-amz-content-sha256': createHash('sha256').update(input.body).digest('hex'),
   };
   for (const [name, value] of Object.entries(input.metadata ?? {})) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
-  for (let attempt = 1; ; attempt++) {
-    input.abortSignal?.throwIfAborted();
-    const request: HttpRequestLike = {
-      method: 'PUT',
-      protocol: target.url.protocol,
-      hostname: target.url.hostname,
-      ...(target.url.port ? { port: Number(target.url.port) } : {}),
-      path: `${base}/${encodeKeyPath(input.key)}`,
-      query: {},
-      headers: { ...headers },
-      body: input.body,
-    };
-    let status = 0;
-    let name: string;
-    let message: string;
-    try {
-      const signed = await target.signer.sign(request as never);
-      const { response } = await c.requestHandler.handle(signed, input.abortSignal ? { abortSignal: input.abortSignal } : {});
-      status = response.statusCode;
-      const text = (await readBody(response.body)).toString('utf8');
-      if (status >= 200 && status < 300) {
-        const etag = response.headers.etag ?? response.headers.ETag;
-        return etag ? { etag } : {};
-      }
-      name = xmlText(text, 'Code') ?? `Http${status}`;
-      message = xmlText(text, 'Message') ?? `S3 answered HTTP ${status} to PutObject`;
-    } catch (err) {
-      if (input.abortSignal?.aborted) throw observed(s3, err as Error);
-      // Connection trouble (reset, timeout): as retryable as a 5xx.
-      name = (err as Error).name || 'Error';
-      message = (err as Error).message;
-      status = 599;
-    }
-    const err = new S3Error(name, message, { httpStatusCode: status });
-    if (attempt >= MAX_ATTEMPTS || !retryable(status, name)) throw observed(s3, err);
-    await retryPause(attempt);
-  }
+  return sendSigned({
+    client: s3,
+    operation: 'PutObject',
+    signer: target.signer,
+    handler: c.requestHandler,
+    request: () => requestTo(target.url, 'PUT', headers, input.body, `${base}/${encodeKeyPath(input.key)}`),
+    ...(input.abortSignal ? { abortSignal: input.abortSignal } : {}),
+    ok: (_text, h) => {
+      const etag = h.etag ?? h.ETag;
+      return etag ? { etag } : {};
+    },
+    failure: (text, status) => ({ name: xmlText(text, 'Code') ?? `Http${status}`, message: xmlText(text, 'Message') ?? `S3 answered HTTP ${status} to PutObject` }),
+    retryable,
+    errorClass: S3Error,
+  });
 }
 
 async function viaSdk(s3: S3Client, input: PutObjectInput): Promise<{ etag?: string }> {
@@ -144,8 +114,4 @@ async function viaSdk(s3: S3Client, input: PutObjectInput): Promise<{ etag?: str
     input.abortSignal ? { abortSignal: input.abortSignal } : {},
   );
   return out.ETag ? { etag: out.ETag } : {};
-}
-
-function observed(s3: S3Client, err: Error): Error {
-  return observers.report(s3, 'PutObject', err);
 }

@@ -48,6 +48,20 @@ export interface HttpRequestLike {
   body: string | Buffer;
 }
 
+/** A request to `url`'s host (and `path`, else `url`'s own path), with `host` set as SigV4 signs it. */
+export function requestTo(url: URL, method: string, headers: Record<string, string>, body: string | Buffer, path = url.pathname): HttpRequestLike {
+  return {
+    method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    ...(url.port ? { port: Number(url.port) } : {}),
+    path,
+    query: {},
+    headers: { host: url.host, ...headers },
+    body,
+  };
+}
+
 export interface RequestHandlerLike {
   handle(request: unknown, options: { abortSignal?: AbortSignal }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: AsyncIterable<Uint8Array> } }>;
 }
@@ -66,19 +80,26 @@ export class ServiceError extends Error {
 
 export type ErrorObserver = (operation: string, errorName: string) => void;
 
-/** Who hears of a client's failed hand-signed requests (after retries): the gateway counts them in its metrics. */
-export class ErrorObservers {
-  private readonly byClient = new WeakMap<object, ErrorObserver>();
+const observers = new WeakMap<object, ErrorObserver>();
 
-  set(client: object, observer: ErrorObserver): void {
-    this.byClient.set(client, observer);
-  }
+/**
+ * Who hears of a client's failed hand-signed requests (after retries) — they bypass the SDK's middleware stack, where
+ * failed commands are otherwise counted: the gateway counts them in its metrics.
+ */
+export function observeErrors(client: object, observer: ErrorObserver): void {
+  observers.set(client, observer);
+}
 
-  /** Tells the client's observer, and hands the error back for throwing. */
-  report(client: object, operation: string, err: Error): Error {
-    this.byClient.get(client)?.(operation, err.name || 'Error');
-    return err;
-  }
+/** Tells the client's observer, and hands the error back for throwing. */
+export function reportError(client: object, operation: string, err: Error): Error {
+  observers.get(client)?.(operation, err.name || 'Error');
+  return err;
+}
+
+/** What the hand-signed requests take from an SDK client's resolved config. */
+export interface SigningConfig {
+  credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
+  requestHandler: RequestHandlerLike;
 }
 
 /** Text of the first `<tag>…</tag>` in an AWS XML answer, entities decoded; undefined when absent. */
@@ -125,4 +146,52 @@ export async function resolveEndpoint(config: unknown, command: { getEndpointPar
     signingName: scheme?.signingName ?? defaultSigningName,
     signingRegion: scheme?.signingRegion ?? (params.Region as string),
   };
+}
+
+export interface SignedCall<T> {
+  /** The SDK client whose handler carries the request, and the operation: errors are reported under both. */
+  client: object;
+  operation: string;
+  signer: { sign(request: never): Promise<unknown> };
+  handler: RequestHandlerLike;
+  /** The request, built afresh for each attempt (the signer adds its headers to it). */
+  request: () => HttpRequestLike;
+  abortSignal?: AbortSignal;
+  /** Reads a 2xx answer; a ServiceError it throws is final (not retried). */
+  ok: (text: string, headers: Record<string, string>) => T;
+  /** Names an error answer by the service's code. */
+  failure: (text: string, status: number, headers: Record<string, string>) => { name: string; message: string };
+  retryable: (status: number, name: string) => boolean;
+  errorClass: new (name: string, message: string, $metadata: { httpStatusCode: number }) => ServiceError;
+}
+
+/**
+ * Signs and sends a request through the client's HTTP handler, up to MAX_ATTEMPTS times: retryable answers and
+ * dropped connections are tried again after a pause; the final error carries the service's name for it and the HTTP
+ * status (599: no answer), and is reported to the client's observer.
+ */
+export async function sendSigned<T>(call: SignedCall<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    call.abortSignal?.throwIfAborted();
+    let status = 0;
+    let name: string;
+    let message: string;
+    try {
+      const signed = await call.signer.sign(call.request() as never);
+      const { response } = await call.handler.handle(signed, call.abortSignal ? { abortSignal: call.abortSignal } : {});
+      status = response.statusCode;
+      const text = (await readBody(response.body)).toString('utf8');
+      if (status >= 200 && status < 300) return call.ok(text, response.headers);
+      ({ name, message } = call.failure(text, status, response.headers));
+    } catch (err) {
+      if (err instanceof ServiceError || call.abortSignal?.aborted) throw reportError(call.client, call.operation, err as Error);
+      // Connection trouble (reset, timeout): as retryable as a 5xx.
+      name = (err as Error).name || 'Error';
+      message = (err as Error).message;
+      status = 599;
+    }
+    const err = new call.errorClass(name, message, { httpStatusCode: status });
+    if (attempt >= MAX_ATTEMPTS || !call.retryable(status, name)) throw reportError(call.client, call.operation, err);
+    await retryPause(attempt);
+  }
 }

@@ -1,6 +1,6 @@
 import { PublishBatchCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { encodeRfc3986, ErrorObservers, MAX_ATTEMPTS, NodeSha256, readBody, resolveEndpoint, retryPause, ServiceError, xmlText, type ErrorObserver, type HttpRequestLike, type RequestHandlerLike } from './signed-request.js';
+import { encodeRfc3986, NodeSha256, requestTo, resolveEndpoint, sendSigned, ServiceError, xmlText, reportError, type SigningConfig } from './signed-request.js';
 
 /**
  * SNS PublishBatch as one signed request (the Query protocol: a form-encoded POST, an XML answer), sent through the
@@ -23,22 +23,12 @@ export interface PublishBatchResult {
 
 export class SnsError extends ServiceError {}
 
-const observers = new ErrorObservers();
 
-/** Notified of every failed PublishBatch call (after retries) and every failed entry (by its code). */
-export function observeSnsErrors(sns: SNSClient, observer: ErrorObserver): void {
-  observers.set(sns, observer);
-}
-
-interface ResolvedConfig {
-  credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
-  requestHandler: RequestHandlerLike;
-}
 
 const targets = new WeakMap<SNSClient, Promise<{ url: URL; signer: SignatureV4 }>>();
 
 async function target(sns: SNSClient): Promise<{ url: URL; signer: SignatureV4 }> {
-  const c = sns.config as unknown as ResolvedConfig;
+  const c = sns.config as unknown as SigningConfig;
   const e = await resolveEndpoint(c, PublishBatchCommand, {}, 'sns');
   return { url: e.url, signer: new SignatureV4({ credentials: c.credentials, region: e.signingRegion, service: e.signingName, sha256: NodeSha256 }) };
 }
@@ -110,48 +100,28 @@ export async function publishBatch(sns: SNSClient, input: { topicArn: string; en
   try {
     resolved = await t;
   } catch (err) {
-    throw observers.report(sns, 'PublishBatch', err as Error);
+    throw reportError(sns, 'PublishBatch', err as Error);
   }
   const { url, signer } = resolved;
   const body = publishBatchForm(input.topicArn, input.entries);
-  const handler = (sns.config as unknown as ResolvedConfig).requestHandler;
-  for (let attempt = 1; ; attempt++) {
-    options.abortSignal?.throwIfAborted();
-    const request: HttpRequestLike = {
-      method: 'POST',
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port ? { port: Number(url.port) } : {}),
-      path: url.pathname,
-      query: {},
-      headers: { host: url.host, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) },
-      body,
-    };
-    let status = 0;
-    let name: string;
-    let message: string;
-    try {
-      const signed = await signer.sign(request as never);
-      const { response } = await handler.handle(signed, options.abortSignal ? { abortSignal: options.abortSignal } : {});
-      status = response.statusCode;
-      const text = (await readBody(response.body)).toString('utf8');
-      if (status >= 200 && status < 300) {
-        const result = parsePublishBatchResponse(text);
-        for (const f of result.Failed) observers.report(sns, 'PublishBatch', Object.assign(new Error(f.Message ?? ''), { name: f.Code || 'Error' }));
-        return result;
-      }
+  const handler = (sns.config as unknown as SigningConfig).requestHandler;
+  return sendSigned({
+    client: sns,
+    operation: 'PublishBatch',
+    signer,
+    handler,
+    request: () => requestTo(url, 'POST', { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) }, body),
+    ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+    ok: (text) => {
+      const result = parsePublishBatchResponse(text);
+      for (const f of result.Failed) reportError(sns, 'PublishBatch', Object.assign(new Error(f.Message ?? ''), { name: f.Code || 'Error' }));
+      return result;
+    },
+    failure: (text, status) => {
       const code = xmlText(text, 'Code');
-      name = code ? snsErrorName(code) : `Http${status}`;
-      message = xmlText(text, 'Message') ?? `SNS answered HTTP ${status} to PublishBatch`;
-    } catch (err) {
-      if (options.abortSignal?.aborted) throw observers.report(sns, 'PublishBatch', err as Error);
-      // Connection trouble (reset, timeout): as retryable as a 5xx.
-      name = (err as Error).name || 'Error';
-      message = (err as Error).message;
-      status = 599;
-    }
-    const err = new SnsError(name, message, { httpStatusCode: status });
-    if (attempt >= MAX_ATTEMPTS || !retryable(status, name)) throw observers.report(sns, 'PublishBatch', err);
-    await retryPause(attempt);
-  }
+      return { name: code ? snsErrorName(code) : `Http${status}`, message: xmlText(text, 'Message') ?? `SNS answered HTTP ${status} to PublishBatch` };
+    },
+    retryable,
+    errorClass: SnsError,
+  });
 }
