@@ -1,4 +1,4 @@
-import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import type { SNSClient } from '@aws-sdk/client-sns';
 import { publishBatch as publishBatchRequest, type BatchEntry } from '../../shared/aws/sns-publish-batch.js';
 import { buildReceivedNotification, headerBlockOf, readHeaderBlock, serializeNotification, SNS_SUBJECT, HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
 import type { Readable } from 'node:stream';
@@ -37,11 +37,6 @@ export async function notificationFor(
     verdicts: { spam: scan, virus: scan, spf: 'GRAY', dkim: 'GRAY', dmarc: 'GRAY' },
     action: { topicArn: rule.s3Action.topicArn, bucketName: rule.s3Action.bucketName, objectKeyPrefix: rule.s3Action.objectKeyPrefix },
   });
-}
-
-export async function publishNotification(sns: SNSClient, topicArn: string, notification: ReceivedNotification, abortSignal?: AbortSignal): Promise<string | undefined> {
-  const out = await sns.send(new PublishCommand({ TopicArn: topicArn, Subject: SNS_SUBJECT, Message: serializeNotification(notification) }), abortSignal ? { abortSignal } : {});
-  return out.MessageId;
 }
 
 export interface NotificationToPublish {

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { encodeRfc3986, NodeSha256, requestTo, resolveEndpoint, sendSigned, ServiceError, xmlText, reportError, type SigningConfig } from './signed-request.js';
+import { cachedTarget, encodeRfc3986, requestTo, resolveEndpoint, sendSigned, ServiceError, signerFor, xmlText, type SigningConfig, type Target } from './signed-request.js';
 
 /**
  * S3 PutObject of a body held in memory as one signed HTTP request, sent through the S3 client's own configuration:
@@ -35,17 +34,11 @@ interface ResolvedConfig extends SigningConfig {
   requestChecksumCalculation?: () => Promise<string>;
 }
 
-/** Where a bucket's objects go and how requests to it are signed; undefined: leave the bucket to the SDK. */
-export interface PutTarget {
-  /** The bucket's URL as the SDK resolves it; a key's path is appended to its pathname. */
-  url: URL;
-  signer: SignatureV4;
-}
-
-const targets = new WeakMap<S3Client, Map<string, Promise<PutTarget | undefined>>>();
-
-/** The bucket's endpoint and signer, resolved the SDK's way (its parameters, its rules) once per client and bucket. */
-export async function putTarget(s3: S3Client, bucket: string): Promise<PutTarget | undefined> {
+/**
+ * The bucket's URL as the SDK resolves it (a key's path is appended to its pathname) and a signer for it; undefined:
+ * leave the bucket to the SDK.
+ */
+export async function putTarget(s3: S3Client, bucket: string): Promise<Target | undefined> {
   const c = s3.config as unknown as ResolvedConfig;
   if ((await c.requestChecksumCalculation?.()) === 'WHEN_SUPPORTED') return undefined;
   // The key does not move the endpoint of a plain bucket; a neutral one keeps the cache per bucket.
@@ -54,7 +47,7 @@ export async function putTarget(s3: S3Client, bucket: string): Promise<PutTarget
   return {
     url: e.url,
     // S3 signs the path as sent (never a second encoding) and wants the payload hash in x-amz-content-sha256.
-    signer: new SignatureV4({ credentials: c.credentials, region: e.signingRegion, service: e.signingName, sha256: NodeSha256, uriEscapePath: false }),
+    signer: signerFor(c, e, { uriEscapePath: false }),
   };
 }
 
@@ -67,22 +60,8 @@ const retryable = (status: number, name: string) => status >= 500 || status === 
 
 /** Stores `body` at `bucket`/`key`; resolves with the ETag S3 returned. */
 export async function putObject(s3: S3Client, input: PutObjectInput): Promise<{ etag?: string }> {
-  let perClient = targets.get(s3);
-  if (!perClient) targets.set(s3, (perClient = new Map()));
-  let t = perClient.get(input.bucket);
-  if (!t) {
-    perClient.set(input.bucket, (t = putTarget(s3, input.bucket)));
-    // A failed resolution (e.g. credentials not yet available) is not kept.
-    t.catch(() => perClient.delete(input.bucket));
-  }
-  let resolved: PutTarget | undefined;
-  try {
-    resolved = await t;
-  } catch (err) {
-    throw reportError(s3, 'PutObject', err as Error);
-  }
-  if (!resolved) return viaSdk(s3, input);
-  const target = resolved;
+  const target = await cachedTarget(s3, input.bucket, 'PutObject', () => putTarget(s3, input.bucket));
+  if (!target) return viaSdk(s3, input);
   const c = s3.config as unknown as ResolvedConfig;
   const base = target.url.pathname.replace(/\/$/, '');
   const headers: Record<string, string> = {

@@ -1,9 +1,11 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { resolveParams } from '@smithy/core/endpoints';
+import { SignatureV4 } from '@smithy/signature-v4';
 
 /**
- * What the hand-signed AWS requests (kms-data-key.ts, s3-put-object.ts) share: the signer's hash on node:crypto, the
- * response body read whole (they are small: a JSON key, an XML error), and the retry pause.
+ * What the hand-signed AWS requests (kms-data-key.ts, s3-put-object.ts, sns-publish-batch.ts) share: the endpoint as
+ * the SDK resolves it and a signer for it (kept per client), the send loop with retries, error naming and
+ * reporting, and the small XML/encoding helpers.
  */
 
 type SourceData = string | ArrayBuffer | ArrayBufferView;
@@ -193,5 +195,38 @@ export async function sendSigned<T>(call: SignedCall<T>): Promise<T> {
     const err = new call.errorClass(name, message, { httpStatusCode: status });
     if (attempt >= MAX_ATTEMPTS || !call.retryable(status, name)) throw reportError(call.client, call.operation, err);
     await retryPause(attempt);
+  }
+}
+
+/** Where requests go and how they are signed. */
+export interface Target {
+  url: URL;
+  signer: SignatureV4;
+}
+
+/** A SigV4 signer for `endpoint` with the client's credentials provider (S3 passes `uriEscapePath: false`). */
+export function signerFor(config: SigningConfig, endpoint: ResolvedEndpoint, options: { uriEscapePath?: boolean } = {}): SignatureV4 {
+  return new SignatureV4({ credentials: config.credentials, region: endpoint.signingRegion, service: endpoint.signingName, sha256: NodeSha256, ...options });
+}
+
+const targets = new WeakMap<object, Map<string, Promise<unknown>>>();
+
+/**
+ * `make()`'s target for `client` (and `key`, e.g. S3's bucket), made once and kept; a failed one is not kept (made
+ * again next call) and is reported under `operation`.
+ */
+export async function cachedTarget<T>(client: object, key: string, operation: string, make: () => Promise<T>): Promise<T> {
+  let perClient = targets.get(client);
+  if (!perClient) targets.set(client, (perClient = new Map()));
+  let t = perClient.get(key) as Promise<T> | undefined;
+  if (!t) {
+    const made = make();
+    perClient.set(key, (t = made));
+    made.catch(() => perClient.delete(key));
+  }
+  try {
+    return await t;
+  } catch (err) {
+    throw reportError(client, operation, err as Error);
   }
 }

@@ -1,6 +1,5 @@
 import { PublishBatchCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { encodeRfc3986, NodeSha256, requestTo, resolveEndpoint, sendSigned, ServiceError, xmlText, reportError, type SigningConfig } from './signed-request.js';
+import { cachedTarget, encodeRfc3986, reportError, requestTo, resolveEndpoint, sendSigned, ServiceError, signerFor, xmlText, type SigningConfig } from './signed-request.js';
 
 /**
  * SNS PublishBatch as one signed request (the Query protocol: a form-encoded POST, an XML answer), sent through the
@@ -25,12 +24,11 @@ export class SnsError extends ServiceError {}
 
 
 
-const targets = new WeakMap<SNSClient, Promise<{ url: URL; signer: SignatureV4 }>>();
-
-async function target(sns: SNSClient): Promise<{ url: URL; signer: SignatureV4 }> {
+/** The SNS endpoint the client's rules resolve, and a signer for it. */
+async function target(sns: SNSClient) {
   const c = sns.config as unknown as SigningConfig;
   const e = await resolveEndpoint(c, PublishBatchCommand, {}, 'sns');
-  return { url: e.url, signer: new SignatureV4({ credentials: c.credentials, region: e.signingRegion, service: e.signingName, sha256: NodeSha256 }) };
+  return { url: e.url, signer: signerFor(c, e) };
 }
 
 /** The form body: Action, Version, TopicArn, then PublishBatchRequestEntries.member.N.{Id,Message,Subject}. */
@@ -91,18 +89,7 @@ export function snsErrorName(code: string): string {
 const retryable = (status: number, name: string) => status >= 500 || status === 429 || /Throttl|InternalError|ServiceUnavailable/.test(name);
 
 export async function publishBatch(sns: SNSClient, input: { topicArn: string; entries: BatchEntry[] }, options: { abortSignal?: AbortSignal } = {}): Promise<PublishBatchResult> {
-  let t = targets.get(sns);
-  if (!t) {
-    targets.set(sns, (t = target(sns)));
-    t.catch(() => targets.delete(sns));
-  }
-  let resolved: { url: URL; signer: SignatureV4 };
-  try {
-    resolved = await t;
-  } catch (err) {
-    throw reportError(sns, 'PublishBatch', err as Error);
-  }
-  const { url, signer } = resolved;
+  const { url, signer } = await cachedTarget(sns, '', 'PublishBatch', () => target(sns));
   const body = publishBatchForm(input.topicArn, input.entries);
   const handler = (sns.config as unknown as SigningConfig).requestHandler;
   return sendSigned({

@@ -1,14 +1,14 @@
 /**
  * publishNotifications (SNS PublishBatch, sent as one signed Query-protocol request) against moto: subscribers get
- * the same envelope, Subject and Message bytes as from publishNotification (Publish). Splitting, per-entry and
+ * the same envelope, Subject and Message bytes as from an SDK Publish. Splitting, per-entry and
  * per-call failures and retries are checked against a loopback SNS that reads the form and answers SNS's XML.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SNSClient } from '@aws-sdk/client-sns';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildReceivedNotification, serializeNotification, SNS_SUBJECT, type ReceivedNotification } from '../../shared/notification/index.js';
-import { publishNotification, publishNotifications, type NotificationToPublish } from '../../gateway/worker/notify.js';
+import { publishNotifications, type NotificationToPublish } from '../../gateway/worker/notify.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import { awsClients, createTopicWithQueue, receiveSns, type AwsFixture } from './helpers.js';
 
@@ -146,9 +146,10 @@ describe('publishNotifications against moto', () => {
     }
     expect(byMessageId.size).toBe(0);
 
-    // The single-publish path, through the same subscription: the same envelope shape, Subject and bytes.
+    // A plain SDK Publish of the same notification, through the same subscription: the same envelope shape, Subject
+    // and bytes.
     const single = notification(99, topicArn);
-    await publishNotification(aws.sns, topicArn, single);
+    await aws.sns.send(new PublishCommand({ TopicArn: topicArn, Subject: SNS_SUBJECT, Message: serializeNotification(single) }));
     const [viaPublish] = await receiveSns(aws, queueUrl, 1);
     expect(viaPublish).toBeDefined();
     expect(viaPublish!.Type).toBe('Notification');
