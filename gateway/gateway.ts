@@ -11,6 +11,7 @@ import type { GatewayRuntime } from './settings.js';
 import { SmtpFront } from './smtp/server.js';
 import { SpoolRecovery } from './spool/recovery.js';
 import { Spool } from './spool/spool.js';
+import { DeliveryThread } from './worker/thread.js';
 import { DeliveryWorkers } from './worker/worker.js';
 
 export interface GatewayParts {
@@ -18,12 +19,15 @@ export interface GatewayParts {
   smtp: boolean;
   /** Delivery and spool-release workers. */
   workers: boolean;
+  /** Run the workers in a worker thread of their own (worker/thread.ts) rather than on the SMTP thread. */
+  deliveryThread?: boolean;
 }
 
 export interface RunningGateway {
   smtpAddress?: AddressInfo;
   smtp?: SmtpFront;
   workers?: DeliveryWorkers;
+  deliveryThread?: DeliveryThread;
   recovery?: SpoolRecovery;
   spool: Spool;
   /** This node's id and the BullMQ prefix of its queues (see cluster/node.ts). */
@@ -62,6 +66,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     await quietly(running.smtp?.stop());
     running.recovery?.stop();
     await quietly(running.workers?.stop());
+    await quietly(running.deliveryThread?.stop());
     await enqueuer?.close();
     await registry?.close();
     await http?.close();
@@ -114,6 +119,12 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       throw new Error(`cannot reach Redis at ${redactRedisUrl(settings.redis.url)} (${(err as Error).message}): start redis-server, or point --redis-url / REDIS_URL at one`);
     }
     log.info({ queuePrefix, spool: settings.spoolDir }, 'node registered');
+    if (parts.workers && parts.deliveryThread) {
+      // Before the SMTP port opens: once it answers, the process is up (a signal then means a graceful stop).
+      const logOptions = { name: String(baseLog.bindings().name ?? 'mailroom'), level: baseLog.level };
+      running.deliveryThread = await DeliveryThread.start({ runtime, prefix: queuePrefix, nodeId, log, logOptions, metrics });
+      log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started in their own thread');
+    }
     if (parts.smtp && enqueuer) {
       const inFlight = new Set<string>();
       const recovery = new SpoolRecovery(spool, enqueuer, inFlight, log);
@@ -126,7 +137,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.smtpAddress = await smtp.listen();
       running.smtp = smtp;
     }
-    if (parts.workers) {
+    if (parts.workers && !parts.deliveryThread) {
       const workers = new DeliveryWorkers(runtime, spool, log, { prefix: queuePrefix, metrics });
       workers.start();
       running.workers = workers;

@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
@@ -15,15 +15,27 @@ const REDACT = ['password', 'pass', 'secret', 'token', 'authorization', 'credent
  * every line of a gateway carries its `node`.
  */
 export function createLogger(opts: { level?: string; name?: string; destination?: 1 | 2 } = {}): Logger {
-  return pino(
-    { name: opts.name ?? 'mailroom', level: opts.level ?? process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } },
-    pino.destination({ fd: opts.destination ?? 1, sync: false }),
-  );
+  return pino(options(opts.name ?? 'mailroom', opts.level ?? process.env.LOG_LEVEL ?? 'info'), pino.destination({ fd: opts.destination ?? 1, sync: false }));
+}
+
+function options(name: string, level: string): LoggerOptions {
+  return { name, level, base: { pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } };
 }
 
 /** For tests: the same logger options, writing to the given stream. */
 export function streamLogger(stream: NodeJS.WritableStream, level = 'debug'): Logger {
-  return pino({ name: 'mailroom', level, base: { pid: process.pid }, redact: { paths: REDACT, censor: '[redacted]' } }, stream);
+  return pino(options('mailroom', level), stream);
+}
+
+/** The same logger options, handing each finished line (with its newline) to `write`: a delivery thread's logger. */
+export function lineLogger(write: (line: string) => void, name: string, level: string): Logger {
+  return pino(options(name, level), { write });
+}
+
+/** Writes lines another logger of this process formatted (a delivery thread's) to this logger's destination. */
+export function writeLines(log: Logger, lines: string): void {
+  const stream = (log as unknown as Record<symbol, { write(s: string): unknown } | undefined>)[pino.symbols.streamSym];
+  (stream ?? process.stdout).write(lines);
 }
 
 /** For tests and embedding: a logger that writes nothing. */

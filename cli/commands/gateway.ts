@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { ConfigError } from '../../shared/config/index.js';
 import { startGateway, type GatewayParts, type RunningGateway } from '../../gateway/gateway.js';
 import { createLogger } from '../../gateway/log.js';
@@ -50,6 +51,11 @@ export function untilSignalled(stop: () => Promise<void>): Promise<void> {
   });
 }
 
+/** `gateway.worker.thread`: "auto" uses a thread when there is a second CPU for it. */
+export function useDeliveryThread(setting: 'auto' | 'yes' | 'no', cpus = availableParallelism()): boolean {
+  return setting === 'yes' || (setting === 'auto' && cpus > 1);
+}
+
 export async function runGatewayParts(command: string, args: string[], parts: GatewayParts): Promise<number> {
   const runtime = runtimeFromArgs(command, args);
   if (!runtime) return 2;
@@ -57,7 +63,8 @@ export async function runGatewayParts(command: string, args: string[], parts: Ga
   for (const w of runtime.warnings) log.warn(w);
   let gw: RunningGateway;
   try {
-    gw = await startGateway(runtime, parts, log);
+    const deliveryThread = parts.deliveryThread === true && useDeliveryThread(runtime.settings.worker.thread);
+    gw = await startGateway(runtime, { ...parts, deliveryThread }, log);
   } catch (err) {
     console.error(`mailroom ${command}: ${explainStartError(err, runtime)}`);
     return 1;
@@ -88,5 +95,5 @@ Receives mail over SMTP as SES would for the config's receipt rules, spools it d
 to every matching rule's S3 action (same key, encryption and SNS notification as SES).
 
 ${usageFlags}`,
-  run: (args) => runGatewayParts('gateway', args, { smtp: true, workers: true }),
+  run: (args) => runGatewayParts('gateway', args, { smtp: true, workers: true, deliveryThread: true }),
 };

@@ -305,9 +305,15 @@ interface Gateway {
   stop(): Promise<void>;
 }
 
-/** `smtp+worker`: `mailroom smtp` and `mailroom worker` as two processes on one spool (a second core for delivery). */
+/**
+ * `smtp+worker`: `mailroom smtp` and `mailroom worker` as two processes on one spool (a second core for delivery);
+ * `gateway+thread`: `mailroom gateway` with its workers in a thread of their own (gateway.worker.thread yes).
+ */
+type Layout = 'smtp' | 'gateway' | 'smtp+worker' | 'gateway+thread';
+const layouts: Record<Layout, string> = { gateway: '', smtp: '', 'smtp+worker': ', mailroom smtp + mailroom worker', 'gateway+thread': ', delivery thread (gateway.worker.thread yes)' };
+
 async function startGatewayProc(
-  command: 'smtp' | 'gateway' | 'smtp+worker',
+  command: Layout,
   work: string,
   name: string,
   redis: RedisServer,
@@ -327,7 +333,7 @@ async function startGatewayProc(
       // reverseDns: false is the documented option for gateways behind a relay/LB (no PTR worth looking up).
       smtp: { port, reverseDns: false, maxConnections: 200 },
       redis: { url: redis.url, prefix: `bench-${name}` },
-      worker: { concurrency: CONCURRENCY },
+      worker: { concurrency: CONCURRENCY, thread: command === 'gateway+thread' ? 'yes' : 'no' },
       ...(process.env.BENCH_UPLOAD ? { upload: JSON.parse(process.env.BENCH_UPLOAD) as Record<string, unknown> } : {}),
     },
   };
@@ -335,7 +341,7 @@ async function startGatewayProc(
   await writeFile(file, JSON.stringify(config));
   const execArgv = [...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', `${name}.cpuprofile`] : []), ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
   const env = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info', AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', ...awsEnv };
-  const proc = spawnLogged(process.execPath, [...execArgv, MAILROOM, command === 'smtp+worker' ? 'smtp' : command, '--config', file], env, join(work, `${name}.log`));
+  const proc = spawnLogged(process.execPath, [...execArgv, MAILROOM, command === 'smtp+worker' ? 'smtp' : command === 'gateway+thread' ? 'gateway' : command, '--config', file], env, join(work, `${name}.log`));
   try {
     await waitForPort(port, 60_000, proc.child);
   } catch (err) {
@@ -374,7 +380,7 @@ async function vm(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
 }
 
 /** SMTP → spool → S3 (+KMS) → SNS for `count` messages, until the spool is empty. */
-async function endToEnd(label: string, work: string, redis: RedisServer, rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string }, awsEnv: Record<string, string>, count: number, timeoutMs: number, command: 'gateway' | 'smtp+worker' = 'gateway'): Promise<RateResult> {
+async function endToEnd(label: string, work: string, redis: RedisServer, rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string }, awsEnv: Record<string, string>, count: number, timeoutMs: number, command: Layout = 'gateway'): Promise<RateResult> {
   const gw = await startGatewayProc(command, work, label, redis, rule, awsEnv);
   try {
     await smtpSource(`${label} warm-up`, gw.port, 200, true, 60_000);
@@ -568,6 +574,7 @@ async function main(): Promise<void> {
       const { kmsKeyArn: _k, ...sinkRuleNoKms } = sinkRule;
       const e2eSinkNoKms = await endToEnd('e2e-sink-nokms', work, redis, sinkRuleNoKms, sinkEnv, n(5_000), 120_000);
       const e2eSinkSplit = await endToEnd('e2e-sink-split', work, redis, sinkRule, sinkEnv, n(5_000), 120_000, 'smtp+worker');
+      const e2eSinkThread = await endToEnd('e2e-sink-thread', work, redis, sinkRule, sinkEnv, n(5_000), 120_000, 'gateway+thread');
       const st = await sink.stats();
       log(`sink stats: ${JSON.stringify(st)}`);
 
@@ -583,6 +590,7 @@ async function main(): Promise<void> {
       let e2eMoto: RateResult | undefined;
       let e2eMotoNoKms: RateResult | undefined;
       let e2eMotoSplit: RateResult | undefined;
+      let e2eMotoThread: RateResult | undefined;
       if (moto) {
         cleanups.push(() => moto.stop());
         const cfg = { region: REGION, endpoint: moto.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
@@ -596,11 +604,12 @@ async function main(): Promise<void> {
         e2eMoto = await endToEnd('e2e-moto', work, redis, { bucketName: 'bench', kmsKeyArn: keyArn, topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000);
         e2eMotoNoKms = await endToEnd('e2e-moto-nokms', work, redis, { bucketName: 'bench', topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000);
         e2eMotoSplit = await endToEnd('e2e-moto-split', work, redis, { bucketName: 'bench', kmsKeyArn: keyArn, topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000, 'smtp+worker');
+        e2eMotoThread = await endToEnd('e2e-moto-thread', work, redis, { bucketName: 'bench', kmsKeyArn: keyArn, topicArn }, { AWS_ENDPOINT_URL: moto.endpoint }, n(1_000), 120_000, 'gateway+thread');
       }
-      const e2eRow = (label: string, e2e: RateResult, plain: RateResult, kms: boolean, calls?: RateResult, split = false) => {
+      const e2eRow = (label: string, e2e: RateResult, plain: RateResult, kms: boolean, calls?: RateResult, layout: Layout = 'gateway') => {
         const ratio = e2e.rate / plain.rate;
         const ofCalls = calls?.ok ? `; ${(e2e.rate / calls.rate).toFixed(2)}× the same calls made directly` : '';
-        rows.push({ what: `end to end SMTP → S3${kms ? '+KMS' : ' (rule without KMS)'} → SNS, ${label}${split ? ', mailroom smtp + mailroom worker' : ''}`, figure: `${e2e.rate.toFixed(0)} msg/s${e2e.ok ? '' : ` (${e2e.note})`}${ofCalls}`, ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.8× plain', verdict: e2e.ok && plain.ok && ratio >= 0.8 ? 'met' : 'MISSED' });
+        rows.push({ what: `end to end SMTP → S3${kms ? '+KMS' : ' (rule without KMS)'} → SNS, ${label}${layouts[layout]}`, figure: `${e2e.rate.toFixed(0)} msg/s${e2e.ok ? '' : ` (${e2e.note})`}${ofCalls}`, ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.8× plain', verdict: e2e.ok && plain.ok && ratio >= 0.8 ? 'met' : 'MISSED' });
       };
       const callsRow = (label: string, calls: RateResult, plain: RateResult) =>
         rows.push({ what: `SES-format calls alone, no gateway → ${label} (GenerateDataKey + upload, PublishBatch per 10)`, figure: `${calls.rate.toFixed(0)} msg/s${calls.ok ? '' : ` (${calls.note})`}`, ratio: `${(calls.rate / plain.rate).toFixed(2)}×` });
@@ -610,12 +619,14 @@ async function main(): Promise<void> {
       if (callsMoto && plainMoto) callsRow('moto', callsMoto, plainMoto);
       if (e2eMoto && plainMoto) e2eRow('moto', e2eMoto, plainMoto, true, callsMoto);
       if (e2eMotoNoKms && plainMoto) e2eRow('moto', e2eMotoNoKms, plainMoto, false);
-      if (e2eMotoSplit && plainMoto) e2eRow('moto', e2eMotoSplit, plainMoto, true, callsMoto, true);
+      if (e2eMotoSplit && plainMoto) e2eRow('moto', e2eMotoSplit, plainMoto, true, callsMoto, 'smtp+worker');
+      if (e2eMotoThread && plainMoto) e2eRow('moto', e2eMotoThread, plainMoto, true, callsMoto, 'gateway+thread');
       plainRow('local sink', plainSink);
       callsRow('local sink', callsSink, plainSink);
       e2eRow('local sink', e2eSink, plainSink, true, callsSink);
       e2eRow('local sink', e2eSinkNoKms, plainSink, false);
-      e2eRow('local sink', e2eSinkSplit, plainSink, true, callsSink, true);
+      e2eRow('local sink', e2eSinkSplit, plainSink, true, callsSink, 'smtp+worker');
+      e2eRow('local sink', e2eSinkThread, plainSink, true, callsSink, 'gateway+thread');
     }
 
     // 4. peak RSS with 8 × 40 MB
@@ -623,24 +634,23 @@ async function main(): Promise<void> {
       const sink = await startSinkProc(work);
       cleanups.push(() => sink.proc.stop());
       const rule = { bucketName: 'bench', kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`, topicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:bench` };
-      const gw = await startGatewayProc('gateway', work, 'big', redis, rule, { AWS_ENDPOINT_URL: sink.endpoint });
-      try {
-        await smtpSource('big warm-up', gw.port, 50, true, 30_000);
-        await drained(gw, 30_000);
-        const before = await vm(gw.proc.child.pid!);
-        const big = await bigLoad(gw.port, BIG_CLIENTS, BIG);
-        const ok = big.ok === BIG_CLIENTS && (await drained(gw, 120_000));
-        const after = await vm(gw.proc.child.pid!);
-        const st = await sink.stats();
-        log(`big: ${big.ok}/${BIG_CLIENTS} accepted in ${big.seconds.toFixed(1)} s, delivered ${ok}, RSS before ${before.rssMb.toFixed(0)} MB, peak ${after.hwmMb.toFixed(0)} MB; sink ${JSON.stringify(st)} ${big.errors.join('; ')}`);
-        rows.push({
-          what: `peak RSS, ${BIG_CLIENTS} clients × 40 MB at once (idle RSS ${before.rssMb.toFixed(0)} MB)`,
-          figure: `${after.hwmMb.toFixed(0)} MB${ok ? '' : ' (not all delivered)'}`,
-          target: '≤ 256 MB',
-          verdict: ok && after.hwmMb <= 256 ? 'met' : 'MISSED',
-        });
-      } finally {
-        await gw.stop();
+      // The default layout carries the target; the delivery thread's second heap is shown next to it.
+      for (const layout of ['gateway', 'gateway+thread'] as const) {
+        const gw = await startGatewayProc(layout, work, `big-${layout}`, redis, rule, { AWS_ENDPOINT_URL: sink.endpoint });
+        try {
+          await smtpSource('big warm-up', gw.port, 50, true, 30_000);
+          await drained(gw, 30_000);
+          const before = await vm(gw.proc.child.pid!);
+          const big = await bigLoad(gw.port, BIG_CLIENTS, BIG);
+          const ok = big.ok === BIG_CLIENTS && (await drained(gw, 120_000));
+          const after = await vm(gw.proc.child.pid!);
+          const st = await sink.stats();
+          log(`big ${layout}: ${big.ok}/${BIG_CLIENTS} accepted in ${big.seconds.toFixed(1)} s, delivered ${ok}, RSS before ${before.rssMb.toFixed(0)} MB, peak ${after.hwmMb.toFixed(0)} MB; sink ${JSON.stringify(st)} ${big.errors.join('; ')}`);
+          const row = { what: `peak RSS, ${BIG_CLIENTS} clients × 40 MB at once (idle RSS ${before.rssMb.toFixed(0)} MB)${layouts[layout]}`, figure: `${after.hwmMb.toFixed(0)} MB${ok ? '' : ' (not all delivered)'}` };
+          rows.push(layout === 'gateway' ? { ...row, target: '≤ 256 MB', verdict: ok && after.hwmMb <= 256 ? 'met' : 'MISSED' } : row);
+        } finally {
+          await gw.stop();
+        }
       }
     }
 

@@ -14,8 +14,6 @@ import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawMessage, Raw
 
 let backends: Backends;
 let gw: RunningGateway | undefined;
-const lines: Array<Record<string, unknown>> = [];
-const rawLog: string[] = [];
 
 const BODY_MARK = 'BODY-MARK-7f3a9c';
 const HEADER_MARK = 'HEADER-MARK-51be0d';
@@ -23,7 +21,7 @@ const MISSING_KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/00000000-0000-4000-800
 
 beforeAll(async () => {
   backends = await startBackends('mailroom-obs-', { motoEnv: true });
-  await createBuckets(backends.aws, 'obs');
+  await createBuckets(backends.aws, 'obs', 'obs-t');
 }, 120_000);
 
 afterAll(async () => {
@@ -43,25 +41,32 @@ function sample(text: string, series: string): number | undefined {
 }
 
 describe('metrics, health and logs', () => {
-  it('counts accepted and refused mail, deliveries, upload bytes/latency and AWS errors; /readyz names what is missing', async () => {
-    const topic = await createTopicWithQueue(backends.aws, 'obs');
+  // With the workers in a thread of their own (`mailroom gateway`'s default on machines with two CPUs) their log lines
+  // and metric events travel to the SMTP thread's logger and registry: the same assertions hold.
+  it.each([
+    ['workers in the SMTP thread', false, ''],
+    ['workers in a delivery thread', true, '-t'],
+  ])('counts accepted and refused mail, deliveries, upload bytes/latency and AWS errors; /readyz names what is missing (%s)', async (_, deliveryThread, v) => {
+    const lines: Array<Record<string, unknown>> = [];
+    const rawLog: string[] = [];
+    const topic = await createTopicWithQueue(backends.aws, `obs${v}`);
     const config: ReceivingConfigInput = {
       region: REGION,
       accountId: ACCOUNT,
       ruleSetName: 'obs',
       maxMessageSize: 64 * 1024,
       rules: [
-        { name: 'ok', recipients: ['ok.example'], s3Action: { bucketName: 'obs', objectKeyPrefix: 'ok', topicArn: topic.topicArn } },
-        { name: 'nobucket', recipients: ['missing.example'], s3Action: { bucketName: 'obs-missing', objectKeyPrefix: 'm' } },
-        { name: 'nokey', recipients: ['kms.example'], s3Action: { bucketName: 'obs', objectKeyPrefix: 'k', kmsKeyArn: MISSING_KEY } },
-        { name: 'notopic', recipients: ['sns.example'], s3Action: { bucketName: 'obs', objectKeyPrefix: 's', topicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:no-such-topic` } },
+        { name: 'ok', recipients: ['ok.example'], s3Action: { bucketName: `obs${v}`, objectKeyPrefix: 'ok', topicArn: topic.topicArn } },
+        { name: 'nobucket', recipients: ['missing.example'], s3Action: { bucketName: `obs-missing${v}`, objectKeyPrefix: 'm' } },
+        { name: 'nokey', recipients: ['kms.example'], s3Action: { bucketName: `obs${v}`, objectKeyPrefix: 'k', kmsKeyArn: MISSING_KEY } },
+        { name: 'notopic', recipients: ['sns.example'], s3Action: { bucketName: `obs${v}`, objectKeyPrefix: 's', topicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:no-such-topic` } },
       ],
       gateway: {
         hostname: 'mx.obs.test',
         nodeId: 'obs-1',
-        spoolDir: join(backends.dir.path, 'spool'),
+        spoolDir: join(backends.dir.path, `spool${v}`),
         smtp: { port: 0, reverseDns: false },
-        redis: { url: backends.redis.url, prefix: '{obs}' },
+        redis: { url: backends.redis.url, prefix: `{obs${v}}` },
         worker: { concurrency: 4, attempts: 2, backoffBaseMs: 100, backoffMaxMs: 200, shutdownTimeoutMs: 2_000 },
         http: { port: 0, readyCacheMs: 100, checkTimeoutMs: 2_000 },
       },
@@ -75,7 +80,7 @@ describe('metrics, health and logs', () => {
         cb();
       },
     });
-    gw = await startGateway(runtimeFor(config), { smtp: true, workers: true }, streamLogger(sink));
+    gw = await startGateway(runtimeFor(config), { smtp: true, workers: true, deliveryThread }, streamLogger(sink));
     const port = gw.smtpAddress!.port;
     const http = gw.httpAddress!.port;
 
@@ -84,8 +89,8 @@ describe('metrics, health and logs', () => {
     const notReady = await get(http, '/readyz');
     expect(notReady.status).toBe(503);
     const nr = JSON.parse(notReady.body) as { ready: boolean; checks: Record<string, string> };
-    expect(nr.checks).toMatchObject({ redis: 'ok', spool: 'ok', 's3:obs': 'ok' });
-    expect(nr.checks['s3:obs-missing']).toMatch(/404/);
+    expect(nr.checks).toMatchObject({ redis: 'ok', spool: 'ok', [`s3:obs${v}`]: 'ok' });
+    expect(nr.checks[`s3:obs-missing${v}`]).toMatch(/404/);
 
     const send = (to: string, subject: string) =>
       sendRaw(port, { from: 'sender@origin.example', to: [to] }, rawMessage([['Subject', subject], ['X-Private', HEADER_MARK]], `${BODY_MARK}\r\n`));
@@ -143,15 +148,15 @@ describe('metrics, health and logs', () => {
     await waitFor('spool gauge', async () => sample((await get(http, '/metrics')).body, 'mailroom_spool_files') === 3, 10_000, 500);
     expect(sample((await get(http, '/metrics')).body, 'mailroom_spool_bytes')).toBeGreaterThan(3 * BODY_MARK.length);
     expect(sample(t, 'mailroom_node_info{node_id="obs-1"}')).toBe(1);
-    expect(await listKeys(backends.aws, 'obs', 'ok/')).toEqual([`ok/${ok.messageId}`]);
+    expect(await listKeys(backends.aws, `obs${v}`, 'ok/')).toEqual([`ok/${ok.messageId}`]);
 
     // The bucket appears: ready.
-    await backends.aws.s3.send(new CreateBucketCommand({ Bucket: 'obs-missing' }));
+    await backends.aws.s3.send(new CreateBucketCommand({ Bucket: `obs-missing${v}` }));
     const ready = await waitFor('ready', async () => {
       const r = await get(http, '/readyz');
       return r.status === 200 ? r : undefined;
     }, 10_000, 200);
-    expect(JSON.parse(ready.body)).toMatchObject({ ready: true, checks: { redis: 'ok', spool: 'ok', 's3:obs': 'ok', 's3:obs-missing': 'ok' } });
+    expect(JSON.parse(ready.body)).toMatchObject({ ready: true, checks: { redis: 'ok', spool: 'ok', [`s3:obs${v}`]: 'ok', [`s3:obs-missing${v}`]: 'ok' } });
 
     // Logs: every line about one of these messages names it; no body, no header value; every line names the node.
     const ids = new Set([ok, lost, nokey, notopic].map((s) => s.messageId));
@@ -160,6 +165,7 @@ describe('metrics, health and logs', () => {
       expect(l).not.toContain(HEADER_MARK);
     }
     for (const l of lines) expect(l.node, JSON.stringify(l)).toBe('obs-1');
+    expect(lines.some((l) => l.msg === 'delivered' && l.thread === 'delivery')).toBe(deliveryThread);
     const byMsg = (m: string) => lines.filter((l) => l.msg === m);
     expect(new Set(byMsg('accepted').map((l) => l.messageId))).toEqual(ids);
     expect(byMsg('delivered').map((l) => [l.messageId, l.rule, l.jobId])).toEqual([[ok.messageId, 'ok', `${ok.messageId}.ok`]]);

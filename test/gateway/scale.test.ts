@@ -64,7 +64,9 @@ beforeAll(async () => {
         smtp: { port: smtpPort, reverseDns: false, maxConnections: 50 },
         redis: { url: redis.url, prefix: PREFIX },
         // Short locks so deliveries the killed node held are taken over by its restart within seconds.
-        worker: { concurrency: 8, lockDurationMs: 3_000, stalledIntervalMs: 1_000, backoffBaseMs: 200, backoffMaxMs: 2_000, recoveryIntervalMs: 2_000 },
+        // node-b delivers from a thread of its own (gateway.worker.thread), node-a on its SMTP thread: both layouts
+        // under the same load and the same kill.
+        worker: { concurrency: 8, lockDurationMs: 3_000, stalledIntervalMs: 1_000, backoffBaseMs: 200, backoffMaxMs: 2_000, recoveryIntervalMs: 2_000, thread: id === 'node-b' ? 'yes' : 'no' },
         http: { port: httpPort },
       },
     });
