@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { NodeIdError, NodeRegistry, nodePrefix, resolveNodeId } from './cluster/node.js';
-import type { Logger } from './log.js';
+import { childLogger, type Logger } from './log.js';
 import { ReadinessCheck } from './observability/health.js';
 import { OpsHttpServer } from './observability/http.js';
 import { GatewayMetrics } from './observability/metrics.js';
@@ -50,7 +50,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   await spool.init({ clearIncoming: parts.smtp });
   const nodeId = await resolveNodeId(settings.spoolDir, settings.nodeId, async () => (await spool.list()).length);
   const queuePrefix = nodePrefix(settings.redis.prefix, nodeId);
-  const log = baseLog.child({ node: nodeId });
+  const log = childLogger(baseLog, { node: nodeId });
   const metrics = new GatewayMetrics(nodeId);
   let draining = false;
   const running: RunningGateway = { spool, nodeId, queuePrefix, metrics, stop: async () => undefined };

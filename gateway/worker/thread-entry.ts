@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { lineLogger } from '../log.js';
+import { childLogger, lineLogger } from '../log.js';
 import { Spool } from '../spool/spool.js';
 import type { DeliveryThreadData, FromThread, MetricEvent, ToThread } from './thread-protocol.js';
 import { DeliveryWorkers } from './worker.js';
@@ -32,7 +32,7 @@ function queue(): void {
   }
 }
 
-const log = lineLogger((line) => ((lines += line), queue()), data.log.name, data.log.level).child({ node: data.nodeId, thread: 'delivery' });
+const log = childLogger(lineLogger((line) => ((lines += line), queue()), data.log.name, data.log.level), { node: data.nodeId, thread: 'delivery' });
 const record = (e: MetricEvent) => (events.push(e), queue());
 const metrics = {
   deliveryStarted: () => record(['deliveryStarted']),
