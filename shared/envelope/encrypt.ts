@@ -1,9 +1,13 @@
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { generateDataKey } from '../aws/kms-data-key.js';
 import { sesEncryptionContext, type SesEncryptionContext } from './context.js';
 import { CEK_ALG_GCM, IV_BYTES, META, TAG_BYTES, WRAP_KMS, canonicalMatdesc } from './metadata.js';
+import { randomPool } from '../random-pool.js';
+
+/** Each data key encrypts one object, so an IV only has to be fresh, which a forward-read pool guarantees. */
+const nextIv = randomPool(IV_BYTES);
 
 export interface PreparedEncryption {
   /** The seven user-metadata entries, ready for PutObject / CreateMultipartUpload `Metadata`. */
@@ -36,7 +40,7 @@ export async function prepareEncryption(
   if (out.plaintext.length !== 32 || out.ciphertextBlob.length === 0) {
     throw new Error(`KMS GenerateDataKey for ${context.kmsKeyArn} returned no usable 256-bit data key`);
   }
-  const iv = randomBytes(IV_BYTES);
+  const iv = nextIv();
   let dataKey: Uint8Array | undefined = out.plaintext;
   const takeKey = () => {
     if (!dataKey) throw new Error('this encryption was already used; prepare a new one (a fresh data key and IV) per upload');
