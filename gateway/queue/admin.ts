@@ -1,7 +1,7 @@
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { listNodes, nodePrefix, STALE_AFTER_MS, type NodeRecord } from '../cluster/node.js';
-import { DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from './jobs.js';
+import { DELIVERIES_QUEUE, deliveryBatch, isSpoolFileJobId, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from './jobs.js';
 import { redisOptionsFromUrl } from './redis.js';
 
 export const COUNTED_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
@@ -20,6 +20,13 @@ export interface FailedDelivery {
   attemptsMade: number;
   reason: string;
   failedAt?: string;
+}
+
+/** A lone delivery job (queue/jobs.ts) that failed with every message done failed at its last step: the release. */
+function releaseFailed(raw: DeliveryJobData | DeliveryJobDataV1): boolean {
+  const data = deliveryBatch(raw);
+  const done = new Set(data.done);
+  return data.release === true && data.messages.every((m) => done.has(m.envelope.messageId));
 }
 
 export interface NodeCounts {
@@ -83,6 +90,9 @@ export class QueueAdmin {
     for (const n of this.nodes) {
       const d = await n.deliveries.getJobCounts(...COUNTED_STATES, 'prioritized', 'waiting-children');
       const s = await n.spool.getJobCounts('waiting-children', 'waiting', 'active', 'delayed', 'failed');
+      // A file with one rule has a lone delivery job named by the file id (queue/jobs.ts): pending ones are files too.
+      const lone = (await n.deliveries.getRanges(['waiting', 'prioritized', 'active', 'delayed', 'failed'], 0, -1)).filter(isSpoolFileJobId).length;
+      const loneReleasesFailed = (await n.deliveries.getFailed(0, -1)).filter((j) => releaseFailed(j.data)).length;
       const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, d[k] ?? 0])) as Record<CountedState, number>;
       deliveries.waiting += d.prioritized ?? 0;
       nodes.push({
@@ -91,8 +101,8 @@ export class QueueAdmin {
         status: n.record.stopped ? 'stopped' : now - n.record.seenAt < STALE_AFTER_MS ? 'up' : 'silent',
         lastSeen: new Date(n.record.seenAt).toISOString(),
         deliveries,
-        spoolFilesPending: Object.values(s).reduce((a, b) => a + b, 0),
-        releasesFailed: s.failed ?? 0,
+        spoolFilesPending: Object.values(s).reduce((a, b) => a + b, 0) + lone,
+        releasesFailed: (s.failed ?? 0) + loneReleasesFailed,
       });
     }
     const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, nodes.reduce((a, n) => a + n.deliveries[k], 0)])) as Record<CountedState, number>;
@@ -107,11 +117,13 @@ export class QueueAdmin {
       for (const j of jobs) {
         const data = deliveryBatch(j.data);
         const done = new Set(data.done);
+        const left = data.messages.map((m) => m.envelope.messageId).filter((id) => !done.has(id));
+        const released = releaseFailed(j.data);
         out.push({
-          kind: 'delivery',
+          kind: released ? 'release' : 'delivery',
           jobId: j.id ?? '',
           node: n.node,
-          messageIds: data.messages.map((m) => m.envelope.messageId).filter((id) => !done.has(id)),
+          messageIds: released ? data.messages.map((m) => m.envelope.messageId) : left,
           rule: data.rule.name,
           attemptsMade: j.attemptsMade,
           reason: j.failedReason,

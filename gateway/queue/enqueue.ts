@@ -1,7 +1,7 @@
 import { FlowProducer, Queue, type FlowJob } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { SpoolFile } from '../spool/format.js';
-import { spoolFileFlow, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
+import { DELIVERIES_QUEUE, spoolFileJobs, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
 import { producerConnection, redactRedisUrl } from './redis.js';
 
 export class EnqueueTimeoutError extends Error {
@@ -35,8 +35,9 @@ const MAX_BATCH = 256;
  * The accept path's Redis side: adds a spool file's flow and answers "does this file have jobs?" for recovery.
  * Fails fast when Redis is away (see queue/redis.ts), bounded by `timeoutMs` when it is merely slow.
  *
- * Batching: one flow per spool file (every message of a batch file shares it), and the flows of every file that
- * became durable in the same event-loop turn go to Redis in one MULTI (FlowProducer.addBulk). All or none: the
+ * Batching: one job or flow per spool file (every message of a batch file shares it, queue/jobs.ts), and those of
+ * every file that became durable in the same event-loop turn go to Redis in one MULTI (FlowProducer.addBulk; a
+ * lone job is a flow without children there). All or none: the
  * MULTI either adds every flow of the batch or fails, and then every message of the batch gets its error (451).
  * Each message still waits for its own file's confirmation, so a 250 still means "its jobs are in Redis".
  */
@@ -62,6 +63,7 @@ export class Enqueuer {
   private readonly flows: FlowProducer;
   private readonly readyListeners: Array<() => void> = [];
   private readonly spoolQueue: Queue;
+  private readonly deliveriesQueue: Queue;
 
   constructor(
     private readonly opts: EnqueuerOptions,
@@ -71,6 +73,7 @@ export class Enqueuer {
     this.flows = new FlowProducer({ connection, prefix: opts.prefix });
     strictFlowResults(this.flows);
     this.spoolQueue = new Queue(SPOOL_QUEUE, { connection, prefix: opts.prefix });
+    this.deliveriesQueue = new Queue(DELIVERIES_QUEUE, { connection, prefix: opts.prefix });
     let down = false;
     const onError = (err: Error) => {
       if (!down) log.error({ err: err.message, redis: redactRedisUrl(opts.redisUrl) }, 'redis unavailable; new mail gets 451 until it returns');
@@ -78,6 +81,7 @@ export class Enqueuer {
     };
     this.flows.on('error', onError);
     this.spoolQueue.on('error', onError);
+    this.deliveriesQueue.on('error', onError);
     // The backend re-emits ioredis "ready" on every (re)connection; recovery listens so it can requeue what a
     // restarted Redis lost.
     (this.spoolQueue.getBackend() as unknown as { on(e: 'ready', f: () => void): void }).on('ready', () => {
@@ -121,7 +125,7 @@ export class Enqueuer {
   async enqueue(file: SpoolFile): Promise<void> {
     let add = this.adding.get(file);
     if (!add) {
-      add = this.addBatched(spoolFileFlow(file, this.opts.policy));
+      add = this.addBatched(spoolFileJobs(file, this.opts.policy));
       this.adding.set(file, add);
     }
     let timer: NodeJS.Timeout | undefined;
@@ -159,12 +163,13 @@ export class Enqueuer {
     throw new Error(`cannot reach Redis at ${redactRedisUrl(this.opts.redisUrl)} (${last}): start redis-server, or point --redis-url / REDIS_URL at one`);
   }
 
-  /** True when the file's flow exists in any state (its parent job is the marker). */
+  /** True when the file's jobs exist in any state: the job named by the file id, a flow's parent or a lone delivery. */
   async hasJobs(fileId: string): Promise<boolean> {
-    return (await this.spoolQueue.getJobState(fileId)) !== 'unknown';
+    const [parent, lone] = await Promise.all([this.spoolQueue.getJobState(fileId), this.deliveriesQueue.getJobState(fileId)]);
+    return parent !== 'unknown' || lone !== 'unknown';
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.flows.close(), this.spoolQueue.close()]);
+    await Promise.allSettled([this.flows.close(), this.spoolQueue.close(), this.deliveriesQueue.close()]);
   }
 }

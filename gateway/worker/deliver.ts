@@ -48,6 +48,11 @@ export interface DeliveryOutcome {
   /** What the job's data should say now, for a retry (see DeliveryJobData). */
   done: string[];
   stored: string[];
+  /**
+   * A lone job (`release`) whose spool file is gone: only that job deletes it, and only once every message is done,
+   * so an earlier run of it (stopped before BullMQ recorded its end) delivered these. Counted done, not failed.
+   */
+  foundReleased: string[];
 }
 
 /** What the worker returns for a completed job. */
@@ -74,15 +79,19 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
   const action = rule.s3Action;
   const done = new Set(data.done);
   const stored = new Set(data.stored);
-  const outcome: DeliveryOutcome = { bucket: action.bucketName, rule: rule.name, encrypted: !!action.kmsKeyArn, delivered: [], failed: [], done: [], stored: [] };
+  const outcome: DeliveryOutcome = { bucket: action.bucketName, rule: rule.name, encrypted: !!action.kmsKeyArn, delivered: [], failed: [], done: [], stored: [], foundReleased: [] };
   const todo = data.messages.filter((m) => !done.has(m.envelope.messageId));
   const fail = (m: DeliveryMessage, err: unknown) => outcome.failed.push({ messageId: m.envelope.messageId, error: err as Error, unrecoverable: unrecoverable(err) });
 
   let reader: SpoolReader | undefined;
   try {
-    reader = await deps.spool.reader(deps.spool.fileIdOf(data.spoolFile));
+    // A retry with nothing left to deliver (a lone job whose release failed) needs no file.
+    if (todo.length > 0) reader = await deps.spool.reader(deps.spool.fileIdOf(data.spoolFile));
   } catch (err) {
-    for (const m of todo) fail(m, err);
+    if (data.release && err instanceof SpoolMissingError) {
+      for (const m of todo) done.add(m.envelope.messageId);
+      outcome.foundReleased = todo.map((m) => m.envelope.messageId);
+    } else for (const m of todo) fail(m, err);
   }
   // Built as each message is stored, so its DATA need not be held until the batch publishes.
   const toNotify: Array<{ m: DeliveryMessage; notification: ReceivedNotification; key: string; started: number; storedBytes: number; multipart: boolean }> = [];

@@ -72,6 +72,7 @@ export class DeliveryWorkers {
             const final = attempt >= (job.opts.attempts ?? 1) || outcome.failed.every((f) => f.unrecoverable);
             for (const _ of outcome.delivered) metrics?.deliveryFinished('delivered');
             for (const _ of outcome.failed) metrics?.deliveryFinished(final ? 'failed' : 'retry');
+            for (const _ of outcome.foundReleased) metrics?.deliveryFinished('delivered');
           } else for (let i = 0; i < todo; i++) metrics?.deliveryFinished('retry');
         }
         for (const d of outcome.delivered) {
@@ -88,6 +89,10 @@ export class DeliveryWorkers {
           await job.updateData({ ...data, done: outcome.done, stored: outcome.stored }).catch((err: Error) => this.log.warn({ jobId: job.id, err: err.message }, 'could not record delivery progress; the retry redoes the whole job'));
           throw jobError(outcome, todo);
         }
+        if (outcome.foundReleased.length > 0) {
+          this.log.warn({ spoolFile: data.spoolFile, rule: data.rule.name, jobId: job.id, attempt, messageIds: outcome.foundReleased }, 'spool file already gone: an earlier run of this job delivered and released it (or it was deleted by hand); nothing left to deliver');
+        }
+        if (data.release) await this.release(job, data, outcome);
         return { bucket: outcome.bucket, rule: outcome.rule, encrypted: outcome.encrypted, delivered: outcome.delivered };
       },
       { ...common, concurrency: w.concurrency },
@@ -113,6 +118,20 @@ export class DeliveryWorkers {
     );
     for (const worker of [this.deliveries, this.releases] as Worker[]) {
       worker.on('error', (err) => this.log.warn({ err: err.message }, 'worker redis error; retrying'));
+    }
+  }
+
+  /**
+   * A lone delivery job's last step (queue/jobs.ts): every message is done, so the spool file goes. Should that fail,
+   * the job records every message as done before failing, so its retry only deletes the file.
+   */
+  private async release(job: Job<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>, data: DeliveryJobData, outcome: DeliveryOutcome): Promise<void> {
+    try {
+      const removed = await this.spool.remove(this.spool.fileIdOf(data.spoolFile));
+      this.log.debug({ spoolFile: data.spoolFile, jobId: job.id, removed }, 'every message delivered; spool file released');
+    } catch (err) {
+      await job.updateData({ ...data, done: outcome.done, stored: [] }).catch((e: Error) => this.log.warn({ jobId: job.id, err: e.message }, 'could not record delivery progress; the retry redoes the whole job'));
+      throw err;
     }
   }
 

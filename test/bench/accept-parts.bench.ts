@@ -32,7 +32,7 @@ const ROWS: Parts[] = [
   { label: 'smtp-server alone (drain DATA, 250)', bare: true },
   { label: 'gateway SMTP front, spool and queue stubbed' },
   { label: '+ spool (fsync\'d batch files)', spool: true },
-  { label: '+ Redis jobs (spool stubbed: a flow per message)', redis: true },
+  { label: '+ Redis jobs (spool stubbed: a job per message)', redis: true },
   { label: '+ accepted log line (spool and queue stubbed)', log: true },
   { label: 'all of it (= mailroom smtp)', spool: true, redis: true, log: true },
 ];

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
-import { cappedExponentialBackoff, deliveryBatch, deliveryJobId, spoolFileFlow, type DeliveryJobData } from '../../gateway/queue/jobs.js';
+import { cappedExponentialBackoff, deliveryBatch, deliveryJobId, isSpoolFileJobId, spoolFileJobs, type DeliveryJobData } from '../../gateway/queue/jobs.js';
 import { overridesFrom, resolveRuntime } from '../../gateway/settings.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
@@ -12,6 +12,8 @@ import { tempDir } from '../support/files.js';
 import { spooledMessage } from '../support/spool.js';
 import { notificationFor } from '../../gateway/worker/notify.js';
 import { headerBlockFor } from '../../gateway/worker/stored-message.js';
+import { deliver } from '../../gateway/worker/deliver.js';
+import { Slots } from '../../gateway/worker/slots.js';
 
 const base: ReceivingConfigInput = {
   region: 'us-east-1',
@@ -130,7 +132,7 @@ describe('spool and job contract', () => {
     const [a, b] = [newMessageId(), newMessageId()];
     const second = record(b);
     second.rules.push({ name: 'r.2', recipients: ['b@example.com'], scanEnabled: true, s3Action: { bucketName: 'bucket-y', objectKeyPrefix: 'y/' } });
-    const flow = spoolFileFlow({ id: a, entries: [{ record: record(a), at: 0 }, { record: second, at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+    const flow = spoolFileJobs({ id: a, entries: [{ record: record(a), at: 0 }, { record: second, at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
     expect(flow.opts?.jobId).toBe(a);
     expect(flow.data).toEqual({ v: 1, spoolFile: `${a}.msg`, messageIds: [a, b] });
     expect(flow.children?.map((c) => c.opts?.jobId)).toEqual([deliveryJobId(a, 'r.1'), deliveryJobId(a, 'r.2')]);
@@ -139,6 +141,42 @@ describe('spool and job contract', () => {
     expect(r2!.messages.map((m) => [m.at, m.envelope.messageId, m.recipients])).toEqual([[812, b, ['b@example.com']]]);
     expect(deliveryJobId(a, 'r.1')).not.toContain(':');
     expect(JSON.stringify(flow)).not.toContain('Subject'); // jobs never carry the body
+  });
+
+  it('a file whose messages all matched one rule gets one delivery job, named by the file id, that releases the file itself', () => {
+    const [a, b] = [newMessageId(), newMessageId()];
+    const job = spoolFileJobs({ id: a, entries: [{ record: record(a), at: 0, length: 700 }, { record: record(b), at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+    expect(job.children).toBeUndefined();
+    expect([job.queueName, job.name, job.opts?.jobId, job.opts?.attempts]).toEqual(['deliveries', 'deliver', a, 5]);
+    const data = job.data as DeliveryJobData;
+    expect(data.release).toBe(true);
+    expect(data.rule.name).toBe('r.1');
+    expect(data.messages.map((m) => [m.at, m.length, m.envelope.messageId])).toEqual([[0, 700, a], [812, undefined, b]]);
+    expect(isSpoolFileJobId(job.opts!.jobId!)).toBe(true);
+    expect(isSpoolFileJobId(deliveryJobId(a, 'r.1'))).toBe(false);
+  });
+
+  it('a lone job whose spool file is gone counts its messages done (an earlier run delivered and released them); a flow child fails them for good', async () => {
+    const dir = await tempDir();
+    const spool = new Spool(dir.path);
+    try {
+      await spool.init({ clearIncoming: true });
+      const [a, b] = [newMessageId(), newMessageId()];
+      const job = spoolFileJobs({ id: a, entries: [{ record: record(a), at: 0 }, { record: record(b), at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+      // No AWS is reached: the file is missing before anything is read.
+      const deps = { spool, aws: undefined as never, tuning: { multipartThresholdBytes: 1, partSizeBytes: 1, queueSize: 1 }, slots: new Slots(2) };
+      const lone = await deliver(job.data as DeliveryJobData, deps);
+      expect(lone.failed).toEqual([]);
+      expect(lone.foundReleased).toEqual([a, b]);
+      expect(lone.done.sort()).toEqual([a, b].sort());
+      const { release: _, ...child } = job.data as DeliveryJobData;
+      const orphan = await deliver(child, deps);
+      expect(orphan.foundReleased).toEqual([]);
+      expect(orphan.failed.map((f) => [f.messageId, f.unrecoverable, f.error instanceof SpoolMissingError])).toEqual([[a, true, true], [b, true, true]]);
+    } finally {
+      await spool.close();
+      await dir.remove();
+    }
   });
 
   it('a job of the previous release (one message, one rule) reads as a batch of one', () => {
