@@ -32,14 +32,14 @@ interface PendingFlow {
 const MAX_BATCH = 256;
 
 /**
- * The accept path's Redis side: adds a spool file's flow and answers "does this file have jobs?" for recovery.
+ * The accept path's Redis side: adds a spool file's jobs and answers "does this file have jobs?" for recovery.
  * Fails fast when Redis is away (see queue/redis.ts), bounded by `timeoutMs` when it is merely slow.
  *
  * Batching: one job or flow per spool file (every message of a batch file shares it, queue/jobs.ts), and those of
  * every file that became durable in the same event-loop turn go to Redis in one MULTI (FlowProducer.addBulk; a
- * lone job is a flow without children there). All or none: the
- * MULTI either adds every flow of the batch or fails, and then every message of the batch gets its error (451).
- * Each message still waits for its own file's confirmation, so a 250 still means "its jobs are in Redis".
+ * lone job is a flow without children there). All or none: the MULTI either adds the jobs of every file of the
+ * batch or fails, and then every message of the batch gets its error (451). Each message still waits for its own
+ * file's confirmation, so a 250 still means "its jobs are in Redis".
  */
 type FlowBackend = { addFlow(entries: unknown[]): Promise<Array<[Error | null, unknown]> | null> };
 

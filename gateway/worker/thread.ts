@@ -32,6 +32,8 @@ export interface DeliveryThreadOptions {
  */
 export class DeliveryThread {
   private worker: Worker | undefined;
+  /** The current worker has not exited. */
+  private alive = false;
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private restartDelay = RESTART_FIRST_MS;
@@ -51,6 +53,7 @@ export class DeliveryThread {
     const { runtime, prefix, nodeId, logOptions } = this.opts;
     const data: DeliveryThreadData = { runtime, prefix, nodeId, log: logOptions };
     const worker = (this.worker = entryWorker(data));
+    this.alive = true;
     const startedAt = Date.now();
     return new Promise<void>((resolve, reject) => {
       let started = false;
@@ -79,21 +82,31 @@ export class DeliveryThread {
         else this.opts.log.error({ err: err.message, errName: err.name }, 'delivery thread crashed');
       });
       worker.on('exit', (code) => {
+        if (this.worker === worker) this.alive = false;
         this.settleInFlight();
         if (!started) return reject(new Error(`delivery thread exited during start-up (code ${code})`));
         if (this.stopping || this.worker !== worker) return;
         if (Date.now() - startedAt > HEALTHY_AFTER_MS) this.restartDelay = RESTART_FIRST_MS;
-        const delay = this.restartDelay;
-        this.restartDelay = Math.min(this.restartDelay * 2, RESTART_MAX_MS);
-        this.opts.log.error({ code, restartInMs: delay }, 'delivery thread stopped unexpectedly; mail stays spooled, restarting it');
-        this.restartTimer = setTimeout(() => {
-          this.spawn().then(
-            () => this.opts.log.info('delivery thread restarted'),
-            (err: Error) => this.opts.log.error({ err: err.message }, 'delivery thread did not restart; retrying'),
-          );
-        }, delay);
+        this.opts.log.error({ code, restartInMs: this.restartDelay }, 'delivery thread stopped unexpectedly; mail stays spooled, restarting it');
+        this.restartLater();
       });
     });
+  }
+
+  /** Starts the thread again after the current delay, doubling it; a failed start schedules the next try. */
+  private restartLater(): void {
+    const delay = this.restartDelay;
+    this.restartDelay = Math.min(this.restartDelay * 2, RESTART_MAX_MS);
+    this.restartTimer = setTimeout(() => {
+      if (this.stopping) return;
+      this.spawn().then(
+        () => this.opts.log.info('delivery thread restarted'),
+        (err: Error) => {
+          this.opts.log.error({ err: err.message, retryInMs: this.restartDelay }, 'delivery thread did not restart; trying again');
+          if (!this.stopping) this.restartLater();
+        },
+      );
+    }, delay);
   }
 
   private apply([op, ...args]: MetricEvent): void {
@@ -113,7 +126,7 @@ export class DeliveryThread {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     const worker = this.worker;
-    if (!worker) return;
+    if (!worker || !this.alive) return;
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     worker.postMessage({ t: 'stop' } satisfies ToThread);
     let timer: NodeJS.Timeout | undefined;
