@@ -234,3 +234,10 @@ describe('notification of a spooled message', () => {
     }
   });
 });
+
+describe('gateway.worker.thread', () => {
+  it('"auto" uses a delivery thread only with a second CPU for it; "yes" and "no" say so', async () => {
+    const { useDeliveryThread } = await import('../../cli/commands/gateway.js');
+    expect([useDeliveryThread('auto', 1), useDeliveryThread('auto', 2), useDeliveryThread('yes', 1), useDeliveryThread('no', 8)]).toEqual([false, true, true, false]);
+  });
+});
