@@ -90,6 +90,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
         timeoutMs: settings.http.checkTimeoutMs,
         cacheMs: settings.http.readyCacheMs,
         draining: () => draining,
+        ...(parts.workers && parts.deliveryThread ? { delivery: () => running.deliveryThread?.health() ?? 'delivery thread starting' } : {}),
       });
       const d = (depth = new QueueDepthSampler(settings.redis.url, queuePrefix, settings.http.checkTimeoutMs));
       const spoolSampler = new SpoolSampler(spool);

@@ -14,6 +14,8 @@ export interface ReadinessOptions {
   cacheMs: number;
   /** True once shutdown began: a draining node is not ready, so a load balancer stops sending it mail. */
   draining: () => boolean;
+  /** "ok", or why deliveries are not running (a delivery thread being restarted); absent: no such check. */
+  delivery?: () => string;
 }
 
 export interface Readiness {
@@ -30,7 +32,7 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 /**
  * /readyz: Redis answers PING, the spool takes a write (a probe file written, fsync'd and removed — exactly what
- * accepting needs), and S3 answers HeadBucket for every rule bucket. Each check is bounded by `timeoutMs`; the
+ * accepting needs), S3 answers HeadBucket for every rule bucket, and a delivery thread, when there is one, runs. Each check is bounded by `timeoutMs`; the
  * answer is cached for `cacheMs` so a busy probe cannot turn into load on S3.
  */
 export class ReadinessCheck {
@@ -65,6 +67,7 @@ export class ReadinessCheck {
       named('spool', () => this.probeSpool()),
       ...this.opts.buckets.map((b) => named(`s3:${b.bucket}`, () => this.headBucket(b.bucket, b.region))),
     ]);
+    if (this.opts.delivery) checks.delivery = this.opts.delivery();
     return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
   }
 

@@ -37,6 +37,8 @@ export class DeliveryThread {
   private stopping = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private restartDelay = RESTART_FIRST_MS;
+  /** When the running thread was lost (undefined while one runs). */
+  private downSince: number | undefined;
   /** Deliveries the thread reported started and not finished: settled as retries if it dies. */
   private inFlight = 0;
 
@@ -67,6 +69,7 @@ export class DeliveryThread {
             break;
           case 'started':
             started = true;
+            this.downSince = undefined;
             resolve();
             break;
           case 'start-failed':
@@ -86,6 +89,7 @@ export class DeliveryThread {
         this.settleInFlight();
         if (!started) return reject(new Error(`delivery thread exited during start-up (code ${code})`));
         if (this.stopping || this.worker !== worker) return;
+        this.downSince = Date.now();
         if (Date.now() - startedAt > HEALTHY_AFTER_MS) this.restartDelay = RESTART_FIRST_MS;
         this.opts.log.error({ code, restartInMs: this.restartDelay }, 'delivery thread stopped unexpectedly; mail stays spooled, restarting it');
         this.restartLater();
@@ -119,6 +123,11 @@ export class DeliveryThread {
 
   private settleInFlight(): void {
     for (; this.inFlight > 0; this.inFlight--) this.opts.metrics?.deliveryFinished('retry');
+  }
+
+  /** For /readyz: "ok" while the thread runs, else since when deliveries have been down. */
+  health(): string {
+    return this.downSince === undefined ? 'ok' : `delivery thread down since ${new Date(this.downSince).toISOString()}; restarting`;
   }
 
   /** Lets deliveries in flight finish within the shutdown timeout (as DeliveryWorkers.stop), then ends the thread. */

@@ -44,6 +44,7 @@ describe('delivery thread', () => {
         redis: { url: backends.redis.url, prefix: 'thread' },
         // A job the dead thread held is taken over after its lock expires.
         worker: { lockDurationMs: 2_000, stalledIntervalMs: 1_000, shutdownTimeoutMs: 2_000 },
+        http: { port: 0, readyCacheMs: 1, checkTimeoutMs: 2_000 },
       },
     });
     gw = await startGateway(runtime, { smtp: true, workers: true, deliveryThread: true }, streamLogger(sink, 'info'));
@@ -55,12 +56,20 @@ describe('delivery thread', () => {
     await delivered(first.messageId);
     expect(lines.find((l) => l.msg === 'delivered' && l.messageId === first.messageId)).toMatchObject({ thread: 'delivery', node: gw.nodeId });
 
+    const readyz = async () => JSON.parse(await (await fetch(`http://127.0.0.1:${gw!.httpAddress!.port}/readyz`, { signal: AbortSignal.timeout(10_000) })).text()) as { ready: boolean; checks: Record<string, string> };
+    expect(await readyz()).toMatchObject({ ready: true, checks: { delivery: 'ok' } });
+
     // Kill the thread as a crash would (the test reaches into the private field: nothing outside may).
     await (gw.deliveryThread as unknown as { worker: Worker }).worker.terminate();
+    // Not ready while deliveries are down: a load balancer should send new mail elsewhere.
+    const down = await readyz();
+    expect(down.ready).toBe(false);
+    expect(down.checks.delivery).toMatch(/^delivery thread down since .*; restarting$/);
     const during = await send('while the thread is down');
     expect(during.messageId).not.toBe('');
     await waitFor('restart logged', async () => lines.some((l) => l.msg === 'delivery thread restarted'), 15_000, 100);
     expect(lines.some((l) => l.msg === 'delivery thread stopped unexpectedly; mail stays spooled, restarting it')).toBe(true);
+    expect(await readyz()).toMatchObject({ ready: true, checks: { delivery: 'ok' } });
     const after = await send('after');
     await delivered(during.messageId);
     await delivered(after.messageId);
