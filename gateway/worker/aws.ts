@@ -13,10 +13,13 @@ interface MiddlewareClient {
 
 /**
  * Counts every failed command (after the SDK's own retries) by service, operation and error name — and each failed
- * entry of a batch command that succeeded as a whole (PublishBatch's `Failed`), by the entry's code.
+ * entry of a batch command that succeeded as a whole (PublishBatch's `Failed`), by the entry's code. Requests sent
+ * without the middleware stack (shared/aws/signed-request.ts: GenerateDataKey, a small PutObject, PublishBatch) are
+ * counted through the client's error observer.
  */
-function countErrors<C>(client: C, service: AwsService, metrics: DeliveryMetrics | undefined): C {
+function countErrors<C extends object>(client: C, service: AwsService, metrics: DeliveryMetrics | undefined): C {
   if (!metrics) return client;
+  observeErrors(client, (operation, error) => metrics.awsError(service, operation, error));
   (client as unknown as MiddlewareClient).middlewareStack.add(
     (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: unknown) => {
       try {
@@ -57,12 +60,7 @@ export class AwsClients {
 
   s3(region: string): S3Client {
     let c = this.s3s.get(region);
-    if (!c) {
-      this.s3s.set(region, (c = countErrors(s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums }), 's3', this.metrics)));
-      // Small messages go up without the middleware stack (shared/aws/s3-put-object.ts): counted here instead.
-      const metrics = this.metrics;
-      if (metrics) observeErrors(c, (operation, error) => metrics.awsError('s3', operation, error));
-    }
+    if (!c) this.s3s.set(region, (c = countErrors(s3Client({ region, requestTimeoutMs: this.upload.requestTimeoutMs, maxAttempts: 1, checksums: this.upload.checksums }), 's3', this.metrics)));
     return c;
   }
 
@@ -70,24 +68,14 @@ export class AwsClients {
   kms(keyArn: string, fallbackRegion: string): KMSClient {
     const region = parseArn(keyArn)?.region || fallbackRegion;
     let c = this.kmss.get(region);
-    if (!c) {
-      this.kmss.set(region, (c = countErrors(kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'kms', this.metrics)));
-      // GenerateDataKey goes out without the middleware stack (shared/aws/kms-data-key.ts): counted here instead.
-      const metrics = this.metrics;
-      if (metrics) observeErrors(c, (operation, error) => metrics.awsError('kms', operation, error));
-    }
+    if (!c) this.kmss.set(region, (c = countErrors(kmsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'kms', this.metrics)));
     return c;
   }
 
   sns(topicArn: string, fallbackRegion: string): SNSClient {
     const region = parseArn(topicArn)?.region || fallbackRegion;
     let c = this.snss.get(region);
-    if (!c) {
-      this.snss.set(region, (c = countErrors(snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'sns', this.metrics)));
-      // PublishBatch goes out without the middleware stack (shared/aws/sns-publish-batch.ts): counted here instead.
-      const metrics = this.metrics;
-      if (metrics) observeErrors(c, (operation, error) => metrics.awsError('sns', operation, error));
-    }
+    if (!c) this.snss.set(region, (c = countErrors(snsClient({ region, requestTimeoutMs: this.upload.requestTimeoutMs }), 'sns', this.metrics)));
     return c;
   }
 
