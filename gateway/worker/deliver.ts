@@ -110,9 +110,11 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
               const key = objectKey(action.objectKeyPrefix, id);
               let storedBytes = 0;
               let multipart = false;
+              // A batch entry is in memory already: the stored message is one buffer, built once for the PUT (one signed
+              // request) and the notification. A big message streams.
+              const inMemory = msg.data ? Buffer.concat([headerBlock, msg.data]) : undefined;
               if (!stored.has(id)) {
-                // A batch entry is in memory already: one buffer, one signed PUT. A big message streams.
-                const body = msg.data ? Buffer.concat([headerBlock, msg.data]) : storedMessageStream(headerBlock, deps.spool.dataStream(msg));
+                const body = inMemory ?? storedMessageStream(headerBlock, deps.spool.dataStream(msg));
                 const t = process.hrtime.bigint();
                 try {
                   const put = await putMessage({
@@ -136,7 +138,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
                 stored.add(id);
               }
               if (topicArn) {
-                const notification = await notificationFor(m.envelope, { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } }, headerBlock, msg.data ?? deps.spool.dataStream(msg, HEADER_READ_LIMIT));
+                const notification = await notificationFor(m.envelope, { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } }, headerBlock, inMemory ? { stored: inMemory } : deps.spool.dataStream(msg, HEADER_READ_LIMIT));
                 toNotify.push({ m, notification, key, started, storedBytes, multipart });
               } else {
                 done.add(id);

@@ -7,9 +7,9 @@ import { storedMessageStream } from './stored-message.js';
 
 /**
  * The notification for one rule's copy. Its header list comes from the head of the stored message (header block +
- * DATA), read through the shared parser with its read limit, so a 40 MB message costs at most that limit. `data` is
- * the DATA itself when the message is already in memory (a batch-file entry: no stream to build and tear down,
- * ≈0.15 ms less per message), else a stream of its head.
+ * DATA), read through the shared parser with its read limit, so a 40 MB message costs at most that limit. `source`
+ * is the stored message itself when it is in memory (a batch-file entry: no stream to build and tear down, ≈0.15 ms
+ * less per message), else a stream of its DATA's head.
  *
  * Timestamps are the receipt time, so a re-run publishes the same document apart from processingTimeMillis.
  * Verdicts: spam/virus GRAY when the rule scans (nothing is scanned yet), else DISABLED (the value consumers know
@@ -19,12 +19,10 @@ export async function notificationFor(
   envelope: MessageEnvelope,
   rule: SpooledRule & { s3Action: { topicArn: string } },
   headerBlock: Buffer,
-  data: Readable | Buffer,
+  source: Readable | { stored: Buffer },
   now: number = Date.now(),
 ): Promise<ReceivedNotification> {
-  const head = Buffer.isBuffer(data)
-    ? headerBlockOf(Buffer.concat([headerBlock, data.subarray(0, HEADER_READ_LIMIT)]), HEADER_READ_LIMIT)
-    : await readHeaderBlock(storedMessageStream(headerBlock, data), HEADER_READ_LIMIT);
+  const head = 'stored' in source ? headerBlockOf(source.stored, HEADER_READ_LIMIT) : await readHeaderBlock(storedMessageStream(headerBlock, source), HEADER_READ_LIMIT);
   const received = new Date(envelope.receivedAt);
   const scan = rule.scanEnabled ? 'GRAY' : 'DISABLED';
   return buildReceivedNotification({

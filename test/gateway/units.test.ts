@@ -228,7 +228,7 @@ describe('notification of a spooled message', () => {
       Buffer.concat([Buffer.from('X-Long: '), Buffer.alloc(300 * 1024, 'x'), Buffer.from('\r\n\r\nbody\r\n')]),
     ]) {
       const now = Date.parse(envelope.receivedAt) + 1234;
-      const fromMemory = await notificationFor(envelope, rule, headerBlock, data, now);
+      const fromMemory = await notificationFor(envelope, rule, headerBlock, { stored: Buffer.concat([headerBlock, data]) }, now);
       const fromStream = await notificationFor(envelope, rule, headerBlock, Readable.from([data.subarray(0, 7), data.subarray(7)]), now);
       expect(fromMemory).toEqual(fromStream);
     }
