@@ -6,7 +6,7 @@ import { OpsHttpServer } from './observability/http.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { QueueDepthSampler, SpoolSampler } from './observability/samplers.js';
 import { Enqueuer } from './queue/enqueue.js';
-import { redactRedisUrl } from './queue/redis.js';
+import { checkClusterSetting, unreachableMessage } from './queue/redis.js';
 import type { GatewayRuntime } from './settings.js';
 import { SmtpFront } from './smtp/server.js';
 import { SpoolRecovery } from './spool/recovery.js';
@@ -42,6 +42,8 @@ export interface RunningGateway {
 
 /** How long start-up waits for Redis before refusing to run (an MX answering 451 to everything helps nobody). */
 const REDIS_STARTUP_TIMEOUT_MS = 10_000;
+/** For the one question asked of Redis before the rest connects (cluster or not). */
+const REDIS_CHECK_TIMEOUT_MS = 5_000;
 
 export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
   const { settings, config } = runtime;
@@ -84,7 +86,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
         buckets.set(`${region}/${r.s3Action.bucketName}`, { bucket: r.s3Action.bucketName, region });
       }
       readiness = new ReadinessCheck({
-        redisUrl: settings.redis.url,
+        redis: settings.redis,
         spoolDir: settings.spoolDir,
         buckets: [...buckets.values()],
         timeoutMs: settings.http.checkTimeoutMs,
@@ -92,7 +94,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
         draining: () => draining,
         ...(parts.workers && parts.deliveryThread ? { delivery: () => running.deliveryThread?.health() ?? 'delivery thread starting' } : {}),
       });
-      const d = (depth = new QueueDepthSampler(settings.redis.url, queuePrefix, settings.http.checkTimeoutMs));
+      const d = (depth = new QueueDepthSampler(settings.redis, queuePrefix, settings.http.checkTimeoutMs));
       const spoolSampler = new SpoolSampler(spool);
       metrics.registry.collect(() => d.sample(metrics));
       metrics.registry.collect(() => spoolSampler.sample(metrics));
@@ -100,10 +102,12 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       http = new OpsHttpServer({ registry: metrics.registry, readiness, log });
       running.httpAddress = await http.listen(settings.http.host, settings.http.port);
     }
+    // A URL and a cluster setting that disagree fail in ways that do not say so: find out first.
+    await checkClusterSetting(settings.redis, REDIS_CHECK_TIMEOUT_MS);
     if (parts.smtp) {
       enqueuer = new Enqueuer(
         {
-          redisUrl: settings.redis.url,
+          redis: settings.redis,
           prefix: queuePrefix,
           timeoutMs: settings.redis.enqueueTimeoutMs,
           policy: { attempts: settings.worker.attempts, backoffBaseMs: settings.worker.backoffBaseMs, keepCompleted: settings.worker.keepCompleted },
@@ -112,12 +116,12 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       );
       await enqueuer.ready(REDIS_STARTUP_TIMEOUT_MS);
     }
-    registry = new NodeRegistry({ redisUrl: settings.redis.url, prefix: settings.redis.prefix, nodeId, spoolDir: settings.spoolDir }, log);
+    registry = new NodeRegistry({ redis: settings.redis, prefix: settings.redis.prefix, nodeId, spoolDir: settings.spoolDir }, log);
     try {
       await registry.claim(REDIS_STARTUP_TIMEOUT_MS);
     } catch (err) {
       if (err instanceof NodeIdError) throw err;
-      throw new Error(`cannot reach Redis at ${redactRedisUrl(settings.redis.url)} (${(err as Error).message}): start redis-server, or point --redis-url / REDIS_URL at one`);
+      throw new Error(unreachableMessage(settings.redis, (err as Error).message));
     }
     log.info({ queuePrefix, spool: settings.spoolDir }, 'node registered');
     if (parts.workers && parts.deliveryThread) {

@@ -15,6 +15,7 @@ export interface GatewayOverrides {
   lmtpPort?: string | undefined;
   spoolDir?: string | undefined;
   redisUrl?: string | undefined;
+  redisCluster?: string | undefined;
   concurrency?: string | undefined;
   hostname?: string | undefined;
   nodeId?: string | undefined;
@@ -29,6 +30,7 @@ export const GATEWAY_FLAGS = {
   'lmtp-port': ['lmtpPort', 'MAILROOM_LMTP_PORT', 'also listen for LMTP on this port (gateway.smtp.lmtpPort)'],
   'spool-dir': ['spoolDir', 'MAILROOM_SPOOL_DIR', 'spool directory (gateway.spoolDir)'],
   'redis-url': ['redisUrl', 'REDIS_URL', 'Redis URL (gateway.redis.url)'],
+  'redis-cluster': ['redisCluster', 'MAILROOM_REDIS_CLUSTER', 'yes: the Redis URL names a Redis Cluster node (gateway.redis.cluster)'],
   concurrency: ['concurrency', 'MAILROOM_CONCURRENCY', 'deliveries in flight (gateway.worker.concurrency)'],
   hostname: ['hostname', 'MAILROOM_HOSTNAME', 'own host name for the greeting and Received (gateway.hostname)'],
   'node-id': ['nodeId', 'MAILROOM_NODE_ID', 'names this node\'s spool and queues (gateway.nodeId)'],
@@ -46,7 +48,7 @@ export function gatewayFlagOptions(): Record<GatewayFlag, { type: 'string' }> {
 
 export function gatewayFlagsHelp(): string {
   return Object.entries(GATEWAY_FLAGS)
-    .map(([flag, [, env, what]]) => `  --${flag.padEnd(12)} ${what}; env ${env}`)
+    .map(([flag, [, env, what]]) => `  --${flag.padEnd(13)} ${what}; env ${env}`)
     .join('\n');
 }
 
@@ -76,6 +78,13 @@ function intFlag(name: string, value: string, min: number, max: number, fix: str
   return Number(value);
 }
 
+export function yesNo(name: string, value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (['yes', 'true', '1'].includes(v)) return true;
+  if (['no', 'false', '0'].includes(v)) return false;
+  throw new ConfigError(`--${name}`, [{ path: `--${name}`, message: `"${value}" is neither yes nor no`, fix: 'write yes or no' }]);
+}
+
 /** Applies overrides to an already-validated config; throws ConfigError naming the flag or field at fault. */
 export function resolveRuntime(loaded: LoadedConfig, overrides: GatewayOverrides, source: string): GatewayRuntime {
   const input: Record<string, unknown> = structuredClone((loaded.config.gateway ?? {}) as Record<string, unknown>);
@@ -90,6 +99,7 @@ export function resolveRuntime(loaded: LoadedConfig, overrides: GatewayOverrides
     }
     section('redis').url = overrides.redisUrl;
   }
+  if (overrides.redisCluster !== undefined) section('redis').cluster = yesNo('redis-cluster', overrides.redisCluster);
   if (overrides.concurrency !== undefined) section('worker').concurrency = intFlag('concurrency', overrides.concurrency, 1, 10_000, 'give the number of deliveries in flight, e.g. 8');
   if (overrides.hostname !== undefined) input.hostname = overrides.hostname;
   if (overrides.nodeId !== undefined) input.nodeId = overrides.nodeId;

@@ -1,14 +1,15 @@
 import { ConfigError, loadConfigFile } from '../../shared/config/index.js';
 import { GatewaySettingsSchema } from '../../shared/config/gateway.js';
 import { QueueAdmin } from '../../gateway/queue/admin.js';
-import { redactRedisUrl } from '../../gateway/queue/redis.js';
+import { checkClusterSetting, redactRedisUrl } from '../../gateway/queue/redis.js';
+import { yesNo } from '../../gateway/settings.js';
 import { parse } from '../args.js';
 import { UsageError, type Command } from '../command.js';
 
 export const queue: Command = {
   name: 'queue',
   summary: 'show delivery counts; list and retry failed deliveries',
-  usage: `usage: mailroom queue [--config <file>] [--redis-url <url>] [--node <id>] [--json]
+  usage: `usage: mailroom queue [--config <file>] [--redis-url <url>] [--redis-cluster yes|no] [--node <id>] [--json]
        mailroom queue failed [--limit N] [...]
        mailroom queue retry [<job-id> ...] [...]
 
@@ -23,11 +24,13 @@ retry            moves failed delivery and release jobs (all, or the given job i
                  attempt budget; only undelivered messages are tried again, by the node whose spool holds them
 --node <id>      only that node
 
-Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key prefix comes from the config too).`,
+Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key prefix comes from the config too);
+a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the config's gateway.redis.cluster.`,
   async run(args) {
     const { values, positionals } = parse(args, {
       config: { type: 'string' },
       'redis-url': { type: 'string' },
+      'redis-cluster': { type: 'string' },
       json: { type: 'boolean' },
       limit: { type: 'string' },
       node: { type: 'string' },
@@ -37,11 +40,22 @@ Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key
     if (sub !== 'retry' && rest.length > 0) throw new UsageError(`"${sub}" takes no arguments`);
     let redisUrl = values['redis-url'] ?? (process.env.REDIS_URL || undefined);
     let prefix = 'mailroom';
+    const clusterFlag = values['redis-cluster'] ?? (process.env.MAILROOM_REDIS_CLUSTER || undefined);
+    let cluster: boolean | undefined;
+    if (clusterFlag !== undefined) {
+      try {
+        cluster = yesNo('redis-cluster', clusterFlag);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new UsageError(`--redis-cluster "${clusterFlag}" is neither yes nor no`);
+        throw err;
+      }
+    }
     const configFile = values.config ?? (process.env.MAILROOM_CONFIG || undefined);
     if (configFile) {
       try {
         const gw = GatewaySettingsSchema.parse(loadConfigFile(configFile).config.gateway ?? {});
         redisUrl ??= gw.redis.url;
+        cluster ??= gw.redis.cluster;
         prefix = gw.redis.prefix;
       } catch (err) {
         if (err instanceof ConfigError) {
@@ -55,7 +69,14 @@ Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key
     const limit = values.limit === undefined ? 100 : Number(values.limit);
     if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit "${values.limit}" is not a positive whole number`);
 
-    const admin = new QueueAdmin(redisUrl, prefix, values.node);
+    const target = { url: redisUrl, cluster: cluster ?? false };
+    try {
+      await checkClusterSetting(target, 5_000, { on: 'add --redis-cluster yes (or set gateway.redis.cluster in the config)', off: 'add --redis-cluster no (or set gateway.redis.cluster in the config)' });
+    } catch (err) {
+      console.error(`mailroom queue: ${(err as Error).message}`);
+      return 1;
+    }
+    const admin = new QueueAdmin(target, prefix, values.node);
     try {
       try {
         await admin.ready();

@@ -1,9 +1,8 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import { producerConnection } from '../queue/redis.js';
+import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
 
 /**
  * Scale-out: several gateways share one Redis, but a message's body lives in the spool of the node that accepted
@@ -96,14 +95,14 @@ export async function resolveNodeId(spoolDir: string, configured: string | undef
  * it to show per-node counts and which nodes have stopped beating (their messages wait for them to come back).
  */
 export class NodeRegistry {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly opts: { redisUrl: string; prefix: string; nodeId: string; spoolDir: string },
+    private readonly opts: { redis: RedisTarget; prefix: string; nodeId: string; spoolDir: string },
     private readonly log: Logger,
   ) {
-    this.redis = new Redis({ ...producerConnection(opts.redisUrl), lazyConnect: true });
+    this.redis = redisClient(opts.redis, 'producer', { lazyConnect: true });
     this.redis.on('error', () => undefined); // the queues report Redis trouble; one report is enough
   }
 
@@ -157,7 +156,7 @@ export class NodeRegistry {
 }
 
 /** Every node id that ever registered on this Redis, with its last heartbeat. */
-export async function listNodes(redis: Pick<Redis, 'hgetall'>, prefix: string): Promise<Array<{ nodeId: string } & NodeRecord>> {
+export async function listNodes(redis: Pick<RedisClient, 'hgetall'>, prefix: string): Promise<Array<{ nodeId: string } & NodeRecord>> {
   const all = await redis.hgetall(nodesKey(prefix));
   return Object.entries(all)
     .map(([nodeId, raw]) => {

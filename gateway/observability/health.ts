@@ -1,12 +1,11 @@
 import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { s3Client } from '../../shared/aws/clients.js';
-import { producerConnection } from '../queue/redis.js';
+import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
 
 export interface ReadinessOptions {
-  redisUrl: string;
+  redis: RedisTarget;
   spoolDir: string;
   /** Every bucket a rule stores into, with its region. */
   buckets: Array<{ bucket: string; region: string }>;
@@ -36,12 +35,12 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  * answer is cached for `cacheMs` so a busy probe cannot turn into load on S3.
  */
 export class ReadinessCheck {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly s3s = new Map<string, S3Client>();
   private cached: { at: number; result: Promise<Readiness> } | undefined;
 
   constructor(private readonly opts: ReadinessOptions) {
-    this.redis = new Redis({ ...producerConnection(opts.redisUrl), lazyConnect: true, connectTimeout: opts.timeoutMs });
+    this.redis = redisClient(opts.redis, 'producer', { lazyConnect: true, connectTimeout: opts.timeoutMs });
     this.redis.on('error', () => undefined); // reported through the check
   }
 

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { Queue } from 'bullmq';
 import { DELIVERIES_QUEUE, SPOOL_QUEUE } from '../queue/jobs.js';
-import { producerConnection } from '../queue/redis.js';
+import { bullConnection, type RedisTarget } from '../queue/redis.js';
 import type { Spool } from '../spool/spool.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -10,9 +10,11 @@ const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
 /** Scrape-time queue depth of this node's queues. Fails fast when Redis is away (the gauges then keep their last value). */
 export class QueueDepthSampler {
   private readonly queues: Array<[string, Queue]>;
+  private readonly closeConnection: () => Promise<void>;
 
-  constructor(redisUrl: string, prefix: string, private readonly timeoutMs: number) {
-    const connection = producerConnection(redisUrl);
+  constructor(redis: RedisTarget, prefix: string, private readonly timeoutMs: number) {
+    const { connection, close } = bullConnection(redis, 'producer');
+    this.closeConnection = close;
     this.queues = [DELIVERIES_QUEUE, SPOOL_QUEUE].map((name) => [name, new Queue(name, { connection, prefix, skipMetasUpdate: true })]);
     for (const [, q] of this.queues) q.on('error', () => undefined); // /readyz reports Redis
   }
@@ -36,6 +38,7 @@ export class QueueDepthSampler {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.queues.map(([, q]) => q.close()));
+    await this.closeConnection();
   }
 }
 

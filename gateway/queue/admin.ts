@@ -1,8 +1,7 @@
 import { Queue, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
 import { listNodes, nodePrefix, STALE_AFTER_MS, type NodeRecord } from '../cluster/node.js';
 import { DELIVERIES_QUEUE, deliveryBatch, isSpoolFileJobId, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from './jobs.js';
-import { redisOptionsFromUrl } from './redis.js';
+import { redisClient, type RedisClient, type RedisTarget } from './redis.js';
 
 export const COUNTED_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
 export type CountedState = (typeof COUNTED_STATES)[number];
@@ -53,19 +52,17 @@ interface NodeQueues {
  * per node and in total, the failed deliveries, and retrying them (on the node whose spool holds the message).
  */
 export class QueueAdmin {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private nodes: NodeQueues[] = [];
-  private readonly connection;
 
   constructor(
-    redisUrl: string,
+    target: RedisTarget,
     private readonly prefix: string,
     /** Only this node (`--node`). */
     private readonly only?: string,
   ) {
     // Fail fast: an operator command should say "Redis is not there", not hang.
-    this.connection = { ...redisOptionsFromUrl(redisUrl), enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => null };
-    this.redis = new Redis({ ...this.connection, lazyConnect: true });
+    this.redis = redisClient(target, 'admin', { lazyConnect: true });
     this.redis.on('error', () => undefined);
   }
 

@@ -2,7 +2,7 @@ import { FlowProducer, Queue, type FlowJob } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { SpoolFile } from '../spool/format.js';
 import { DELIVERIES_QUEUE, spoolFileJobs, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
-import { producerConnection, redactRedisUrl } from './redis.js';
+import { bullConnection, redactRedisUrl, unreachableMessage, type RedisTarget } from './redis.js';
 
 export class EnqueueTimeoutError extends Error {
   override name = 'EnqueueTimeoutError';
@@ -16,7 +16,7 @@ export class EnqueueTimeoutError extends Error {
 }
 
 export interface EnqueuerOptions {
-  redisUrl: string;
+  redis: RedisTarget;
   prefix: string;
   timeoutMs: number;
   policy: JobPolicy;
@@ -64,19 +64,21 @@ export class Enqueuer {
   private readonly readyListeners: Array<() => void> = [];
   private readonly spoolQueue: Queue;
   private readonly deliveriesQueue: Queue;
+  private readonly closeConnection: () => Promise<void>;
 
   constructor(
     private readonly opts: EnqueuerOptions,
     private readonly log: Logger,
   ) {
-    const connection = producerConnection(opts.redisUrl);
+    const { connection, close } = bullConnection(opts.redis, 'producer');
+    this.closeConnection = close;
     this.flows = new FlowProducer({ connection, prefix: opts.prefix });
     strictFlowResults(this.flows);
     this.spoolQueue = new Queue(SPOOL_QUEUE, { connection, prefix: opts.prefix });
     this.deliveriesQueue = new Queue(DELIVERIES_QUEUE, { connection, prefix: opts.prefix });
     let down = false;
     const onError = (err: Error) => {
-      if (!down) log.error({ err: err.message, redis: redactRedisUrl(opts.redisUrl) }, 'redis unavailable; new mail gets 451 until it returns');
+      if (!down) log.error({ err: err.message, redis: redactRedisUrl(opts.redis.url) }, 'redis unavailable; new mail gets 451 until it returns');
       down = true;
     };
     this.flows.on('error', onError);
@@ -85,7 +87,7 @@ export class Enqueuer {
     // The backend re-emits ioredis "ready" on every (re)connection; recovery listens so it can requeue what a
     // restarted Redis lost.
     (this.spoolQueue.getBackend() as unknown as { on(e: 'ready', f: () => void): void }).on('ready', () => {
-      if (down) log.info({ redis: redactRedisUrl(opts.redisUrl) }, 'redis is back');
+      if (down) log.info({ redis: redactRedisUrl(opts.redis.url) }, 'redis is back');
       down = false;
       for (const f of this.readyListeners) f();
     });
@@ -160,7 +162,7 @@ export class Enqueuer {
         clearTimeout(timer);
       }
     }
-    throw new Error(`cannot reach Redis at ${redactRedisUrl(this.opts.redisUrl)} (${last}): start redis-server, or point --redis-url / REDIS_URL at one`);
+    throw new Error(unreachableMessage(this.opts.redis, last));
   }
 
   /** True when the file's jobs exist in any state: the job named by the file id, a flow's parent or a lone delivery. */
@@ -171,5 +173,6 @@ export class Enqueuer {
 
   async close(): Promise<void> {
     await Promise.allSettled([this.flows.close(), this.spoolQueue.close(), this.deliveriesQueue.close()]);
+    await this.closeConnection();
   }
 }

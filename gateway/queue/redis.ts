@@ -1,14 +1,30 @@
-import type { RedisOptions } from 'bullmq';
+import type { ConnectionOptions, RedisOptions } from 'bullmq';
+import { Cluster, Redis } from 'ioredis';
 
 /**
- * ioredis options for the two kinds of Redis connection the gateway makes.
+ * The gateway's Redis connections, for a single Redis (or an ElastiCache primary endpoint) and for a Redis Cluster.
  *
- * - Producer (accept path): fail fast. No offline queue and one retry per command, so a Redis outage turns into a
- *   451 within milliseconds instead of SMTP sessions hanging on commands buffered for later.
- * - Worker: BullMQ's blocking connections need `maxRetriesPerRequest: null` and ride out outages by reconnecting.
+ * Roles:
+ * - producer (accept path, health, registry): fail fast. No offline queue and one retry per command, so a Redis
+ *   outage turns into a 451 within milliseconds instead of SMTP sessions hanging on commands buffered for later.
+ * - worker: BullMQ's blocking connections need `maxRetriesPerRequest: null` and ride out outages by reconnecting.
+ * - admin (`mailroom queue`): fail fast and do not reconnect: an operator command says "Redis is not there".
  *
- * Both reconnect with a capped backoff, so service resumes by itself when Redis comes back.
+ * On a cluster every key of the gateway shares the prefix's hash tag (config schema), so it all lives in one slot
+ * and BullMQ's multi-key scripts and the accept path's MULTI work as on a single Redis; the cluster client follows
+ * the slot to whichever node holds it, through failovers and resharding.
  */
+
+/** Where the queues live. */
+export interface RedisTarget {
+  url: string;
+  /** A Redis Cluster, reached through `url` as one seed node. */
+  cluster: boolean;
+}
+
+export type RedisClient = Redis | Cluster;
+export type RedisRole = 'producer' | 'worker' | 'admin';
+
 export function redisOptionsFromUrl(url: string): RedisOptions {
   const u = new URL(url);
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`"${url}" is not a redis:// or rediss:// URL`);
@@ -25,12 +41,110 @@ export function redisOptionsFromUrl(url: string): RedisOptions {
   };
 }
 
+function roleOptions(role: RedisRole): RedisOptions {
+  switch (role) {
+    case 'producer':
+      return { enableOfflineQueue: false, maxRetriesPerRequest: 1 };
+    case 'worker':
+      return { maxRetriesPerRequest: null };
+    case 'admin':
+      return { enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy: () => null };
+  }
+}
+
+/** Single-Redis options for a role (what BullMQ gets on a single Redis). */
+export function roleConnection(url: string, role: RedisRole): RedisOptions {
+  return { ...redisOptionsFromUrl(url), ...roleOptions(role) };
+}
+
 export function producerConnection(url: string): RedisOptions {
-  return { ...redisOptionsFromUrl(url), enableOfflineQueue: false, maxRetriesPerRequest: 1 };
+  return roleConnection(url, 'producer');
 }
 
 export function workerConnection(url: string): RedisOptions {
-  return { ...redisOptionsFromUrl(url), maxRetriesPerRequest: null };
+  return roleConnection(url, 'worker');
+}
+
+export interface ClientExtras {
+  lazyConnect?: boolean;
+  connectTimeout?: number;
+}
+
+/** A client of our own (not BullMQ's) for the target. */
+export function redisClient(target: RedisTarget, role: RedisRole, extra: ClientExtras = {}): RedisClient {
+  const opts = { ...roleConnection(target.url, role), ...(extra.connectTimeout !== undefined ? { connectTimeout: extra.connectTimeout } : {}) };
+  if (!target.cluster) return new Redis({ ...opts, ...(extra.lazyConnect !== undefined ? { lazyConnect: extra.lazyConnect } : {}) });
+  const { host, port, retryStrategy, enableOfflineQueue, db: _db, ...node } = opts;
+  return new Cluster([{ host: host ?? '127.0.0.1', port: port ?? 6379 }], {
+    // Per-node connections: credentials, TLS, timeouts and the role's retry budget per command.
+    redisOptions: node,
+    ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
+    ...(extra.lazyConnect !== undefined ? { lazyConnect: extra.lazyConnect } : {}),
+    clusterRetryStrategy: retryStrategy ?? (() => null),
+    slotsRefreshTimeout: opts.connectTimeout ?? 5_000,
+    // TLS clusters (ElastiCache) announce nodes by addresses their certificates do not name: connect to the name the
+    // cluster gives, unresolved, so the TLS check uses it.
+    ...(node.tls ? { dnsLookup: (address: string, callback: (err: Error | null, address: string) => void) => callback(null, address) } : {}),
+  });
+}
+
+/**
+ * BullMQ's `connection` for the target: on a single Redis plain options (BullMQ makes and owns its clients); on a
+ * cluster a Cluster client, which BullMQ cannot build from options. A worker duplicates it for its own connections,
+ * so the one given is a template that never connects; Queues and FlowProducers share it, and `close` ends it once
+ * they are closed.
+ */
+export function bullConnection(target: RedisTarget, role: RedisRole): { connection: ConnectionOptions; close(): Promise<void> } {
+  if (!target.cluster) return { connection: roleConnection(target.url, role), close: async () => undefined };
+  const client = redisClient(target, role, role === 'worker' ? { lazyConnect: true } : {});
+  client.on('error', () => undefined); // whoever uses it reports Redis trouble
+  return {
+    connection: client as unknown as ConnectionOptions,
+    close: async () => {
+      if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
+      else client.disconnect();
+    },
+  };
+}
+
+/** How the caller's user says "cluster" and "not a cluster" (config field, or command-line flag). */
+export interface ClusterSettingWords {
+  on: string;
+  off: string;
+}
+
+const CONFIG_WORDS: ClusterSettingWords = { on: 'set gateway.redis.cluster to true', off: 'set gateway.redis.cluster to false' };
+
+/**
+ * Asks the URL's node whether it runs in cluster mode (INFO cluster) and throws, saying what to change, when that
+ * disagrees with `target.cluster`: a single-Redis client on a cluster node fails with MOVED on whatever keys other
+ * nodes hold, and a cluster client on a plain Redis never becomes ready — neither says why on its own. A node that
+ * does not answer, or may not run INFO, is left to the normal connection errors.
+ */
+export async function checkClusterSetting(target: RedisTarget, timeoutMs: number, words: ClusterSettingWords = CONFIG_WORDS): Promise<void> {
+  const r = new Redis({ ...roleConnection(target.url, 'admin'), lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs });
+  r.on('error', () => undefined);
+  let enabled: boolean | undefined;
+  try {
+    await r.connect();
+    const m = /cluster_enabled:(\d)/.exec(await r.info('cluster'));
+    enabled = m ? m[1] === '1' : undefined;
+  } catch {
+    return;
+  } finally {
+    r.disconnect();
+  }
+  if (enabled === true && !target.cluster) {
+    throw new Error(`${redactRedisUrl(target.url)} is a Redis Cluster node (cluster_enabled:1): ${words.on}, with a key prefix that has a hash tag, e.g. "{mailroom}"`);
+  }
+  if (enabled === false && target.cluster) {
+    throw new Error(`${redactRedisUrl(target.url)} is not a Redis Cluster node (cluster_enabled:0): ${words.off}, or point the URL at a node of the cluster`);
+  }
+}
+
+/** "cannot reach Redis" for start-up failures. */
+export function unreachableMessage(target: RedisTarget, last: string): string {
+  return `cannot reach Redis at ${redactRedisUrl(target.url)} (${last}): start redis-server, or point --redis-url / REDIS_URL at one`;
 }
 
 /** For messages: the URL without its password. */

@@ -2,7 +2,7 @@ import { Worker, type Job } from 'bullmq';
 import type { Logger } from '../log.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import { cappedExponentialBackoff, DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from '../queue/jobs.js';
-import { workerConnection } from '../queue/redis.js';
+import { bullConnection } from '../queue/redis.js';
 import type { GatewayRuntime } from '../settings.js';
 import type { Spool } from '../spool/spool.js';
 import { AwsClients } from './aws.js';
@@ -29,6 +29,7 @@ export class DeliveryWorkers {
   private releases: Worker<ReleaseJobData, boolean> | undefined;
   /** Aborts uploads still running when a shutdown runs out of time. */
   private readonly abort = new AbortController();
+  private closeConnection: () => Promise<void> = async () => undefined;
 
   constructor(
     private readonly runtime: GatewayRuntime,
@@ -42,8 +43,10 @@ export class DeliveryWorkers {
   start(): void {
     const { settings } = this.runtime;
     const w = settings.worker;
+    const { connection, close } = bullConnection(settings.redis, 'worker');
+    this.closeConnection = close;
     const common = {
-      connection: workerConnection(settings.redis.url),
+      connection,
       prefix: this.opts.prefix,
       lockDuration: w.lockDurationMs,
       stalledInterval: w.stalledIntervalMs,
@@ -156,6 +159,7 @@ export class DeliveryWorkers {
       clearTimeout(forceTimer);
       if (!closed) this.log.warn({ waitedMs: FORCE_CLOSE_MS }, 'workers did not close (Redis unreachable?); stopping without them');
     }
+    await this.closeConnection();
     this.aws.destroy();
   }
 

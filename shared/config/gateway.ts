@@ -112,16 +112,38 @@ export const GatewaySmtpSchema = z
   })
   .strict();
 
+/** The hash tag Redis Cluster hashes a key by: the text between its first `{` and the next `}`, when not empty. */
+export function hashTag(key: string): string | undefined {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
+}
+
 export const GatewayRedisSchema = z
   .object({
-    url: z.string().default('redis://127.0.0.1:6379').describe('Redis for the job queue (redis:// or rediss://).'),
+    url: z.string().default('redis://127.0.0.1:6379').describe('Redis for the job queue (redis:// or rediss://); with cluster, any one node of the cluster (e.g. the ElastiCache configuration endpoint).'),
+    cluster: z
+      .boolean()
+      .default(false)
+      .describe('Redis Cluster (ElastiCache with cluster mode enabled): connect with a cluster client that follows the slot map. The prefix must then carry a hash tag. A single Redis or an ElastiCache primary endpoint needs false.'),
     prefix: z
       .string()
       .default('mailroom')
       .describe('Key prefix of the queues; write it as "{mailroom}" on Redis Cluster so every key of a queue is in one slot.'),
     enqueueTimeoutMs: ms(5_000, 'How long the accept path waits for Redis before answering 451'),
   })
-  .strict();
+  .strict()
+  .superRefine((r, ctx) => {
+    if (!r.cluster) return;
+    // BullMQ's scripts and the accept path's MULTI touch several keys at once: on a cluster they must share a slot.
+    if (hashTag(r.prefix) === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['prefix'], message: `"${r.prefix}" has no hash tag, so a cluster would spread one queue's keys over several slots`, params: { fix: `write it with braces, e.g. "{${r.prefix.replace(/[{}]/g, '') || 'mailroom'}}"` } });
+    }
+    const db = /^rediss?:\/\/[^/]*\/(\d+)/.exec(r.url)?.[1];
+    if (db !== undefined && db !== '0') {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: `"${r.url}" selects database ${db}; a Redis Cluster has only database 0`, params: { fix: 'drop the /<db> part of the URL' } });
+    }
+  });
 
 export const GatewayWorkerSchema = z
   .object({

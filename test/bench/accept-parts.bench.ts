@@ -87,7 +87,7 @@ async function front(port: number, parts: Parts, dir: string, redisUrl: string):
   }
   let enqueuer: Front['enqueuer'];
   if (parts.redis) {
-    const e = new Enqueuer({ redisUrl, prefix: `parts-${process.pid}`, timeoutMs: 5_000, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } }, silentLogger());
+    const e = new Enqueuer({ redis: { url: redisUrl, cluster: false }, prefix: `parts-${process.pid}`, timeoutMs: 5_000, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } }, silentLogger());
     await e.ready(10_000);
     enqueuer = e;
   } else enqueuer = { enqueue: async () => undefined } as unknown as Front['enqueuer'];

@@ -58,7 +58,7 @@ describe('node registry', () => {
   it('refuses a node id another machine beat for recently; takes it when that one is stale or stopped', async () => {
     const r = new Redis(redis.url);
     const claim = async () => {
-      const reg = new NodeRegistry({ redisUrl: redis.url, prefix: 'reg', nodeId: 'mx1', spoolDir: '/var/spool/mailroom' }, silentLogger());
+      const reg = new NodeRegistry({ redis: { url: redis.url, cluster: false }, prefix: 'reg', nodeId: 'mx1', spoolDir: '/var/spool/mailroom' }, silentLogger());
       try {
         await reg.claim(5_000);
       } finally {

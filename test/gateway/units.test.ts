@@ -63,6 +63,35 @@ describe('settings', () => {
     expect(() => parseConfig({ ...base, gateway: { smtp: { prot: 25 } } })).toThrow(/gateway\.smtp\.prot: unknown field/);
   });
 
+  it('Redis Cluster: the prefix must carry a hash tag and the URL no database; --redis-cluster / MAILROOM_REDIS_CLUSTER override the file', () => {
+    const problems = (gateway: unknown) => {
+      try {
+        parseConfig({ ...base, gateway });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).problems;
+      }
+      throw new Error('no error');
+    };
+    expect(problems({ redis: { cluster: true, prefix: 'mail' } })).toEqual([
+      { path: 'gateway.redis.prefix', message: expect.stringContaining('has no hash tag'), fix: 'write it with braces, e.g. "{mail}"' },
+    ]);
+    // "{}" is no hash tag (Redis hashes the whole key then).
+    expect(problems({ redis: { cluster: true, prefix: '{}mail' } })[0]!.path).toBe('gateway.redis.prefix');
+    expect(problems({ redis: { cluster: true, url: 'redis://10.0.0.1:6379/2', prefix: '{mail}' } })).toEqual([
+      { path: 'gateway.redis.url', message: expect.stringContaining('a Redis Cluster has only database 0'), fix: 'drop the /<db> part of the URL' },
+    ]);
+    // The same prefix and URL are fine on a single Redis, and a tag anywhere in the prefix counts.
+    expect(parseConfig({ ...base, gateway: { redis: { url: 'redis://10.0.0.1:6379/2', prefix: 'mail' } } }).config.gateway).toBeDefined();
+    const loaded = parseConfig({ ...base, gateway: { redis: { prefix: 'mx:{eu}' } } });
+    expect(resolveRuntime(loaded, {}, 'f').settings.redis.cluster).toBe(false);
+    expect(resolveRuntime(loaded, overridesFrom({}, { MAILROOM_REDIS_CLUSTER: 'yes' }), 'f').settings.redis.cluster).toBe(true);
+    expect(resolveRuntime(loaded, overridesFrom({ 'redis-cluster': 'no' }, { MAILROOM_REDIS_CLUSTER: 'yes' }), 'f').settings.redis.cluster).toBe(false);
+    expect(() => resolveRuntime(loaded, { redisCluster: 'maybe' }, 'f')).toThrow(ConfigError);
+    // The flag turns cluster on for a file whose prefix has no tag: the schema still refuses it, naming the field.
+    expect(() => resolveRuntime(parseConfig(base), { redisCluster: 'yes' }, 'f')).toThrow(/gateway\.redis\.prefix: "mailroom" has no hash tag/);
+  });
+
   it('warns when a rule requires TLS but no certificate is configured', () => {
     expect(resolveRuntime(parseConfig(base), {}, 'f').warnings.join('\n')).toMatch(/tlsPolicy "Require" but gateway\.smtp\.tls is not set/);
   });

@@ -1,5 +1,11 @@
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 import { startProcess, waitForPort, type Started } from './process.js';
+
+const run = promisify(execFile);
 
 export interface RedisServer {
   port: number;
@@ -29,4 +35,85 @@ export async function startRedis(opts: { persistDir?: string } = {}): Promise<Re
   };
   await start();
   return { port, url: `redis://127.0.0.1:${port}`, stop: () => proc.stop(), restart: start };
+}
+
+export interface RedisClusterServer {
+  /** One URL per node, in start order (primaries first, as `--cluster create` pairs them). */
+  urls: string[];
+  ports: number[];
+  /** The URL of the primary that holds `key`'s slot now, and of a primary that does not. */
+  ownerOf(key: string): Promise<{ owner: string; other: string }>;
+  /** SIGKILLs the node on `port` (a crash: no shutdown, no save). */
+  kill(port: number): Promise<void>;
+  stop: () => Promise<void>;
+}
+
+/**
+ * A Redis Cluster of `primaries` primaries with `replicas` replicas each, on free loopback ports, slots spread by
+ * `redis-cli --cluster create` (Debian's redis-tools, which redis-server depends on). No persistence. A failed
+ * primary is replaced by its replica after `nodeTimeoutMs` (Redis's cluster-node-timeout).
+ */
+export async function startRedisCluster(dir: string, opts: { primaries?: number; replicas?: number; nodeTimeoutMs?: number } = {}): Promise<RedisClusterServer> {
+  const { primaries = 3, replicas = 0, nodeTimeoutMs = 15_000 } = opts;
+  const ports: number[] = [];
+  const procs = new Map<number, Started>();
+  const stop = async () => void (await Promise.all([...procs.values()].map((p) => p.stop())));
+  const cli = async (port: number, ...args: string[]) => (await run('redis-cli', ['-p', String(port), ...args], { timeout: 10_000 })).stdout;
+  try {
+    for (let i = 0; i < primaries * (1 + replicas); i++) {
+      const port = await freePort();
+      const nodeDir = join(dir, `redis-${port}`);
+      await mkdir(nodeDir, { recursive: true });
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes', '--save', '', '--appendonly', 'no', '--dir', nodeDir];
+      args.push('--cluster-enabled', 'yes', '--cluster-config-file', join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs));
+      const proc = startProcess('redis-server', args);
+      procs.set(port, proc);
+      await waitForPort(port, 15_000, proc.child);
+      ports.push(port);
+    }
+    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
+    // Every node must agree, and every replica be in sync, before clients come: `create` returns once slots are
+    // assigned; gossip and the first sync follow.
+    const deadline = Date.now() + 30_000;
+    for (const port of ports) {
+      for (;;) {
+        const info = await cli(port, 'cluster', 'info');
+        const role = await cli(port, 'info', 'replication');
+        if (info.includes('cluster_state:ok') && (role.includes('role:master') || role.includes('master_link_status:up'))) break;
+        if (Date.now() > deadline) throw new Error(`redis cluster node ${port} not ready: ${info} ${role}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (err) {
+    await stop();
+    throw new Error(`could not start a redis cluster (apt-get install redis-server): ${(err as Error).message}`);
+  }
+  const urls = ports.map((p) => `redis://127.0.0.1:${p}`);
+  const live = () => ports.filter((p) => procs.get(p)!.child.exitCode === null && procs.get(p)!.child.signalCode === null);
+  return {
+    urls,
+    ports,
+    async ownerOf(key) {
+      const asked = live()[0]!;
+      const slot = Number((await cli(asked, 'cluster', 'keyslot', key)).trim());
+      const masters = (await cli(asked, 'cluster', 'nodes'))
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' '))
+        .filter((f) => f[2]!.split(',').includes('master') && !f[2]!.includes('fail'));
+      const portOf = (f: string[]) => Number(/:(\d+)@/.exec(f[1]!)?.[1]);
+      const holds = (f: string[]) => f.slice(8).some((r) => (r.includes('-') ? slot >= Number(r.split('-')[0]) && slot <= Number(r.split('-')[1]) : slot === Number(r)));
+      const owner = masters.find(holds);
+      const other = masters.find((f) => !holds(f) && f[7] === 'connected');
+      if (!owner || !other) throw new Error(`no live primary holds slot ${slot}, or none other is left`);
+      return { owner: `redis://127.0.0.1:${portOf(owner)}`, other: `redis://127.0.0.1:${portOf(other)}` };
+    },
+    async kill(port) {
+      const p = procs.get(port)!;
+      const exited = new Promise((r) => p.child.once('exit', r));
+      p.child.kill('SIGKILL');
+      await exited;
+    },
+    stop,
+  };
 }
