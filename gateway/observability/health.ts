@@ -2,6 +2,7 @@ import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { s3Client } from '../../shared/aws/clients.js';
+import { within } from '../timeout.js';
 import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
 
 export interface ReadinessOptions {
@@ -21,12 +22,6 @@ export interface Readiness {
   ready: boolean;
   /** Check name → "ok" or what is wrong (no secrets: URLs are not included). */
   checks: Record<string, string>;
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)));
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -55,7 +50,7 @@ export class ReadinessCheck {
     const checks: Record<string, string> = {};
     const named = async (name: string, f: () => Promise<void>) => {
       try {
-        await within(f(), this.opts.timeoutMs, name);
+        await within(f(), this.opts.timeoutMs, () => new Error(`${name}: no answer within ${this.opts.timeoutMs} ms`));
         checks[name] = 'ok';
       } catch (err) {
         checks[name] = (err as Error).message || (err as Error).name;

@@ -3,6 +3,7 @@ import { Queue } from 'bullmq';
 import { DELIVERIES_QUEUE, SPOOL_QUEUE } from '../queue/jobs.js';
 import { bullConnection, type RedisTarget } from '../queue/redis.js';
 import type { Spool } from '../spool/spool.js';
+import { within } from '../timeout.js';
 import type { GatewayMetrics } from './metrics.js';
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
@@ -22,11 +23,7 @@ export class QueueDepthSampler {
   async sample(metrics: GatewayMetrics): Promise<void> {
     await Promise.all(
       this.queues.map(async ([name, q]) => {
-        let timer: NodeJS.Timeout | undefined;
-        const counts = await Promise.race([
-          q.getJobCounts(...QUEUE_STATES, 'prioritized', 'waiting-children'),
-          new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('redis: no answer')), this.timeoutMs))),
-        ]).finally(() => clearTimeout(timer));
+        const counts = await within(q.getJobCounts(...QUEUE_STATES, 'prioritized', 'waiting-children'), this.timeoutMs, () => new Error('redis: no answer'));
         for (const state of QUEUE_STATES) {
           // Prioritized jobs are waiting; a release job waiting for its deliveries is waiting too.
           const extra = state === 'waiting' ? (counts.prioritized ?? 0) + (counts['waiting-children'] ?? 0) : 0;

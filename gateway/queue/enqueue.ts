@@ -1,5 +1,6 @@
 import { FlowProducer, Queue, type FlowJob } from 'bullmq';
 import type { Logger } from '../log.js';
+import { within } from '../timeout.js';
 import type { SpoolFile } from '../spool/format.js';
 import { DELIVERIES_QUEUE, spoolFileJobs, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
 import { bullConnection, redactRedisUrl, unreachableMessage, type RedisTarget } from './redis.js';
@@ -130,15 +131,7 @@ export class Enqueuer {
       add = this.addBatched(spoolFileJobs(file, this.opts.policy));
       this.adding.set(file, add);
     }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new EnqueueTimeoutError(this.opts.timeoutMs, add)), this.opts.timeoutMs);
-    });
-    try {
-      await Promise.race([add, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await within(add, this.opts.timeoutMs, () => new EnqueueTimeoutError(this.opts.timeoutMs, add));
   }
 
   /** Resolves once Redis answers; rejects after `timeoutMs` with a message that says what to check. */
@@ -148,26 +141,24 @@ export class Enqueuer {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer';
     while (Date.now() < deadline) {
-      let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([
-          this.spoolQueue.getJobCounts('waiting'),
-          new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), Math.max(100, deadline - Date.now())))),
-        ]);
+        await within(this.spoolQueue.getJobCounts('waiting'), Math.max(100, deadline - Date.now()), () => new Error('no answer'));
         return;
       } catch (err) {
         last = (err as Error).message;
         await new Promise((r) => setTimeout(r, 100));
-      } finally {
-        clearTimeout(timer);
       }
     }
     throw new Error(unreachableMessage(this.opts.redis, last));
   }
 
-  /** True when the file's jobs exist in any state: the job named by the file id, a flow's parent or a lone delivery. */
+  /**
+   * True when the file's jobs exist in any state: the job named by the file id, a flow's parent or a lone delivery.
+   * Bounded like an add: a Redis that stalls fails the recovery pass (it runs again) instead of holding it forever.
+   */
   async hasJobs(fileId: string): Promise<boolean> {
-    const [parent, lone] = await Promise.all([this.spoolQueue.getJobState(fileId), this.deliveriesQueue.getJobState(fileId)]);
+    const states = Promise.all([this.spoolQueue.getJobState(fileId), this.deliveriesQueue.getJobState(fileId)]);
+    const [parent, lone] = await within(states, this.opts.timeoutMs, () => new Error(`Redis did not say within ${this.opts.timeoutMs} ms whether spool file ${fileId} has jobs`));
     return parent !== 'unknown' || lone !== 'unknown';
   }
 

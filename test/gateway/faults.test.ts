@@ -12,7 +12,13 @@ import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
 import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
+import { Readable } from 'node:stream';
+import { silentLogger } from '../../gateway/log.js';
+import { Enqueuer } from '../../gateway/queue/enqueue.js';
+import type { SpoolRecord } from '../../gateway/spool/format.js';
+import { SpoolRecovery } from '../../gateway/spool/recovery.js';
 import { Spool } from '../../gateway/spool/spool.js';
+import { newMessageId } from '../../shared/ses/message-id.js';
 import { mailroomCli, writeConfig } from './child.js';
 import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, sendRaw, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
@@ -95,6 +101,47 @@ describe('Redis outage', () => {
       await smtp.stop();
     }
   }, 90_000);
+});
+
+describe('Redis that stops answering', () => {
+  it('fails a spool recovery pass within enqueueTimeoutMs, so the next pass runs, instead of holding recovery until Redis answers', async () => {
+    const redis = await startRedis();
+    const spool = new Spool(join(dir.path, 'stall'));
+    const enqueuer = new Enqueuer({ redis: { url: redis.url, cluster: false }, prefix: 'stall', timeoutMs: 500, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } }, silentLogger());
+    let stopped = false;
+    try {
+      await spool.init({ clearIncoming: true });
+      await enqueuer.ready(10_000);
+      // A message on disk without jobs, as after a crash between fsync and enqueue.
+      const id = newMessageId();
+      const record: SpoolRecord = {
+        v: 1,
+        envelope: { messageId: id, receivedAt: new Date().toISOString(), mailFrom: '', helo: 'h.example', clientIp: '127.0.0.1', tls: false, byHost: 'mx.example', accountId: ACCOUNT, region: REGION },
+        rules: [{ name: 'all', recipients: ['user@example.com'], scanEnabled: false, s3Action: { bucketName: 'redis-outage', objectKeyPrefix: 'in' } }],
+      };
+      expect((await spool.receive(record, Object.assign(Readable.from([Buffer.from(msg('stalled'))]), { sizeExceeded: false }))).ok).toBe(true);
+      const recovery = new SpoolRecovery(spool, enqueuer, new Set(), silentLogger());
+
+      // Frozen, not gone: connections stay open and nothing answers (a hung server, a partition without resets).
+      process.kill(redis.pid, 'SIGSTOP');
+      stopped = true;
+      for (const pass of [1, 2]) {
+        const t0 = Date.now();
+        await expect(recovery.run(), `pass ${pass}`).rejects.toThrow(`Redis did not say within 500 ms whether spool file ${id} has jobs`);
+        expect(Date.now() - t0).toBeLessThan(5_000);
+      }
+      process.kill(redis.pid, 'SIGCONT');
+      stopped = false;
+      // Answering again: the next pass finds the file without jobs and enqueues it.
+      expect(await waitFor('a recovery pass through', () => recovery.run().catch(() => undefined), 10_000, 100)).toEqual({ checked: 1, requeued: 1 });
+      expect(await enqueuer.hasJobs(id)).toBe(true);
+    } finally {
+      if (stopped) process.kill(redis.pid, 'SIGCONT');
+      await enqueuer.close();
+      await spool.close();
+      await redis.stop();
+    }
+  }, 60_000);
 });
 
 /** A loopback proxy in front of moto's S3 that answers 503 SlowDown to chosen PUTs. */

@@ -10,6 +10,8 @@ const run = promisify(execFile);
 export interface RedisServer {
   port: number;
   url: string;
+  /** The running server's process id (SIGSTOP/SIGCONT make a Redis that stalls without closing connections). */
+  readonly pid: number;
   stop: () => Promise<void>;
   /** Starts it again on the same port (after stop), e.g. for outage tests. */
   restart: () => Promise<void>;
@@ -34,7 +36,15 @@ export async function startRedis(opts: { persistDir?: string } = {}): Promise<Re
     }
   };
   await start();
-  return { port, url: `redis://127.0.0.1:${port}`, stop: () => proc.stop(), restart: start };
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return proc.child.pid!;
+    },
+    stop: () => proc.stop(),
+    restart: start,
+  };
 }
 
 export interface RedisClusterServer {
