@@ -6,7 +6,7 @@ import { OpsHttpServer } from './observability/http.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { QueueDepthSampler, SpoolSampler } from './observability/samplers.js';
 import { Enqueuer } from './queue/enqueue.js';
-import { checkClusterSetting, unreachableMessage } from './queue/redis.js';
+import { assertRedisUsable, unreachableMessage } from './queue/redis-preflight.js';
 import type { GatewayRuntime } from './settings.js';
 import { SmtpFront } from './smtp/server.js';
 import { SpoolRecovery } from './spool/recovery.js';
@@ -102,8 +102,8 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       http = new OpsHttpServer({ registry: metrics.registry, readiness, log });
       running.httpAddress = await http.listen(settings.http.host, settings.http.port);
     }
-    // A URL and a cluster setting that disagree fail in ways that do not say so: find out first.
-    await checkClusterSetting(settings.redis, REDIS_CHECK_TIMEOUT_MS);
+    // A refused login, an untrusted certificate or the wrong cluster setting fail later in ways that do not say so.
+    await assertRedisUsable(settings.redis, REDIS_CHECK_TIMEOUT_MS);
     if (parts.smtp) {
       enqueuer = new Enqueuer(
         {
@@ -121,7 +121,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       await registry.claim(REDIS_STARTUP_TIMEOUT_MS);
     } catch (err) {
       if (err instanceof NodeIdError) throw err;
-      throw new Error(unreachableMessage(settings.redis, (err as Error).message));
+      throw new Error(await unreachableMessage(settings.redis, (err as Error).message, REDIS_CHECK_TIMEOUT_MS));
     }
     log.info({ queuePrefix, spool: settings.spoolDir }, 'node registered');
     if (parts.workers && parts.deliveryThread) {

@@ -1,7 +1,8 @@
 import { ConfigError, loadConfigFile } from '../../shared/config/index.js';
 import { GatewaySettingsSchema } from '../../shared/config/gateway.js';
 import { QueueAdmin } from '../../gateway/queue/admin.js';
-import { checkClusterSetting, redactRedisUrl } from '../../gateway/queue/redis.js';
+import { describeProblem, redisProblem } from '../../gateway/queue/redis-preflight.js';
+import { redactRedisUrl } from '../../gateway/queue/redis.js';
 import { yesNo } from '../../gateway/settings.js';
 import { parse } from '../args.js';
 import { UsageError, type Command } from '../command.js';
@@ -70,10 +71,10 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
     if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit "${values.limit}" is not a positive whole number`);
 
     const target = { url: redisUrl, cluster: cluster ?? false };
-    try {
-      await checkClusterSetting(target, 5_000, { on: 'add --redis-cluster yes (or set gateway.redis.cluster in the config)', off: 'add --redis-cluster no (or set gateway.redis.cluster in the config)' });
-    } catch (err) {
-      console.error(`mailroom queue: ${(err as Error).message}`);
+    // An operator command: any problem is reported at once, with its cause and fix.
+    const problem = await redisProblem(target, 5_000, { on: 'add --redis-cluster yes (or set gateway.redis.cluster in the config)', off: 'add --redis-cluster no (or set gateway.redis.cluster in the config)' });
+    if (problem) {
+      console.error(`mailroom queue: ${describeProblem(target, problem)}`);
       return 1;
     }
     const admin = new QueueAdmin(target, prefix, values.node);

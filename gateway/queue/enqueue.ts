@@ -3,7 +3,8 @@ import type { Logger } from '../log.js';
 import { within } from '../timeout.js';
 import type { SpoolFile } from '../spool/format.js';
 import { DELIVERIES_QUEUE, spoolFileJobs, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
-import { bullConnection, redactRedisUrl, unreachableMessage, type RedisTarget } from './redis.js';
+import { unreachableMessage } from './redis-preflight.js';
+import { bullConnection, redactRedisUrl, type RedisTarget } from './redis.js';
 
 export class EnqueueTimeoutError extends Error {
   override name = 'EnqueueTimeoutError';
@@ -149,7 +150,7 @@ export class Enqueuer {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    throw new Error(unreachableMessage(this.opts.redis, last));
+    throw new Error(await unreachableMessage(this.opts.redis, last, 2_000));
   }
 
   /**

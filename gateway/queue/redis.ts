@@ -107,46 +107,6 @@ export function bullConnection(target: RedisTarget, role: RedisRole): { connecti
   };
 }
 
-/** How the caller's user says "cluster" and "not a cluster" (config field, or command-line flag). */
-export interface ClusterSettingWords {
-  on: string;
-  off: string;
-}
-
-const CONFIG_WORDS: ClusterSettingWords = { on: 'set gateway.redis.cluster to true', off: 'set gateway.redis.cluster to false' };
-
-/**
- * Asks the URL's node whether it runs in cluster mode (INFO cluster) and throws, saying what to change, when that
- * disagrees with `target.cluster`: a single-Redis client on a cluster node fails with MOVED on whatever keys other
- * nodes hold, and a cluster client on a plain Redis never becomes ready — neither says why on its own. A node that
- * does not answer, or may not run INFO, is left to the normal connection errors.
- */
-export async function checkClusterSetting(target: RedisTarget, timeoutMs: number, words: ClusterSettingWords = CONFIG_WORDS): Promise<void> {
-  const r = new Redis({ ...roleConnection(target.url, 'admin'), lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs });
-  r.on('error', () => undefined);
-  let enabled: boolean | undefined;
-  try {
-    await r.connect();
-    const m = /cluster_enabled:(\d)/.exec(await r.info('cluster'));
-    enabled = m ? m[1] === '1' : undefined;
-  } catch {
-    return;
-  } finally {
-    r.disconnect();
-  }
-  if (enabled === true && !target.cluster) {
-    throw new Error(`${redactRedisUrl(target.url)} is a Redis Cluster node (cluster_enabled:1): ${words.on}, with a key prefix that has a hash tag, e.g. "{mailroom}"`);
-  }
-  if (enabled === false && target.cluster) {
-    throw new Error(`${redactRedisUrl(target.url)} is not a Redis Cluster node (cluster_enabled:0): ${words.off}, or point the URL at a node of the cluster`);
-  }
-}
-
-/** "cannot reach Redis" for start-up failures. */
-export function unreachableMessage(target: RedisTarget, last: string): string {
-  return `cannot reach Redis at ${redactRedisUrl(target.url)} (${last}): start redis-server, or point --redis-url / REDIS_URL at one`;
-}
-
 /** For messages: the URL without its password. */
 export function redactRedisUrl(url: string): string {
   try {

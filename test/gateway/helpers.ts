@@ -317,10 +317,11 @@ export class RawSmtp extends SmtpLine {
 export const run = promisify(execFile);
 
 /** A self-signed certificate for STARTTLS tests. */
-export async function selfSignedCert(dir: string): Promise<{ certFile: string; keyFile: string }> {
+export async function selfSignedCert(dir: string, opts: { cn?: string; altNames?: string } = {}): Promise<{ certFile: string; keyFile: string }> {
   const certFile = join(dir, 'cert.pem');
   const keyFile = join(dir, 'key.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=mx.gateway.test'], { timeout: 30_000 });
+  const san = opts.altNames ? ['-addext', `subjectAltName=${opts.altNames}`] : [];
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${opts.cn ?? 'mx.gateway.test'}`, ...san], { timeout: 30_000 });
   return { certFile, keyFile };
 }
 

@@ -21,9 +21,12 @@ export interface RedisServer {
  * Starts redis-server on a free loopback port. No persistence unless asked: tests get a clean Redis, and a stopped
  * one comes back empty — which is exactly the "Redis lost its data" case the gateway must survive.
  */
-export async function startRedis(opts: { persistDir?: string } = {}): Promise<RedisServer> {
+export async function startRedis(opts: { persistDir?: string; tls?: { certFile: string; keyFile: string }; password?: string } = {}): Promise<RedisServer> {
   const port = await freePort();
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes', '--save', ''];
+  // TLS: only the TLS port listens (as ElastiCache with in-transit encryption); clients are not asked for certificates.
+  const listen = opts.tls ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.certFile, '--tls-key-file', opts.tls.keyFile, '--tls-ca-cert-file', opts.tls.certFile, '--tls-auth-clients', 'no'] : ['--port', String(port)];
+  const args = [...listen, '--bind', '127.0.0.1', '--protected-mode', 'yes', '--save', ''];
+  if (opts.password) args.push('--requirepass', opts.password);
   if (opts.persistDir) args.push('--dir', opts.persistDir, '--appendonly', 'yes', '--appendfsync', 'always');
   else args.push('--appendonly', 'no');
   let proc: Started;
@@ -38,7 +41,7 @@ export async function startRedis(opts: { persistDir?: string } = {}): Promise<Re
   await start();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://${opts.password ? `:${encodeURIComponent(opts.password)}@` : ''}127.0.0.1:${port}`,
     get pid() {
       return proc.child.pid!;
     },
