@@ -1,12 +1,15 @@
 /**
- * Redis Cluster (cluster mode enabled, as ElastiCache offers it): a real three-primary cluster on loopback. Two
+ * Redis Cluster (cluster mode enabled, as ElastiCache offers it, here with its in-transit encryption and AUTH token:
+ * TLS only, a password, a private CA given by NODE_EXTRA_CA_CERTS): a real three-primary cluster on loopback. Two
  * gateways (one delivering on its SMTP thread, one from a delivery thread) are pointed at a node that does *not*
  * hold the prefix's slot, so every command has to follow the cluster's slot map. Mail for two rules (a flow across
  * the spool and deliveries queues per file) is delivered exactly once, every key sits in the hash tag's slot, and
  * `mailroom queue` reads the counts through the cluster. A URL and a cluster setting that disagree are refused at
  * start with what to change.
  */
+import { readFileSync } from 'node:fs';
 import { Cluster } from 'ioredis';
+import { redactRedisUrl } from '../../gateway/queue/redis.js';
 import { createTransport, type Transporter } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
@@ -15,16 +18,21 @@ import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
 import { startRedis, startRedisCluster, type RedisClusterServer, type RedisServer } from '../support/redis.js';
 import { killHard, mailroomCli, startMailroom, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, awsClients, createBuckets, listKeys, MESSAGE_ID_RE, REGION, selfSignedCert, waitFor, type AwsFixture } from './helpers.js';
 
 const BUCKET = 'cluster';
 const PREFIX = '{mx}';
 const PER_NODE = 120;
+const PASSWORD = 'cluster-auth-token';
 
 let moto: Moto;
 let cluster: RedisClusterServer;
 let aws: AwsFixture;
 let dir: Awaited<ReturnType<typeof tempDir>>;
+let cert: { certFile: string; keyFile: string };
+/** The private CA (the self-signed server certificate) the gateway is told to trust. */
+let ca: string;
+const tlsEnv = () => ({ NODE_EXTRA_CA_CERTS: ca });
 /** A node of the cluster that does not hold the prefix's slot. */
 let seed: string;
 const nodes: Array<{ id: string; port: number; configFile: string; proc?: Started; transport?: Transporter }> = [];
@@ -66,8 +74,10 @@ function transportFor(n: (typeof nodes)[number]): Transporter {
 
 beforeAll(async () => {
   dir = await tempDir('mailroom-cluster-');
+  cert = await selfSignedCert(dir.path, { cn: 'redis-cluster.test', altNames: 'IP:127.0.0.1,DNS:localhost' });
+  ca = cert.certFile;
   // A replica per primary and a short node timeout, for the failover test.
-  [moto, cluster] = await Promise.all([startMoto(), startRedisCluster(dir.path, { replicas: 1, nodeTimeoutMs: 1_000 })]);
+  [moto, cluster] = await Promise.all([startMoto(), startRedisCluster(dir.path, { replicas: 1, nodeTimeoutMs: 1_000, tls: cert, password: PASSWORD })]);
   aws = awsClients(moto);
   await createBuckets(aws, BUCKET);
   ({ other: seed } = await cluster.ownerOf(PREFIX));
@@ -75,7 +85,7 @@ beforeAll(async () => {
     const port = await freePort();
     nodes.push({ id, port, configFile: await writeConfig(dir.path, `${id}.json`, config(id, port, { url: seed, cluster: true, prefix: PREFIX })) });
   }
-  await Promise.all(nodes.map(async (n) => (n.proc = await startMailroom('gateway', n.configFile, { ...moto.env }, n.port))));
+  await Promise.all(nodes.map(async (n) => (n.proc = await startMailroom('gateway', n.configFile, { ...moto.env, ...tlsEnv() }, n.port))));
 }, 120_000);
 
 afterAll(async () => {
@@ -115,7 +125,7 @@ describe('gateways on a Redis Cluster', () => {
     }
 
     const q = await waitFor('spool files released', async () => {
-      const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile]);
+      const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile], tlsEnv());
       expect(r.code, r.stderr).toBe(0);
       const c = JSON.parse(r.stdout) as { deliveries: Record<string, number>; spoolFilesPending: number; nodes: Array<{ node: string; status: string }> };
       return c.spoolFilesPending === 0 && c.deliveries.active === 0 && c.deliveries.waiting === 0 ? c : undefined;
@@ -127,14 +137,15 @@ describe('gateways on a Redis Cluster', () => {
     expect(q.deliveries.failed).toBe(0);
     // Nothing went wrong on the way: no error lines, no BullMQ warning about the connections it was given.
     for (const n of nodes) expect(n.proc!.output()).not.toMatch(/"level":(50|60)|BullMQ/);
+    for (const n of nodes) expect(n.proc!.output()).not.toContain(PASSWORD);
     expect(q.deliveries.completed).toBeGreaterThan(0);
 
     // Every key of both gateways is under the hash tag, on the one primary that holds its slot.
     const { owner } = await cluster.ownerOf(PREFIX);
-    const c = new Cluster([{ host: '127.0.0.1', port: cluster.ports[0]! }], { lazyConnect: true });
+    const c = new Cluster([{ host: '127.0.0.1', port: cluster.ports[0]! }], { lazyConnect: true, redisOptions: { tls: { ca: readFileSync(ca) }, password: PASSWORD } });
     try {
       await c.connect();
-      const perNode = await Promise.all(c.nodes('master').map(async (n) => ({ url: `redis://127.0.0.1:${n.options.port}`, keys: await n.keys('*') })));
+      const perNode = await Promise.all(c.nodes('master').map(async (n) => ({ url: cluster.urls.find((u) => u.endsWith(`:${n.options.port}`))!, keys: await n.keys('*') })));
       const all = perNode.flatMap((n) => n.keys);
       expect(all.length).toBeGreaterThan(0);
       expect(all.filter((k) => !k.startsWith(`${PREFIX}:`))).toEqual([]);
@@ -147,20 +158,20 @@ describe('gateways on a Redis Cluster', () => {
   it('refuses to start when the URL names a cluster node but gateway.redis.cluster is false, saying what to set', async () => {
     const port = await freePort();
     const file = await writeConfig(dir.path, 'single-on-cluster.json', config('node-c', port, { url: seed, cluster: false, prefix: PREFIX }, 'node-c'));
-    const r = await mailroomCli(['gateway', '--config', file], { ...moto.env });
+    const r = await mailroomCli(['gateway', '--config', file], { ...moto.env, ...tlsEnv() });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(`${seed} is a Redis Cluster node (cluster_enabled:1): set gateway.redis.cluster to true, with a key prefix that has a hash tag`);
+    expect(r.stderr).toContain(`Redis at ${redactRedisUrl(seed)}: this is a Redis Cluster node (cluster_enabled:1): set gateway.redis.cluster to true, with a key prefix that has a hash tag`);
   }, 60_000);
 
   it('refuses to start with gateway.redis.cluster true against a single Redis, saying what to set', async () => {
     let single: RedisServer | undefined;
     try {
-      single = await startRedis();
+      single = await startRedis({ tls: cert, password: PASSWORD });
       const port = await freePort();
       const file = await writeConfig(dir.path, 'cluster-on-single.json', config('node-d', port, { url: single.url, cluster: true, prefix: PREFIX }, 'node-d'));
-      const r = await mailroomCli(['gateway', '--config', file], { ...moto.env });
+      const r = await mailroomCli(['gateway', '--config', file], { ...moto.env, ...tlsEnv() });
       expect(r.code).not.toBe(0);
-      expect(r.stderr).toContain(`${single.url} is not a Redis Cluster node (cluster_enabled:0): set gateway.redis.cluster to false`);
+      expect(r.stderr).toContain(`Redis at ${redactRedisUrl(single.url)}: this is not a Redis Cluster node (cluster_enabled:0): set gateway.redis.cluster to false`);
     } finally {
       await single?.stop();
     }
@@ -168,10 +179,10 @@ describe('gateways on a Redis Cluster', () => {
 
   it('`mailroom queue` on a cluster node without the cluster setting says to add it; with --redis-cluster yes it counts', async () => {
     const file = await writeConfig(dir.path, 'queue-single.json', config('node-a', 25, { url: seed, cluster: false, prefix: PREFIX }));
-    const r = await mailroomCli(['queue', '--config', file]);
+    const r = await mailroomCli(['queue', '--config', file], tlsEnv());
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('is a Redis Cluster node (cluster_enabled:1): add --redis-cluster yes');
-    const ok = await mailroomCli(['queue', '--config', file, '--redis-cluster', 'yes', '--json']);
+    expect(r.stderr).toContain('this is a Redis Cluster node (cluster_enabled:1): add --redis-cluster yes');
+    const ok = await mailroomCli(['queue', '--config', file, '--redis-cluster', 'yes', '--json'], tlsEnv());
     expect(ok.code, ok.stderr).toBe(0);
     expect((JSON.parse(ok.stdout) as { nodes: Array<{ node: string }> }).nodes.map((n) => n.node)).toEqual(['node-a', 'node-b']);
   }, 60_000);
@@ -225,7 +236,7 @@ describe('gateways on a Redis Cluster', () => {
     }
     const tStored = Date.now();
     const q = await waitFor('queues settled after the failover', async () => {
-      const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile]);
+      const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile], tlsEnv());
       if (r.code !== 0) return undefined;
       const c = JSON.parse(r.stdout) as { deliveries: Record<string, number>; spoolFilesPending: number };
       return c.spoolFilesPending === 0 && c.deliveries.active === 0 && c.deliveries.waiting === 0 ? c : undefined;

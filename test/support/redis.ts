@@ -64,27 +64,37 @@ export interface RedisClusterServer {
 /**
  * A Redis Cluster of `primaries` primaries with `replicas` replicas each, on free loopback ports, slots spread by
  * `redis-cli --cluster create` (Debian's redis-tools, which redis-server depends on). No persistence. A failed
- * primary is replaced by its replica after `nodeTimeoutMs` (Redis's cluster-node-timeout).
+ * primary is replaced by its replica after `nodeTimeoutMs` (Redis's cluster-node-timeout). With `tls` and `password`
+ * it runs as ElastiCache does with in-transit encryption and an AUTH token: TLS only (clients, the cluster bus and
+ * replication), every node asking for the password.
  */
-export async function startRedisCluster(dir: string, opts: { primaries?: number; replicas?: number; nodeTimeoutMs?: number } = {}): Promise<RedisClusterServer> {
-  const { primaries = 3, replicas = 0, nodeTimeoutMs = 15_000 } = opts;
+export async function startRedisCluster(
+  dir: string,
+  opts: { primaries?: number; replicas?: number; nodeTimeoutMs?: number; tls?: { certFile: string; keyFile: string }; password?: string } = {},
+): Promise<RedisClusterServer> {
+  const { primaries = 3, replicas = 0, nodeTimeoutMs = 15_000, tls, password } = opts;
+  const clientArgs = [...(tls ? ['--tls', '--cacert', tls.certFile] : []), ...(password ? ['-a', password, '--no-auth-warning'] : [])];
   const ports: number[] = [];
   const procs = new Map<number, Started>();
   const stop = async () => void (await Promise.all([...procs.values()].map((p) => p.stop())));
-  const cli = async (port: number, ...args: string[]) => (await run('redis-cli', ['-p', String(port), ...args], { timeout: 10_000 })).stdout;
+  const cli = async (port: number, ...args: string[]) => (await run('redis-cli', [...clientArgs, '-p', String(port), ...args], { timeout: 10_000 })).stdout;
   try {
     for (let i = 0; i < primaries * (1 + replicas); i++) {
       const port = await freePort();
       const nodeDir = join(dir, `redis-${port}`);
       await mkdir(nodeDir, { recursive: true });
-      const args = ['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes', '--save', '', '--appendonly', 'no', '--dir', nodeDir];
+      const listen = tls
+        ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.certFile, '--tls-auth-clients', 'no', '--tls-cluster', 'yes', '--tls-replication', 'yes']
+        : ['--port', String(port)];
+      const args = [...listen, '--bind', '127.0.0.1', '--protected-mode', 'yes', '--save', '', '--appendonly', 'no', '--dir', nodeDir];
+      if (password) args.push('--requirepass', password, '--masterauth', password);
       args.push('--cluster-enabled', 'yes', '--cluster-config-file', join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs));
       const proc = startProcess('redis-server', args);
       procs.set(port, proc);
       await waitForPort(port, 15_000, proc.child);
       ports.push(port);
     }
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
+    await run('redis-cli', [...clientArgs, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
     // Every node must agree, and every replica be in sync, before clients come: `create` returns once slots are
     // assigned; gossip and the first sync follow.
     const deadline = Date.now() + 30_000;
@@ -101,7 +111,8 @@ export async function startRedisCluster(dir: string, opts: { primaries?: number;
     await stop();
     throw new Error(`could not start a redis cluster (apt-get install redis-server): ${(err as Error).message}`);
   }
-  const urls = ports.map((p) => `redis://127.0.0.1:${p}`);
+  const base = (port: number) => `${tls ? 'rediss' : 'redis'}://${password ? `:${encodeURIComponent(password)}@` : ''}127.0.0.1:${port}`;
+  const urls = ports.map(base);
   const live = () => ports.filter((p) => procs.get(p)!.child.exitCode === null && procs.get(p)!.child.signalCode === null);
   return {
     urls,
@@ -119,7 +130,7 @@ export async function startRedisCluster(dir: string, opts: { primaries?: number;
       const owner = masters.find(holds);
       const other = masters.find((f) => !holds(f) && f[7] === 'connected');
       if (!owner || !other) throw new Error(`no live primary holds slot ${slot}, or none other is left`);
-      return { owner: `redis://127.0.0.1:${portOf(owner)}`, other: `redis://127.0.0.1:${portOf(other)}` };
+      return { owner: base(portOf(owner)), other: base(portOf(other)) };
     },
     async kill(port) {
       const p = procs.get(port)!;
