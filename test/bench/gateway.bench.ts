@@ -583,6 +583,7 @@ async function main(): Promise<void> {
       const e2eSinkNoKms = await endToEnd('e2e-sink-nokms', work, redis, sinkRuleNoKms, sinkEnv, n(5_000), 120_000);
       const e2eSinkSplit = await endToEnd('e2e-sink-split', work, redis, sinkRule, sinkEnv, n(5_000), 120_000, 'smtp+worker');
       const e2eSinkThread = await endToEnd('e2e-sink-thread', work, redis, sinkRule, sinkEnv, n(5_000), 120_000, 'gateway+thread');
+      const e2eSinkThreadNoKms = await endToEnd('e2e-sink-thread-nokms', work, redis, sinkRuleNoKms, sinkEnv, n(5_000), 120_000, 'gateway+thread');
       // The yardsticks again after the gateway runs: this VM's speed drifts within minutes, and a baseline caught in a
       // slow phase would flatter every ratio. Ratios are taken against the faster of the two.
       const plainSink = faster(plainSinkBefore, await plainUploads('plain uploads → sink, again', sink.endpoint, 'bench', n(5_000), stored, 60_000));
@@ -641,6 +642,7 @@ async function main(): Promise<void> {
       e2eRow('local sink', e2eSinkNoKms, plainSink, false);
       e2eRow('local sink', e2eSinkSplit, plainSink, true, callsSink, 'smtp+worker');
       e2eRow('local sink', e2eSinkThread, plainSink, true, callsSink, 'gateway+thread');
+      e2eRow('local sink', e2eSinkThreadNoKms, plainSink, false, undefined, 'gateway+thread');
     }
 
     // 4. peak RSS with 8 × 40 MB
