@@ -16,7 +16,8 @@ import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
 import type { RedisServer } from '../support/redis.js';
 import { killHard, mailroomCli, startMailroom, writeConfig } from './child.js';
-import { ACCOUNT, createBuckets, listKeys, MESSAGE_ID_RE, REGION, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { mxLoad } from './mx-load.js';
+import { ACCOUNT, createBuckets, listKeys, REGION, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const BUCKET = 'scale';
 const PREFIX = '{scale}';
@@ -90,30 +91,16 @@ function transportFor(n: Node): Transporter {
  * other node, as an MTA fails over between MX hosts, until it gets a 250. `onAck` runs after every 250.
  */
 async function load(from: number, to: number, onAck?: (count: number) => void): Promise<void> {
-  let next = from;
-  let count = 0;
-  const sender = async (home: number) => {
-    for (;;) {
-      const i = next++;
-      if (i >= to) return;
-      const raw = `From: load@origin.example\r\nTo: user@example.com\r\nSubject: load ${i}\r\nX-Load-Id: ${i}\r\n\r\nmessage ${i}\r\n`;
-      for (let attempt = 0; ; attempt++) {
-        const node = nodes[(home + attempt) % nodes.length]!;
-        try {
-          const info = await transportFor(node).sendMail({ envelope: { from: 'load@origin.example', to: ['user@example.com'] }, raw });
-          const m = MESSAGE_ID_RE.exec(String(info.response));
-          if (!m) throw new Error(`unexpected reply ${info.response}`);
-          acked.set(i, m[1]!);
-          onAck?.(++count);
-          break;
-        } catch {
-          if (attempt > 200) throw new Error(`message ${i} never accepted`);
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: SENDERS * nodes.length }, (_, k) => sender(k % nodes.length)));
+  await mxLoad({
+    from,
+    to,
+    gateways: nodes.map((n) => () => transportFor(n)),
+    senders: SENDERS * nodes.length,
+    onAck: (loadId, messageId, count) => {
+      acked.set(loadId, messageId);
+      onAck?.(count);
+    },
+  });
 }
 
 /** Waits until every acknowledged message is in the bucket; returns the keys and each key's X-Load-Id. */
