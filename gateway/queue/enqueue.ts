@@ -37,11 +37,13 @@ const MAX_BATCH = 256;
  * The accept path's Redis side: adds a spool file's jobs and answers "does this file have jobs?" for recovery.
  * Fails fast when Redis is away (see queue/redis.ts), bounded by `timeoutMs` when it is merely slow.
  *
- * Batching: one job or flow per spool file (every message of a batch file shares it, queue/jobs.ts), and those of
- * every file that became durable in the same event-loop turn go to Redis in one MULTI (FlowProducer.addBulk; a
- * lone job is a flow without children there). All or none: the MULTI either adds the jobs of every file of the
- * batch or fails, and then every message of the batch gets its error (451). Each message still waits for its own
- * file's confirmation, so a 250 still means "its jobs are in Redis".
+ * One job or flow per spool file (every message of a batch file shares it, queue/jobs.ts). A file whose messages
+ * all went to one rule gets a lone delivery job: one Queue.add, which Redis runs as one script — atomic, and no
+ * MULTI to build (ioredis copies every BullMQ script onto each pipeline object it makes; that was a third of the
+ * accept path's medium-lived garbage, which is what makes the young-generation pauses long). Flows (files for
+ * several rules) of every file that became durable in the same event-loop turn go to Redis in one MULTI
+ * (FlowProducer.addBulk), all or none: every message of such a batch gets the same answer. Each message waits for
+ * its own file's confirmation, so a 250 still means "its jobs are in Redis".
  */
 type FlowBackend = { addFlow(entries: unknown[]): Promise<Array<[Error | null, unknown]> | null> };
 
@@ -129,7 +131,8 @@ export class Enqueuer {
   async enqueue(file: SpoolFile): Promise<void> {
     let add = this.adding.get(file);
     if (!add) {
-      add = this.addBatched(spoolFileJobs(file, this.opts.policy));
+      const jobs = spoolFileJobs(file, this.opts.policy);
+      add = jobs.children ? this.addBatched(jobs) : this.deliveriesQueue.add(jobs.name, jobs.data, jobs.opts).then(() => undefined);
       this.adding.set(file, add);
     }
     await within(add, this.opts.timeoutMs, () => new EnqueueTimeoutError(this.opts.timeoutMs, add));
@@ -143,7 +146,9 @@ export class Enqueuer {
     let last = 'no answer';
     while (Date.now() < deadline) {
       try {
-        await within(this.spoolQueue.getJobCounts('waiting'), Math.max(100, deadline - Date.now()), () => new Error('no answer'));
+        // Both queues' connections: a lone job goes out on the deliveries queue's.
+        const both = Promise.all([this.spoolQueue.getJobCounts('waiting'), this.deliveriesQueue.getJobCounts('waiting')]);
+        await within(both, Math.max(100, deadline - Date.now()), () => new Error('no answer'));
         return;
       } catch (err) {
         last = (err as Error).message;
