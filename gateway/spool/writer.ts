@@ -1,5 +1,7 @@
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { closeSync, fdatasync, openSync, renameSync, writev, writevSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 
 /**
@@ -11,8 +13,13 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
  * bigger backlog makes several files in the same round): written in `incoming/` with one writev of the buffers
  * smtp-server handed over (no copy), fdatasync'd, renamed into `messages/`, and `messages/` fsync'd once per round.
  * A message is reported durable only after all of that, so a `250` means exactly what it meant with one file per
- * message. A round costs the event loop about eight fs calls whatever its size (a worker thread was tried: posting
- * the bytes to it cost more main-thread time than the calls it saved).
+ * message.
+ *
+ * Only the two waits for the disk (fdatasync, the directory fsync) go to libuv's thread pool. Create, write (a copy
+ * into the page cache, up to SYNC_WRITE_MAX_BYTES), rename and close are made from the event loop: each trip to the
+ * pool and back costs two thread wake-ups, and on a busy two-core machine those waits for a core were the tail of
+ * the time to 250 (measured: half-rate p50 7.0 -> 4.3 ms, p99 22.6 -> 16.6 ms over four alternating pairs). A worker
+ * thread for the whole round was tried too: posting the bytes to it cost more than the calls it saved.
  *
  * A file whose own step fails fails all its messages (and its incoming file is removed); a failed directory fsync
  * fails every file of the round: the clients hear 451 and resend, and the renamed files are removed (best effort —
@@ -22,6 +29,11 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
 /** Messages per batch file at most: bounds what one failed delivery keeps on disk and what recovery re-reads. */
 const MAX_FILE_ENTRIES = 128;
 const MAX_FILE_BYTES = 8 * 1024 * 1024;
+/** A batch file up to this size is written from the event loop; a bigger one (a backlog) from the thread pool. */
+const SYNC_WRITE_MAX_BYTES = 1024 * 1024;
+
+const fdatasyncAsync = promisify(fdatasync);
+const writevAsync = (fd: number, buffers: Buffer[]) => new Promise<number>((resolve, reject) => writev(fd, buffers, 0, (err, n) => (err ? reject(err) : resolve(n))));
 
 interface Pending {
   record: SpoolRecord;
@@ -41,10 +53,18 @@ interface FileJob {
   bytes: number;
 }
 
-async function writevAll(fh: FileHandle, buffers: Buffer[], bytes: number): Promise<void> {
-  const { bytesWritten } = await fh.writev(buffers, 0);
+async function writevAll(fd: number, buffers: Buffer[], bytes: number): Promise<void> {
+  const written = bytes <= SYNC_WRITE_MAX_BYTES ? writevSync(fd, buffers, 0) : await writevAsync(fd, buffers);
   // libuv writes every buffer (looping over short writes itself); anything less is an error it did not report.
-  if (bytesWritten !== bytes) throw new Error(`spool write stopped after ${bytesWritten} of ${bytes} bytes`);
+  if (written !== bytes) throw new Error(`spool write stopped after ${written} of ${bytes} bytes`);
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Nothing to lose at this point: the file is durable and renamed, or about to be removed.
+  }
 }
 
 export class SpoolWriter {
@@ -108,21 +128,19 @@ export class SpoolWriter {
       for (const p of pending) p.reject(err as Error);
       return;
     }
-    // Each file: create, write, fdatasync, rename; then one directory fsync for the round. A renamed file's close
-    // runs alongside that fsync: its bytes are durable, so the close can no longer lose anything.
-    const closing: Array<Promise<unknown>> = [];
+    // Each file: create, write, fdatasync, rename, close; then one directory fsync for the round.
     const results = await Promise.all(
       files.map(async (f): Promise<Error | undefined> => {
-        let fh: FileHandle | undefined;
+        let fd: number | undefined;
         try {
-          fh = await open(f.tmp, 'wx');
-          await writevAll(fh, f.buffers, f.bytes);
-          await fh.datasync();
-          await rename(f.tmp, f.final);
-          closing.push(fh.close().catch(() => undefined));
+          fd = openSync(f.tmp, 'wx');
+          await writevAll(fd, f.buffers, f.bytes);
+          await fdatasyncAsync(fd);
+          renameSync(f.tmp, f.final);
+          closeQuietly(fd);
           return undefined;
         } catch (err) {
-          await fh?.close().catch(() => undefined);
+          if (fd !== undefined) closeQuietly(fd);
           await rm(f.tmp, { force: true }).catch(() => undefined);
           return err as Error;
         }
@@ -146,6 +164,5 @@ export class SpoolWriter {
         else p.resolve(f.file);
       }
     });
-    await Promise.all(closing);
   }
 }

@@ -3,7 +3,7 @@
  * path and streamed big-message path (same bytes either way), oversize handling on both, and reading a small file
  * whole; and the multipart memory budget's queueing and abort.
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -154,6 +154,42 @@ describe('Spool.receive', () => {
     await expect(spooledMessage(s, id, file.entries[1]!.at + 1)).rejects.toBeInstanceOf(SpoolFormatError);
     await Promise.all([...files.keys()].map((f) => s.remove(f)));
     expect(await readdir(join(s.dir, 'messages'))).toEqual([]);
+  });
+
+  it('a round whose file cannot be created fails its messages and leaves nothing behind; the next round works', async () => {
+    const s = await spool();
+    // As root no permission stops us: a file where the incoming directory should be makes every create fail.
+    await rmdir(s.incomingDir);
+    await writeFile(s.incomingDir, 'not a directory');
+    const failed = await Promise.allSettled([1, 2, 3].map(() => s.receive(record(), dataStream([Buffer.from('Subject: x\r\n\r\nbody\r\n')]))));
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect((failed[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'ENOTDIR' });
+    expect(await readdir(s.messagesDir)).toEqual([]);
+    await rm(s.incomingDir);
+    await mkdir(s.incomingDir);
+    const ok = await s.receive(record(), dataStream([Buffer.from('Subject: y\r\n\r\nbody\r\n')]));
+    expect(ok.ok).toBe(true);
+    expect(await readdir(s.messagesDir)).toHaveLength(1);
+    expect(await readdir(s.incomingDir)).toEqual([]);
+  });
+
+  it('a batch file over 1 MiB (written from the thread pool, not the event loop) reads back byte-exact', async () => {
+    const s = await spool();
+    const bodies = Array.from({ length: 7 }, (_, i) => Buffer.alloc(200 * 1024, 65 + i));
+    const records = bodies.map(() => record());
+    const got = await Promise.all(bodies.map((b, i) => s.receive(records[i]!, dataStream([b.subarray(0, 1000), b.subarray(1000)]))));
+    // The first message has a round of its own; the six that ended meanwhile share the next file.
+    const files = new Map(got.map((g) => (g.ok ? [g.file.id, g.file] : ['', undefined])));
+    expect([...files.values()].map((f) => f!.entries.length).sort()).toEqual([1, 6]);
+    const shared = [...files.values()].find((f) => f!.entries.length === 6)!;
+    expect((await stat(s.path(shared.id))).size).toBeGreaterThan(1024 * 1024);
+    for (const [i, g] of got.entries()) {
+      if (!g.ok) throw new Error('not stored');
+      const id = records[i]!.envelope.messageId;
+      const entry = g.file.entries.find((e) => e.record.envelope.messageId === id)!;
+      const m = await spooledMessage(s, g.file.id, entry.at, id);
+      expect((await readFile(m.path)).subarray(m.dataOffset, m.dataOffset + m.dataLength).equals(bodies[i]!), `message ${i}`).toBe(true);
+    }
   });
 
   it('a batch file cut short is refused whole, naming the message that lacks its bytes', async () => {
