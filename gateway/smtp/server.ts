@@ -255,7 +255,7 @@ export class SmtpFront {
 
   /**
    * LMTP: one reply per accepted recipient, each naming it. The message is still accepted or refused as a whole
-   * (one spool file, one Redis MULTI for every rule): SES stores one object per rule listing all its recipients
+   * (one spool file, its jobs for every rule added all or none): SES stores one object per rule listing all its recipients
    * under one message id, and accepting some recipients in a separate transaction would store a second message id
    * for the same mail. So an enqueue failure is a 451 for each recipient, and a success a 250 for each.
    */
