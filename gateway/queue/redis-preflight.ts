@@ -27,7 +27,7 @@ export interface RedisProblem {
 const TLS_TRUST = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
 /** Names the cause of a failed connection or command, with the fix; undefined when it says nothing specific. */
-export function classifyRedisError(err: Error & { code?: string }, target: RedisTarget): RedisProblem | undefined {
+function classifyRedisError(err: Error & { code?: string }, target: RedisTarget): RedisProblem | undefined {
   const msg = err.message;
   const tls = new URL(target.url).protocol === 'rediss:';
   const login = 'put the user and password in the URL: redis://user:password@host:port (an ElastiCache AUTH token: rediss://:token@host:6379)';

@@ -25,7 +25,7 @@ export interface RedisTarget {
 export type RedisClient = Redis | Cluster;
 export type RedisRole = 'producer' | 'worker' | 'admin';
 
-export function redisOptionsFromUrl(url: string): RedisOptions {
+function redisOptionsFromUrl(url: string): RedisOptions {
   const u = new URL(url);
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`"${url}" is not a redis:// or rediss:// URL`);
   const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : undefined;
@@ -57,15 +57,7 @@ export function roleConnection(url: string, role: RedisRole): RedisOptions {
   return { ...redisOptionsFromUrl(url), ...roleOptions(role) };
 }
 
-export function producerConnection(url: string): RedisOptions {
-  return roleConnection(url, 'producer');
-}
-
-export function workerConnection(url: string): RedisOptions {
-  return roleConnection(url, 'worker');
-}
-
-export interface ClientExtras {
+interface ClientExtras {
   lazyConnect?: boolean;
   connectTimeout?: number;
 }
