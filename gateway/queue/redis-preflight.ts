@@ -32,8 +32,12 @@ function classifyRedisError(err: Error & { code?: string }, target: RedisTarget)
   const tls = new URL(target.url).protocol === 'rediss:';
   const login = 'put the user and password in the URL: redis://user:password@host:port (an ElastiCache AUTH token: rediss://:token@host:6379)';
   if (/^NOAUTH\b/.test(msg)) return { reason: 'Redis wants a login and the URL gives none (NOAUTH)', fix: login, definitive: true };
-  if (/^(WRONGPASS|NOPERM)\b/.test(msg) || /^ERR (AUTH|invalid password)/i.test(msg)) {
+  if (/^WRONGPASS\b/.test(msg) || /^ERR (AUTH|invalid password)/i.test(msg)) {
     return { reason: `Redis refused the login (${msg.split('.')[0]})`, fix: login, definitive: true };
+  }
+  if (/^NOPERM\b/.test(msg)) {
+    // Logged in, but the user's ACL lacks a command: BullMQ needs INFO (its version check), EVALSHA and the key commands.
+    return { reason: `the Redis user may not run what the gateway needs (${msg})`, fix: 'grant it, e.g. ACL SETUSER <user> +@all -@dangerous +info (on ElastiCache an access string such as "on ~* +@all")', definitive: true };
   }
   if (err.code && TLS_TRUST.has(err.code)) {
     return {

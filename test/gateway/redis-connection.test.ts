@@ -4,6 +4,8 @@
  * refused with its cause and fix — at start for what waiting cannot mend, and by `mailroom queue` at once — instead
  * of ioredis's "Connection is closed.".
  */
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
 import { startMoto, type Moto } from '../support/moto.js';
@@ -77,13 +79,24 @@ describe('Redis over TLS with a password', () => {
     for (const r of [wrong, untrusted]) expect(r.stderr + r.stdout).not.toContain(PASSWORD);
   }, 60_000);
 
-  it('`mailroom queue` names each mistake: no password, plain redis:// to a TLS port, nothing listening', async () => {
+  it('`mailroom queue` names each mistake: no password, plain redis:// to a TLS port, a user without INFO, nothing listening', async () => {
     const env = { NODE_EXTRA_CA_CERTS: ca };
     const noPassword = await mailroomCli(['queue', '--redis-url', `rediss://127.0.0.1:${port()}`], env);
     expect([noPassword.code, noPassword.stderr.trim()]).toEqual([1, expect.stringContaining('Redis wants a login and the URL gives none (NOAUTH)')]);
     const plain = await mailroomCli(['queue', '--redis-url', `redis://:x@127.0.0.1:${port()}`], env);
     expect(plain.code).toBe(1);
     expect(plain.stderr).toContain('if this Redis requires TLS (ElastiCache in-transit encryption), write the URL as rediss://');
+    // An ACL user that may log in but not run INFO (BullMQ's version check needs it): named, with the grant to add.
+    const admin = new Redis({ host: '127.0.0.1', port: Number(port()), password: PASSWORD, tls: { ca: readFileSync(ca) } });
+    try {
+      await admin.call('ACL', 'SETUSER', 'limited', 'on', '>limited-pw', '~*', '+@all', '-info');
+    } finally {
+      admin.disconnect();
+    }
+    const limited = await mailroomCli(['queue', '--redis-url', `rediss://limited:limited-pw@127.0.0.1:${port()}`], env);
+    expect(limited.code).toBe(1);
+    expect(limited.stderr).toContain(`Redis at rediss://limited:***@127.0.0.1:${port()}: the Redis user may not run what the gateway needs (NOPERM`);
+    expect(limited.stderr).toContain('+info');
     const closed = await freePort();
     const nothing = await mailroomCli(['queue', '--redis-url', `redis://127.0.0.1:${closed}`], env);
     expect(nothing.stderr).toContain(`Redis at redis://127.0.0.1:${closed}: nothing listens there (connect ECONNREFUSED 127.0.0.1:${closed}): start redis-server`);
