@@ -12,12 +12,15 @@ const MESSAGE_ID_RE = /^[0-9a-v]{38}[08go]1$/;
 
 const ID_BYTES = 39;
 const nextIdBytes = randomPool(ID_BYTES);
+const ALPHABET_CODES = Buffer.from(ALPHABET, 'latin1');
+const PENULTIMATE_CODES = Buffer.from(PENULTIMATE, 'latin1');
 
+/** Built in place over the random bytes and read as one string: one id per accepted message, on the accept path. */
 export function newMessageId(): string {
   const r = nextIdBytes();
-  let id = '';
-  for (let i = 0; i < 38; i++) id += ALPHABET[r[i]! & 31];
-  return id + PENULTIMATE[r[38]! & 3] + '1';
+  for (let i = 0; i < 38; i++) r[i] = ALPHABET_CODES[r[i]! & 31]!;
+  r[38] = PENULTIMATE_CODES[r[38]! & 3]!;
+  return r.toString('latin1') + '1';
 }
 
 export function isMessageId(value: string): boolean {
