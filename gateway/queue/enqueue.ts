@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import { within } from '../timeout.js';
 import type { SpoolFile } from '../spool/format.js';
 import { DELIVERIES_QUEUE, spoolFileJobs, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
+import { isNoScript, type ClusterScripts } from './cluster-scripts.js';
 import { unreachableMessage } from './redis-preflight.js';
 import { bullConnection, redactRedisUrl, type RedisTarget } from './redis.js';
 
@@ -69,13 +70,16 @@ export class Enqueuer {
   private readonly spoolQueue: Queue;
   private readonly deliveriesQueue: Queue;
   private readonly closeConnection: () => Promise<void>;
+  /** On a Redis Cluster: reloads BullMQ's scripts where a primary lacks them (a NOSCRIPT says one does). */
+  private readonly scripts: ClusterScripts | undefined;
 
   constructor(
     private readonly opts: EnqueuerOptions,
     private readonly log: Logger,
   ) {
-    const { connection, close } = bullConnection(opts.redis, 'producer');
+    const { connection, close, scripts } = bullConnection(opts.redis, 'producer');
     this.closeConnection = close;
+    this.scripts = scripts;
     this.flows = new FlowProducer({ connection, prefix: opts.prefix });
     strictFlowResults(this.flows);
     this.spoolQueue = new Queue(SPOOL_QUEUE, { connection, prefix: opts.prefix });
@@ -120,7 +124,10 @@ export class Enqueuer {
       const add = batch.length === 1 ? this.flows.add(batch[0]!.flow) : this.flows.addBulk(batch.map((p) => p.flow));
       add.then(
         () => batch.forEach((p) => p.resolve()),
-        (err: Error) => batch.forEach((p) => p.reject(err)),
+        (err: Error) => {
+          if (isNoScript(err)) void this.scripts?.ensure();
+          batch.forEach((p) => p.reject(err));
+        },
       );
     }
   }
@@ -132,7 +139,15 @@ export class Enqueuer {
     let add = this.adding.get(file);
     if (!add) {
       const jobs = spoolFileJobs(file, this.opts.policy);
-      add = jobs.children ? this.addBatched(jobs) : this.deliveriesQueue.add(jobs.name, jobs.data, jobs.opts).then(() => undefined);
+      add = jobs.children
+        ? this.addBatched(jobs)
+        : this.deliveriesQueue.add(jobs.name, jobs.data, jobs.opts).then(
+            () => undefined,
+            (err: Error) => {
+              if (isNoScript(err)) void this.scripts?.ensure();
+              throw err;
+            },
+          );
       this.adding.set(file, add);
     }
     await within(add, this.opts.timeoutMs, () => new EnqueueTimeoutError(this.opts.timeoutMs, add));
@@ -149,6 +164,8 @@ export class Enqueuer {
         // Both queues' connections: a lone job goes out on the deliveries queue's.
         const both = Promise.all([this.spoolQueue.getJobCounts('waiting'), this.deliveriesQueue.getJobCounts('waiting')]);
         await within(both, Math.max(100, deadline - Date.now()), () => new Error('no answer'));
+        // BullMQ has defined its scripts on the client by now: put them on every primary before the first add.
+        await this.scripts?.ensure();
         return;
       } catch (err) {
         last = (err as Error).message;

@@ -1,5 +1,6 @@
 import type { ConnectionOptions, RedisOptions } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
+import { ClusterScripts } from './cluster-scripts.js';
 
 /**
  * The gateway's Redis connections, for a single Redis (or an ElastiCache primary endpoint) and for a Redis Cluster.
@@ -84,13 +85,25 @@ export function redisClient(target: RedisTarget, role: RedisRole, extra: ClientE
  * BullMQ's `connection` for the target: on a single Redis plain options (BullMQ makes and owns its clients); on a
  * cluster a Cluster client, which BullMQ cannot build from options. A worker duplicates it for its own connections,
  * so the one given is a template that never connects; Queues and FlowProducers share it, and `close` ends it once
- * they are closed.
+ * they are closed. On a cluster every client BullMQ gets keeps BullMQ's scripts loaded on every primary
+ * (cluster-scripts.ts); `scripts` is that of the shared client, for callers that see a NOSCRIPT.
  */
-export function bullConnection(target: RedisTarget, role: RedisRole): { connection: ConnectionOptions; close(): Promise<void> } {
+export function bullConnection(target: RedisTarget, role: RedisRole): { connection: ConnectionOptions; close(): Promise<void>; scripts?: ClusterScripts } {
   if (!target.cluster) return { connection: roleConnection(target.url, role), close: async () => undefined };
-  const client = redisClient(target, role, role === 'worker' ? { lazyConnect: true } : {});
+  const client = redisClient(target, role, role === 'worker' ? { lazyConnect: true } : {}) as Cluster;
   client.on('error', () => undefined); // whoever uses it reports Redis trouble
+  const scripts = new ClusterScripts(client);
+  if (role === 'worker') {
+    // BullMQ's workers run on duplicates of the template: each keeps the scripts loaded too.
+    const duplicate = client.duplicate.bind(client);
+    client.duplicate = (...args: Parameters<Cluster['duplicate']>) => {
+      const d = duplicate(...args);
+      new ClusterScripts(d);
+      return d;
+    };
+  }
   return {
+    scripts,
     connection: client as unknown as ConnectionOptions,
     close: async () => {
       if (client.status === 'ready') await client.quit().catch(() => client.disconnect());

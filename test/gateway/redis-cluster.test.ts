@@ -156,6 +156,46 @@ describe('gateways on a Redis Cluster', () => {
     }
   }, 120_000);
 
+  it('keeps every acknowledged message while the hash tag\'s slot moves to another primary mid-load (online resharding)', async () => {
+    const LOAD = 300;
+    const { owner: from } = await cluster.ownerOf(PREFIX);
+    // To the third primary: `seed` stays the gateways' (and mailroom queue's) way in when the failover test kills the owner.
+    const to = cluster.urls.slice(0, 3).find((u) => u !== from && u !== seed)!;
+    const acked = new Map<string, number>();
+    let migrated: Promise<number> | undefined;
+    // ASK/TRYAGAIN while keys move, MOVED after: the cluster client follows; a send that fails anyway is resent.
+    const { failedSends } = await mxLoad({
+      from: 10_000,
+      to: 10_000 + LOAD,
+      gateways: nodes.map((n) => () => transportFor(n)),
+      senders: 8,
+      maxAttempts: 300,
+      retryDelayMs: 100,
+      onAck: (loadId, messageId, count) => {
+        acked.set(messageId, loadId);
+        if (count === 100) migrated = cluster.migrateSlot(PREFIX, to);
+      },
+    });
+    const moved = await migrated!;
+    expect(moved).toBeGreaterThan(0);
+    expect((await cluster.ownerOf(PREFIX)).owner).toBe(to);
+    for (const rule of ['inbox', 'archive']) {
+      await waitFor(`every acknowledged message under ${rule}/ after the slot moved`, async () => {
+        const have = new Set(await listKeys(aws, BUCKET, `${rule}/`));
+        return [...acked.keys()].every((id) => have.has(`${rule}/${id}`));
+      }, 60_000, 500);
+    }
+    const q = await waitFor('queues settled after the slot moved', async () => {
+      const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile], tlsEnv());
+      if (r.code !== 0) return undefined;
+      const c = JSON.parse(r.stdout) as { deliveries: Record<string, number>; spoolFilesPending: number };
+      return c.spoolFilesPending === 0 && c.deliveries.active === 0 && c.deliveries.waiting === 0 ? c : undefined;
+    }, 60_000, 500);
+    expect(q.deliveries.failed).toBe(0);
+    for (const n of nodes) expect(n.proc!.child.exitCode).toBeNull();
+    console.log(`resharding: ${moved} keys moved mid-load; ${LOAD} acknowledged, ${failedSends} sends failed and were resent`);
+  }, 180_000);
+
   it('refuses to start when the URL names a cluster node but gateway.redis.cluster is false, saying what to set', async () => {
     const port = await freePort();
     const file = await writeConfig(dir.path, 'single-on-cluster.json', config('node-c', port, { url: seed, cluster: false, prefix: PREFIX }, 'node-c'));

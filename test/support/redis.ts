@@ -58,6 +58,12 @@ export interface RedisClusterServer {
   ownerOf(key: string): Promise<{ owner: string; other: string }>;
   /** SIGKILLs the node on `port` (a crash: no shutdown, no save). */
   kill(port: number): Promise<void>;
+  /**
+   * Moves `key`'s slot, with its keys, from the primary holding it to the primary at `to` while clients keep working:
+   * IMPORTING/MIGRATING, MIGRATE in batches, then the new owner announced to every primary — what online resharding
+   * (ElastiCache scaling) does slot by slot. Returns how many keys moved.
+   */
+  migrateSlot(key: string, to: string): Promise<number>;
   stop: () => Promise<void>;
 }
 
@@ -114,23 +120,45 @@ export async function startRedisCluster(
   const base = (port: number) => `${tls ? 'rediss' : 'redis'}://${password ? `:${encodeURIComponent(password)}@` : ''}127.0.0.1:${port}`;
   const urls = ports.map(base);
   const live = () => ports.filter((p) => procs.get(p)!.child.exitCode === null && procs.get(p)!.child.signalCode === null);
+  const ownerOf = async (key: string): Promise<{ owner: string; other: string }> => {
+    const asked = live()[0]!;
+    const slot = Number((await cli(asked, 'cluster', 'keyslot', key)).trim());
+    const masters = (await cli(asked, 'cluster', 'nodes'))
+      .trim()
+      .split('\n')
+      .map((line) => line.split(' '))
+      .filter((f) => f[2]!.split(',').includes('master') && !f[2]!.includes('fail'));
+    const portOf = (f: string[]) => Number(/:(\d+)@/.exec(f[1]!)?.[1]);
+    const holds = (f: string[]) => f.slice(8).some((r) => (r.includes('-') ? slot >= Number(r.split('-')[0]) && slot <= Number(r.split('-')[1]) : slot === Number(r)));
+    const owner = masters.find(holds);
+    const other = masters.find((f) => !holds(f) && f[7] === 'connected');
+    if (!owner || !other) throw new Error(`no live primary holds slot ${slot}, or none other is left`);
+    return { owner: base(portOf(owner)), other: base(portOf(other)) };
+  };
+
   return {
     urls,
     ports,
-    async ownerOf(key) {
-      const asked = live()[0]!;
-      const slot = Number((await cli(asked, 'cluster', 'keyslot', key)).trim());
-      const masters = (await cli(asked, 'cluster', 'nodes'))
-        .trim()
-        .split('\n')
-        .map((line) => line.split(' '))
-        .filter((f) => f[2]!.split(',').includes('master') && !f[2]!.includes('fail'));
-      const portOf = (f: string[]) => Number(/:(\d+)@/.exec(f[1]!)?.[1]);
-      const holds = (f: string[]) => f.slice(8).some((r) => (r.includes('-') ? slot >= Number(r.split('-')[0]) && slot <= Number(r.split('-')[1]) : slot === Number(r)));
-      const owner = masters.find(holds);
-      const other = masters.find((f) => !holds(f) && f[7] === 'connected');
-      if (!owner || !other) throw new Error(`no live primary holds slot ${slot}, or none other is left`);
-      return { owner: base(portOf(owner)), other: base(portOf(other)) };
+    ownerOf,
+    async migrateSlot(key, to) {
+      const slot = (await cli(live()[0]!, 'cluster', 'keyslot', key)).trim();
+      const { owner } = await ownerOf(key);
+      const [src, dst] = [Number(new URL(owner).port), Number(new URL(to).port)];
+      const idOf = async (port: number) => (await cli(port, 'cluster', 'myid')).trim();
+      const [srcId, dstId] = [await idOf(src), await idOf(dst)];
+      await cli(dst, 'cluster', 'setslot', slot, 'importing', srcId);
+      await cli(src, 'cluster', 'setslot', slot, 'migrating', dstId);
+      let moved = 0;
+      for (;;) {
+        const keys = (await cli(src, 'cluster', 'getkeysinslot', slot, '100')).split('\n').filter(Boolean);
+        if (keys.length === 0) break;
+        const out = await cli(src, 'migrate', '127.0.0.1', String(dst), '', '0', '5000', ...(password ? ['AUTH', password] : []), 'KEYS', ...keys);
+        if (!/OK|NOKEY/.test(out)) throw new Error(`MIGRATE: ${out}`);
+        moved += keys.length;
+      }
+      for (const port of [dst, src]) await cli(port, 'cluster', 'setslot', slot, 'node', dstId);
+      for (const port of live()) if (port !== src && port !== dst) await cli(port, 'cluster', 'setslot', slot, 'node', dstId).catch(() => '');
+      return moved;
     },
     async kill(port) {
       const p = procs.get(port)!;
