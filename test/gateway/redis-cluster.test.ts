@@ -97,6 +97,48 @@ afterAll(async () => {
   await dir?.remove();
 });
 
+/**
+ * `count` messages over both gateways, resent on failure as MTAs do; `event` starts after the 100th 250 (mid-load).
+ * Returns message id → load id for every 250, the failed sends, and the event's result.
+ */
+async function loadWith<T>(from: number, count: number, event: () => Promise<T>): Promise<{ acked: Map<string, number>; failedSends: number; event: Promise<T> }> {
+  const acked = new Map<string, number>();
+  let started: Promise<T> | undefined;
+  const { failedSends } = await mxLoad({
+    from,
+    to: from + count,
+    gateways: nodes.map((n) => () => transportFor(n)),
+    senders: 8,
+    maxAttempts: 300,
+    retryDelayMs: 100,
+    onAck: (loadId, messageId, n) => {
+      acked.set(messageId, loadId);
+      if (n === 100) started = event();
+    },
+  });
+  return { acked, failedSends, event: started ?? Promise.reject(new Error('the load ended before its 100th 250')) };
+}
+
+/** Waits until every acknowledged message id is stored under both rules' prefixes. */
+async function everyAckStored(acked: Map<string, number>, when: string, timeoutMs: number): Promise<void> {
+  for (const rule of ['inbox', 'archive']) {
+    await waitFor(`every acknowledged message under ${rule}/ ${when}`, async () => {
+      const have = new Set(await listKeys(aws, BUCKET, `${rule}/`));
+      return [...acked.keys()].every((id) => have.has(`${rule}/${id}`));
+    }, timeoutMs, 500);
+  }
+}
+
+/** Waits until `mailroom queue` (through the cluster) shows nothing waiting, active or spooled; returns its counts. */
+async function queuesSettled(when: string): Promise<{ deliveries: Record<string, number>; spoolFilesPending: number }> {
+  return waitFor(`queues settled ${when}`, async () => {
+    const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile], tlsEnv());
+    if (r.code !== 0) return undefined;
+    const c = JSON.parse(r.stdout) as { deliveries: Record<string, number>; spoolFilesPending: number };
+    return c.spoolFilesPending === 0 && c.deliveries.active === 0 && c.deliveries.waiting === 0 ? c : undefined;
+  }, 60_000, 500);
+}
+
 describe('gateways on a Redis Cluster', () => {
   it('deliver every message once for each of its rules, with every key in the hash tag slot', async () => {
     const acked = new Map<string, number>();
@@ -161,37 +203,13 @@ describe('gateways on a Redis Cluster', () => {
     const { owner: from } = await cluster.ownerOf(PREFIX);
     // To the third primary: `seed` stays the gateways' (and mailroom queue's) way in when the failover test kills the owner.
     const to = cluster.urls.slice(0, 3).find((u) => u !== from && u !== seed)!;
-    const acked = new Map<string, number>();
-    let migrated: Promise<number> | undefined;
     // ASK/TRYAGAIN while keys move, MOVED after: the cluster client follows; a send that fails anyway is resent.
-    const { failedSends } = await mxLoad({
-      from: 10_000,
-      to: 10_000 + LOAD,
-      gateways: nodes.map((n) => () => transportFor(n)),
-      senders: 8,
-      maxAttempts: 300,
-      retryDelayMs: 100,
-      onAck: (loadId, messageId, count) => {
-        acked.set(messageId, loadId);
-        if (count === 100) migrated = cluster.migrateSlot(PREFIX, to);
-      },
-    });
-    const moved = await migrated!;
+    const { acked, failedSends, event } = await loadWith(10_000, LOAD, () => cluster.migrateSlot(PREFIX, to));
+    const moved = await event;
     expect(moved).toBeGreaterThan(0);
     expect((await cluster.ownerOf(PREFIX)).owner).toBe(to);
-    for (const rule of ['inbox', 'archive']) {
-      await waitFor(`every acknowledged message under ${rule}/ after the slot moved`, async () => {
-        const have = new Set(await listKeys(aws, BUCKET, `${rule}/`));
-        return [...acked.keys()].every((id) => have.has(`${rule}/${id}`));
-      }, 60_000, 500);
-    }
-    const q = await waitFor('queues settled after the slot moved', async () => {
-      const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile], tlsEnv());
-      if (r.code !== 0) return undefined;
-      const c = JSON.parse(r.stdout) as { deliveries: Record<string, number>; spoolFilesPending: number };
-      return c.spoolFilesPending === 0 && c.deliveries.active === 0 && c.deliveries.waiting === 0 ? c : undefined;
-    }, 60_000, 500);
-    expect(q.deliveries.failed).toBe(0);
+    await everyAckStored(acked, 'after the slot moved', 60_000);
+    expect((await queuesSettled('after the slot moved')).deliveries.failed).toBe(0);
     for (const n of nodes) expect(n.proc!.child.exitCode).toBeNull();
     console.log(`resharding: ${moved} keys moved mid-load; ${LOAD} acknowledged, ${failedSends} sends failed and were resent`);
   }, 180_000);
@@ -231,23 +249,10 @@ describe('gateways on a Redis Cluster', () => {
   it('keeps every acknowledged message when the primary holding the queues dies and its replica takes over mid-load', async () => {
     const LOAD = 300;
     const { owner } = await cluster.ownerOf(PREFIX);
-    const acked = new Map<string, number>();
-    let killed: Promise<void> | undefined;
     const t0 = Date.now();
     // A 451 while Redis fails over means: send again shortly, at either MX.
-    const { failedSends } = await mxLoad({
-      from: 0,
-      to: LOAD,
-      gateways: nodes.map((n) => () => transportFor(n)),
-      senders: 8,
-      maxAttempts: 300,
-      retryDelayMs: 100,
-      onAck: (loadId, messageId, count) => {
-        acked.set(messageId, loadId);
-        if (count === 100) killed = cluster.kill(Number(new URL(owner).port));
-      },
-    });
-    await killed;
+    const { acked, failedSends, event } = await loadWith(0, LOAD, () => cluster.kill(Number(new URL(owner).port)));
+    await event;
     const tLoad = Date.now();
     expect(acked.size).toBe(LOAD);
     // The replica took the slot over.
@@ -256,20 +261,9 @@ describe('gateways on a Redis Cluster', () => {
 
     // Every acknowledged message is stored for both rules. A message refused with 451 whose jobs had landed anyway
     // may be stored a second time under its own id (at-least-once), never the other way round.
-    for (const rule of ['inbox', 'archive']) {
-      await waitFor(`every acknowledged message under ${rule}/ after the failover`, async () => {
-        const have = new Set(await listKeys(aws, BUCKET, `${rule}/`));
-        return [...acked.keys()].every((id) => have.has(`${rule}/${id}`));
-      }, 90_000, 500);
-    }
+    await everyAckStored(acked, 'after the failover', 90_000);
     const tStored = Date.now();
-    const q = await waitFor('queues settled after the failover', async () => {
-      const r = await mailroomCli(['queue', '--json', '--config', nodes[0]!.configFile], tlsEnv());
-      if (r.code !== 0) return undefined;
-      const c = JSON.parse(r.stdout) as { deliveries: Record<string, number>; spoolFilesPending: number };
-      return c.spoolFilesPending === 0 && c.deliveries.active === 0 && c.deliveries.waiting === 0 ? c : undefined;
-    }, 60_000, 500);
-    expect(q.deliveries.failed).toBe(0);
+    expect((await queuesSettled('after the failover')).deliveries.failed).toBe(0);
     for (const n of nodes) expect(n.proc!.child.exitCode).toBeNull();
     console.log(`failover: ${LOAD} acknowledged in ${tLoad - t0} ms, ${failedSends} sends refused or failed during the failover and retried; all stored after ${tStored - t0} ms, queues settled after ${Date.now() - t0} ms`);
   }, 180_000);
