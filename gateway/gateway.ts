@@ -42,8 +42,6 @@ export interface RunningGateway {
 
 /** How long start-up waits for Redis before refusing to run (an MX answering 451 to everything helps nobody). */
 const REDIS_STARTUP_TIMEOUT_MS = 10_000;
-/** For the one question asked of Redis before the rest connects (cluster or not). */
-const REDIS_CHECK_TIMEOUT_MS = 5_000;
 
 export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
   const { settings, config } = runtime;
@@ -103,7 +101,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.httpAddress = await http.listen(settings.http.host, settings.http.port);
     }
     // A refused login, an untrusted certificate or the wrong cluster setting fail later in ways that do not say so.
-    await assertRedisUsable(settings.redis, REDIS_CHECK_TIMEOUT_MS);
+    await assertRedisUsable(settings.redis);
     if (parts.smtp) {
       enqueuer = new Enqueuer(
         {
@@ -121,7 +119,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       await registry.claim(REDIS_STARTUP_TIMEOUT_MS);
     } catch (err) {
       if (err instanceof NodeIdError) throw err;
-      throw new Error(await unreachableMessage(settings.redis, (err as Error).message, REDIS_CHECK_TIMEOUT_MS));
+      throw new Error(await unreachableMessage(settings.redis, (err as Error).message));
     }
     log.info({ queuePrefix, spool: settings.spoolDir }, 'node registered');
     if (parts.workers && parts.deliveryThread) {

@@ -72,7 +72,7 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
 
     const target = { url: redisUrl, cluster: cluster ?? false };
     // An operator command: any problem is reported at once, with its cause and fix.
-    const problem = await redisProblem(target, 5_000, { on: 'add --redis-cluster yes (or set gateway.redis.cluster in the config)', off: 'add --redis-cluster no (or set gateway.redis.cluster in the config)' });
+    const problem = await redisProblem(target, undefined, { on: 'add --redis-cluster yes (or set gateway.redis.cluster in the config)', off: 'add --redis-cluster no (or set gateway.redis.cluster in the config)' });
     if (problem) {
       console.error(`mailroom queue: ${describeProblem(target, problem)}`);
       return 1;

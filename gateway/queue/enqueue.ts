@@ -125,11 +125,16 @@ export class Enqueuer {
       add.then(
         () => batch.forEach((p) => p.resolve()),
         (err: Error) => {
-          if (isNoScript(err)) void this.scripts?.ensure();
+          this.afterAddFailed(err);
           batch.forEach((p) => p.reject(err));
         },
       );
     }
+  }
+
+  /** A NOSCRIPT says a cluster primary lacks BullMQ's scripts: load them, so the client's resend succeeds. */
+  private afterAddFailed(err: Error): void {
+    if (isNoScript(err)) void this.scripts?.ensure();
   }
 
   /** One add per file, however many of its messages wait for it. */
@@ -144,7 +149,7 @@ export class Enqueuer {
         : this.deliveriesQueue.add(jobs.name, jobs.data, jobs.opts).then(
             () => undefined,
             (err: Error) => {
-              if (isNoScript(err)) void this.scripts?.ensure();
+              this.afterAddFailed(err);
               throw err;
             },
           );
@@ -172,7 +177,7 @@ export class Enqueuer {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    throw new Error(await unreachableMessage(this.opts.redis, last, 2_000));
+    throw new Error(await unreachableMessage(this.opts.redis, last));
   }
 
   /**

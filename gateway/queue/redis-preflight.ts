@@ -14,6 +14,9 @@ export interface ClusterSettingWords {
   off: string;
 }
 
+/** How long the one question asked of Redis may take (connect + INFO). */
+export const PREFLIGHT_TIMEOUT_MS = 5_000;
+
 const CONFIG_WORDS: ClusterSettingWords = { on: 'set gateway.redis.cluster to true', off: 'set gateway.redis.cluster to false' };
 
 export interface RedisProblem {
@@ -67,7 +70,7 @@ function classifyRedisError(err: Error & { code?: string }, target: RedisTarget)
  * runs in the mode `target.cluster` says. A mismatch is definitive: a single-Redis client on a cluster node only
  * ever sees MOVED for keys other nodes hold, and a cluster client on a plain Redis never becomes ready.
  */
-export async function redisProblem(target: RedisTarget, timeoutMs: number, words: ClusterSettingWords = CONFIG_WORDS): Promise<RedisProblem | undefined> {
+export async function redisProblem(target: RedisTarget, timeoutMs = PREFLIGHT_TIMEOUT_MS, words: ClusterSettingWords = CONFIG_WORDS): Promise<RedisProblem | undefined> {
   const r = new Redis({ ...roleConnection(target.url, 'admin'), lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs });
   let cause: Error | undefined;
   r.on('error', (err: Error) => (cause ??= err));
@@ -92,13 +95,13 @@ export function describeProblem(target: RedisTarget, p: RedisProblem): string {
 }
 
 /** Throws (with the fix) when the URL's node is wrong in a way waiting cannot mend; otherwise lets start-up go on. */
-export async function assertRedisUsable(target: RedisTarget, timeoutMs: number, words?: ClusterSettingWords): Promise<void> {
+export async function assertRedisUsable(target: RedisTarget, timeoutMs = PREFLIGHT_TIMEOUT_MS, words?: ClusterSettingWords): Promise<void> {
   const p = await redisProblem(target, timeoutMs, words);
   if (p?.definitive) throw new Error(describeProblem(target, p));
 }
 
 /** The message for a start-up that could not reach Redis: the cause as it stands now, else what the client said. */
-export async function unreachableMessage(target: RedisTarget, last: string, timeoutMs: number): Promise<string> {
+export async function unreachableMessage(target: RedisTarget, last: string, timeoutMs = PREFLIGHT_TIMEOUT_MS): Promise<string> {
   const p = await redisProblem(target, timeoutMs);
   if (p) return `cannot reach ${describeProblem(target, p)}`;
   return `cannot reach Redis at ${redactRedisUrl(target.url)} (${last}): start redis-server, or point --redis-url / REDIS_URL at one`;
