@@ -6,6 +6,12 @@
  * and the queue stubbed; then with the real spool (fsync'd batch files), with the real Redis jobs, with the per-message
  * log line — and all of it, which is `mailroom smtp`. Each row: messages per second and the front process's CPU per
  * message (from /proc). Bounded: N messages per row, each smtp-source run killed after 90 s; loopback only.
+ * BENCH_ROWS=1,4,1,4 runs those rows (0-based) in that order; BENCH_NODE_ARGS adds node flags to the fronts (e.g.
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof": they stop with SIGTERM, so the profile gets written).
+ *
+ * The rows' spool directories are removed only at the end: on an ext4 without a journal (this machine's) a file
+ * created soon after thousands were deleted costs ≈1 ms of kernel CPU (the inode allocator steps over every recently
+ * deleted inode, perf: find_inode_bit → recently_deleted), which would charge one row's clean-up to the next.
  */
 import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
@@ -113,16 +119,21 @@ function smtpSource(port: number): Promise<{ seconds: number; ok: boolean }> {
   });
 }
 
+const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+
 async function main(): Promise<void> {
   const redis = await startRedis();
   const results: Array<{ label: string; rate: number; cpuMs: number; ok: boolean }> = [];
+  const dirs: string[] = [];
   try {
-    for (const parts of ROWS) {
+    const only = process.env.BENCH_ROWS?.split(',').map(Number);
+    for (const parts of only ? only.map((i) => ROWS[i]!) : ROWS) {
       const dir = join(tmpdir(), `mailroom-parts-${process.pid}-${results.length}`);
+      dirs.push(dir);
       const port = await freePort();
       // node itself with tsx's loader (not the tsx CLI, which would run the front in a grandchild): the pid measured
       // and killed is the front's.
-      const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, 'front', String(port), JSON.stringify(parts), dir, redis.url], {
+      const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', import.meta.filename, 'front', String(port), JSON.stringify(parts), dir, redis.url], {
         stdio: ['ignore', 'ignore', 'inherit'],
         env: { ...process.env, LOG_LEVEL: 'info', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
       });
@@ -134,12 +145,17 @@ async function main(): Promise<void> {
         results.push({ label: parts.label, rate: COUNT / r.seconds, cpuMs, ok: r.ok });
         process.stderr.write(`[bench] ${parts.label}: ${(COUNT / r.seconds).toFixed(0)} msg/s, ${cpuMs.toFixed(3)} ms CPU/msg${r.ok ? '' : ' (smtp-source failed)'}\n`);
       } finally {
-        child.kill('SIGKILL');
-        await rm(dir, { recursive: true, force: true });
+        // SIGTERM first so a --cpu-prof profile gets written; SIGKILL if it does not go.
+        const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(force);
       }
     }
   } finally {
     await redis.stop();
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   }
   const cpu = cpus();
   console.log(`accept path by part — ${new Date().toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, node ${process.version}, ${COUNT} × 10 KB, ${SESSIONS} sessions, smtp-source -d; load average ${loadavg()[0]!.toFixed(1)}`);
