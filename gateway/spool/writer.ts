@@ -7,7 +7,7 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
 /**
  * Durable writes of whole small messages, in batch files, one round at a time (group commit).
  *
- * Why batch files: the disk's cost is one journal commit per fdatasync'd file, whatever its size (about 0.5 ms per
+ * Why batch files: the disk's cost is one flush per fdatasync'd file, whatever its size (about 0.5 ms per
  * file here, against 2 ms for twenty messages in one file), and that capped the accept rate. So every message whose
  * DATA ended while the previous round was on disk goes into one file (up to MAX_FILE_ENTRIES / MAX_FILE_BYTES; a
  * bigger backlog makes several files in the same round): written in `incoming/` with one writev of the buffers
