@@ -89,7 +89,7 @@ export class QueueAdmin {
       const s = await n.spool.getJobCounts('waiting-children', 'waiting', 'active', 'delayed', 'failed');
       // A file with one rule has a lone delivery job named by the file id (queue/jobs.ts): pending ones are files too.
       const lone = (await n.deliveries.getRanges(['waiting', 'prioritized', 'active', 'delayed', 'failed'], 0, -1)).filter(isSpoolFileJobId).length;
-      const loneReleasesFailed = (await n.deliveries.getFailed(0, -1)).filter((j) => releaseFailed(j.data)).length;
+      const loneReleasesFailed = await countFailed(n.deliveries, (j) => releaseFailed(j.data));
       const deliveries = Object.fromEntries(COUNTED_STATES.map((k) => [k, d[k] ?? 0])) as Record<CountedState, number>;
       deliveries.waiting += d.prioritized ?? 0;
       nodes.push({
@@ -169,12 +169,17 @@ export class QueueAdmin {
     }
     for (const n of this.nodes) {
       for (const q of [n.deliveries, n.spool] as Queue[]) {
-        // Page from the start each time: retried jobs leave the failed set.
+        // Page from the start each time (retried jobs leave the failed set), past the ones that could not be retried.
+        const stay = new Set<string>();
         for (;;) {
-          const page = await q.getFailed(0, 99);
-          const ids = page.map((j) => j.id).filter((id): id is string => !!id && !retried.includes(id) && !skipped.includes(id));
+          const page = await q.getFailed(0, stay.size + PAGE - 1);
+          const ids = page.map((j) => j.id).filter((id): id is string => !!id && !stay.has(id));
           if (ids.length === 0) break;
-          for (const id of ids) if (!(await retryOne(q, id))) skipped.push(id);
+          for (const id of ids) {
+            if (await retryOne(q, id)) continue;
+            stay.add(id);
+            skipped.push(id);
+          }
         }
       }
     }
@@ -184,5 +189,18 @@ export class QueueAdmin {
   async close(): Promise<void> {
     await Promise.allSettled(this.nodes.flatMap((n) => [n.deliveries.close(), n.spool.close()]));
     this.redis.disconnect();
+  }
+}
+
+/** Jobs read per Redis call when walking a failed set: a night of failures must not be loaded at once. */
+const PAGE = 500;
+
+/** Failed jobs of `q` matching `pred`, read a page at a time. */
+async function countFailed(q: Queue, pred: (job: Job) => boolean): Promise<number> {
+  let n = 0;
+  for (let start = 0; ; start += PAGE) {
+    const page = await q.getFailed(start, start + PAGE - 1);
+    n += page.filter(pred).length;
+    if (page.length < PAGE) return n;
   }
 }
