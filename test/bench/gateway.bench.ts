@@ -15,7 +15,7 @@
  *   4. Peak RSS (VmHWM) of a fresh `mailroom gateway` while 8 clients each send a 40 MB message at once (to the sink).
  *
  * Every step is bounded by a message count and a timeout. BENCH_STEPS=1,2 runs a subset; BENCH_PROFILE=<dir> runs
- * the gateway processes with --cpu-prof into <dir>; BENCH_NODE_ARGS adds node flags to them; BENCH_SCALE=0.5 shrinks the counts; BENCH_MOTO=0 skips moto;
+ * the gateway processes with --cpu-prof into <dir>; BENCH_NODE_ARGS adds node flags to them; BENCH_SCALE=0.5 shrinks the counts; BENCH_MOTO=0 skips moto; BENCH_HALF_RATE=900 fixes step 2's open-loop rate;
  * BENCH_UPLOAD='{"partSizeBytes":…}' sets gateway.upload (default: the config defaults).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -545,7 +545,8 @@ async function main(): Promise<void> {
         const fresh = await smtpSource('gateway durable accept, connection per message', gw.port, n(1_000), false, 60_000);
         const closed = await smtpLoad(gw.port, n(5_000), { timeoutMs: 60_000 });
         log(`closed loop: ${closed.rate.toFixed(0)}/s p50 ${closed.p50.toFixed(2)} p99 ${closed.p99.toFixed(2)} ms, failed ${closed.failed} ${closed.firstError ?? ''}`);
-        const max = reuse.ok ? reuse.rate : closed.rate;
+        // BENCH_HALF_RATE fixes the offered rate instead (A/B comparisons of the tail at one load across runs).
+        const max = Number(process.env.BENCH_HALF_RATE ?? 0) * 2 || (reuse.ok ? reuse.rate : closed.rate);
         const half = await smtpLoad(gw.port, Math.max(500, Math.round(max * 0.5 * 8 * SCALE)), { rate: max / 2, timeoutMs: 30_000 });
         log(`half rate (${(max / 2).toFixed(0)}/s): ${half.rate.toFixed(0)}/s p50 ${half.p50.toFixed(2)} p99 ${half.p99.toFixed(2)} ms, failed ${half.failed}`);
         const spool = await spooled(gw);
