@@ -45,14 +45,20 @@ export interface SpoolRecord {
    * to the end of the file (a message streamed to disk on its own, whose length is unknown when its record is written).
    */
   dataLength?: number;
+  /**
+   * CRC-32 (zlib's) of this entry's DATA; set by the batch writer, which makes a file visible in `messages/` before its
+   * bytes are on disk (writer.ts): after a crash mid-write the file may be torn, and this is how a reader tells.
+   * Absent in a file streamed to disk on its own (renamed into place only once durable) and in older files.
+   */
+  dataCrc32?: number;
 }
 
 /**
  * Spool file layout: one or more entries, each one line of JSON (the SpoolRecord; JSON.stringify never writes a raw
  * line break), LF, then the DATA bytes exactly as received (dot-unstuffed, CRLF kept). The record goes first because
  * it is complete when DATA starts, so a big message streams to disk behind it (one entry, DATA to the end of the
- * file). Small messages that end together share one file, each record giving its `dataLength`: one fdatasync makes
- * the whole batch durable, where one file per message costs one disk flush each (≈0.5 ms apiece on this
+ * file). Small messages that end together share one file, each record giving its `dataLength` and `dataCrc32`: one
+ * fdatasync makes the whole batch durable, where one file per message costs one disk flush each (≈0.5 ms apiece on this
  * machine's disk against ≈2 ms for twenty messages in one file — the accept path's ceiling, see README Performance).
  */
 export function encodeRecordLine(record: SpoolRecord): Buffer {
@@ -75,6 +81,7 @@ export function parseRecordLine(line: Buffer | string): SpoolRecord {
     throw new SpoolFormatError('spool record has an unknown version or misses envelope/rules');
   }
   if (r.dataLength !== undefined && !(Number.isSafeInteger(r.dataLength) && r.dataLength >= 0)) throw new SpoolFormatError('spool record has a bad dataLength');
+  if (r.dataCrc32 !== undefined && !(Number.isSafeInteger(r.dataCrc32) && r.dataCrc32 >= 0 && r.dataCrc32 <= 0xffffffff)) throw new SpoolFormatError('spool record has a bad dataCrc32');
   return r as SpoolRecord;
 }
 

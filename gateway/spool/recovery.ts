@@ -8,7 +8,7 @@ import { SpoolMissingError, type Spool } from './spool.js';
  * (restarted without persistence, failed over). Runs at start, after every Redis reconnection and periodically.
  *
  * Races, and why they are safe:
- * - The accept path between rename and enqueue: its ids are in `inFlight` and skipped.
+ * - The accept path from creating a batch file to its enqueue: its ids are in `inFlight` and skipped.
  * - A release job deleting a delivered file: it deletes the file before its job completes, so "no job" is only
  *   seen after the file is gone, and `spool.open` then fails with SpoolMissingError — nothing is re-sent.
  * Re-enqueuing a message whose jobs were lost re-runs all its rules: the same keys are written again and
@@ -51,6 +51,21 @@ export class SpoolRecovery {
     clearInterval(this.timer);
   }
 
+  /**
+   * A file with no jobs that cannot be read whole. Jobs are added only once a file is durable, so this is a file the
+   * gateway was writing when it stopped (torn: none of its messages was answered 250, their clients send them again)
+   * — or, should Redis also have lost jobs, one the disk damaged. Either way it is not delivered, and not deleted.
+   */
+  private async setAside(id: string, err: Error): Promise<void> {
+    try {
+      const to = await this.spool.setAside(id);
+      this.log.error({ spoolFile: id, movedTo: to, err: err.message }, 'spool file is torn or damaged: set aside, not delivered (a file being written when the gateway stopped: its clients were not answered 250 and send again)');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      this.log.error({ spoolFile: id, err: err.message, moveErr: (e as Error).message }, 'spool file is torn or damaged and could not be set aside; left in place for an operator');
+    }
+  }
+
   private async pass(): Promise<{ checked: number; requeued: number }> {
     let checked = 0;
     let requeued = 0;
@@ -64,7 +79,7 @@ export class SpoolRecovery {
       } catch (err) {
         if (err instanceof SpoolMissingError) continue;
         if (err instanceof SpoolFormatError) {
-          this.log.error({ spoolFile: id, err: err.message }, 'spool file is damaged; left in place for an operator');
+          await this.setAside(id, err);
           continue;
         }
         throw err;

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { isMessageId } from '../../shared/ses/message-id.js';
 import { SpoolWriter } from './writer.js';
@@ -113,7 +114,7 @@ export class Spool {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
     this.messagesDirSync = new GroupSync(() => this.syncMessagesDir());
-    this.writer = new SpoolWriter(this.incomingDir, this.messagesDir, () => this.messagesDirSync.sync());
+    this.writer = new SpoolWriter(this.messagesDir, () => this.messagesDirSync.sync());
   }
 
   /** `messages/` held open for its fsyncs: one call per group commit instead of open, fsync, close. */
@@ -232,7 +233,7 @@ export class Spool {
       if (oversized) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
         // The whole message is in memory: the writer makes it durable in a batch file with the others that ended
-        // meanwhile (write, fdatasync, rename, one directory fsync; it removes its incoming file on failure).
+        // meanwhile (created in messages/, written, fdatasync'd alongside one directory fsync; removed on failure).
         const file = await this.writer.write(record, pending, pendingBytes);
         return { ok: true, dataLength, file };
       }
@@ -304,6 +305,9 @@ export class Spool {
       }
       msg.data = data;
     }
+    if (record.dataCrc32 !== undefined && (!msg.data || crc32(msg.data) !== record.dataCrc32)) {
+      throw new SpoolFormatError(`spool file ${path} is torn or damaged: message ${record.envelope.messageId}'s DATA does not match its checksum`);
+    }
     return msg;
   }
 
@@ -372,6 +376,29 @@ export class Spool {
     if (length === 0) return Readable.from([]);
     if (msg.data) return Readable.from([msg.data.subarray(0, length)]);
     return createReadStream(msg.path, { start: msg.dataOffset, end: msg.dataOffset + length - 1 });
+  }
+
+  /** Where recovery puts spool files it cannot read (torn by a crash, or damaged): kept for an operator, never deleted. */
+  get damagedDir(): string {
+    return join(this.dir, 'damaged');
+  }
+
+  /**
+   * Moves a file out of `messages/` into `damaged/` (and syncs both directories): recovery stops meeting it on every
+   * pass, and nothing is thrown away. Returns the new path.
+   */
+  async setAside(fileId: string): Promise<string> {
+    await mkdir(this.damagedDir, { recursive: true });
+    const to = join(this.damagedDir, spoolFileName(fileId));
+    await rename(this.path(fileId), to);
+    const fh = await open(this.damagedDir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.messagesDirSync.sync();
+    return to;
   }
 
   /** Ids of the files in `messages/` (in no particular order). */

@@ -20,7 +20,7 @@ import { SpoolRecovery } from '../../gateway/spool/recovery.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { mailroomCli, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, sendRaw, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
 let moto: Moto;
 let restoreEnv: () => void;
@@ -244,8 +244,8 @@ describe('S3 refusing', () => {
     const cfg = config('batch', redis.url, 's3-outage', { attempts: 20, backoffBaseMs: 300, backoffMaxMs: 500 });
     const gw = await startTestGateway(cfg);
     try {
-      // Sent at once, so all but the first share a spool file (and so a delivery job).
-      const sent = await Promise.all(Array.from({ length: 12 }, (_, i) => sendRaw(gw.port, to, msg(`batch-${i}`))));
+      // Ending together, so all but the first share a spool file (and so a delivery job).
+      const sent = await sendTogether(gw.port, to, Array.from({ length: 12 }, (_, i) => msg(`batch-${i}`)));
       const spool = new Spool(join(dir.path, 'batch'));
       const files = await Promise.all((await spool.list()).map((id) => spool.openFile(id)));
       const batch = files.find((f) => f.entries.length > 1)!;

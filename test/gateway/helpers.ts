@@ -314,6 +314,36 @@ export class RawSmtp extends SmtpLine {
   }
 }
 
+/**
+ * Sends one message per connection with every DATA's final dot written in the same event-loop turn, so the gateway
+ * sees them end together (one spool round: the first alone, the rest in one batch file) however fast its disk is.
+ * Returns each message's id from its `250 Ok <id>`.
+ */
+export async function sendTogether(port: number, envelope: { from: string; to: string[] }, raws: string[]): Promise<Array<{ messageId: string }>> {
+  const conns = await Promise.all(raws.map(() => RawSmtp.connect(port)));
+  try {
+    for (const c of conns) {
+      for (const line of ['EHLO client.example.net', `MAIL FROM:<${envelope.from}>`, ...envelope.to.map((t) => `RCPT TO:<${t}>`), 'DATA']) {
+        const r = await c.command(line);
+        if (!/^(250|354)/.test(r)) throw new Error(`${line}: ${r}`);
+      }
+    }
+    conns.forEach((c, i) => c.write(raws[i]!));
+    await new Promise((r) => setTimeout(r, 200));
+    for (const c of conns) c.write('\r\n.\r\n');
+    return await Promise.all(
+      conns.map(async (c) => {
+        const r = await c.reply(60_000);
+        const m = MESSAGE_ID_RE.exec(r);
+        if (!m) throw new Error(`DATA: ${r}`);
+        return { messageId: m[1]! };
+      }),
+    );
+  } finally {
+    for (const c of conns) c.close();
+  }
+}
+
 export const run = promisify(execFile);
 
 /** A self-signed certificate for STARTTLS tests. */
