@@ -19,8 +19,9 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
  * so a `250` means what it always meant: its bytes and its name are on disk. Until then the file is visible but may
  * be torn by a crash, so each entry's record carries its DATA's CRC-32 (and its length): a reader refuses a torn
  * entry (SpoolFormatError), and recovery sets a torn file aside (a file nobody was answered 250 for: the jobs are
- * added only after both waits). Measured against write in `incoming/`, fdatasync, rename, then fsync `messages/`:
- * half-rate p50 3.5–4.2 → 2.2–2.8 ms, p99 13.4–19.1 → 8.6–15.6 ms (five alternating pairs at 900 msg/s).
+ * added only after both waits). Against write in `incoming/`, fdatasync, rename, then fsync `messages/`: time to 250
+ * at 900 msg/s lower at the median in every alternating pair (≈1.2 ms) and at p99 by ≈1.6 ms on average; at full
+ * speed the shorter rounds make smaller batches (README, Performance).
  *
  * Only the two waits for the disk go to libuv's thread pool. Create, write (a copy into the page cache, up to
  * SYNC_WRITE_MAX_BYTES) and close are made from the event loop: each trip to the pool and back costs two thread
