@@ -73,8 +73,11 @@ describe('delivery thread', () => {
     const after = await send('after');
     await delivered(during.messageId);
     await delivered(after.messageId);
-    // Each delivered once, and the spool released.
-    expect(lines.filter((l) => l.msg === 'delivered').map((l) => l.messageId).sort()).toEqual([first.messageId, during.messageId, after.messageId].sort());
+    // Each delivered once, and the spool released. (An object is in S3 a moment before its "delivered" line, logged
+    // when the job's deliveries are done and posted from the thread, reaches this one: wait for the lines, then count.)
+    const ids = [first.messageId, during.messageId, after.messageId];
+    await waitFor('delivered lines', async () => ids.every((id) => lines.some((l) => l.msg === 'delivered' && l.messageId === id)), 10_000, 50);
+    expect(lines.filter((l) => l.msg === 'delivered').map((l) => l.messageId).sort()).toEqual(ids.sort());
     await waitFor('spool empty', async () => (await gw!.spool.list()).length === 0, 15_000, 200);
 
     await gw.stop();
