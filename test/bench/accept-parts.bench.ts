@@ -7,7 +7,7 @@
  * log line — and all of it, which is `mailroom smtp`. Each row: messages per second and the front process's CPU per
  * message (from /proc). Bounded: N messages per row, each smtp-source run killed after 90 s; loopback only.
  * BENCH_ROWS=1,4,1,4 runs those rows (0-based) in that order; BENCH_NODE_ARGS adds node flags to the fronts (e.g.
- * "--cpu-prof --cpu-prof-dir=/tmp/prof": they stop with SIGTERM, so the profile gets written).
+ * "--cpu-prof --cpu-prof-dir=<dir>": they stop with SIGTERM, so the profile gets written).
  *
  * The rows' spool directories are removed only at the end: on an ext4 without a journal (this machine's) a file
  * created soon after thousands were deleted costs ≈1 ms of kernel CPU (the inode allocator steps over every recently
