@@ -102,6 +102,16 @@ export class GroupSync {
   }
 }
 
+/** One fsync of a directory through a descriptor opened for it alone. */
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export class Spool {
   readonly messagesDir: string;
   readonly incomingDir: string;
@@ -123,15 +133,8 @@ export class Spool {
   private closed = false;
 
   private async syncMessagesDir(): Promise<void> {
-    if (this.closed) {
-      // After close (a late release or abandon): a descriptor for this fsync only.
-      const fh = await open(this.messagesDir, 'r');
-      try {
-        return await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
+    // After close (a late release or abandon): a descriptor for this fsync only.
+    if (this.closed) return fsyncDir(this.messagesDir);
     const opening = (this.messagesDirHandle ??= open(this.messagesDir, 'r'));
     try {
       await (await opening).sync();
@@ -391,12 +394,7 @@ export class Spool {
     await mkdir(this.damagedDir, { recursive: true });
     const to = join(this.damagedDir, spoolFileName(fileId));
     await rename(this.path(fileId), to);
-    const fh = await open(this.damagedDir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await fsyncDir(this.damagedDir);
     await this.messagesDirSync.sync();
     return to;
   }
