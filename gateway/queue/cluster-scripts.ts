@@ -1,4 +1,5 @@
 import type { Cluster } from 'ioredis';
+import { coalesced } from '../coalesce.js';
 
 type ScriptHolder = { scriptsSet?: Record<string, { lua: string; sha: string }> };
 
@@ -16,32 +17,17 @@ type ScriptHolder = { scriptsSet?: Record<string, { lua: string; sha: string }> 
  * reports NOSCRIPT. Each pass asks SCRIPT EXISTS per primary and loads only what is missing.
  */
 export class ClusterScripts {
-  private running: Promise<void> | undefined;
-  private again = false;
-
   constructor(private readonly cluster: Cluster) {
     cluster.on('ready', () => void this.ensure());
     cluster.on('refresh', () => void this.ensure());
     cluster.on('+node', () => void this.ensure());
   }
 
-  /** One pass at a time; calls during a pass are served by one more pass after it. Never rejects. */
-  ensure(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = this.pass()
-      .catch(() => undefined) // a node that does not answer now is loaded on the next refresh
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          void this.ensure();
-        }
-      });
-    return this.running;
-  }
+  /**
+   * One pass at a time; calls during a pass are served by one more pass after it. Never rejects: a node that does not
+   * answer now is loaded on the next refresh.
+   */
+  readonly ensure = coalesced(() => this.pass().catch(() => undefined));
 
   private async pass(): Promise<void> {
     const scripts = Object.values((this.cluster as unknown as ScriptHolder).scriptsSet ?? {});

@@ -1,3 +1,4 @@
+import { coalesced } from '../coalesce.js';
 import type { Logger } from '../log.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import { SpoolFormatError } from './format.js';
@@ -15,8 +16,6 @@ import { SpoolMissingError, type Spool } from './spool.js';
  * notifications are published again (at-least-once, as SES).
  */
 export class SpoolRecovery {
-  private running: Promise<{ checked: number; requeued: number }> | undefined;
-  private again = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -27,20 +26,7 @@ export class SpoolRecovery {
   ) {}
 
   /** One pass; concurrent calls coalesce into the running pass plus at most one more. */
-  run(): Promise<{ checked: number; requeued: number }> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = this.pass().finally(() => {
-      this.running = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.run().catch(() => undefined);
-      }
-    });
-    return this.running;
-  }
+  readonly run = coalesced(() => this.pass());
 
   start(intervalMs: number): void {
     this.timer = setInterval(() => void this.run().catch((err: Error) => this.log.warn({ err: err.message }, 'spool recovery pass failed; will try again')), intervalMs);
