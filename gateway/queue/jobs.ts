@@ -19,7 +19,7 @@ import { spoolFileName, type MessageEnvelope, type SpoolFile, type SpooledRule }
  *   parent waiting and the file in place.
  *
  * Either way the file id names the job that marks "this file has jobs" (recovery looks in both queues), job ids are
- * deterministic, so enqueuing a file twice (recovery after a crash between fsync and enqueue) adds nothing, and jobs
+ * deterministic, so enqueuing a file twice (recovery after a crash before the enqueue) adds nothing, and jobs
  * carry envelopes and where each message is in its spool file, never the body.
  *
  * Why one delivery job per file and rule rather than per message: queue bookkeeping (a Lua call to add, two to

@@ -52,7 +52,7 @@ function resolvedHostname(session: SMTPServerSession): string | undefined {
 
 /**
  * The SMTP front: smtp-server with SES's recipient rules, and the accept path — DATA streamed to the spool (never
- * buffered), fsync'd, jobs enqueued, and only then `250 Ok <messageId>`. Any failure on the way is a 451: the
+ * buffered), fsync'd, jobs enqueued (for a small message, while the disk flushes), and only then `250 Ok <messageId>`. Any failure on the way is a 451: the
  * client keeps the message and retries, so nothing is lost and nothing half-accepted is delivered.
  */
 export class SmtpFront {
@@ -307,12 +307,20 @@ export class SmtpFront {
     inFlight.add(messageId);
     // Until an abandoned file is gone (or its late add landed), recovery must keep off it too.
     let settled: Promise<unknown> | undefined;
+    // A small message's jobs go to Redis as soon as its bytes are in its batch file, while the disk flushes: the
+    // two waits overlap instead of adding up. The 250 still waits for both.
+    const early: { fileId?: string; add?: Promise<void> } = {};
     try {
       let received;
       try {
-        received = await spool.receive(record, stream);
+        received = await spool.receive(record, stream, (file) => {
+          early.fileId = file.id;
+          early.add = enqueuer.enqueue(file);
+          early.add.catch(() => undefined);
+        });
       } catch (err) {
         log.error({ ...meta, err: (err as Error).message }, 'spool write failed; replying 451');
+        if (early.add) settled = this.abandonUnflushed(early.fileId!, early.add, meta);
         throw replies.localError();
       }
       if (!received.ok) {
@@ -320,7 +328,7 @@ export class SmtpFront {
         throw replies.tooBig(runtime.config.maxMessageSize);
       }
       try {
-        await enqueuer.enqueue(received.file);
+        await (early.add ?? enqueuer.enqueue(received.file));
       } catch (err) {
         settled = this.abandon(received.file.id, err as Error, meta);
         throw replies.localError();
@@ -352,6 +360,18 @@ export class SmtpFront {
     }
     log.error({ ...meta, err: err.message }, 'enqueue failed; replying 451');
     return drop();
+  }
+
+  /**
+   * The disk failed after the file's jobs were sent to Redis (the client hears 451). If they went in — now or late —
+   * the file stays: its messages are delivered from what was written, each entry checked against its checksum, and
+   * the client's retry makes a second copy (at-least-once, as with a late add). If they did not, the file goes.
+   */
+  private abandonUnflushed(fileId: string, add: Promise<void>, meta: Record<string, unknown>): Promise<unknown> {
+    const { spool, log } = this.deps;
+    const kept = () => log.warn(meta, 'the disk failed after the jobs were added; the message will be delivered from its spool file (and may arrive again from the client)');
+    const drop = () => spool.remove(fileId).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
+    return add.then(kept, (err: Error) => (err instanceof EnqueueTimeoutError ? err.pending.then(kept, drop) : drop()));
   }
 
   /**

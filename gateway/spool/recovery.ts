@@ -5,7 +5,7 @@ import { SpoolFormatError } from './format.js';
 import { SpoolMissingError, type Spool } from './spool.js';
 
 /**
- * Re-enqueues spooled messages that have no jobs: a crash between fsync and enqueue, or a Redis that lost its data
+ * Re-enqueues spooled messages that have no jobs: a crash before the enqueue, or a Redis that lost its data
  * (restarted without persistence, failed over). Runs at start, after every Redis reconnection and periodically.
  *
  * Races, and why they are safe:

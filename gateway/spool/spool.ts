@@ -184,8 +184,12 @@ export class Spool {
    * message is written whole by the writer into one batch file with the others that ended meanwhile
    * (writer.ts); a big one streams on from there into a file of its own, is fsync'd, renamed, and shares a directory
    * fsync with the renames that finished before it started (group commit, see GroupSync).
+   *
+   * `onWritten`: for a message written whole into a batch file, called with that file once its bytes are in it,
+   * while the disk still flushes (see writer.ts); from then on, should the flush fail, the file stays and removing
+   * it is the caller's decision. Not called for a streamed message (its file is named only once durable).
    */
-  async receive(record: SpoolRecord, data: Readable & { sizeExceeded?: boolean }): Promise<ReceiveResult> {
+  async receive(record: SpoolRecord, data: Readable & { sizeExceeded?: boolean }, onWritten?: (file: SpoolFile) => void): Promise<ReceiveResult> {
     const id = record.envelope.messageId;
     const tmp = join(this.incomingDir, spoolFileName(id));
     let fh: FileHandle | undefined;
@@ -237,7 +241,7 @@ export class Spool {
       if (!fh) {
         // The whole message is in memory: the writer makes it durable in a batch file with the others that ended
         // meanwhile (created in messages/, written, fdatasync'd alongside one directory fsync; removed on failure).
-        const file = await this.writer.write(record, pending, pendingBytes);
+        const file = await this.writer.write(record, pending, pendingBytes, onWritten);
         return { ok: true, dataLength, file };
       }
       await flush();
@@ -309,7 +313,9 @@ export class Spool {
       msg.data = data;
     }
     if (record.dataCrc32 !== undefined && (!msg.data || crc32(msg.data) !== record.dataCrc32)) {
-      throw new SpoolFormatError(`spool file ${path} is torn or damaged: message ${record.envelope.messageId}'s DATA does not match its checksum`);
+      throw new SpoolFormatError(
+        `spool file ${path} is torn or damaged: message ${record.envelope.messageId}'s DATA does not match its checksum (a machine crash before its flush completed — its client was never answered 250 — or damage by the disk)`,
+      );
     }
     return msg;
   }

@@ -18,19 +18,24 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
  * and the fsync of `messages/` (its new name) run at once. A message is reported durable only once both are done,
  * so a `250` means what it always meant: its bytes and its name are on disk. Until then the file is visible but may
  * be torn by a crash, so each entry's record carries its DATA's CRC-32 (and its length): a reader refuses a torn
- * entry (SpoolFormatError), and recovery sets a torn file aside (a file nobody was answered 250 for: the jobs are
- * added only after both waits). Against write in `incoming/`, fdatasync, rename, then fsync `messages/`: time to 250
- * at 900 msg/s lower at the median in every alternating pair (≈1.2 ms) and at p99 by ≈1.6 ms on average; at full
- * speed the shorter rounds make smaller batches (README, Performance).
+ * entry (SpoolFormatError), and recovery sets a torn file that has no jobs aside. Against write in `incoming/`,
+ * fdatasync, rename, then fsync `messages/`: time to 250 at 900 msg/s lower at the median in every alternating pair
+ * (≈1.2 ms) and at p99 by ≈1.6 ms on average; at full speed the shorter rounds make smaller batches (README,
+ * Performance).
+ *
+ * A file's bytes are in it (readable, not yet durable) before the disk is waited for, and `onWritten` says so then:
+ * the SMTP front adds the file's jobs to Redis while the disk flushes, instead of after (the 250 still waits for
+ * both). From that call on the file is the caller's: should the flush fail, the writer rejects but leaves the file,
+ * because its jobs may already be in Redis (smtp/server.ts decides).
  *
  * Only the two waits for the disk go to libuv's thread pool. Create, write (a copy into the page cache, up to
  * SYNC_WRITE_MAX_BYTES) and close are made from the event loop: each trip to the pool and back costs two thread
  * wake-ups, and on a busy two-core machine those waits for a core were the tail of the time to 250. A worker thread
  * for the whole round was tried too: posting the bytes to it cost more than the calls it saved.
  *
- * A file whose own step fails fails all its messages (and the file is removed); a failed directory fsync fails every
- * file of the round: the clients hear 451 and resend, and the files are removed (best effort — one that survives a
- * crash whole is delivered by recovery: at-least-once, as when a Redis add times out).
+ * A file whose own step fails fails all its messages (and the file is removed, unless it was handed out); a failed
+ * directory fsync fails every file of the round: the clients hear 451 and resend, and the files are removed (best
+ * effort — one that survives a crash whole is delivered by recovery: at-least-once, as when a Redis add times out).
  */
 
 /** Messages per batch file at most: bounds what one failed delivery keeps on disk and what recovery re-reads. */
@@ -49,6 +54,7 @@ interface Pending {
   dataLength: number;
   resolve: (file: SpoolFile) => void;
   reject: (err: Error) => void;
+  onWritten: ((file: SpoolFile) => void) | undefined;
 }
 
 interface FileJob {
@@ -57,6 +63,8 @@ interface FileJob {
   path: string;
   buffers: Buffer[];
   bytes: number;
+  /** onWritten was called: removing the file after a failure is the caller's decision from then on. */
+  handedOut: boolean;
 }
 
 async function writevAll(fd: number, buffers: Buffer[], bytes: number): Promise<void> {
@@ -83,10 +91,13 @@ export class SpoolWriter {
     private readonly syncMessagesDir: () => Promise<void>,
   ) {}
 
-  /** Resolves with the spool file that holds the message once that file is durable in `messages/`. */
-  write(record: SpoolRecord, data: Buffer[], dataLength: number): Promise<SpoolFile> {
+  /**
+   * Resolves with the spool file that holds the message once that file is durable in `messages/`. `onWritten`, if
+   * given, is called with the same file as soon as the message's bytes are in it, before the disk is waited for.
+   */
+  write(record: SpoolRecord, data: Buffer[], dataLength: number, onWritten?: (file: SpoolFile) => void): Promise<SpoolFile> {
     return new Promise<SpoolFile>((resolve, reject) => {
-      this.queue.push({ record, data, dataLength, resolve, reject });
+      this.queue.push({ record, data, dataLength, resolve, reject, onWritten });
       if (!this.busy) void this.rounds();
     });
   }
@@ -116,7 +127,7 @@ export class SpoolWriter {
       const size = line.length + p.dataLength;
       if (!cur || cur.members.length >= MAX_FILE_ENTRIES || cur.bytes + size > MAX_FILE_BYTES) {
         const id = p.record.envelope.messageId;
-        cur = { file: { id, entries: [] }, members: [], path: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0 };
+        cur = { file: { id, entries: [] }, members: [], path: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0, handedOut: false };
         out.push(cur);
       }
       cur.file.entries.push({ record: p.record, at: cur.bytes, length: size });
@@ -125,6 +136,19 @@ export class SpoolWriter {
       cur.bytes += size;
     }
     return out;
+  }
+
+  /** The file's bytes are in it: tell whoever asked. A throwing callback is the caller's bug; the round goes on. */
+  private handOut(f: FileJob): void {
+    for (const p of f.members) {
+      if (!p.onWritten) continue;
+      f.handedOut = true;
+      try {
+        p.onWritten(f.file);
+      } catch {
+        // Nothing to undo here: the message's own promise still reports the disk's outcome.
+      }
+    }
   }
 
   private async round(pending: Pending[]): Promise<void> {
@@ -156,12 +180,14 @@ export class SpoolWriter {
         if (typeof fd !== 'number') return fd;
         try {
           await writevAll(fd, f.buffers, f.bytes);
-          await fdatasyncAsync(fd);
+          const flushed = fdatasyncAsync(fd);
+          this.handOut(f);
+          await flushed;
           closeQuietly(fd);
           return undefined;
         } catch (err) {
           closeQuietly(fd);
-          await rm(f.path, { force: true }).catch(() => undefined);
+          if (!f.handedOut) await rm(f.path, { force: true }).catch(() => undefined);
           return err as Error;
         }
       }),
@@ -170,7 +196,7 @@ export class SpoolWriter {
     if (dirErr) {
       // Every client of the round hears 451 and resends, so its files go (best effort: should the disk keep
       // failing, a whole file that survives a crash is delivered by recovery — at-least-once, never lost).
-      await Promise.all(files.map((f, i) => (results[i] === undefined ? rm(f.path, { force: true }).catch(() => undefined) : undefined)));
+      await Promise.all(files.map((f, i) => (results[i] === undefined && !f.handedOut ? rm(f.path, { force: true }).catch(() => undefined) : undefined)));
       results.fill(dirErr);
     }
     files.forEach((f, i) => {

@@ -1,0 +1,190 @@
+/**
+ * The accept path's two waits overlap: a batch file's jobs go to Redis while the disk flushes, and the 250 still
+ * waits for both. The SMTP front runs in this process on a real spool and a real Redis; only the fsync of
+ * `messages/` is held or failed on purpose (a disk that fails on demand cannot run here), and every 250 waits for it.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { streamLogger } from '../../gateway/log.js';
+import { Enqueuer } from '../../gateway/queue/enqueue.js';
+import { DELIVERIES_QUEUE } from '../../gateway/queue/jobs.js';
+import { SmtpFront } from '../../gateway/smtp/server.js';
+import { Spool } from '../../gateway/spool/spool.js';
+import { tempDir } from '../support/files.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { ACCOUNT, RawSmtp, rawMessage, REGION, runtimeFor, waitFor } from './helpers.js';
+
+let redis: RedisServer;
+let dir: Awaited<ReturnType<typeof tempDir>>;
+
+beforeAll(async () => {
+  [redis, dir] = await Promise.all([startRedis(), tempDir('mailroom-overlap-')]);
+}, 60_000);
+
+afterAll(async () => {
+  await redis?.stop();
+  await dir?.remove();
+});
+
+/** What the fsync of `messages/` does next: go through, wait for a release, or fail. */
+type DirSync = { mode: 'pass' } | { mode: 'hold'; released: Promise<void> } | { mode: 'fail' };
+
+interface Harness {
+  port: number;
+  spool: Spool;
+  deliveries: Queue;
+  lines: Array<Record<string, unknown>>;
+  dirSync: DirSync;
+  dirSyncCalls: number;
+  stop(): Promise<void>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function start(name: string): Promise<Harness> {
+  const runtime = runtimeFor({
+    region: REGION,
+    accountId: ACCOUNT,
+    ruleSetName: name,
+    rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'overlap-bucket', objectKeyPrefix: 'in' } }],
+    gateway: { hostname: `mx.${name}.test`, spoolDir: join(dir.path, name), smtp: { port: 0, reverseDns: false }, redis: { url: redis.url, prefix: name, enqueueTimeoutMs: 2_000 } },
+  });
+  const out = new PassThrough();
+  const lines: Array<Record<string, unknown>> = [];
+  out.on('data', (d: Buffer) => {
+    for (const l of d.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+  });
+  const log = streamLogger(out);
+  const spool = new Spool(runtime.settings.spoolDir);
+  await spool.init({ clearIncoming: true });
+  const h = { dirSync: { mode: 'pass' } as DirSync, dirSyncCalls: 0 } as Harness;
+  // The writer's directory fsync goes through this (GroupSync calls the method at each sync).
+  const realSync = (spool as unknown as { syncMessagesDir(): Promise<void> }).syncMessagesDir.bind(spool);
+  (spool as unknown as { syncMessagesDir(): Promise<void> }).syncMessagesDir = async () => {
+    h.dirSyncCalls++;
+    const now = h.dirSync;
+    if (now.mode === 'hold') await now.released;
+    if (now.mode === 'fail') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+    return realSync();
+  };
+  const enqueuer = new Enqueuer(
+    { redis: runtime.settings.redis, prefix: name, timeoutMs: 2_000, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } },
+    log,
+  );
+  await enqueuer.ready(10_000);
+  const front = new SmtpFront({ runtime, spool, enqueuer, inFlight: new Set(), log });
+  const addr = await front.listen();
+  const deliveries = new Queue(DELIVERIES_QUEUE, { connection: { url: redis.url } as never, prefix: name });
+  Object.assign(h, {
+    port: addr.port,
+    spool,
+    deliveries,
+    lines,
+    stop: async () => {
+      await front.stop();
+      await deliveries.close();
+      await enqueuer.close();
+      await spool.close();
+    },
+  });
+  cleanups.push(() => h.stop());
+  return h;
+}
+
+async function openSession(port: number): Promise<RawSmtp> {
+  const c = await RawSmtp.connect(port);
+  for (const line of ['EHLO client.example.net', 'MAIL FROM:<a@origin.example>', 'RCPT TO:<u@example.com>', 'DATA']) {
+    const r = await c.command(line);
+    if (!/^(250|354)/.test(r)) throw new Error(`${line}: ${r}`);
+  }
+  c.write(rawMessage([['Subject', 'overlap']], 'body\r\n'));
+  return c;
+}
+
+/** A reply that has not come within `ms`: undefined (the session stays usable). */
+async function replyWithin(c: RawSmtp, ms: number): Promise<string | undefined> {
+  try {
+    return await c.reply(ms);
+  } catch (err) {
+    if (/no reply within/.test((err as Error).message)) return undefined;
+    throw err;
+  }
+}
+
+describe('jobs added while the disk flushes', () => {
+  it('the job is in Redis before the flush completes, and the 250 comes only after it', async () => {
+    const h = await start('overlap-hold');
+    let release!: () => void;
+    h.dirSync = { mode: 'hold', released: new Promise<void>((r) => (release = r)) };
+    // Should an expectation fail while the fsync is held, the front's stop must not wait out its close timeout.
+    cleanups.unshift(async () => release());
+    const c = await openSession(h.port);
+    cleanups.push(async () => c.close());
+    c.write('\r\n.\r\n');
+    // The batch file's bytes are written, its directory fsync is held: the job shows up in Redis, the 250 does not.
+    const files = await waitFor('the batch file in messages/', async () => {
+      const names = await readdir(h.spool.messagesDir);
+      return names.length === 1 ? names : undefined;
+    });
+    const fileId = files[0]!.replace(/\.msg$/, '');
+    const job = await waitFor('the delivery job in Redis', async () => (await h.deliveries.getJob(fileId)) ?? undefined, 5_000);
+    expect(job.data.messages).toHaveLength(1);
+    expect(await replyWithin(c, 500)).toBeUndefined();
+    release();
+    const reply = await c.reply(10_000);
+    expect(reply).toMatch(new RegExp(`^250 Ok ${fileId}$`));
+    expect(h.dirSyncCalls).toBeGreaterThan(0);
+  });
+
+  it('a flush that fails after the jobs went in: 451, and the file stays for its jobs (logged); the next message gets 250', async () => {
+    const h = await start('overlap-fail');
+    h.dirSync = { mode: 'fail' };
+    const c = await openSession(h.port);
+    cleanups.push(async () => c.close());
+    c.write('\r\n.\r\n');
+    expect(await c.reply(10_000)).toMatch(/^451 4\.3\.0 /);
+    const names = await readdir(h.spool.messagesDir);
+    expect(names).toHaveLength(1);
+    const fileId = names[0]!.replace(/\.msg$/, '');
+    expect(await h.deliveries.getJob(fileId)).toBeDefined();
+    // What was written is whole: the delivery would store exactly it.
+    const file = await h.spool.openFile(fileId);
+    expect(file.entries.map((e) => e.record.envelope.messageId)).toEqual([fileId]);
+    const warned = await waitFor('the warning', async () => h.lines.find((l) => l.msg === 'the disk failed after the jobs were added; the message will be delivered from its spool file (and may arrive again from the client)'));
+    expect(warned.messageId).toBe(fileId);
+    expect(h.lines.some((l) => l.msg === 'spool write failed; replying 451' && l.messageId === fileId)).toBe(true);
+
+    h.dirSync = { mode: 'pass' };
+    const d = await openSession(h.port);
+    cleanups.push(async () => d.close());
+    d.write('\r\n.\r\n');
+    expect(await d.reply(10_000)).toMatch(/^250 Ok /);
+  });
+
+  it('a flush that fails while Redis refuses the jobs too: 451, and the file is removed', async () => {
+    const h = await start('overlap-both');
+    h.dirSync = { mode: 'fail' };
+    // Redis refusing writes (over its memory limit): the add fails as it would with Redis down, without stopping
+    // the server the other tests share.
+    const admin = new Redis(redis.url);
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.config('SET', 'maxmemory', '1');
+    cleanups.unshift(async () => {
+      await admin.config('SET', 'maxmemory', '0');
+      admin.disconnect();
+    });
+    const c = await openSession(h.port);
+    cleanups.push(async () => c.close());
+    c.write('\r\n.\r\n');
+    expect(await c.reply(10_000)).toMatch(/^451 4\.3\.0 /);
+    await waitFor('the abandoned file removed', async () => ((await readdir(h.spool.messagesDir)).length === 0 ? true : undefined), 5_000);
+    expect(h.lines.some((l) => l.msg === 'the disk failed after the jobs were added; the message will be delivered from its spool file (and may arrive again from the client)')).toBe(false);
+  });
+});
