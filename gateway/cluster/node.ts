@@ -3,6 +3,7 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
+import { fsyncDir } from '../spool/spool.js';
 
 /**
  * Scale-out: several gateways share one Redis, but a message's body lives in the spool of the node that accepted
@@ -76,7 +77,8 @@ export async function resolveNodeId(spoolDir: string, configured: string | undef
     }
   }
   if (recorded !== id) {
-    // Write-then-rename (and fsync) so a crash never leaves a half-written id.
+    // Write-then-rename (and fsync) so a crash never leaves a half-written id; the directory fsync so a crash cannot
+    // bring back the old one (or none) under a spool that already holds this node's messages.
     const tmp = `${file}.${process.pid}.tmp`;
     const fh = await open(tmp, 'w');
     try {
@@ -86,6 +88,7 @@ export async function resolveNodeId(spoolDir: string, configured: string | undef
       await fh.close();
     }
     await rename(tmp, file);
+    await fsyncDir(spoolDir);
   }
   return id;
 }

@@ -102,8 +102,8 @@ export class GroupSync {
   }
 }
 
-/** One fsync of a directory through a descriptor opened for it alone. */
-async function fsyncDir(dir: string): Promise<void> {
+/** One fsync of a directory through a descriptor opened for it alone (makes a create, rename or unlink in it durable). */
+export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();
