@@ -42,9 +42,12 @@ const MAX_BATCH = 256;
  * all went to one rule gets a lone delivery job: one Queue.add, which Redis runs as one script — atomic, and no
  * MULTI to build (ioredis copies every BullMQ script onto each pipeline object it makes; that was a third of the
  * accept path's medium-lived garbage, which is what makes the young-generation pauses long). Flows (files for
- * several rules) of every file that became durable in the same event-loop turn go to Redis in one MULTI
- * (FlowProducer.addBulk), all or none: every message of such a batch gets the same answer. Each message waits for
- * its own file's confirmation, so a 250 still means "its jobs are in Redis".
+ * several rules) of every file written in the same event-loop turn go to Redis in one MULTI (FlowProducer.addBulk):
+ * every message of such a batch gets the same answer. Each message waits for its own file's confirmation, so a 250
+ * still means "its jobs are in Redis". A MULTI is not undone when one command in it fails: should one flow's add
+ * fail (a NOSCRIPT, Redis out of memory), every message of the batch hears 451, and flows that did go in are left
+ * for files that are then removed — their deliveries fail as "spool file does not exist", a leftover for
+ * `mailroom queue`, never a loss.
  */
 type FlowBackend = { addFlow(entries: unknown[]): Promise<Array<[Error | null, unknown]> | null> };
 
@@ -140,7 +143,7 @@ export class Enqueuer {
   /** One add per file, however many of its messages wait for it. */
   private readonly adding = new WeakMap<SpoolFile, Promise<void>>();
 
-  async enqueue(file: SpoolFile): Promise<void> {
+  private add(file: SpoolFile): Promise<void> {
     let add = this.adding.get(file);
     if (!add) {
       const jobs = spoolFileJobs(file, this.opts.policy);
@@ -153,8 +156,23 @@ export class Enqueuer {
               throw err;
             },
           );
+      add.catch(() => undefined); // reported to whoever awaits enqueue()
       this.adding.set(file, add);
     }
+    return add;
+  }
+
+  /**
+   * Starts adding the file's jobs without waiting: the SMTP front calls it while the file is still being flushed.
+   * enqueue() later waits for the same add, bounded by the timeout from then on.
+   */
+  begin(file: SpoolFile): void {
+    this.add(file);
+  }
+
+  /** Adds the file's jobs (or waits for the add begin() started); EnqueueTimeoutError after `timeoutMs`. */
+  async enqueue(file: SpoolFile): Promise<void> {
+    const add = this.add(file);
     await within(add, this.opts.timeoutMs, () => new EnqueueTimeoutError(this.opts.timeoutMs, add));
   }
 

@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import type { SmtpMetrics } from '../observability/metrics.js';
 import { EnqueueTimeoutError, type Enqueuer } from '../queue/enqueue.js';
 import type { GatewayRuntime } from '../settings.js';
-import type { SpoolRecord } from '../spool/format.js';
+import type { SpoolFile, SpoolRecord } from '../spool/format.js';
 import type { Spool } from '../spool/spool.js';
 import { EdgeListener } from '../net/listener.js';
 import { Credentials } from './auth.js';
@@ -309,18 +309,17 @@ export class SmtpFront {
     let settled: Promise<unknown> | undefined;
     // A small message's jobs go to Redis as soon as its bytes are in its batch file, while the disk flushes: the
     // two waits overlap instead of adding up. The 250 still waits for both.
-    const early: { fileId?: string; add?: Promise<void> } = {};
+    let begun: SpoolFile | undefined;
     try {
       let received;
       try {
         received = await spool.receive(record, stream, (file) => {
-          early.fileId = file.id;
-          early.add = enqueuer.enqueue(file);
-          early.add.catch(() => undefined);
+          begun = file;
+          enqueuer.begin(file);
         });
       } catch (err) {
         log.error({ ...meta, err: (err as Error).message }, 'spool write failed; replying 451');
-        if (early.add) settled = this.abandonUnflushed(early.fileId!, early.add, meta);
+        if (begun) settled = this.abandonUnflushed(begun, meta);
         throw replies.localError();
       }
       if (!received.ok) {
@@ -328,7 +327,7 @@ export class SmtpFront {
         throw replies.tooBig(runtime.config.maxMessageSize);
       }
       try {
-        await (early.add ?? enqueuer.enqueue(received.file));
+        await enqueuer.enqueue(received.file);
       } catch (err) {
         settled = this.abandon(received.file.id, err as Error, meta);
         throw replies.localError();
@@ -367,11 +366,11 @@ export class SmtpFront {
    * the file stays: its messages are delivered from what was written, each entry checked against its checksum, and
    * the client's retry makes a second copy (at-least-once, as with a late add). If they did not, the file goes.
    */
-  private abandonUnflushed(fileId: string, add: Promise<void>, meta: Record<string, unknown>): Promise<unknown> {
-    const { spool, log } = this.deps;
+  private abandonUnflushed(file: SpoolFile, meta: Record<string, unknown>): Promise<unknown> {
+    const { spool, enqueuer, log } = this.deps;
     const kept = () => log.warn(meta, 'the disk failed after the jobs were added; the message will be delivered from its spool file (and may arrive again from the client)');
-    const drop = () => spool.remove(fileId).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
-    return add.then(kept, (err: Error) => (err instanceof EnqueueTimeoutError ? err.pending.then(kept, drop) : drop()));
+    const drop = () => spool.remove(file.id).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
+    return enqueuer.enqueue(file).then(kept, (err: Error) => (err instanceof EnqueueTimeoutError ? err.pending.then(kept, drop) : drop()));
   }
 
   /**

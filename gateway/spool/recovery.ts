@@ -38,9 +38,10 @@ export class SpoolRecovery {
   }
 
   /**
-   * A file with no jobs that cannot be read whole. Jobs are added only once a file is durable, so this is a file the
-   * gateway was writing when it stopped (torn: none of its messages was answered 250, their clients send them again)
-   * — or, should Redis also have lost jobs, one the disk damaged. Either way it is not delivered, and not deleted.
+   * A file with no jobs that cannot be read whole: a file the gateway was writing or flushing when it (or the
+   * machine) stopped, before its jobs went in (torn: none of its messages was answered 250, their clients send them
+   * again) — or, should Redis also have lost jobs, one the disk damaged. Either way it is not delivered, and not
+   * deleted. (A torn file whose jobs did go in is refused by its delivery instead: see deliver.ts.)
    */
   private async setAside(id: string, err: Error): Promise<void> {
     try {

@@ -8,10 +8,10 @@ import { SpoolWriter } from './writer.js';
 import { encodeRecordLine, parseRecordLine, spoolFileId, spoolFileName, SpoolFormatError, type SpoolEntry, type SpoolFile, type SpoolRecord } from './format.js';
 
 /**
- * The durable half of "accepted": a message is on disk, fsync'd, before its jobs exist, and its jobs exist before
- * the client hears 250. Files are written in `incoming/` and renamed into `messages/` once complete and synced, so
- * `messages/` only ever holds whole files; whatever is left in `incoming/` after a crash was never acknowledged
- * and is dropped on start. A file holds one message (streamed) or a batch of small ones (writer.ts); it is the unit
+ * The durable half of "accepted": a message is on disk, fsync'd, and its jobs exist before the client hears 250. A
+ * streamed message is written in `incoming/` and renamed into `messages/` once complete and synced (whatever is
+ * left in `incoming/` after a crash was never acknowledged and is dropped on start); a batch file is created in
+ * `messages/` and its entries carry checksums, because it is visible there before it is durable (writer.ts). A file holds one message (streamed) or a batch of small ones (writer.ts); it is the unit
  * of durability, of jobs (one flow per file, queue/jobs.ts) and of release.
  */
 
@@ -240,7 +240,7 @@ export class Spool {
       if (oversized) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
         // The whole message is in memory: the writer makes it durable in a batch file with the others that ended
-        // meanwhile (created in messages/, written, fdatasync'd alongside one directory fsync; removed on failure).
+        // meanwhile (created in messages/, written, fdatasync'd alongside one directory fsync; on failure removed, unless handed to onWritten).
         const file = await this.writer.write(record, pending, pendingBytes, onWritten);
         return { ok: true, dataLength, file };
       }

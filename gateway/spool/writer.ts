@@ -33,9 +33,10 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
  * wake-ups, and on a busy two-core machine those waits for a core were the tail of the time to 250. A worker thread
  * for the whole round was tried too: posting the bytes to it cost more than the calls it saved.
  *
- * A file whose own step fails fails all its messages (and the file is removed, unless it was handed out); a failed
- * directory fsync fails every file of the round: the clients hear 451 and resend, and the files are removed (best
- * effort — one that survives a crash whole is delivered by recovery: at-least-once, as when a Redis add times out).
+ * A file whose own step fails fails all its messages; a failed directory fsync fails every file of the round: the
+ * clients hear 451 and resend. A file not yet handed out is then removed here (best effort — one that survives a
+ * crash whole is delivered by recovery: at-least-once, as when a Redis add times out); one handed out is left to
+ * the caller, whose jobs for it may be in Redis.
  */
 
 /** Messages per batch file at most: bounds what one failed delivery keeps on disk and what recovery re-reads. */

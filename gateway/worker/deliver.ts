@@ -19,6 +19,11 @@ export interface DeliverDeps {
   /** Deliveries in flight across every job of the worker. */
   slots: Slots;
   metrics?: DeliveryMetrics;
+  /**
+   * Whether this job was started before (BullMQ's attemptsStarted > 1). Only then can a lone job's missing spool file
+   * mean that an earlier run released it; on a first run it means the file never reached the disk (see deliver()).
+   */
+  ranBefore: boolean;
 }
 
 /** One message's copy, stored (and notified, when the rule has a topic). */
@@ -49,8 +54,9 @@ export interface DeliveryOutcome {
   done: string[];
   stored: string[];
   /**
-   * A lone job (`release`) whose spool file is gone: only that job deletes it, and only once every message is done,
-   * so an earlier run of it (stopped before BullMQ recorded its end) delivered these. Counted done, not failed.
+   * A lone job (`release`) whose spool file is gone on a second or later run: only that job deletes it, and only
+   * once every message is done, so an earlier run of it (stopped before BullMQ recorded its end) delivered these.
+   * Counted done, not failed.
    */
   foundReleased: string[];
 }
@@ -88,9 +94,16 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
     // A retry with nothing left to deliver (a lone job whose release failed) needs no file.
     if (todo.length > 0) reader = await deps.spool.reader(deps.spool.fileIdOf(data.spoolFile));
   } catch (err) {
-    if (data.release && err instanceof SpoolMissingError) {
+    if (data.release && err instanceof SpoolMissingError && deps.ranBefore) {
       for (const m of todo) done.add(m.envelope.messageId);
       outcome.foundReleased = todo.map((m) => m.envelope.messageId);
+    } else if (data.release && err instanceof SpoolMissingError) {
+      // Jobs are added while their batch file is still being flushed (smtp/server.ts), so a machine that stopped in
+      // between can leave a job whose file never reached the disk. Nobody was answered 250 for it.
+      const why = new SpoolMissingError(
+        `${err.message}, and no earlier run of this job released it: the machine stopped before the file reached the disk (its client was never answered 250 and sends the message again), or the file was deleted`,
+      );
+      for (const m of todo) fail(m, why);
     } else for (const m of todo) fail(m, err);
   }
   // Built as each message is stored, so its DATA need not be held until the batch publishes.

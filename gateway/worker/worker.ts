@@ -67,7 +67,7 @@ export class DeliveryWorkers {
         for (let i = 0; i < todo; i++) metrics?.deliveryStarted();
         let outcome: DeliveryOutcome | undefined;
         try {
-          outcome = await deliver(data, { spool: this.spool, aws: this.aws, tuning, slots, ...(metrics ? { metrics } : {}) }, this.abort.signal);
+          outcome = await deliver(data, { spool: this.spool, aws: this.aws, tuning, slots, ranBefore: job.attemptsStarted > 1, ...(metrics ? { metrics } : {}) }, this.abort.signal);
         } finally {
           // A failure is final when the job will not run again: out of attempts, or nothing in it a retry could fix.
           // (A job that threw before any outcome — a bug — counts its messages as retries.)

@@ -1,7 +1,7 @@
 /**
  * A batch file is created in `messages/` and made durable by its fdatasync and the directory's fsync at once
  * (writer.ts), so a crash in the middle of a round can leave a torn file there — one none of whose messages was
- * answered 250 (their jobs are added only after both waits). Here files written by the spool are torn the ways a
+ * answered 250 (the 250 waits for both). Here files written by the spool (no jobs added for them) are torn the ways a
  * crash can tear them (data blocks never written: zeros; the size on disk short of the end; nothing at all), and a
  * recovery pass against a real Redis sets each aside in `damaged/`, untouched and not delivered, while whole files
  * (and a file cut exactly between two entries: its whole entries) are enqueued as after any crash before the enqueue.

@@ -185,7 +185,7 @@ describe('spool and job contract', () => {
     expect(isSpoolFileJobId(deliveryJobId(a, 'r.1'))).toBe(false);
   });
 
-  it('a lone job whose spool file is gone counts its messages done (an earlier run delivered and released them); a flow child fails them for good', async () => {
+  it('a lone job whose spool file is gone on a later run counts its messages done (an earlier run released them); on its first run, or as a flow child, it fails them for good', async () => {
     const dir = await tempDir();
     const spool = new Spool(dir.path);
     try {
@@ -193,11 +193,17 @@ describe('spool and job contract', () => {
       const [a, b] = [newMessageId(), newMessageId()];
       const job = spoolFileJobs({ id: a, entries: [{ record: record(a), at: 0 }, { record: record(b), at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
       // No AWS is reached: the file is missing before anything is read.
-      const deps = { spool, aws: undefined as never, tuning: { multipartThresholdBytes: 1, partSizeBytes: 1, queueSize: 1 }, slots: new Slots(2) };
+      const deps = { spool, aws: undefined as never, tuning: { multipartThresholdBytes: 1, partSizeBytes: 1, queueSize: 1 }, slots: new Slots(2), ranBefore: true };
       const lone = await deliver(job.data as DeliveryJobData, deps);
       expect(lone.failed).toEqual([]);
       expect(lone.foundReleased).toEqual([a, b]);
       expect(lone.done.sort()).toEqual([a, b].sort());
+      // First run: nothing can have released the file — it never reached the disk (or was deleted). Never "done".
+      const first = await deliver(job.data as DeliveryJobData, { ...deps, ranBefore: false });
+      expect(first.foundReleased).toEqual([]);
+      expect(first.done).toEqual([]);
+      expect(first.failed.map((f) => [f.messageId, f.unrecoverable, f.error instanceof SpoolMissingError])).toEqual([[a, true, true], [b, true, true]]);
+      expect(first.failed[0]!.error.message).toMatch(/no earlier run of this job released it: the machine stopped before the file reached the disk/);
       const { release: _, ...child } = job.data as DeliveryJobData;
       const orphan = await deliver(child, deps);
       expect(orphan.foundReleased).toEqual([]);
