@@ -174,6 +174,43 @@ describe('Spool.receive', () => {
     expect(await readdir(s.messagesDir)).toHaveLength(2);
   });
 
+  it('a round of two files: the one that cannot be created fails its messages only; the other stands', async () => {
+    const s = await spool();
+    // The first message goes alone; the 130 that end meanwhile make one round of two files (128 + 2 entries).
+    const recs = Array.from({ length: 131 }, record);
+    const second = recs[129]!.envelope.messageId;
+    await mkdir(s.path(second));
+    const got = await Promise.allSettled(recs.map((r) => s.receive(r, dataStream([Buffer.from('Subject: x\r\n\r\nbody\r\n')]))));
+    expect(got.slice(129).map((g) => g.status)).toEqual(['rejected', 'rejected']);
+    expect(got.slice(0, 129).every((g) => g.status === 'fulfilled')).toBe(true);
+    const ids = new Set(got.slice(1, 129).map((g) => (g.status === 'fulfilled' && g.value.ok ? g.value.file.id : '')));
+    expect([...ids]).toEqual([recs[1]!.envelope.messageId]);
+    expect((await s.openFile(recs[1]!.envelope.messageId)).entries).toHaveLength(128);
+    await rmdir(s.path(second));
+    expect((await readdir(s.messagesDir)).sort()).toEqual([recs[0]!, recs[1]!].map((r) => `${r.envelope.messageId}.msg`).sort());
+  });
+
+  it('a failed directory fsync fails the round; files handed to onWritten stay for the caller, the others are removed', async () => {
+    const s = await spool();
+    (s as unknown as { syncMessagesDir(): Promise<void> }).syncMessagesDir = async () => {
+      throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+    };
+    const body = () => dataStream([Buffer.from('Subject: x\r\n\r\nbody\r\n')]);
+    const written: string[] = [];
+    const handed = await Promise.allSettled([record(), record(), record()].map((r) => s.receive(r, body(), (f) => written.push(f.id))));
+    expect(handed.map((h) => h.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(handed[0]).toMatchObject({ reason: { message: expect.stringMatching(/fsync of the messages directory failed: EIO/) } });
+    // Told "written" before the failure, once per message; the files are whole and still there.
+    expect(written).toHaveLength(3);
+    const files = [...new Set(written)];
+    expect((await readdir(s.messagesDir)).sort()).toEqual(files.map((f) => `${f}.msg`).sort());
+    for (const f of files) expect((await s.openFile(f)).entries.length).toBeGreaterThan(0);
+    await Promise.all(files.map((f) => rm(s.path(f)))); // not s.remove(): its directory fsync fails too
+    const plain = await Promise.allSettled([record(), record()].map((r) => s.receive(r, body())));
+    expect(plain.map((h) => h.status)).toEqual(['rejected', 'rejected']);
+    expect(await readdir(s.messagesDir)).toEqual([]);
+  });
+
   it('a batch file over 1 MiB (written from the thread pool, not the event loop) reads back byte-exact', async () => {
     const s = await spool();
     const bodies = Array.from({ length: 7 }, (_, i) => Buffer.alloc(200 * 1024, 65 + i));
