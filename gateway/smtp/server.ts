@@ -52,8 +52,9 @@ function resolvedHostname(session: SMTPServerSession): string | undefined {
 
 /**
  * The SMTP front: smtp-server with SES's recipient rules, and the accept path — DATA streamed to the spool (never
- * buffered), fsync'd, jobs enqueued (for a small message, while the disk flushes), and only then `250 Ok <messageId>`. Any failure on the way is a 451: the
- * client keeps the message and retries, so nothing is lost and nothing half-accepted is delivered.
+ * buffered), fsync'd, jobs enqueued (for a small message, while the disk flushes), and only then
+ * `250 Ok <messageId>`. Any failure on the way is a 451: the client keeps the message and retries, so nothing is
+ * lost and nothing half-accepted is delivered.
  */
 export class SmtpFront {
   /** The SMTP (+STARTTLS) listener's server; `servers` has every listener's. */

@@ -11,8 +11,9 @@ import { encodeRecordLine, parseRecordLine, spoolFileId, spoolFileName, SpoolFor
  * The durable half of "accepted": a message is on disk, fsync'd, and its jobs exist before the client hears 250. A
  * streamed message is written in `incoming/` and renamed into `messages/` once complete and synced (whatever is
  * left in `incoming/` after a crash was never acknowledged and is dropped on start); a batch file is created in
- * `messages/` and its entries carry checksums, because it is visible there before it is durable (writer.ts). A file holds one message (streamed) or a batch of small ones (writer.ts); it is the unit
- * of durability, of jobs (one flow per file, queue/jobs.ts) and of release.
+ * `messages/` and its entries carry checksums, because it is visible there before it is durable (writer.ts). A file
+ * holds one message (streamed) or a batch of small ones; it is the unit of durability, of jobs (one job or flow per
+ * file, queue/jobs.ts) and of release.
  */
 
 /** The record line is small (envelope + rule snapshots); this bounds what is read to find it. */
@@ -240,7 +241,8 @@ export class Spool {
       if (oversized) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
         // The whole message is in memory: the writer makes it durable in a batch file with the others that ended
-        // meanwhile (created in messages/, written, fdatasync'd alongside one directory fsync; on failure removed, unless handed to onWritten).
+        // meanwhile (created in messages/, written, fdatasync'd alongside one directory fsync; on failure removed,
+        // unless already handed to onWritten).
         const file = await this.writer.write(record, pending, pendingBytes, onWritten);
         return { ok: true, dataLength, file };
       }

@@ -195,8 +195,8 @@ export class SpoolWriter {
     );
     const dirErr = await dirSync;
     if (dirErr) {
-      // Every client of the round hears 451 and resends, so its files go (best effort: should the disk keep
-      // failing, a whole file that survives a crash is delivered by recovery — at-least-once, never lost).
+      // Every client of the round hears 451 and resends, so the files not handed out go (best effort: should the
+      // disk keep failing, a whole file that survives a crash is delivered by recovery — at-least-once, never lost).
       await Promise.all(files.map((f, i) => (results[i] === undefined && !f.handedOut ? rm(f.path, { force: true }).catch(() => undefined) : undefined)));
       results.fill(dirErr);
     }
