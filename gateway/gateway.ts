@@ -9,6 +9,8 @@ import { Enqueuer } from './queue/enqueue.js';
 import { assertRedisUsable, unreachableMessage } from './queue/redis-preflight.js';
 import type { GatewayRuntime } from './settings.js';
 import { SmtpFront } from './smtp/server.js';
+import { InFlight } from './spool/in-flight.js';
+import { claimSpool } from './spool/owner.js';
 import { SpoolRecovery } from './spool/recovery.js';
 import { Spool } from './spool/spool.js';
 import { DeliveryThread } from './worker/thread.js';
@@ -45,10 +47,20 @@ const REDIS_STARTUP_TIMEOUT_MS = 10_000;
 
 export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
   const { settings, config } = runtime;
-  const spool = new Spool(settings.spoolDir);
-  // Only the accepting process may drop partial files: a separate worker process must not touch incoming/.
-  await spool.init({ clearIncoming: parts.smtp });
-  const nodeId = await resolveNodeId(settings.spoolDir, settings.nodeId, async () => (await spool.list()).length);
+  // One accepting process per spool: only it may drop partial and empty files and write spares (spool/owner.ts).
+  const claim = parts.smtp ? await claimSpool(settings.spoolDir) : undefined;
+  const spool = new Spool(settings.spoolDir, { spareFiles: parts.smtp });
+  try {
+    await spool.init({ clearIncoming: parts.smtp });
+  } catch (err) {
+    await claim?.release();
+    throw err;
+  }
+  const nodeId = await resolveNodeId(settings.spoolDir, settings.nodeId, () => spool.countSpooled()).catch(async (err: Error) => {
+    await spool.close();
+    await claim?.release();
+    throw err;
+  });
   const queuePrefix = nodePrefix(settings.redis.prefix, nodeId);
   const log = childLogger(baseLog, { node: nodeId });
   const metrics = new GatewayMetrics(nodeId);
@@ -73,6 +85,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     readiness?.close();
     await depth?.close();
     await spool.close();
+    await claim?.release();
   };
 
   try {
@@ -129,7 +142,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started in their own thread');
     }
     if (parts.smtp && enqueuer) {
-      const inFlight = new Set<string>();
+      const inFlight = new InFlight();
       const recovery = new SpoolRecovery(spool, enqueuer, inFlight, log);
       const first = await recovery.run();
       log.info({ spooled: first.checked, requeued: first.requeued }, 'spool recovered');

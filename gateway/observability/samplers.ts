@@ -62,12 +62,16 @@ export class SpoolSampler {
   private async scan(metrics: GatewayMetrics): Promise<void> {
     const ids = await this.spool.list();
     let bytes = 0;
+    let files = 0;
     for (let i = 0; i < ids.length; i += 8) {
-      // A file released between list and stat counts 0.
+      // A file released between list and stat counts 0; an empty one (a spare, spool/spares.ts) is no spooled file.
       const sizes = await Promise.all(ids.slice(i, i + 8).map((id) => stat(this.spool.path(id)).then((s) => s.size, () => 0)));
-      for (const s of sizes) bytes += s;
+      for (const s of sizes) {
+        bytes += s;
+        if (s > 0) files++;
+      }
     }
-    metrics.spoolFiles.set({}, ids.length);
+    metrics.spoolFiles.set({}, files);
     metrics.spoolBytes.set({}, bytes);
   }
 }

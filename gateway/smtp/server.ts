@@ -11,6 +11,7 @@ import type { SmtpMetrics } from '../observability/metrics.js';
 import { EnqueueTimeoutError, type Enqueuer } from '../queue/enqueue.js';
 import type { GatewayRuntime } from '../settings.js';
 import type { SpoolFile, SpoolRecord } from '../spool/format.js';
+import type { InFlightFiles } from '../spool/in-flight.js';
 import type { Spool } from '../spool/spool.js';
 import { EdgeListener } from '../net/listener.js';
 import { Credentials } from './auth.js';
@@ -29,7 +30,8 @@ export interface SmtpFrontDeps {
    * Ids of messages being accepted, shared with recovery so it never enqueues a file twice at once (a spool file is
    * named after its first message, whose accept ends only once the file's jobs are in).
    */
-  inFlight: Set<string>;
+  /** Spool files still settling: a streamed one by its message id, a batch file by its own id once it has one. */
+  inFlight: InFlightFiles;
   log: Logger;
   /** Counts accepted and refused mail (observability/metrics.ts); absent where nobody scrapes. */
   metrics?: SmtpMetrics;
@@ -316,6 +318,8 @@ export class SmtpFront {
       try {
         received = await spool.receive(record, stream, (file) => {
           begun = file;
+          // Before the writer lets go of the file (its round ends), so recovery never sees it unclaimed.
+          inFlight.add(file.id);
           enqueuer.begin(file);
         });
       } catch (err) {
@@ -333,11 +337,15 @@ export class SmtpFront {
         settled = this.abandon(received.file.id, err as Error, meta);
         throw replies.localError();
       }
-      log.info({ ...meta, bytes: received.dataLength, rcpts: recipients.length, rules: rules.map((r) => r.name), tls: session.secure }, 'accepted');
+      log.info({ ...meta, spoolFile: received.file.id, bytes: received.dataLength, rcpts: recipients.length, rules: rules.map((r) => r.name), tls: session.secure }, 'accepted');
       this.deps.metrics?.accepted(received.dataLength);
       return messageId;
     } finally {
-      const done = () => void inFlight.delete(messageId);
+      const file = begun;
+      const done = () => {
+        inFlight.delete(messageId);
+        if (file) inFlight.delete(file.id);
+      };
       if (settled) void settled.then(done, done);
       else done();
     }

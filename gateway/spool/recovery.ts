@@ -9,7 +9,9 @@ import { SpoolMissingError, type Spool } from './spool.js';
  * (restarted without persistence, failed over). Runs at start, after every Redis reconnection and periodically.
  *
  * Races, and why they are safe:
- * - The accept path from creating a batch file to its enqueue: its ids are in `inFlight` and skipped.
+ * - The accept path from creating a batch file to its enqueue: the writer owns the file until its round is done
+ *   (`spool.isBeingWritten`, which also covers the writer's empty spares), then its id is in `inFlight` until the
+ *   file's jobs are in or it is abandoned.
  * - A release job deleting a delivered file: it deletes the file before its job completes, so "no job" is only
  *   seen after the file is gone, and `spool.open` then fails with SpoolMissingError — nothing is re-sent.
  * Re-enqueuing a message whose jobs were lost re-runs all its rules: the same keys are written again and
@@ -21,7 +23,7 @@ export class SpoolRecovery {
   constructor(
     private readonly spool: Spool,
     private readonly enqueuer: Enqueuer,
-    private readonly inFlight: ReadonlySet<string>,
+    private readonly inFlight: { has(id: string): boolean },
     private readonly log: Logger,
   ) {}
 
@@ -57,7 +59,7 @@ export class SpoolRecovery {
     let checked = 0;
     let requeued = 0;
     for (const id of await this.spool.list()) {
-      if (this.inFlight.has(id)) continue;
+      if (this.inFlight.has(id) || this.spool.isBeingWritten(id)) continue;
       checked++;
       if (await this.enqueuer.hasJobs(id)) continue;
       let file;
@@ -72,7 +74,7 @@ export class SpoolRecovery {
         throw err;
       }
       // The accept path may have taken this file up while we read it (an abandon in progress): leave it to it.
-      if (this.inFlight.has(id)) continue;
+      if (this.inFlight.has(id) || this.spool.isBeingWritten(id)) continue;
       await this.enqueuer.enqueue(file);
       requeued += file.entries.length;
       this.log.warn({ spoolFile: id, messageIds: file.entries.map((e) => e.record.envelope.messageId) }, 'spooled messages had no jobs; enqueued again');

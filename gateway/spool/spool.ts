@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { isMessageId } from '../../shared/ses/message-id.js';
+import { SpareFiles } from './spares.js';
 import { SpoolWriter } from './writer.js';
 import { encodeRecordLine, parseRecordLine, spoolFileId, spoolFileName, SpoolFormatError, type SpoolEntry, type SpoolFile, type SpoolRecord } from './format.js';
 
@@ -120,12 +121,23 @@ export class Spool {
   private readonly messagesDirSync: GroupSync;
   /** Whole small messages go to disk through this, in batch files (see writer.ts). */
   private readonly writer: SpoolWriter;
+  private readonly spares: SpareFiles | undefined;
 
-  constructor(readonly dir: string) {
+  /**
+   * `spareFiles`: keep empty batch files ready in `messages/` (spares.ts), for the spool's one accepting process;
+   * made from `init` on, removed by `close`.
+   */
+  constructor(readonly dir: string, opts: { spareFiles?: boolean } = {}) {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
     this.messagesDirSync = new GroupSync(() => this.syncMessagesDir());
-    this.writer = new SpoolWriter(this.messagesDir, () => this.messagesDirSync.sync());
+    if (opts.spareFiles) this.spares = new SpareFiles(this.messagesDir, () => this.messagesDirSync.sync());
+    this.writer = new SpoolWriter(this.messagesDir, () => this.messagesDirSync.sync(), this.spares);
+  }
+
+  /** True for a file of this process's writer that has no jobs yet by design: a spare, or one on its way to disk. */
+  isBeingWritten(fileId: string): boolean {
+    return this.writer.owns(fileId);
   }
 
   /** `messages/` held open for its fsyncs: one call per group commit instead of open, fsync, close. */
@@ -147,20 +159,32 @@ export class Spool {
     }
   }
 
-  /** Closes what the spool holds open (the `messages/` descriptor). */
+  /** Removes unused spares and closes what the spool holds open (the `messages/` descriptor). */
   async close(): Promise<void> {
+    await this.spares?.close();
     this.closed = true;
     const h = this.messagesDirHandle;
     this.messagesDirHandle = undefined;
     if (h) await h.then((fh) => fh.close()).catch(() => undefined);
   }
 
-  /** Creates the directories and drops unacknowledged partial files. Only the accepting process may call it. */
+  /**
+   * Creates the directories; for the accepting process (`clearIncoming`, see owner.ts) also drops what a stop left
+   * that holds no acknowledged message: partial files in `incoming/`, and empty files in `messages/` — spares, or a
+   * batch file whose bytes never reached the disk (its clients were not answered 250; a job added for it early
+   * fails on the missing file, see deliver.ts).
+   */
   async init(opts: { clearIncoming: boolean }): Promise<void> {
     await mkdir(this.messagesDir, { recursive: true });
     await mkdir(this.incomingDir, { recursive: true });
     if (opts.clearIncoming) {
       for (const f of await readdir(this.incomingDir)) await rm(join(this.incomingDir, f), { force: true });
+      for (const id of await this.list()) {
+        const path = this.path(id);
+        const size = await stat(path).then((s) => s.size, () => undefined);
+        if (size === 0) await rm(path, { force: true });
+      }
+      this.spares?.refill();
     }
   }
 
@@ -373,7 +397,8 @@ export class Spool {
         at = msg.dataOffset + msg.dataLength;
       }
       if (entries.length === 0) throw new SpoolFormatError(`spool file ${path} is empty`);
-      if (entries[0]!.record.envelope.messageId !== fileId) throw new SpoolFormatError(`spool file ${path} starts with message ${entries[0]!.record.envelope.messageId}`);
+      // A file of one streamed message is named after it; a batch file may carry its spare's own id (spares.ts).
+      if (entries[0]!.record.dataLength === undefined && entries[0]!.record.envelope.messageId !== fileId) throw new SpoolFormatError(`spool file ${path} starts with message ${entries[0]!.record.envelope.messageId}`);
       return { id: fileId, entries };
     } finally {
       await fh.close();
@@ -407,10 +432,17 @@ export class Spool {
     return to;
   }
 
-  /** Ids of the files in `messages/` (in no particular order). */
+  /** Ids of the files in `messages/` (in no particular order), but for this process's unused spares. */
   async list(): Promise<string[]> {
     const ids = (await readdir(this.messagesDir)).map(spoolFileId);
-    return ids.filter((id): id is string => id !== undefined && isMessageId(id));
+    return ids.filter((id): id is string => id !== undefined && isMessageId(id) && !this.spares?.has(id));
+  }
+
+  /** How many files in `messages/` hold messages (empty ones hold none: spares, see spares.ts). */
+  async countSpooled(): Promise<number> {
+    let n = 0;
+    for (const id of await this.list()) if (await stat(this.path(id)).then((s) => s.size > 0, () => false)) n++;
+    return n;
   }
 
   /** Deletes a delivered file; the directory is synced so a crash cannot bring it back for a second delivery. */

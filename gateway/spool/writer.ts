@@ -1,9 +1,10 @@
-import { closeSync, fdatasync, openSync, writev, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync, writev, writevSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
+import type { SpareFiles } from './spares.js';
 
 /**
  * Durable writes of whole small messages, in batch files, one round at a time (group commit).
@@ -14,14 +15,13 @@ import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } fro
  * bigger backlog makes several files in the same round), written with one writev of the buffers smtp-server handed
  * over (no copy).
  *
- * One wait for the disk per round, not two in a row: the file is created straight in `messages/`, and its fdatasync
- * and the fsync of `messages/` (its new name) run at once. A message is reported durable only once both are done,
- * so a `250` means what it always meant: its bytes and its name are on disk. Until then the file is visible but may
- * be torn by a crash, so each entry's record carries its DATA's CRC-32 (and its length): a reader refuses a torn
- * entry (SpoolFormatError), and recovery sets a torn file that has no jobs aside. Against write in `incoming/`,
- * fdatasync, rename, then fsync `messages/`: time to 250 at 900 msg/s lower at the median in every alternating pair
- * (≈1.2 ms) and at p99 by ≈1.6 ms on average; at full speed the shorter rounds make smaller batches (README,
- * Performance).
+ * One flush of the disk per round where possible: a batch file is written into a spare (spares.ts) — an empty file
+ * already in `messages/` whose name is durable — so the round waits only for its fdatasync. When no spare is ready
+ * the file is created straight in `messages/`, and its fdatasync and the fsync of `messages/` (its new name) run at
+ * once. A message is reported durable only once its round's waits are done, so a `250` means what it always meant:
+ * its bytes and its name are on disk. Until then the file is visible but may be torn by a crash, so each entry's
+ * record carries its DATA's CRC-32 (and its length): a reader refuses a torn entry (SpoolFormatError), and recovery
+ * sets a torn file that has no jobs aside.
  *
  * A file's bytes are in it (readable, not yet durable) before the disk is waited for, and `onWritten` says so then:
  * the SMTP front adds the file's jobs to Redis while the disk flushes, instead of after (the 250 still waits for
@@ -66,6 +66,8 @@ interface FileJob {
   bytes: number;
   /** onWritten was called: removing the file after a failure is the caller's decision from then on. */
   handedOut: boolean;
+  /** Written into a spare: its name is durable already. */
+  spare: boolean;
 }
 
 async function writevAll(fd: number, buffers: Buffer[], bytes: number): Promise<void> {
@@ -82,15 +84,40 @@ function closeQuietly(fd: number): void {
   }
 }
 
+/** Opens a spare for writing; it must still be there and empty (an emptied-out spare that is not is someone else's file). */
+function openSpare(path: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r+');
+  } catch (err) {
+    // Removed behind our back (an operator cleaning up): the round creates the file instead.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (fstatSync(fd).size !== 0) {
+    closeQuietly(fd);
+    throw new Error(`spare spool file ${path} is not empty: another process writes in this spool (one SMTP front per spool directory)`);
+  }
+  return fd;
+}
+
 export class SpoolWriter {
   private queue: Pending[] = [];
   private busy = false;
+  /** Ids of the files of the round on its way to disk: visible in `messages/`, without jobs yet (recovery keeps off). */
+  private readonly writing = new Set<string>();
 
   constructor(
     private readonly messagesDir: string,
     /** fsync of `messages/`, shared with the other renames and unlinks there (spool.ts GroupSync). */
     private readonly syncMessagesDir: () => Promise<void>,
+    private readonly spares?: SpareFiles,
   ) {}
+
+  /** True while `id` is a file this writer is writing, or one of its spares. */
+  owns(id: string): boolean {
+    return this.writing.has(id) || (this.spares?.has(id) ?? false);
+  }
 
   /**
    * Resolves with the spool file that holds the message once that file is durable in `messages/`. `onWritten`, if
@@ -127,8 +154,9 @@ export class SpoolWriter {
       const line = encodeRecordLine({ ...p.record, dataLength: p.dataLength, dataCrc32: crc });
       const size = line.length + p.dataLength;
       if (!cur || cur.members.length >= MAX_FILE_ENTRIES || cur.bytes + size > MAX_FILE_BYTES) {
-        const id = p.record.envelope.messageId;
-        cur = { file: { id, entries: [] }, members: [], path: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0, handedOut: false };
+        const spare = this.spares?.take();
+        const id = spare ?? p.record.envelope.messageId;
+        cur = { file: { id, entries: [] }, members: [], path: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0, handedOut: false, spare: spare !== undefined };
         out.push(cur);
       }
       cur.file.entries.push({ record: p.record, at: cur.bytes, length: size });
@@ -160,16 +188,31 @@ export class SpoolWriter {
       for (const p of pending) p.reject(err as Error);
       return;
     }
-    // Each file: create in messages/ and write; then every file's fdatasync alongside the round's one fsync of
-    // messages/, which starts after the creates so that it carries their names.
+    for (const f of files) this.writing.add(f.file.id);
+    try {
+      await this.roundOf(files);
+    } finally {
+      for (const f of files) this.writing.delete(f.file.id);
+    }
+  }
+
+  private async roundOf(files: FileJob[]): Promise<void> {
+    // Each file: open its spare, or create it in messages/; write; then every file's fdatasync, alongside one fsync
+    // of messages/ if any file was created here (it starts after the creates, so that it carries their names).
     const created = files.map((f): number | Error => {
       try {
+        if (f.spare) {
+          const fd = openSpare(f.path);
+          if (fd !== undefined) return fd;
+          f.spare = false;
+          this.spares?.lost();
+        }
         return openSync(f.path, 'wx');
       } catch (err) {
         return err as Error;
       }
     });
-    const dirSync = created.some((c) => typeof c === 'number')
+    const dirSync = created.some((c, i) => typeof c === 'number' && !files[i]!.spare)
       ? this.syncMessagesDir().then(
           () => undefined,
           (err: Error) => new Error(`fsync of the messages directory failed: ${err.message}`),
@@ -195,10 +238,14 @@ export class SpoolWriter {
     );
     const dirErr = await dirSync;
     if (dirErr) {
-      // Every client of the round hears 451 and resends, so the files not handed out go (best effort: should the
-      // disk keep failing, a whole file that survives a crash is delivered by recovery — at-least-once, never lost).
-      await Promise.all(files.map((f, i) => (results[i] === undefined && !f.handedOut ? rm(f.path, { force: true }).catch(() => undefined) : undefined)));
-      results.fill(dirErr);
+      // The files created in this round are not durable by name: their clients hear 451 and resend, so those not
+      // handed out go (best effort: should the disk keep failing, a whole file that survives a crash is delivered
+      // by recovery — at-least-once, never lost). A spare's name was durable before the round: its messages stand.
+      const unnamed = (f: FileJob, i: number) => results[i] === undefined && !f.spare;
+      await Promise.all(files.map((f, i) => (unnamed(f, i) && !f.handedOut ? rm(f.path, { force: true }).catch(() => undefined) : undefined)));
+      files.forEach((f, i) => {
+        if (unnamed(f, i)) results[i] = dirErr;
+      });
     }
     files.forEach((f, i) => {
       const err = results[i];

@@ -78,7 +78,7 @@ async function front(port: number, parts: Parts, dir: string, redisUrl: string):
   type Front = ConstructorParameters<typeof SmtpFront>[0];
   let spool: Front['spool'];
   if (parts.spool) {
-    const s = new Spool(join(dir, 'spool'));
+    const s = new Spool(join(dir, 'spool'), { spareFiles: true }); // as the gateway's SMTP front
     await s.init({ clearIncoming: true });
     spool = s;
   } else {

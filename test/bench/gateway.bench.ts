@@ -33,6 +33,7 @@ import { freePort } from '../support/ports.js';
 import { waitForPort } from '../support/process.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
+import { spooledFiles } from '../support/spool.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
@@ -361,8 +362,14 @@ async function startGatewayProc(
   return { proc, port, spoolDir, stop: async () => void (await Promise.all([proc.stop(), worker.stop()])) };
 }
 
-async function spooled(gw: Gateway): Promise<number> {
-  return (await readdir(join(gw.spoolDir, 'messages'))).length;
+/**
+ * Spool files holding messages. Empty ones are the SMTP front's spares (gateway/spool/spares.ts, a few dozen at
+ * most): only a short listing is stat'ed, so polling for a drained spool costs the measured run next to nothing.
+ */
+async function spooled(gw: Gateway, exact = false): Promise<number> {
+  const names = await readdir(join(gw.spoolDir, 'messages'));
+  if (!exact && names.length > 100) return names.length;
+  return (await spooledFiles(gw.spoolDir)).length;
 }
 
 /** Waits until the spool is empty (every message delivered and released); false on timeout. */
@@ -549,7 +556,7 @@ async function main(): Promise<void> {
         const max = Number(process.env.BENCH_HALF_RATE ?? 0) * 2 || (reuse.ok ? reuse.rate : closed.rate);
         const half = await smtpLoad(gw.port, Math.max(500, Math.round(max * 0.5 * 8 * SCALE)), { rate: max / 2, timeoutMs: 30_000 });
         log(`half rate (${(max / 2).toFixed(0)}/s): ${half.rate.toFixed(0)}/s p50 ${half.p50.toFixed(2)} p99 ${half.p99.toFixed(2)} ms, failed ${half.failed}`);
-        const spool = await spooled(gw);
+        const spool = await spooled(gw, true);
         rows.push({ what: 'gateway durable accept, reuse', figure: `${reuse.rate.toFixed(0)} msg/s${reuse.ok ? '' : ` (${reuse.note})`}`, target: '≥ 3000 msg/s', verdict: reuse.ok && reuse.rate >= 3000 ? 'met' : 'MISSED' });
         if (sinkReuse) {
           const ratio = reuse.rate / sinkReuse.rate;

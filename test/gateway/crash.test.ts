@@ -3,8 +3,8 @@
  * middle of a 2,000-message load and started again. Every message that got a 250 must be in the bucket exactly
  * once, holding the message that 250 acknowledged.
  */
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spooledFiles } from '../support/spool.js';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,7 +127,7 @@ describe('SIGKILL mid-load', () => {
     for (const k of extra) expect(ackedLoadIds.has(byKey.get(k)!)).toBe(true); // a resent message, not a stray
 
     // Everything delivered ⇒ the spool is released (after the restart's recovery and stalled-job takeover).
-    await waitFor('spool drained', async () => (await readdir(join(backends.dir.path, 'spool', 'messages'))).length === 0, 60_000, 500);
+    await waitFor('spool drained', async () => (await spooledFiles(join(backends.dir.path, 'spool'))).length === 0, 60_000, 500);
     console.log(`crash test: ${TOTAL} messages accepted in ${((loadDone - started) / 1000).toFixed(1)} s (kill + restart included), all delivered ${((delivered - started) / 1000).toFixed(1)} s after start; ${extra.length} resent duplicates from the kill`);
   }, 240_000);
 });

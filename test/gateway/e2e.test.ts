@@ -3,9 +3,9 @@
  * moto. What a downstream consumer sees must be what SES would have written.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spooledFiles, spoolFileHolding } from '../support/spool.js';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildReceivedNotification, serializeNotification, SNS_SUBJECT, type ReceivedNotification } from '../../shared/notification/index.js';
@@ -76,7 +76,8 @@ afterAll(async () => {
   await backends?.stop();
 });
 
-const spoolFile = (messageId: string) => join(backends.dir.path, 'spool', 'messages', `${messageId}.msg`);
+/** Whether some spool file still holds the message (a batch file is named by its spare's id, not by a message). */
+const stillSpooled = async (messageId: string) => (await spoolFileHolding(join(backends.dir.path, 'spool'), messageId)) !== undefined;
 
 function expectedHeaderBlock(messageId: string, recipients: string[], receivedAt: Date, scan: boolean, mailFrom = 'sender@origin.example'): Buffer {
   return Buffer.from(
@@ -148,7 +149,7 @@ describe('accepted mail lands as SES would write it', () => {
     expect(n.mail.commonHeaders.subject).toBe('Invoice 42');
 
     // Both rules done ⇒ the spool file is released.
-    await waitFor('spool release', async () => !existsSync(spoolFile(id)));
+    await waitFor('spool release', async () => !(await stillSpooled(id)));
   });
 
   it('a 12 MB message goes up multipart, encrypted, byte-exact', async () => {
@@ -223,7 +224,7 @@ describe('size limit', () => {
       c.close();
       const spool = join(backends.dir.path, 'spool-small');
       expect(await readdir(join(spool, 'incoming'))).toEqual([]);
-      expect(await readdir(join(spool, 'messages'))).toHaveLength(1);
+      expect(await spooledFiles(spool)).toHaveLength(1);
     } finally {
       await small.stop();
     }

@@ -3,10 +3,9 @@
  * for good — with the operator's `mailroom queue` / `mailroom queue retry` for what never recovers by itself.
  */
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
@@ -19,6 +18,7 @@ import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { SpoolRecovery } from '../../gateway/spool/recovery.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
+import { spooledFiles, spoolFileHolding } from '../support/spool.js';
 import { mailroomCli, writeConfig } from './child.js';
 import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
@@ -74,14 +74,14 @@ describe('Redis outage', () => {
       for (const s of before) expect(s.messageId).not.toBe('');
 
       await redis.stop();
-      const spooled = await readdir(join(dir.path, 'redis', 'messages'));
+      const spooled = await spooledFiles(join(dir.path, 'redis'));
       const refused = await sendRaw(smtp.port, to, msg('during')).then(
         () => 'accepted',
         (err: { responseCode?: number; response?: string }) => err.response ?? String(err),
       );
       expect(refused).toMatch(/^451 4\.3\.0 /);
       // The refused message left nothing in the spool.
-      await waitFor('refused message dropped', async () => (await readdir(join(dir.path, 'redis', 'messages'))).length === spooled.length);
+      await waitFor('refused message dropped', async () => (await spooledFiles(join(dir.path, 'redis'))).length === spooled.length);
 
       await redis.restart();
       const after = await waitFor('mail accepted again', () => sendRaw(smtp.port, to, msg('after')).catch(() => undefined), 20_000, 250);
@@ -95,7 +95,7 @@ describe('Redis outage', () => {
         return ids.every((k) => keys.includes(k));
       }, 30_000, 250);
       expect((await listKeys(aws, 'redis-outage')).length).toBe(4);
-      await waitFor('spool released', async () => (await readdir(join(dir.path, 'redis', 'messages'))).length === 0, 15_000);
+      await waitFor('spool released', async () => (await spooledFiles(join(dir.path, 'redis'))).length === 0, 15_000);
     } finally {
       await workers?.stop();
       await smtp.stop();
@@ -217,7 +217,8 @@ describe('S3 refusing', () => {
         return c.deliveries && c.deliveries.failed === 1 ? c : undefined;
       }, 20_000, 500);
       expect(counts.deliveries!.completed).toBe(2);
-      expect(existsSync(join(dir.path, 's3', 'messages', `${stuck.messageId}.msg`))).toBe(true);
+      const stuckFile = await spoolFileHolding(join(dir.path, 's3'), stuck.messageId);
+      expect(stuckFile && existsSync(stuckFile)).toBe(true);
       const human = await cli([]);
       expect(human.code).toBe(0);
       expect(human.stdout).toMatch(/failed 1/);
@@ -231,7 +232,7 @@ describe('S3 refusing', () => {
       expect(retried.code, retried.stderr).toBe(0);
       expect(retried.stdout).toMatch(/retried 1 failed job/);
       await waitFor('stuck message delivered', async () => (await listKeys(aws, 's3-outage')).includes(`in/${stuck.messageId}`), 20_000, 250);
-      await waitFor('spool released', async () => !existsSync(join(dir.path, 's3', 'messages', `${stuck.messageId}.msg`)), 10_000);
+      await waitFor('spool released', async () => !existsSync(stuckFile!), 10_000);
       expect((await listKeys(aws, 's3-outage')).length).toBe(3);
     } finally {
       await gw.stop();
@@ -247,7 +248,7 @@ describe('S3 refusing', () => {
       // Ending together, so all but the first share a spool file (and so a delivery job).
       const sent = await sendTogether(gw.port, to, Array.from({ length: 12 }, (_, i) => msg(`batch-${i}`)));
       const spool = new Spool(join(dir.path, 'batch'));
-      const files = await Promise.all((await spool.list()).map((id) => spool.openFile(id)));
+      const files = await Promise.all((await spooledFiles(spool.dir)).map((name) => spool.openFile(spool.fileIdOf(name))));
       const batch = files.find((f) => f.entries.length > 1)!;
       expect(batch, 'a spool file holding several messages').toBeDefined();
       const [victim, ...others] = batch.entries.map((e) => e.record.envelope.messageId);
@@ -268,7 +269,7 @@ describe('S3 refusing', () => {
       for (const id of others) expect(proxy.puts.get(keyPath(id)), id).toBe(1);
       const keys = await listKeys(aws, 's3-outage', 'in/');
       for (const s of sent) expect(keys).toContain(`in/${s.messageId}`);
-      await waitFor('spool released', async () => (await spool.list()).length === 0, 10_000, 200);
+      await waitFor('spool released', async () => (await spooledFiles(spool.dir)).length === 0, 10_000, 200);
     } finally {
       await gw.stop();
     }
@@ -293,8 +294,8 @@ describe.skipIf(!canChattr)('a spool file that cannot be deleted', () => {
     const cli = (args: string[]) => mailroomCli(['queue', ...args, '--config', configFile], { REDIS_URL: redis.url });
     try {
       const sent = await sendRaw(front.port, to, msg('undeletable'));
-      const file = join(messagesDir, `${sent.messageId}.msg`);
-      expect(existsSync(file)).toBe(true);
+      const file = (await spoolFileHolding(join(dir.path, 'release'), sent.messageId))!;
+      expect(file && existsSync(file)).toBe(true);
       await run('chattr', ['+i', messagesDir]);
       workers = await startTestGateway(cfg, { smtp: false, workers: true });
       const failed = await waitFor('failed release', async () => {
@@ -302,7 +303,7 @@ describe.skipIf(!canChattr)('a spool file that cannot be deleted', () => {
         const f = JSON.parse(r.stdout || '[]') as Array<{ kind: string; jobId: string; messageIds: string[]; reason: string }>;
         return f.find((j) => j.kind === 'release');
       }, 20_000, 300);
-      expect(failed.jobId).toBe(sent.messageId);
+      expect(failed.jobId, 'the release job is named by the spool file').toBe(basename(file, '.msg'));
       expect(failed.messageIds).toEqual([sent.messageId]);
       expect(failed.reason).toMatch(/EPERM|not permitted/);
       // Its mail is delivered all the same; only the file stays.
@@ -310,10 +311,12 @@ describe.skipIf(!canChattr)('a spool file that cannot be deleted', () => {
       expect(existsSync(file)).toBe(true);
       const human = await cli([]);
       expect(human.stdout).toMatch(/1 spool file delivered but not deleted \(release failed\)/);
-      expect((await cli(['failed'])).stdout).toContain(`release ${sent.messageId}`);
+      const listed = (await cli(['failed'])).stdout;
+      expect(listed).toContain(`release ${failed.jobId}`);
+      expect(listed).toContain(`messages: ${sent.messageId}`);
 
       await run('chattr', ['-i', messagesDir]);
-      const retried = await cli(['retry', sent.messageId]);
+      const retried = await cli(['retry', failed.jobId]);
       expect(retried.code, retried.stderr).toBe(0);
       expect(retried.stdout).toMatch(/retried 1 failed job/);
       await waitFor('spool file deleted', async () => !existsSync(file), 10_000, 200);

@@ -4,6 +4,7 @@
  * missing), and the JSON log lines about a message carry its id and nothing of its body or header values.
  */
 import { join } from 'node:path';
+import { isMessageId } from '../../shared/ses/message-id.js';
 import { Writable } from 'node:stream';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,8 +169,11 @@ describe('metrics, health and logs', () => {
     expect(lines.some((l) => l.msg === 'delivered' && l.thread === 'delivery')).toBe(deliveryThread);
     const byMsg = (m: string) => lines.filter((l) => l.msg === m);
     expect(new Set(byMsg('accepted').map((l) => l.messageId))).toEqual(ids);
-    // A spool file with one rule has one job, named by the file id (= the message id of a file of one message).
-    expect(byMsg('delivered').map((l) => [l.messageId, l.rule, l.jobId])).toEqual([[ok.messageId, 'ok', ok.messageId]]);
+    // A spool file with one rule has one job, named by the file id, which the accepted line gives (a batch file is
+    // named by its spare's id, not after a message).
+    const fileOf = new Map(byMsg('accepted').map((l) => [l.messageId as string, l.spoolFile as string]));
+    for (const id of ids) expect(isMessageId(fileOf.get(id) ?? '')).toBe(true);
+    expect(byMsg('delivered').map((l) => [l.messageId, l.rule, l.jobId])).toEqual([[ok.messageId, 'ok', fileOf.get(ok.messageId)]]);
     const failures = [...byMsg('delivery failed; will retry'), ...byMsg('delivery failed for good; spool file kept; retry with `mailroom queue retry`')];
     expect(failures).toHaveLength(6);
     // Job lines list the job's undelivered messages (one each here: every message was alone in its spool file).
@@ -177,7 +181,7 @@ describe('metrics, health and logs', () => {
       const [messageId, ...more] = f.messageIds as string[];
       expect(more).toEqual([]);
       expect(ids.has(messageId!)).toBe(true);
-      expect(f.jobId).toBe(messageId);
+      expect(f.jobId).toBe(fileOf.get(messageId!));
     }
     // ... and each attempt's line about the message itself names it.
     const attempts = byMsg('message not delivered in this attempt');

@@ -4,13 +4,13 @@
  * `mailroom queue` shows both nodes. Then one node is killed with SIGKILL mid-load and started again: every
  * message that got a 250 is stored, holding the message that 250 acknowledged.
  */
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Redis } from 'ioredis';
 import { createTransport, type Transporter } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
+import { spooledFiles } from '../support/spool.js';
 import type { Moto } from '../support/moto.js';
 import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
@@ -136,7 +136,7 @@ async function scrape(n: Node, series: string): Promise<number> {
   return line === undefined ? NaN : Number(line.slice(series.length + 1));
 }
 
-const spoolEmpty = async () => (await Promise.all(nodes.map((n) => readdir(join(n.spool, 'messages'))))).every((f) => f.length === 0);
+const spoolEmpty = async () => (await Promise.all(nodes.map((n) => spooledFiles(n.spool)))).every((f) => f.length === 0);
 
 describe('two gateways on one Redis', () => {
   it(`deliver ${FIRST_LOAD} messages spread over both exactly once, each node its own queues under the hash-tag prefix`, async () => {
@@ -205,7 +205,7 @@ describe('two gateways on one Redis', () => {
       restarted = (async () => {
         await killHard(victim.proc!);
         // What the dead node holds: only its own restart can deliver these (no other node can read its spool).
-        leftInSpool = (await readdir(join(victim.spool, 'messages'))).length;
+        leftInSpool = (await spooledFiles(victim.spool)).length;
         // Its clients fail over to node-a meanwhile; the restart resumes node-b's own queue and spool.
         await new Promise((r) => setTimeout(r, 500));
         victim.proc = await startMailroom('gateway', victim.configFile, { ...moto.env }, victim.smtpPort);

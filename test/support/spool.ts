@@ -1,3 +1,5 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Spool, SpooledMessage } from '../../gateway/spool/spool.js';
 
 /** One message of a spool file, read the way a delivery reads it (and checked to be `messageId`). */
@@ -8,4 +10,25 @@ export async function spooledMessage(spool: Spool, fileId: string, at = 0, messa
   } finally {
     await reader.close();
   }
+}
+
+/**
+ * Names of the files in a spool's `messages/` that hold messages. Empty ones are the SMTP front's spares
+ * (gateway/spool/spares.ts): they hold nothing and are not counted.
+ */
+export async function spooledFiles(spoolDir: string): Promise<string[]> {
+  const dir = join(spoolDir, 'messages');
+  const names = await readdir(dir);
+  const sizes = await Promise.all(names.map((n) => stat(join(dir, n)).then((s) => s.size, () => 0)));
+  return names.filter((_, i) => sizes[i]! > 0).sort();
+}
+
+/** The path of the spool file that holds `messageId` (a batch file may be named by its spare's id), or undefined. */
+export async function spoolFileHolding(spoolDir: string, messageId: string): Promise<string | undefined> {
+  for (const name of await spooledFiles(spoolDir)) {
+    const path = join(spoolDir, 'messages', name);
+    const text = await readFile(path, 'latin1').catch(() => '');
+    if (text.includes(`"messageId":"${messageId}"`)) return path;
+  }
+  return undefined;
 }
