@@ -184,7 +184,7 @@ export class Spool {
         const size = await stat(path).then((s) => s.size, () => undefined);
         if (size === 0) await rm(path, { force: true });
       }
-      this.spares?.refill();
+      void this.spares?.refill();
     }
   }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
-import type { SpareFiles } from './spares.js';
+import type { Spare, SpareFiles } from './spares.js';
 
 /**
  * Durable writes of whole small messages, in batch files, one round at a time (group commit).
@@ -66,8 +66,8 @@ interface FileJob {
   bytes: number;
   /** onWritten was called: removing the file after a failure is the caller's decision from then on. */
   handedOut: boolean;
-  /** Written into a spare: its name is durable already. */
-  spare: boolean;
+  /** Written into a spare (open, its name durable already); undefined once it turned out to be gone. */
+  spare: Spare | undefined;
 }
 
 async function writevAll(fd: number, buffers: Buffer[], bytes: number): Promise<void> {
@@ -84,21 +84,28 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** Opens a spare for writing; it must still be there and empty (an emptied-out spare that is not is someone else's file). */
-function openSpare(path: string): number | undefined {
-  let fd: number;
+/**
+ * A spare's descriptor, once checked: it must still have its name (bytes written into a removed file would be lost
+ * with a 250 said for them) and still be empty (one that is not is someone else's file).
+ */
+function checkedSpare(spare: Spare, path: string): number | undefined {
+  let st;
   try {
-    fd = openSync(path, 'r+');
+    st = fstatSync(spare.fd);
   } catch (err) {
-    // Removed behind our back (an operator cleaning up): the round creates the file instead.
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    closeQuietly(spare.fd);
     throw err;
   }
-  if (fstatSync(fd).size !== 0) {
-    closeQuietly(fd);
+  if (st.nlink === 0) {
+    // Removed behind our back (an operator cleaning up): the round creates the file instead.
+    closeQuietly(spare.fd);
+    return undefined;
+  }
+  if (st.size !== 0) {
+    closeQuietly(spare.fd);
     throw new Error(`spare spool file ${path} is not empty: another process writes in this spool (one SMTP front per spool directory)`);
   }
-  return fd;
+  return spare.fd;
 }
 
 export class SpoolWriter {
@@ -154,9 +161,8 @@ export class SpoolWriter {
       const line = encodeRecordLine({ ...p.record, dataLength: p.dataLength, dataCrc32: crc });
       const size = line.length + p.dataLength;
       if (!cur || cur.members.length >= MAX_FILE_ENTRIES || cur.bytes + size > MAX_FILE_BYTES) {
-        const spare = this.spares?.take();
-        const id = spare ?? p.record.envelope.messageId;
-        cur = { file: { id, entries: [] }, members: [], path: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0, handedOut: false, spare: spare !== undefined };
+        const id = p.record.envelope.messageId;
+        cur = { file: { id, entries: [] }, members: [], path: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0, handedOut: false, spare: undefined };
         out.push(cur);
       }
       cur.file.entries.push({ record: p.record, at: cur.bytes, length: size });
@@ -188,7 +194,17 @@ export class SpoolWriter {
       for (const p of pending) p.reject(err as Error);
       return;
     }
-    for (const f of files) this.writing.add(f.file.id);
+    // A spare where one is ready (from here on nothing throws before the round owns it); else the file is created
+    // under its first message's id.
+    for (const f of files) {
+      const spare = this.spares?.take();
+      if (spare) {
+        f.spare = spare;
+        f.file.id = spare.id;
+        f.path = join(this.messagesDir, spoolFileName(spare.id));
+      }
+      this.writing.add(f.file.id);
+    }
     try {
       await this.roundOf(files);
     } finally {
@@ -202,9 +218,9 @@ export class SpoolWriter {
     const created = files.map((f): number | Error => {
       try {
         if (f.spare) {
-          const fd = openSpare(f.path);
+          const fd = checkedSpare(f.spare, f.path);
           if (fd !== undefined) return fd;
-          f.spare = false;
+          f.spare = undefined;
           this.spares?.lost();
         }
         return openSync(f.path, 'wx');

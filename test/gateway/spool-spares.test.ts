@@ -17,6 +17,7 @@ import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import type { SpoolFile, SpoolRecord } from '../../gateway/spool/format.js';
 import { claimSpool, OWNER_FILE, SpoolInUseError } from '../../gateway/spool/owner.js';
 import { SpoolRecovery } from '../../gateway/spool/recovery.js';
+import { SPARE_GROUP } from '../../gateway/spool/spares.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { tempDir } from '../support/files.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -71,7 +72,7 @@ async function spoolWithSpares(before?: (h: Harness) => void | Promise<void>): P
 const names = async (s: Spool) => (await readdir(s.messagesDir)).sort();
 const sizes = async (s: Spool) => Promise.all((await names(s)).map(async (n) => (await stat(join(s.messagesDir, n))).size));
 /** Spares are ready once their group's directory fsync is done: the writer then takes one without creating. */
-const sparesReady = (h: Harness) => waitFor('spares made and synced', async () => ((await names(h.spool)).length >= 32 && h.dirSyncCalls >= 1 ? true : undefined), 5_000, 10);
+const sparesReady = (h: Harness) => waitFor('spares made and synced', async () => ((await names(h.spool)).length >= SPARE_GROUP && h.dirSyncCalls >= 1 ? true : undefined), 5_000, 10);
 
 describe('spare batch files', () => {
   it('a round written into a spare waits for no directory fsync; its file has the spare id and reads back whole', async () => {
@@ -106,8 +107,9 @@ describe('spare batch files', () => {
     let release!: () => void;
     const h = await spoolWithSpares((h) => {
       h.dirSync = { mode: 'hold', released: new Promise<void>((r) => (release = r)) };
+      cleanups.push(async () => release());
     });
-    expect((await names(h.spool)).length, 'the group is created at init').toBe(32);
+    await waitFor('the group created after init', async () => ((await names(h.spool)).length === SPARE_GROUP ? true : undefined), 5_000, 5);
     const rec = record();
     let done = false;
     const received = h.spool.receive(rec, data('early')).then((r) => ((done = true), r));
@@ -149,7 +151,7 @@ describe('spare batch files', () => {
     expect((await h.spool.openFile(id)).entries[0]!.record.envelope.messageId).toBe(rec.envelope.messageId);
 
     // A spare someone wrote into: its messages fail (451), the stranger's bytes stay as they were.
-    await waitFor('spares made again', async () => ((await names(h.spool)).length >= 33 ? true : undefined), 5_000, 10);
+    await waitFor('spares made again', async () => ((await names(h.spool)).length >= SPARE_GROUP + 1 ? true : undefined), 5_000, 10);
     await new Promise((r) => setTimeout(r, 50));
     const spares = (await names(h.spool)).filter((n) => n !== `${id}.msg`);
     for (const n of spares) await writeFile(join(h.spool.messagesDir, n), 'not ours');
@@ -215,10 +217,10 @@ describe('spool recovery with spares', () => {
     const written = await held;
     const writtenId = written.ok ? written.file.id : '';
     expect(`${writtenId}.msg`).toBe(heldName);
-    await waitFor('spares made again', async () => ((await names(h.spool)).length >= 33 ? true : undefined), 5_000, 10);
+    await waitFor('spares made again', async () => ((await names(h.spool)).length >= SPARE_GROUP + 1 ? true : undefined), 5_000, 10);
     await new Promise((r) => setTimeout(r, 50));
 
-    // Now: one file without jobs (its enqueue "crashed"), and 32 empty spares. The pass enqueues the one, ignores the rest.
+    // Now: one file without jobs (its enqueue "crashed"), and a group of empty spares. The pass enqueues the one, ignores the rest.
     const r = await h.spool.receive(record(), data('on a spare'));
     const spareNamed = r.ok ? r.file : ({} as SpoolFile);
     const second = await recovery.run();
@@ -226,7 +228,7 @@ describe('spool recovery with spares', () => {
     expect(await enqueuer.hasJobs(writtenId)).toBe(true);
     expect(await enqueuer.hasJobs(spareNamed.id)).toBe(true);
     expect(existsSync(h.spool.damagedDir), 'no spare set aside as a torn file').toBe(false);
-    expect((await names(h.spool)).length, 'the spares are still in place').toBeGreaterThanOrEqual(32);
+    expect((await names(h.spool)).length, 'the spares are still in place').toBeGreaterThanOrEqual(SPARE_GROUP);
   });
 });
 
