@@ -34,6 +34,7 @@ import { waitForPort } from '../support/process.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { spooledFiles } from '../support/spool.js';
+import { SPARE_GROUP } from '../../gateway/spool/spares.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
@@ -363,12 +364,12 @@ async function startGatewayProc(
 }
 
 /**
- * Spool files holding messages. Empty ones are the SMTP front's spares (gateway/spool/spares.ts, a few dozen at
- * most): only a short listing is stat'ed, so polling for a drained spool costs the measured run next to nothing.
+ * Spool files holding messages. Empty ones are the SMTP front's spares (gateway/spool/spares.ts, at most 112):
+ * only a listing that short is stat'ed, so polling for a drained spool costs the measured run next to nothing.
  */
 async function spooled(gw: Gateway, exact = false): Promise<number> {
   const names = await readdir(join(gw.spoolDir, 'messages'));
-  if (!exact && names.length > 100) return names.length;
+  if (!exact && names.length > 2 * SPARE_GROUP + 16) return names.length;
   return (await spooledFiles(gw.spoolDir)).length;
 }
 
