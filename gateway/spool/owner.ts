@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -10,11 +10,18 @@ import { join } from 'node:path';
  * aside the first one's files while it writes them — mail answered 250 and then lost — so it is refused at start.
  *
  * The claim is a file `accepting` in the spool directory holding host and pid, made with link(2), which fails if the
- * name exists. A claim by a process that no longer runs on this host is stale and taken over (a crash, or this same
- * container restarted: its pid is reused, so a claim by our own pid is stale too). A claim from another host cannot be
- * checked from here and is taken over as well: a spool on shared storage moved to a new host after its node died;
- * should the old host still run, the node registry refuses this start (same node id, another host).
+ * name exists, and touched every HEARTBEAT_MS while held. A claim by a process that no longer runs on this host is
+ * stale and taken over (a crash, or this same container restarted: its pid is reused, so a claim by another run of
+ * our own pid is stale too). A claim from another host (a spool on shared storage, or another container on this
+ * machine) cannot be checked by pid: it is live while it was touched within STALE_AFTER_MS, and taken over after
+ * that — before anything in the spool is touched, where the node registry would only refuse later.
  */
+
+const HEARTBEAT_MS = 10_000;
+const STALE_AFTER_MS = 30_000;
+
+/** Spool directories claimed by this process (a second front in one process is refused too). */
+const held = new Set<string>();
 
 export const OWNER_FILE = 'accepting';
 
@@ -56,6 +63,7 @@ const readQuietly = (path: string) => readFile(path, 'utf8').catch((err: NodeJS.
 
 export async function claimSpool(spoolDir: string): Promise<SpoolClaim> {
   const path = join(spoolDir, OWNER_FILE);
+  if (held.has(path)) throw new SpoolInUseError(`the spool ${spoolDir} is in use by an SMTP front of this same process: give each front its own spool directory`);
   const me: Claim = { host: hostname(), pid: process.pid, since: new Date().toISOString() };
   const text = `${JSON.stringify(me)}\n`;
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
@@ -77,6 +85,14 @@ export async function claimSpool(spoolDir: string): Promise<SpoolClaim> {
           `the spool ${spoolDir} is in use by process ${other.pid} on this host (an SMTP front since ${other.since}): run one \`mailroom smtp\` / \`mailroom gateway\` per spool directory — give this one its own --spool-dir (a \`mailroom worker\` may share it). If no mailroom process runs, delete ${path}`,
         );
       }
+      if (other && other.host !== me.host) {
+        const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => Infinity);
+        if (age < STALE_AFTER_MS) {
+          throw new SpoolInUseError(
+            `the spool ${spoolDir} is in use by an SMTP front on host ${other.host} (pid ${other.pid}, seen ${Math.max(0, Math.round(age / 1000))} s ago): one front per spool directory — if that host is gone, start again after ${STALE_AFTER_MS / 1000} s (or delete ${path})`,
+          );
+        }
+      }
       // Stale: moved aside under a name of our own, so that of two starts taking it over only one succeeds — and
       // put back if what was moved is not the claim we judged (another start replaced it meanwhile).
       const aside = `${path}.${process.pid}.stale`;
@@ -92,8 +108,15 @@ export async function claimSpool(spoolDir: string): Promise<SpoolClaim> {
   } finally {
     await unlink(tmp).catch(() => undefined);
   }
+  held.add(path);
+  const beat = setInterval(() => {
+    const now = new Date();
+    void utimes(path, now, now).catch(() => undefined);
+  }, HEARTBEAT_MS).unref();
   return {
     release: async () => {
+      clearInterval(beat);
+      held.delete(path);
       if ((await readQuietly(path).catch(() => undefined)) === text) await unlink(path).catch(() => undefined);
     },
   };

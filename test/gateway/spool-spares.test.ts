@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -263,6 +263,22 @@ describe('one accepting process per spool', () => {
     expect((await readdir(d.path)).sort()).toEqual([OWNER_FILE]);
     await claim.release();
     expect(existsSync(file)).toBe(false);
+
+    // Another host (or container): live while its claim was touched within 30 s; taken over after that.
+    await writeFile(file, `${JSON.stringify({ host: 'mx-other.example', pid: 4242, since: '2026-11-27T00:00:00.000Z' })}\n`);
+    const fromElsewhere = await claimSpool(d.path).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    expect(fromElsewhere).toBeInstanceOf(SpoolInUseError);
+    expect(fromElsewhere?.message).toMatch(/in use by an SMTP front on host mx-other\.example \(pid 4242, seen \d+ s ago\)/);
+    const old = new Date(Date.now() - 60_000);
+    await utimes(file, old, old);
+    const tookOver = await claimSpool(d.path);
+    expect(JSON.parse(await readFile(file, 'utf8')).host).toBe(hostname());
+    // A second front in this same process is refused as well.
+    await expect(claimSpool(d.path)).rejects.toThrow(/in use by an SMTP front of this same process/);
+    await tookOver.release();
 
     // A claim by our own pid is a previous run of this process (a restarted container reuses its pid): taken over.
     await writeFile(file, `${JSON.stringify({ host: hostname(), pid: process.pid, since: '2026-11-27T00:00:00.000Z' })}\n`);
