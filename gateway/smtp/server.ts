@@ -27,10 +27,9 @@ export interface SmtpFrontDeps {
   spool: Spool;
   enqueuer: Enqueuer;
   /**
-   * Ids of messages being accepted, shared with recovery so it never enqueues a file twice at once (a spool file is
-   * named after its first message, whose accept ends only once the file's jobs are in).
+   * Spool files still being accepted, shared with recovery so it never enqueues a file twice at once: a streamed one
+   * by its message id, a batch file by its own id from the moment its bytes are in it (counted per message).
    */
-  /** Spool files still settling: a streamed one by its message id, a batch file by its own id once it has one. */
   inFlight: InFlightFiles;
   log: Logger;
   /** Counts accepted and refused mail (observability/metrics.ts); absent where nobody scrapes. */

@@ -93,7 +93,10 @@ export interface SpoolEntry {
   length?: number;
 }
 
-/** A file in `messages/`: named after its first message's id, holding one message or a batch of them. */
+/**
+ * A file in `messages/`, holding one message or a batch of them. Its id (its name) is its message's id for a streamed
+ * message; a batch file written into a spare has the spare's own id, one created in its round its first message's.
+ */
 export interface SpoolFile {
   id: string;
   entries: SpoolEntry[];
