@@ -15,6 +15,7 @@ import { DELIVERIES_QUEUE, deliveryJobId, SPOOL_QUEUE } from '../../gateway/queu
 import { SmtpFront } from '../../gateway/smtp/server.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { tempDir } from '../support/files.js';
+import { interceptDirSync, type DirSync } from '../support/spool.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { ACCOUNT, RawSmtp, rawMessage, REGION, runtimeFor, waitFor } from './helpers.js';
 
@@ -30,8 +31,6 @@ afterAll(async () => {
   await dir?.remove();
 });
 
-/** What the fsync of `messages/` does next: go through, wait for a release, or fail. */
-type DirSync = { mode: 'pass' } | { mode: 'hold'; released: Promise<void> } | { mode: 'fail' };
 
 interface Harness {
   port: number;
@@ -72,15 +71,7 @@ async function start(name: string, opts: { enqueueTimeoutMs?: number; twoRules?:
   const spool = new Spool(runtime.settings.spoolDir);
   await spool.init({ clearIncoming: true });
   const h = { dirSync: { mode: 'pass' } as DirSync, dirSyncCalls: 0 } as Harness;
-  // The writer's directory fsync goes through this (GroupSync calls the method at each sync).
-  const realSync = (spool as unknown as { syncMessagesDir(): Promise<void> }).syncMessagesDir.bind(spool);
-  (spool as unknown as { syncMessagesDir(): Promise<void> }).syncMessagesDir = async () => {
-    h.dirSyncCalls++;
-    const now = h.dirSync;
-    if (now.mode === 'hold') await now.released;
-    if (now.mode === 'fail') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
-    return realSync();
-  };
+  interceptDirSync(spool, h);
   const enqueuer = new Enqueuer(
     { redis: runtime.settings.redis, prefix: name, timeoutMs: enqueueTimeoutMs, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } },
     log,

@@ -21,7 +21,7 @@ import { SPARE_GROUP } from '../../gateway/spool/spares.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { tempDir } from '../support/files.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
-import { spooledFiles, spooledMessage } from '../support/spool.js';
+import { interceptDirSync, spooledFiles, spooledMessage, type DirSync } from '../support/spool.js';
 import { freePort } from '../support/ports.js';
 import { killHard, mailroomCli, startMailroom, writeConfig } from './child.js';
 import { ACCOUNT, rawMessage, REGION, sendRaw, waitFor } from './helpers.js';
@@ -36,7 +36,6 @@ function record(): SpoolRecord {
 
 const data = (text: string) => Object.assign(Readable.from([Buffer.from(`Subject: ${text}\r\n\r\n${text}\r\n`)]), { sizeExceeded: false });
 
-type DirSync = { mode: 'pass' } | { mode: 'hold'; released: Promise<void> } | { mode: 'fail' };
 
 interface Harness {
   spool: Spool;
@@ -56,14 +55,7 @@ async function spoolWithSpares(before?: (h: Harness) => void | Promise<void>): P
   const spool = new Spool(d.path, { spareFiles: true });
   cleanups.push(() => spool.close());
   const h: Harness = { spool, dirSync: { mode: 'pass' }, dirSyncCalls: 0 };
-  const real = (spool as unknown as { syncMessagesDir(): Promise<void> }).syncMessagesDir.bind(spool);
-  (spool as unknown as { syncMessagesDir(): Promise<void> }).syncMessagesDir = async () => {
-    h.dirSyncCalls++;
-    const now = h.dirSync;
-    if (now.mode === 'hold') await now.released;
-    if (now.mode === 'fail') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
-    return real();
-  };
+  interceptDirSync(spool, h);
   await before?.(h);
   await spool.init({ clearIncoming: true });
   return h;

@@ -32,3 +32,22 @@ export async function spoolFileHolding(spoolDir: string, messageId: string): Pro
   }
   return undefined;
 }
+
+/** What the fsync of a spool's `messages/` does next: go through, wait for a release, or fail. */
+export type DirSync = { mode: 'pass' } | { mode: 'hold'; released: Promise<void> } | { mode: 'fail' };
+
+/**
+ * Routes a spool's fsyncs of `messages/` (GroupSync calls the method at each sync) through `state`: counted, and
+ * held or failed on purpose — a disk that fails on demand cannot run here.
+ */
+export function interceptDirSync(spool: Spool, state: { dirSync: DirSync; dirSyncCalls: number }): void {
+  const target = spool as unknown as { syncMessagesDir(): Promise<void> };
+  const real = target.syncMessagesDir.bind(spool);
+  target.syncMessagesDir = async () => {
+    state.dirSyncCalls++;
+    const now = state.dirSync;
+    if (now.mode === 'hold') await now.released;
+    if (now.mode === 'fail') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+    return real();
+  };
+}
