@@ -48,7 +48,7 @@ const REDIS_STARTUP_TIMEOUT_MS = 10_000;
 export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
   const { settings, config } = runtime;
   // One accepting process per spool: only it may drop partial and empty files and write spares (spool/owner.ts).
-  const claim = parts.smtp ? await claimSpool(settings.spoolDir) : undefined;
+  const claim = parts.smtp ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
   const spool = new Spool(settings.spoolDir, { spareFiles: parts.smtp });
   try {
     await spool.init({ clearIncoming: parts.smtp });

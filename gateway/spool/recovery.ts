@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { coalesced } from '../coalesce.js';
 import type { Logger } from '../log.js';
 import type { Enqueuer } from '../queue/enqueue.js';
@@ -68,6 +69,8 @@ export class SpoolRecovery {
       } catch (err) {
         if (err instanceof SpoolMissingError) continue;
         if (err instanceof SpoolFormatError) {
+          // An empty file holds no message (a spare left by a crash, removed at the next start): nothing to set aside.
+          if (await stat(this.spool.path(id)).then((s) => s.size === 0, () => true)) continue;
           await this.setAside(id, err);
           continue;
         }

@@ -1,4 +1,4 @@
-import { closeSync, open } from 'node:fs';
+import { closeSync, fstatSync, open } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newMessageId } from '../../shared/ses/message-id.js';
@@ -29,6 +29,15 @@ export interface Spare {
   fd: number;
 }
 
+/** `low`: a group is made when fewer are ready; `group`: spares made at a time; `inFlight`: creates at once. */
+export interface SpareOptions {
+  low: number;
+  group: number;
+  inFlight: number;
+  /** After a failed create or directory fsync, no spares are made for this long. */
+  retryMs: number;
+}
+
 /** Spares made at a time (one directory fsync each). */
 export const SPARE_GROUP = 64;
 
@@ -48,7 +57,7 @@ export class SpareFiles {
     private readonly messagesDir: string,
     /** fsync of `messages/` (the spool's group commit, shared with its renames and unlinks). */
     private readonly syncMessagesDir: () => Promise<void>,
-    private readonly opts: { low: number; group: number; inFlight: number; retryMs: number } = { low: 48, group: SPARE_GROUP, inFlight: 2, retryMs: 1_000 },
+    private readonly opts: SpareOptions = { low: 48, group: SPARE_GROUP, inFlight: 2, retryMs: 1_000 },
   ) {}
 
   /** True for a spare this process made and has not handed out (recovery leaves those alone). */
@@ -138,16 +147,23 @@ export class SpareFiles {
     while (this.making) await new Promise((r) => setTimeout(r, 5));
   }
 
+  /**
+   * Closes and removes spares; they stay "ours" (kept off by recovery) until their files are gone. One that is no
+   * longer empty was written by someone else: left in place (recovery sets it aside if it holds no known message).
+   */
   private async discard(spares: Spare[]): Promise<void> {
-    for (const s of spares) {
-      this.unused.delete(s.id);
+    const empty = spares.map((s) => {
+      let size = 0;
       try {
+        size = fstatSync(s.fd).size;
         closeSync(s.fd);
       } catch {
-        // Already closed: nothing held.
+        // Each spare's descriptor is closed once, here or by the round that took it; nothing else to do.
       }
-    }
-    await Promise.all(spares.map((s) => rm(join(this.messagesDir, spoolFileName(s.id)), { force: true }).catch(() => undefined)));
+      return size === 0;
+    });
+    await Promise.all(spares.map((s, i) => (empty[i] ? rm(join(this.messagesDir, spoolFileName(s.id)), { force: true }).catch(() => undefined) : undefined)));
+    for (const s of spares) this.unused.delete(s.id);
   }
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { isMessageId } from '../../shared/ses/message-id.js';
-import { SpareFiles } from './spares.js';
+import { SpareFiles, type SpareOptions } from './spares.js';
 import { SpoolWriter } from './writer.js';
 import { encodeRecordLine, parseRecordLine, spoolFileId, spoolFileName, SpoolFormatError, type SpoolEntry, type SpoolFile, type SpoolRecord } from './format.js';
 
@@ -127,11 +127,11 @@ export class Spool {
    * `spareFiles`: keep empty batch files ready in `messages/` (spares.ts), for the spool's one accepting process;
    * made from `init` on, removed by `close`.
    */
-  constructor(readonly dir: string, opts: { spareFiles?: boolean } = {}) {
+  constructor(readonly dir: string, opts: { spareFiles?: boolean | SpareOptions } = {}) {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
     this.messagesDirSync = new GroupSync(() => this.syncMessagesDir());
-    if (opts.spareFiles) this.spares = new SpareFiles(this.messagesDir, () => this.messagesDirSync.sync());
+    if (opts.spareFiles) this.spares = new SpareFiles(this.messagesDir, () => this.messagesDirSync.sync(), opts.spareFiles === true ? undefined : opts.spareFiles);
     this.writer = new SpoolWriter(this.messagesDir, () => this.messagesDirSync.sync(), this.spares);
   }
 

@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, fstatSync, openSync, writev, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync, statSync, writev, writevSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -84,28 +84,26 @@ function closeQuietly(fd: number): void {
   }
 }
 
+/** True while `fd` is the file named `path` (not removed, not renamed away, not replaced). */
+function stillNamed(fd: number, path: string): boolean {
+  const open = fstatSync(fd);
+  const named = statSync(path, { throwIfNoEntry: false });
+  return open.nlink > 0 && !!named && named.ino === open.ino && named.dev === open.dev;
+}
+
 /**
- * A spare's descriptor, once checked: it must still have its name (bytes written into a removed file would be lost
- * with a 250 said for them) and still be empty (one that is not is someone else's file).
+ * A spare's descriptor, if it can be used: still named in `messages/` (bytes written into a removed or moved file
+ * would be lost with a 250 said for them) and still empty (one that is not was written by someone else: left alone).
+ * Otherwise it is closed and the round creates a file instead.
  */
-function checkedSpare(spare: Spare, path: string): number | undefined {
-  let st;
+function usableSpare(spare: Spare, path: string): number | undefined {
   try {
-    st = fstatSync(spare.fd);
-  } catch (err) {
-    closeQuietly(spare.fd);
-    throw err;
+    if (stillNamed(spare.fd, path) && fstatSync(spare.fd).size === 0) return spare.fd;
+  } catch {
+    // A descriptor that cannot even be stat'ed is no place for mail.
   }
-  if (st.nlink === 0) {
-    // Removed behind our back (an operator cleaning up): the round creates the file instead.
-    closeQuietly(spare.fd);
-    return undefined;
-  }
-  if (st.size !== 0) {
-    closeQuietly(spare.fd);
-    throw new Error(`spare spool file ${path} is not empty: another process writes in this spool (one SMTP front per spool directory)`);
-  }
-  return spare.fd;
+  closeQuietly(spare.fd);
+  return undefined;
 }
 
 export class SpoolWriter {
@@ -218,10 +216,16 @@ export class SpoolWriter {
     const created = files.map((f): number | Error => {
       try {
         if (f.spare) {
-          const fd = checkedSpare(f.spare, f.path);
+          const fd = usableSpare(f.spare, f.path);
           if (fd !== undefined) return fd;
+          // Removed or written behind our back: the other spares are suspect too. The file is created under its
+          // first message's id instead (the spare's name is left to whoever took it).
           f.spare = undefined;
           this.spares?.lost();
+          this.writing.delete(f.file.id);
+          f.file.id = f.members[0]!.record.envelope.messageId;
+          f.path = join(this.messagesDir, spoolFileName(f.file.id));
+          this.writing.add(f.file.id);
         }
         return openSync(f.path, 'wx');
       } catch (err) {
@@ -243,6 +247,13 @@ export class SpoolWriter {
           const flushed = fdatasyncAsync(fd);
           this.handOut(f);
           await flushed;
+          // A spare's name was made durable before the round; it must still be this file's, or the 250 would
+          // name bytes nobody can find. (A created file's name is made durable by the round's directory fsync.)
+          if (f.spare && !stillNamed(fd, f.path)) {
+            closeQuietly(fd);
+            // Whatever has the name now is not ours to remove.
+            return new Error(`spool file ${f.path} was removed or moved while it was being written`);
+          }
           closeQuietly(fd);
           return undefined;
         } catch (err) {

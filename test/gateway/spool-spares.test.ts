@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,9 +15,9 @@ import { newMessageId } from '../../shared/ses/message-id.js';
 import { silentLogger } from '../../gateway/log.js';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import type { SpoolFile, SpoolRecord } from '../../gateway/spool/format.js';
-import { claimSpool, OWNER_FILE, SpoolInUseError } from '../../gateway/spool/owner.js';
+import { claimOf, claimSpool, OWNER_FILE, SpoolInUseError } from '../../gateway/spool/owner.js';
 import { SpoolRecovery } from '../../gateway/spool/recovery.js';
-import { SPARE_GROUP } from '../../gateway/spool/spares.js';
+import { SPARE_GROUP, type SpareOptions } from '../../gateway/spool/spares.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { tempDir } from '../support/files.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -49,10 +49,10 @@ afterEach(async () => {
 });
 
 /** A spool with spares whose `messages/` fsyncs are counted (and can be held or failed); `before` runs ahead of init. */
-async function spoolWithSpares(before?: (h: Harness) => void | Promise<void>): Promise<Harness> {
+async function spoolWithSpares(before?: (h: Harness) => void | Promise<void>, spareFiles: true | SpareOptions = true): Promise<Harness> {
   const d = await tempDir('mailroom-spares-');
   cleanups.push(d.remove);
-  const spool = new Spool(d.path, { spareFiles: true });
+  const spool = new Spool(d.path, { spareFiles });
   cleanups.push(() => spool.close());
   const h: Harness = { spool, dirSync: { mode: 'pass' }, dirSyncCalls: 0 };
   interceptDirSync(spool, h);
@@ -116,7 +116,7 @@ describe('spare batch files', () => {
     expect(h.dirSyncCalls, "the group's fsync, then the round's").toBeGreaterThanOrEqual(2);
   });
 
-  it('a failed directory fsync fails only the files created in the round, not those written into spares', async () => {
+  it('a round written only into spares asks for no directory fsync, so a failing one does not fail it', async () => {
     const h = await spoolWithSpares();
     await sparesReady(h);
     await new Promise((r) => setTimeout(r, 50));
@@ -127,7 +127,26 @@ describe('spare batch files', () => {
     expect(await h.spool.countSpooled()).toBe(1);
   });
 
-  it('falls back to creating the file when its spare was removed behind its back, and refuses a spare that is not empty', async () => {
+  it('a round of a spare file and a created one: a failed directory fsync fails only the created file', async () => {
+    // Two spares, and no new ones for a minute once their making fails.
+    const h = await spoolWithSpares(undefined, { low: 2, group: 2, inFlight: 1, retryMs: 60_000 });
+    await waitFor('two spares ready', async () => ((await names(h.spool)).length === 2 && h.dirSyncCalls >= 1 ? true : undefined), 5_000, 5);
+    await new Promise((r) => setTimeout(r, 50));
+    h.dirSync = { mode: 'fail' };
+    // The first message's round takes one spare; the next 129 end while it is on disk and make one round of two
+    // files (128 entries at most per file): the last spare, and a file created in the round.
+    const recs = Array.from({ length: 130 }, () => record());
+    const results = await Promise.all(recs.map((r, i) => h.spool.receive(r, data(`m${i}`)).then((x) => ({ ok: true as const, file: x.ok ? x.file.id : '' }), (err: Error) => ({ ok: false as const, err }))));
+    const failed = results.filter((r) => !r.ok);
+    expect(failed, 'only the message in the created file').toHaveLength(1);
+    expect(String((failed[0] as { err: Error }).err.message)).toMatch(/fsync of the messages directory failed/);
+    const files = new Set(results.filter((r) => r.ok).map((r) => (r as { file: string }).file));
+    expect(files.size, 'the two spares').toBe(2);
+    expect((await h.spool.list()).sort()).toEqual([...files].sort());
+    expect(existsSync(h.spool.path(recs[results.findIndex((r) => !r.ok)]!.envelope.messageId)), 'the created file is removed').toBe(false);
+  });
+
+  it('falls back to creating the file when its spare was removed behind its back or written by someone else', async () => {
     const h = await spoolWithSpares();
     await sparesReady(h);
     await new Promise((r) => setTimeout(r, 50));
@@ -142,12 +161,14 @@ describe('spare batch files', () => {
     const id = r.ok ? r.file.id : '';
     expect((await h.spool.openFile(id)).entries[0]!.record.envelope.messageId).toBe(rec.envelope.messageId);
 
-    // A spare someone wrote into: its messages fail (451), the stranger's bytes stay as they were.
+    // A spare someone wrote into is left alone: the message goes into a file of its own, the stranger's bytes stay.
     await waitFor('spares made again', async () => ((await names(h.spool)).length >= SPARE_GROUP + 1 ? true : undefined), 5_000, 10);
     await new Promise((r) => setTimeout(r, 50));
     const spares = (await names(h.spool)).filter((n) => n !== `${id}.msg`);
     for (const n of spares) await writeFile(join(h.spool.messagesDir, n), 'not ours');
-    await expect(h.spool.receive(record(), data('refused'))).rejects.toThrow(/not empty: another process writes in this spool/);
+    const own = record();
+    const r2 = await h.spool.receive(own, data('own file'));
+    expect(r2.ok && r2.file.id).toBe(own.envelope.messageId);
     for (const n of spares) expect(await readFile(join(h.spool.messagesDir, n), 'utf8')).toBe('not ours');
   });
 
@@ -236,7 +257,7 @@ describe('one accepting process per spool', () => {
     cleanups.push(d.remove);
     const file = join(d.path, OWNER_FILE);
     // Held by a running process on this host (the test runner's parent):
-    await writeFile(file, `${JSON.stringify({ host: hostname(), pid: process.ppid, since: '2026-11-27T00:00:00.000Z' })}\n`);
+    await writeFile(file, `${JSON.stringify({ ...claimOf(process.ppid), since: '2026-11-27T00:00:00.000Z' })}\n`);
     const refused = await claimSpool(d.path).then(
       () => undefined,
       (err: Error) => err,
@@ -247,8 +268,14 @@ describe('one accepting process per spool', () => {
     expect(refused?.message).toContain(`delete ${file}`);
     expect(JSON.parse(await readFile(file, 'utf8')).pid, 'the holder keeps its claim').toBe(process.ppid);
 
-    // A crashed holder: taken over.
-    await writeFile(file, `${JSON.stringify({ host: hostname(), pid: await exitedPid(), since: '2026-11-27T00:00:00.000Z' })}\n`);
+    // A crashed holder: taken over at once. And a holder whose pid now belongs to another process (a different
+    // start time): taken over too.
+    const gone = claimOf(await exitedPid());
+    expect(gone.startTicks).toBe(0);
+    await writeFile(file, `${JSON.stringify({ ...gone, startTicks: 12345 })}\n`);
+    const reused = await claimSpool(d.path);
+    await reused.release();
+    await writeFile(file, `${JSON.stringify({ ...claimOf(process.ppid), startTicks: claimOf(process.ppid).startTicks! + 1 })}\n`);
     const claim = await claimSpool(d.path);
     expect(JSON.parse(await readFile(file, 'utf8')).pid).toBe(process.pid);
     // Garbage and leftovers of the takeover do not stay around.
@@ -263,17 +290,23 @@ describe('one accepting process per spool', () => {
       (err: Error) => err,
     );
     expect(fromElsewhere).toBeInstanceOf(SpoolInUseError);
-    expect(fromElsewhere?.message).toMatch(/in use by an SMTP front on host mx-other\.example \(pid 4242, seen \d+ s ago\)/);
+    expect(fromElsewhere?.message).toMatch(/in use by an SMTP front on host mx-other\.example \(pid 4242\), seen \d+ s ago/);
+    // Another pid namespace on this host (a container): the same rule, since its pid means nothing here.
+    await writeFile(file, `${JSON.stringify({ ...claimOf(process.ppid), pidNs: 'pid:[1]' })}\n`);
+    await expect(claimSpool(d.path)).rejects.toThrow(/in another container or pid namespace on this host/);
     const old = new Date(Date.now() - 60_000);
     await utimes(file, old, old);
     const tookOver = await claimSpool(d.path);
     expect(JSON.parse(await readFile(file, 'utf8')).host).toBe(hostname());
-    // A second front in this same process is refused as well.
+    // A second front in this same process is refused as well, however the path is spelled.
     await expect(claimSpool(d.path)).rejects.toThrow(/in use by an SMTP front of this same process/);
+    await symlink(d.path, `${d.path}-link`);
+    cleanups.push(() => rm(`${d.path}-link`, { force: true }));
+    await expect(claimSpool(`${d.path}-link`)).rejects.toThrow(/in use by an SMTP front of this same process/);
     await tookOver.release();
 
-    // A claim by our own pid is a previous run of this process (a restarted container reuses its pid): taken over.
-    await writeFile(file, `${JSON.stringify({ host: hostname(), pid: process.pid, since: '2026-11-27T00:00:00.000Z' })}\n`);
+    // A claim by our own pid but another start time is a previous run that had this pid: taken over.
+    await writeFile(file, `${JSON.stringify({ ...claimOf(process.pid), startTicks: 1 })}\n`);
     const again = await claimSpool(d.path);
     // Someone else's claim is never released by us.
     await writeFile(file, `${JSON.stringify({ host: hostname(), pid: process.ppid, since: 'x' })}\n`);
