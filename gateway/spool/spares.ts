@@ -128,8 +128,8 @@ export class SpareFiles {
   }
 
   /**
-   * A spare was found removed (behind our back, most likely with the others): the ready ones are given up —
-   * removed, should some still be there — and a new group is made.
+   * A spare was found removed, moved or written by someone else (most likely the others were too): the ready ones
+   * are given up — removed if still empty — and a new group is made.
    */
   lost(): void {
     const gone = this.ready;
