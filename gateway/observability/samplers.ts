@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import { Queue } from 'bullmq';
 import { DELIVERIES_QUEUE, SPOOL_QUEUE } from '../queue/jobs.js';
 import { bullConnection, type RedisTarget } from '../queue/redis.js';
@@ -60,16 +59,12 @@ export class SpoolSampler {
   }
 
   private async scan(metrics: GatewayMetrics): Promise<void> {
-    const ids = await this.spool.list();
     let bytes = 0;
     let files = 0;
-    for (let i = 0; i < ids.length; i += 8) {
-      // A file released between list and stat counts 0; an empty one (a spare, spool/spares.ts) is no spooled file.
-      const sizes = await Promise.all(ids.slice(i, i + 8).map((id) => stat(this.spool.path(id)).then((s) => s.size, () => 0)));
-      for (const s of sizes) {
-        bytes += s;
-        if (s > 0) files++;
-      }
+    // A file released between list and stat counts 0; an empty one (a spare, spool/spares.ts) is no spooled file.
+    for (const { size } of await this.spool.sizes()) {
+      bytes += size;
+      if (size > 0) files++;
     }
     metrics.spoolFiles.set({}, files);
     metrics.spoolBytes.set({}, bytes);
