@@ -5,6 +5,7 @@ import { ReadinessCheck } from './observability/health.js';
 import { OpsHttpServer } from './observability/http.js';
 import { GatewayMetrics } from './observability/metrics.js';
 import { QueueDepthSampler, SpoolSampler } from './observability/samplers.js';
+import { spoolEventsFor } from './observability/spool-events.js';
 import { Enqueuer } from './queue/enqueue.js';
 import { assertRedisUsable, unreachableMessage } from './queue/redis-preflight.js';
 import type { GatewayRuntime } from './settings.js';
@@ -12,7 +13,7 @@ import { SmtpFront } from './smtp/server.js';
 import { InFlight } from './spool/in-flight.js';
 import { claimSpool } from './spool/owner.js';
 import { SpoolRecovery } from './spool/recovery.js';
-import { Spool } from './spool/spool.js';
+import { Spool, type SpoolEvents } from './spool/spool.js';
 import { DeliveryThread } from './worker/thread.js';
 import { DeliveryWorkers } from './worker/worker.js';
 
@@ -49,7 +50,9 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   const { settings, config } = runtime;
   // One accepting process per spool: only it may drop partial and empty files and write spares (spool/owner.ts).
   const claim = parts.smtp ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
-  const spool = new Spool(settings.spoolDir, { spareFiles: parts.smtp });
+  // Filled in once the node's logger and metrics exist (the node id is read from the spool).
+  const spoolEvents: SpoolEvents = {};
+  const spool = new Spool(settings.spoolDir, { spareFiles: parts.smtp, events: spoolEvents });
   try {
     await spool.init({ clearIncoming: parts.smtp });
   } catch (err) {
@@ -64,6 +67,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   const queuePrefix = nodePrefix(settings.redis.prefix, nodeId);
   const log = childLogger(baseLog, { node: nodeId });
   const metrics = new GatewayMetrics(nodeId);
+  Object.assign(spoolEvents, spoolEventsFor(log, metrics));
   let draining = false;
   const running: RunningGateway = { spool, nodeId, queuePrefix, metrics, stop: async () => undefined };
   let enqueuer: Enqueuer | undefined;

@@ -70,12 +70,16 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly queueJobs = this.registry.add(new Gauge('mailroom_queue_jobs', 'This node\'s jobs by queue and state (sampled from Redis at scrape).', ['queue', 'state'] as const));
   readonly spoolFiles = this.registry.add(new Gauge('mailroom_spool_files', 'Spool files (one message, or a batch of small ones that arrived together) awaiting delivery (sampled at scrape).', []));
   readonly spoolBytes = this.registry.add(new Gauge('mailroom_spool_bytes', 'Bytes of spooled messages on disk (sampled at scrape).', []));
+  readonly spoolBatchFiles = this.registry.add(
+    new Counter('mailroom_spool_batch_files_total', 'Batch files written by spool rounds: into a spare (one disk flush) or created in the round (two; spares ran out or could not be made).', ['file'] as const),
+  );
   readonly nodeInfo = this.registry.add(new Gauge('mailroom_node_info', 'Always 1; names this gateway\'s node id.', ['node_id'] as const));
 
   constructor(nodeId: string) {
     this.nodeInfo.set({ node_id: nodeId }, 1);
     this.acceptedTotal.init();
     for (const result of ['delivered', 'retry', 'failed']) this.deliveriesTotal.init({ result });
+    for (const file of ['spare', 'created']) this.spoolBatchFiles.init({ file });
   }
 
   accepted(bytes: number): void {

@@ -38,6 +38,16 @@ export interface SpareOptions {
   retryMs: number;
 }
 
+/**
+ * What an operator needs to hear about spares (the gateway logs these and counts batch files by kind): making them
+ * failed — none are made for `retryMs`, and rounds create their own files meanwhile (a second disk flush each) — or
+ * one was found removed, moved or written by someone else.
+ */
+export interface SpareEvents {
+  failed?(during: 'create' | 'directory fsync', err: Error): void;
+  lost?(): void;
+}
+
 /** Spares made at a time (one directory fsync each). */
 export const SPARE_GROUP = 64;
 
@@ -58,6 +68,7 @@ export class SpareFiles {
     /** fsync of `messages/` (the spool's group commit, shared with its renames and unlinks). */
     private readonly syncMessagesDir: () => Promise<void>,
     private readonly opts: SpareOptions = { low: 48, group: SPARE_GROUP, inFlight: 2, retryMs: 1_000 },
+    private readonly events: SpareEvents = {},
   ) {}
 
   /** True for a spare this process made and has not handed out (recovery leaves those alone). */
@@ -101,9 +112,10 @@ export class SpareFiles {
           pending++;
           try {
             made.push({ id, fd: await openAsync(join(this.messagesDir, spoolFileName(id)), 'wx') });
-          } catch {
+          } catch (err) {
             this.unused.delete(id);
             this.retryAt = Date.now() + this.opts.retryMs;
+            if (!failed) this.events.failed?.('create', err as Error);
             failed = true;
           } finally {
             pending--;
@@ -115,8 +127,9 @@ export class SpareFiles {
       if (made.length === 0) return;
       try {
         await this.syncMessagesDir();
-      } catch {
+      } catch (err) {
         this.retryAt = Date.now() + this.opts.retryMs;
+        this.events.failed?.('directory fsync', err as Error);
         await this.discard(made);
         return;
       }
@@ -132,6 +145,7 @@ export class SpareFiles {
    * are given up — removed if still empty — and a new group is made.
    */
   lost(): void {
+    this.events.lost?.();
     const gone = this.ready;
     this.ready = [];
     void this.discard(gone).then(() => this.refillSoon());

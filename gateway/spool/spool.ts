@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { isMessageId } from '../../shared/ses/message-id.js';
-import { SpareFiles, type SpareOptions } from './spares.js';
+import { SpareFiles, type SpareEvents, type SpareOptions } from './spares.js';
 import { SpoolWriter } from './writer.js';
 import { encodeRecordLine, parseRecordLine, spoolFileId, spoolFileName, SpoolFormatError, type SpoolEntry, type SpoolFile, type SpoolRecord } from './format.js';
 
@@ -114,6 +114,12 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** For logs and metrics; called synchronously from the spool's paths, so they must be cheap and must not throw. */
+export interface SpoolEvents extends SpareEvents {
+  /** A batch file was made in a round: written into a spare (one disk flush) or created there (two). */
+  batchFile?(file: 'spare' | 'created'): void;
+}
+
 export class Spool {
   readonly messagesDir: string;
   readonly incomingDir: string;
@@ -125,14 +131,15 @@ export class Spool {
 
   /**
    * `spareFiles`: keep empty batch files ready in `messages/` (spares.ts), for the spool's one accepting process;
-   * made from `init` on, removed by `close`.
+   * made from `init` on, removed by `close`. `events`: what the writer and the spares report (SpoolEvents).
    */
-  constructor(readonly dir: string, opts: { spareFiles?: boolean | SpareOptions } = {}) {
+  constructor(readonly dir: string, opts: { spareFiles?: boolean | SpareOptions; events?: SpoolEvents } = {}) {
     this.messagesDir = join(dir, 'messages');
     this.incomingDir = join(dir, 'incoming');
     this.messagesDirSync = new GroupSync(() => this.syncMessagesDir());
-    if (opts.spareFiles) this.spares = new SpareFiles(this.messagesDir, () => this.messagesDirSync.sync(), opts.spareFiles === true ? undefined : opts.spareFiles);
-    this.writer = new SpoolWriter(this.messagesDir, () => this.messagesDirSync.sync(), this.spares);
+    const events = opts.events ?? {};
+    if (opts.spareFiles) this.spares = new SpareFiles(this.messagesDir, () => this.messagesDirSync.sync(), opts.spareFiles === true ? undefined : opts.spareFiles, events);
+    this.writer = new SpoolWriter(this.messagesDir, () => this.messagesDirSync.sync(), this.spares, events);
   }
 
   /** True for a file of this process's writer that has no jobs yet by design: a spare, or one on its way to disk. */

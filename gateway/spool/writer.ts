@@ -117,6 +117,7 @@ export class SpoolWriter {
     /** fsync of `messages/`, shared with the other renames and unlinks there (spool.ts GroupSync). */
     private readonly syncMessagesDir: () => Promise<void>,
     private readonly spares?: SpareFiles,
+    private readonly events: { batchFile?(file: 'spare' | 'created'): void } = {},
   ) {}
 
   /** True while `id` is a file this writer is writing, or one of its spares. */
@@ -232,6 +233,7 @@ export class SpoolWriter {
         return err as Error;
       }
     });
+    if (this.events.batchFile) files.forEach((f, i) => typeof created[i] === 'number' && this.events.batchFile!(f.spare ? 'spare' : 'created'));
     const dirSync = created.some((c, i) => typeof c === 'number' && !files[i]!.spare)
       ? this.syncMessagesDir().then(
           () => undefined,

@@ -149,6 +149,10 @@ describe('metrics, health and logs', () => {
     await waitFor('spool gauge', async () => sample((await get(http, '/metrics')).body, 'mailroom_spool_files') === 3, 10_000, 500);
     expect(sample((await get(http, '/metrics')).body, 'mailroom_spool_bytes')).toBeGreaterThan(3 * BODY_MARK.length);
     expect(sample(t, 'mailroom_node_info{node_id="obs-1"}')).toBe(1);
+    // The four accepted messages went to disk in one to four batch files, each written into a spare or created.
+    const batchFiles = sample(t, 'mailroom_spool_batch_files_total{file="spare"}')! + sample(t, 'mailroom_spool_batch_files_total{file="created"}')!;
+    expect(batchFiles).toBeGreaterThanOrEqual(1);
+    expect(batchFiles).toBeLessThanOrEqual(4);
     expect(await listKeys(backends.aws, `obs${v}`, 'ok/')).toEqual([`ok/${ok.messageId}`]);
 
     // The bucket appears: ready.

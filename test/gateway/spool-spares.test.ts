@@ -41,6 +41,8 @@ interface Harness {
   spool: Spool;
   dirSync: DirSync;
   dirSyncCalls: number;
+  /** What the spool reported (SpoolEvents), in order. */
+  events: string[];
 }
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -52,9 +54,13 @@ afterEach(async () => {
 async function spoolWithSpares(before?: (h: Harness) => void | Promise<void>, spareFiles: true | SpareOptions = true): Promise<Harness> {
   const d = await tempDir('mailroom-spares-');
   cleanups.push(d.remove);
-  const spool = new Spool(d.path, { spareFiles });
+  const events: string[] = [];
+  const spool = new Spool(d.path, {
+    spareFiles,
+    events: { batchFile: (file) => events.push(`batch file ${file}`), failed: (during) => events.push(`spares failed: ${during}`), lost: () => events.push('spare lost') },
+  });
   cleanups.push(() => spool.close());
-  const h: Harness = { spool, dirSync: { mode: 'pass' }, dirSyncCalls: 0 };
+  const h: Harness = { spool, dirSync: { mode: 'pass' }, dirSyncCalls: 0, events };
   interceptDirSync(spool, h);
   await before?.(h);
   await spool.init({ clearIncoming: true });
@@ -86,6 +92,7 @@ describe('spare batch files', () => {
     }
     expect((await h.spool.list()).sort()).toEqual(ids);
     expect(await h.spool.countSpooled()).toBe(ids.length);
+    expect(h.events, 'reported for the metrics: every batch file went into a spare').toEqual(ids.map(() => 'batch file spare'));
     // Recovery reads them as any batch file (the first message is not the name); deliveries read each entry.
     const entries = (await Promise.all(ids.map((id) => h.spool.openFile(id)))).flatMap((f) => f.entries.map((e) => ({ id: f.id, e })));
     expect(entries.map(({ e }) => e.record.envelope.messageId).sort()).toEqual(recs.map((r) => r.envelope.messageId).sort());
@@ -113,6 +120,7 @@ describe('spare batch files', () => {
     release();
     const r = await received;
     expect(r.ok && r.file.id, 'a file of its own, named after its message').toBe(rec.envelope.messageId);
+    expect(h.events).toEqual(['batch file created']);
     expect(h.dirSyncCalls, "the group's fsync, then the round's").toBeGreaterThanOrEqual(2);
   });
 
@@ -144,6 +152,9 @@ describe('spare batch files', () => {
     expect(files.size, 'the two spares').toBe(2);
     expect((await h.spool.list()).sort()).toEqual([...files].sort());
     expect(existsSync(h.spool.path(recs[results.findIndex((r) => !r.ok)]!.envelope.messageId)), 'the created file is removed').toBe(false);
+    // Reported: the batch files by kind, and the failed making of new spares (the gateway logs it, see spool-events).
+    expect(h.events.filter((e) => e.startsWith('batch file')).sort()).toEqual(['batch file created', 'batch file spare', 'batch file spare']);
+    expect(h.events).toContain('spares failed: directory fsync');
   });
 
   it('falls back to creating the file when its spare was removed behind its back or written by someone else', async () => {
@@ -160,6 +171,7 @@ describe('spare batch files', () => {
     expect(h.dirSyncCalls, 'the created file is named durably').toBeGreaterThan(calls);
     const id = r.ok ? r.file.id : '';
     expect((await h.spool.openFile(id)).entries[0]!.record.envelope.messageId).toBe(rec.envelope.messageId);
+    expect(h.events, 'the missing spare is reported (the gateway logs an error), the file counted as created').toEqual(['spare lost', 'batch file created']);
 
     // A spare someone wrote into is left alone: the message goes into a file of its own, the stranger's bytes stay.
     await waitFor('spares made again', async () => ((await names(h.spool)).length >= SPARE_GROUP + 1 ? true : undefined), 5_000, 10);
