@@ -18,6 +18,8 @@ export const replies = {
   tlsRequired: (address: string) => new SmtpReply(530, `5.7.0 <${address}>: Must issue a STARTTLS command first: a receipt rule for this recipient requires TLS`),
   tooBig: (limit: number) => new SmtpReply(552, `5.3.4 Message size exceeds fixed maximum message size of ${limit} bytes`),
   localError: () => new SmtpReply(451, '4.3.0 Local error in processing; the message was not accepted, try again later'),
+  /** RFC 5321's 452 "insufficient system storage": the sender keeps the message and retries. */
+  systemFull: (host: string) => new SmtpReply(452, `4.3.1 ${host} Insufficient system storage, try again later`),
   shuttingDown: (host: string) => new SmtpReply(421, `4.3.2 ${host} Service shutting down, try again later`),
   badAddress: (what: string, problem: string) => new SmtpReply(553, `5.1.7 ${what} ${problem}`),
   accepted: (messageId: string) => `Ok ${messageId}`,

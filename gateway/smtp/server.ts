@@ -11,6 +11,7 @@ import type { SmtpMetrics } from '../observability/metrics.js';
 import { EnqueueTimeoutError, type Enqueuer } from '../queue/enqueue.js';
 import type { GatewayRuntime } from '../settings.js';
 import type { SpoolFile, SpoolRecord } from '../spool/format.js';
+import { isOutOfSpace, SpoolFreeSpace } from '../spool/free-space.js';
 import type { InFlightFiles } from '../spool/in-flight.js';
 import type { Spool } from '../spool/spool.js';
 import { EdgeListener } from '../net/listener.js';
@@ -73,10 +74,14 @@ export class SmtpFront {
   /** Sessions whose DATA is being accepted; shutdown lets them finish. */
   private readonly busy = new Set<string>();
   private readonly accepting = new Set<Promise<unknown>>();
+  private readonly freeSpace: SpoolFreeSpace;
+  /** MAIL FROM is being refused for want of spool space (logged when it starts and ends, not per refusal). */
+  private spaceShort = false;
 
   constructor(private readonly deps: SmtpFrontDeps) {
     const { settings, config } = deps.runtime;
     this.router = new RecipientRouter(config);
+    this.freeSpace = new SpoolFreeSpace(deps.spool.dir, settings.spoolMinFreeBytes ?? Math.ceil(1.5 * config.maxMessageSize));
     const tls = settings.smtp.tls;
     const auth = settings.smtp.auth;
     this.edge = new EdgePolicy(settings.smtp, settings.hostname);
@@ -144,6 +149,7 @@ export class SmtpFront {
   /** Opens every listener (SMTP, and implicit TLS / LMTP when configured); returns the SMTP one's address. */
   async listen(): Promise<AddressInfo> {
     const { host, proxyProtocol, tls } = this.deps.runtime.settings.smtp;
+    await this.freeSpace.start();
     for (const { name, smtp, port } of this.servers) {
       const listener = new EdgeListener(name, { proxies: this.edge.proxies, headerTimeoutMs: proxyProtocol.headerTimeoutMs, maxSockets: 2 * this.deps.runtime.settings.smtp.maxConnections, log: this.deps.log }, (socket, client) =>
         smtp.connect(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }),
@@ -236,6 +242,25 @@ export class SmtpFront {
     // smtp-server already refuses control characters; this keeps the Received/Return-Path contract in one place.
     const problem = address.address ? headerFieldProblem(address.address) : undefined;
     if (problem) return cb(this.counted(replies.badAddress('sender address', problem)));
+    // Before the rate limit's token is taken: a sender told to come back for want of space has sent nothing.
+    const args = address.args as Record<string, string> | false;
+    const declared = (args && Number(args.SIZE)) || 0;
+    const short = this.freeSpace.shortage(declared);
+    // Logged when the reserve itself runs short and when it is back, not per refusal (the metric counts those).
+    const reserveShort = short !== undefined && (declared === 0 || this.freeSpace.shortage(0) !== undefined);
+    if (reserveShort !== this.spaceShort) {
+      this.spaceShort = reserveShort;
+      if (reserveShort) {
+        this.deps.log.warn(
+          { spoolDir: this.deps.spool.dir, freeBytes: short.free, needBytes: short.need },
+          'spool file system short of space: MAIL FROM gets 452 4.3.1 until it has room (free some space, or lower gateway.spoolMinFreeBytes)',
+        );
+      } else this.deps.log.info({ spoolDir: this.deps.spool.dir }, 'spool file system has room again: taking mail');
+    }
+    if (short !== undefined) {
+      this.deps.log.debug({ session: session.id, client: session.remoteAddress, declaredBytes: declared, freeBytes: short.free }, 'spool short of space; replying 452');
+      return cb(this.counted(replies.systemFull(this.deps.runtime.settings.hostname)));
+    }
     const limited = this.edge.takeMessage(session.remoteAddress);
     if (limited) {
       this.deps.log.info({ session: session.id, client: session.remoteAddress }, 'message rate limit; replying 451');
@@ -322,9 +347,10 @@ export class SmtpFront {
           enqueuer.begin(file);
         });
       } catch (err) {
-        log.error({ ...meta, err: (err as Error).message }, 'spool write failed; replying 451');
+        const full = isOutOfSpace(err);
+        log.error({ ...meta, err: (err as Error).message }, full ? 'spool file system full; replying 452' : 'spool write failed; replying 451');
         if (begun) settled = this.abandonUnflushed(begun, meta);
-        throw replies.localError();
+        throw full ? replies.systemFull(runtime.settings.hostname) : replies.localError();
       }
       if (!received.ok) {
         log.info({ ...meta, bytes: received.dataLength, limit: runtime.config.maxMessageSize }, 'message too big; replying 552');

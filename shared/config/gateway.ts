@@ -196,6 +196,12 @@ export const GatewaySettingsSchema = z
       .optional()
       .describe('The gateway\'s own name: in the SMTP greeting and in the `by` part of the Received header. Default: the machine\'s host name.'),
     spoolDir: z.string().default('.mailroom/spool').describe('Directory where accepted mail is kept (fsync\'d) until every rule delivered it.'),
+    spoolMinFreeBytes: z
+      .number()
+      .int()
+      .nonnegative()
+      .optional()
+      .describe('Free space the spool\'s file system must keep: MAIL FROM gets 452 4.3.1 (the sender retries later) while less than this plus the message\'s declared SIZE is free. Default: 1.5 × maxMessageSize (Postfix\'s rule). 0 = no check.'),
     nodeId: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be 1-63 letters, digits, "_", "." or "-", starting with a letter or digit')

@@ -4,13 +4,17 @@
  * rate limits with their replies, the greeting delay and who skips it, and LMTP's per-recipient replies.
  * Client addresses other than 127.0.0.1 come from binding to other 127/8 addresses or from PROXY headers.
  */
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway } from '../../gateway/gateway.js';
+import { streamLogger } from '../../gateway/log.js';
 import { tempDir } from '../support/files.js';
 import type { Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { LineClient, proxyV1, proxyV2 } from './edge-helpers.js';
-import { ACCOUNT, createBuckets, rawObject, REGION, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { ACCOUNT, createBuckets, rawObject, REGION, runtimeFor, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const BUCKET = 'edge';
 const LB = '127.0.0.2'; // the "load balancer": its connections must start with a PROXY header
@@ -257,6 +261,94 @@ describe('LMTP', () => {
       await redis2.restart();
       await down.stop();
       await redis2.stop();
+    }
+  });
+});
+
+describe('spool space', () => {
+  /** A gateway (SMTP only) whose spool is on `spoolDir` with this reserve, and its log lines. */
+  async function spaceGateway(name: string, spoolDir: string, spoolMinFreeBytes: number) {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const cfg = base(name, { greetingDelayMs: 0 });
+    const gw = await startGateway(runtimeFor({ ...cfg, gateway: { ...cfg.gateway, spoolDir, spoolMinFreeBytes } }), { smtp: true, workers: false }, streamLogger(sink, 'info'));
+    return { gw, lines, port: gw.smtpAddress!.port };
+  }
+
+  it('MAIL FROM gets 452 4.3.1 while the spool file system lacks the reserve plus the declared SIZE, logged when it starts and ends', async () => {
+    // tmpfs: no other test writes there, so its free space holds still while the margins below are tested.
+    const shm = await mkdtemp('/dev/shm/mailroom-space-');
+    try {
+      const st = await statfs(shm);
+      const free = st.bavail * st.bsize;
+      const { gw, lines, port } = await spaceGateway('roomy', join(shm, 'spool'), free - 20 * 1024 * 1024);
+      try {
+        const c = await LineClient.open(port);
+        expect(await c.reply()).toMatch(/^220 /);
+        expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+        // 30 MiB would eat into the reserve (20 MiB above it are free); 1 kB would not.
+        expect(await c.command('MAIL FROM:<a@origin.example> SIZE=31457280')).toBe('452 4.3.1 mx.roomy.test Insufficient system storage, try again later');
+        expect(await c.command('MAIL FROM:<a@origin.example> SIZE=1000')).toMatch(/^250/);
+        expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+        expect((await c.data(MSG('fits')))[0]).toMatch(/^250 Ok /);
+        c.close();
+        // Only the reserve itself running short is a state worth a warning; one large message refused is not.
+        expect(lines.filter((l) => /short of space/.test(String(l.msg)))).toEqual([]);
+      } finally {
+        await gw.stop();
+      }
+
+      const { gw: full, lines: fullLines, port: fullPort } = await spaceGateway('full', join(shm, 'full'), Number.MAX_SAFE_INTEGER);
+      try {
+        for (let i = 0; i < 2; i++) {
+          const c = await LineClient.open(fullPort);
+          expect(await c.reply()).toMatch(/^220 /);
+          expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+          expect(await c.command('MAIL FROM:<a@origin.example>')).toBe('452 4.3.1 mx.full.test Insufficient system storage, try again later');
+          c.close();
+        }
+        const warned = fullLines.filter((l) => /short of space/.test(String(l.msg)));
+        expect(warned, 'one warning for the state, not one per refusal').toHaveLength(1);
+        expect(warned[0]).toMatchObject({ level: 40, needBytes: Number.MAX_SAFE_INTEGER });
+        expect(await full.spool.list()).toEqual([]);
+      } finally {
+        await full.stop();
+      }
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+  });
+
+  it('a spool write that finds the file system full is answered 452 4.3.1, not 451, and nothing is kept', async () => {
+    const { gw, lines, port } = await spaceGateway('enospc', join(dir.path, 'enospc'), 0);
+    // A full disk cannot be made here safely: the spool's write fails the way a full one fails (after reading DATA).
+    const receive = gw.spool.receive.bind(gw.spool);
+    gw.spool.receive = async (record, data) => {
+      for await (const _ of data);
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    try {
+      const c = await LineClient.open(port);
+      expect(await c.reply()).toMatch(/^220 /);
+      expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+      expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+      expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+      expect(await c.data(MSG('disk full'))).toEqual(['452 4.3.1 mx.enospc.test Insufficient system storage, try again later']);
+      // The session goes on: with room again, the same client's next message is taken.
+      gw.spool.receive = receive;
+      expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+      expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+      expect((await c.data(MSG('room again')))[0]).toMatch(/^250 Ok /);
+      c.close();
+      expect(lines.some((l) => l.msg === 'spool file system full; replying 452' && l.level === 50)).toBe(true);
+      expect(await gw.spool.countSpooled()).toBe(1);
+    } finally {
+      await gw.stop();
     }
   });
 });

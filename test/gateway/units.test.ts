@@ -8,6 +8,7 @@ import { overridesFrom, resolveRuntime } from '../../gateway/settings.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { Spool, SpoolMissingError } from '../../gateway/spool/spool.js';
+import { isOutOfSpace, SpoolFreeSpace } from '../../gateway/spool/free-space.js';
 import { tempDir } from '../support/files.js';
 import { spooledMessage } from '../support/spool.js';
 import { notificationFor } from '../../gateway/worker/notify.js';
@@ -94,6 +95,46 @@ describe('settings', () => {
 
   it('warns when a rule requires TLS but no certificate is configured', () => {
     expect(resolveRuntime(parseConfig(base), {}, 'f').warnings.join('\n')).toMatch(/tlsPolicy "Require" but gateway\.smtp\.tls is not set/);
+  });
+});
+
+describe('spool free space', () => {
+  it('refuses when free < reserve + declared SIZE, reads statfs at most every refreshMs in the background, refuses nothing unread or off', async () => {
+    let free = 100;
+    let reads = 0;
+    let t = 0;
+    const read = async () => {
+      reads++;
+      return { bavail: free, bsize: 1 };
+    };
+    const space = new SpoolFreeSpace('/spool', 30, 1_000, read, () => t);
+    await space.start();
+    expect(reads).toBe(1);
+    expect(space.shortage(0)).toBeUndefined();
+    expect(space.shortage(70)).toBeUndefined();
+    expect(space.shortage(71)).toEqual({ free: 100, need: 101 });
+    // The disk fills: seen after the next reading, which a check starts once the last one is refreshMs old.
+    free = 20;
+    t = 999;
+    expect(space.shortage(0)).toBeUndefined();
+    expect(reads).toBe(1);
+    t = 1_000;
+    expect(space.shortage(0), 'the check uses the last reading while a new one runs').toBeUndefined();
+    await new Promise((r) => setImmediate(r));
+    expect(reads).toBe(2);
+    expect(space.shortage(0)).toEqual({ free: 20, need: 30 });
+    // A file system that cannot be read refuses nothing (the spool's writes report their own errors).
+    const broken = new SpoolFreeSpace('/spool', 30, 1_000, () => Promise.reject(new Error('EIO')), () => 0);
+    await broken.start();
+    expect(broken.shortage(1e12)).toBeUndefined();
+    // Reserve 0: no check, no reading.
+    let offReads = 0;
+    const off = new SpoolFreeSpace('/spool', 0, 1_000, async () => ((offReads++), { bavail: 0, bsize: 4096 }), () => 1e9);
+    expect(off.shortage(1e12)).toBeUndefined();
+    expect(offReads).toBe(0);
+    expect(isOutOfSpace(Object.assign(new Error('x'), { code: 'ENOSPC' }))).toBe(true);
+    expect(isOutOfSpace(Object.assign(new Error('x'), { code: 'EDQUOT' }))).toBe(true);
+    expect(isOutOfSpace(Object.assign(new Error('x'), { code: 'EIO' }))).toBe(false);
   });
 });
 
