@@ -82,14 +82,21 @@ export function redisClient(target: RedisTarget, role: RedisRole, extra: ClientE
 }
 
 /**
- * BullMQ's `connection` for the target: on a single Redis plain options (BullMQ makes and owns its clients); on a
- * cluster a Cluster client, which BullMQ cannot build from options. A worker duplicates it for its own connections,
- * so the one given is a template that never connects; Queues and FlowProducers share it, and `close` ends it once
- * they are closed. On a cluster every client BullMQ gets keeps BullMQ's scripts loaded on every primary
+ * BullMQ's `connection` for the target: on a single Redis plain options for workers and admin (BullMQ makes and owns
+ * their clients) and one shared client for producers; on a cluster a Cluster client, which BullMQ cannot build from
+ * options. A worker duplicates the cluster client for its own connections, so the one given is a template that
+ * never connects; Queues and FlowProducers share a shared client, and `close` ends it once they are closed. On a cluster every client BullMQ gets keeps BullMQ's scripts loaded on every primary
  * (cluster-scripts.ts); `scripts` is that of the shared client, for callers that see a NOSCRIPT.
  */
 export function bullConnection(target: RedisTarget, role: RedisRole): { connection: ConnectionOptions; close(): Promise<void>; scripts?: ClusterScripts } {
-  if (!target.cluster) return { connection: roleConnection(target.url, role), close: async () => undefined };
+  if (!target.cluster && role !== 'producer') return { connection: roleConnection(target.url, role), close: async () => undefined };
+  if (!target.cluster) {
+    // Producers share one client of ours. From options BullMQ would make one per Queue, whose close() cannot quit
+    // while Redis is away (no offline queue) and leaves it reconnecting for ever after a stop.
+    const client = redisClient(target, role) as Redis;
+    client.on('error', () => undefined); // whoever uses it reports Redis trouble
+    return { connection: client as unknown as ConnectionOptions, close: () => endClient(client) };
+  }
   const client = redisClient(target, role, role === 'worker' ? { lazyConnect: true } : {}) as Cluster;
   client.on('error', () => undefined); // whoever uses it reports Redis trouble
   const scripts = new ClusterScripts(client);
@@ -102,14 +109,13 @@ export function bullConnection(target: RedisTarget, role: RedisRole): { connecti
       return d;
     };
   }
-  return {
-    scripts,
-    connection: client as unknown as ConnectionOptions,
-    close: async () => {
-      if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
-      else client.disconnect();
-    },
-  };
+  return { scripts, connection: client as unknown as ConnectionOptions, close: () => endClient(client) };
+}
+
+/** Quits when connected (replies in flight are answered), else disconnects: no reconnecting after this. */
+async function endClient(client: RedisClient): Promise<void> {
+  if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
+  else client.disconnect();
 }
 
 /** For messages: the URL without its password. */

@@ -7,6 +7,7 @@
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../gateway/gateway.js';
 import { streamLogger } from '../../gateway/log.js';
@@ -253,13 +254,30 @@ describe('LMTP', () => {
     expect(await c.command('RCPT TO:<one@example.com>')).toMatch(/^250/);
     expect(await c.command('RCPT TO:<two@example.com>')).toMatch(/^250/);
     await redis2.stop();
+    let stopped = false;
     try {
       const replies = await c.data(MSG('lmtp down'), 2);
       expect(replies).toEqual(Array(2).fill('451 4.3.0 Local error in processing; the message was not accepted, try again later'));
+      c.close();
+      // Stopped while Redis is away, the gateway leaves no client behind that reconnects once Redis is back (BullMQ's
+      // own clients did: their close cannot quit without a connection). Reconnects back off at most 2 s.
+      await down.stop();
+      stopped = true;
+      await redis2.restart();
+      await new Promise((r) => setTimeout(r, 3_000));
+      const probe = new Redis(redis2.url);
+      try {
+        const clients = String(await probe.client('LIST')).trim().split('\n');
+        expect(clients, 'only this probe is connected').toHaveLength(1);
+      } finally {
+        probe.disconnect();
+      }
     } finally {
       c.close();
-      await redis2.restart();
-      await down.stop();
+      if (!stopped) {
+        await redis2.restart();
+        await down.stop();
+      }
       await redis2.stop();
     }
   });
