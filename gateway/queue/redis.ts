@@ -82,11 +82,12 @@ export function redisClient(target: RedisTarget, role: RedisRole, extra: ClientE
 }
 
 /**
- * BullMQ's `connection` for the target: on a single Redis plain options for workers and admin (BullMQ makes and owns
- * their clients) and one shared client for producers; on a cluster a Cluster client, which BullMQ cannot build from
- * options. A worker duplicates the cluster client for its own connections, so the one given is a template that
- * never connects; Queues and FlowProducers share a shared client, and `close` ends it once they are closed. On a cluster every client BullMQ gets keeps BullMQ's scripts loaded on every primary
- * (cluster-scripts.ts); `scripts` is that of the shared client, for callers that see a NOSCRIPT.
+ * BullMQ's `connection` for the target. On a single Redis: plain options for workers and admin (BullMQ makes and
+ * owns their clients), and one client of ours that the producers' Queues and FlowProducers share. On a cluster: a
+ * Cluster client, which BullMQ cannot build from options; a worker duplicates it for its own connections, so the one
+ * given is a template that never connects, and every client BullMQ gets keeps BullMQ's scripts loaded on every
+ * primary (cluster-scripts.ts); `scripts` is that of the shared client, for callers that see a NOSCRIPT. A shared
+ * client is ended by `close`, once the BullMQ objects on it are closed.
  */
 export function bullConnection(target: RedisTarget, role: RedisRole): { connection: ConnectionOptions; close(): Promise<void>; scripts?: ClusterScripts } {
   if (!target.cluster && role !== 'producer') return { connection: roleConnection(target.url, role), close: async () => undefined };
