@@ -50,8 +50,8 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   const { settings, config } = runtime;
   // One accepting process per spool: only it may drop partial and empty files and write spares (spool/owner.ts).
   const claim = parts.smtp ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
-  // Filled in once the node's logger and metrics exist (the node id is read from the spool).
-  const spoolEvents: SpoolEvents = {};
+  // Logged from the start (the first spares are made by init); counted once the node's metrics exist, below.
+  const spoolEvents: SpoolEvents = spoolEventsFor(baseLog, undefined);
   const spool = new Spool(settings.spoolDir, { spareFiles: parts.smtp, events: spoolEvents });
   try {
     await spool.init({ clearIncoming: parts.smtp });

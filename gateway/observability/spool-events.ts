@@ -8,13 +8,14 @@ const REPEAT_LOG_MS = 60_000;
 /**
  * The spool's events as metrics and log lines. Spares failing to be made is no refusal of mail by itself (rounds then
  * create their own files, at a second disk flush each), so it is a warning; the first one is logged at once, repeats
- * at most once a minute with how many were not logged.
+ * at most once a minute with how many were not logged. `metrics` is absent until the node's metrics exist (the first
+ * spares are made at start, before them).
  */
-export function spoolEventsFor(log: Logger, metrics: GatewayMetrics, now: () => number = Date.now): SpoolEvents {
+export function spoolEventsFor(log: Logger, metrics: GatewayMetrics | undefined, now: () => number = Date.now): SpoolEvents {
   let lastLogged = -Infinity;
   let unlogged = 0;
   return {
-    batchFile: (file) => metrics.spoolBatchFiles.inc({ file }),
+    batchFile: (file) => metrics?.spoolBatchFiles.inc({ file }),
     failed: (during, err) => {
       if (now() - lastLogged < REPEAT_LOG_MS) {
         unlogged++;
@@ -27,6 +28,7 @@ export function spoolEventsFor(log: Logger, metrics: GatewayMetrics, now: () => 
       );
       unlogged = 0;
     },
-    lost: () => log.error('spool: a spare batch file was removed, moved or written by another process — is a second gateway or a cleanup job using this spool directory?'),
+    lost: (path) =>
+      log.error({ spoolFile: path }, 'spool: a spare batch file was removed, moved or written by another process — is a second gateway or a cleanup job using this spool directory?'),
   };
 }

@@ -184,7 +184,7 @@ export class Enqueuer {
     let last = 'no answer';
     while (Date.now() < deadline) {
       try {
-        // Both queues' connections: a lone job goes out on the deliveries queue's.
+        // Both queues (one shared connection on a single Redis; each its own slot's node on a cluster).
         const both = Promise.all([this.spoolQueue.getJobCounts('waiting'), this.deliveriesQueue.getJobCounts('waiting')]);
         await within(both, Math.max(100, deadline - Date.now()), () => new Error('no answer'));
         // BullMQ has defined its scripts on the client by now: put them on every primary before the first add.

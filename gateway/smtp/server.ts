@@ -75,13 +75,19 @@ export class SmtpFront {
   private readonly busy = new Set<string>();
   private readonly accepting = new Set<Promise<unknown>>();
   private readonly freeSpace: SpoolFreeSpace;
-  /** MAIL FROM is being refused for want of spool space (logged when it starts and ends, not per refusal). */
-  private spaceShort = false;
 
   constructor(private readonly deps: SmtpFrontDeps) {
     const { settings, config } = deps.runtime;
     this.router = new RecipientRouter(config);
-    this.freeSpace = new SpoolFreeSpace(deps.spool.dir, settings.spoolMinFreeBytes ?? Math.ceil(1.5 * config.maxMessageSize));
+    this.freeSpace = new SpoolFreeSpace(deps.spool.dir, settings.spoolMinFreeBytes ?? Math.ceil(1.5 * config.maxMessageSize), {
+      onReserve: (short) =>
+        short
+          ? deps.log.warn(
+              { spoolDir: deps.spool.dir, freeBytes: short.free, needBytes: short.need },
+              'spool file system short of space: MAIL FROM gets 452 4.3.1 until it has room (free some space, or lower gateway.spoolMinFreeBytes)',
+            )
+          : deps.log.info({ spoolDir: deps.spool.dir }, 'spool file system has room again: taking mail'),
+    });
     const tls = settings.smtp.tls;
     const auth = settings.smtp.auth;
     this.edge = new EdgePolicy(settings.smtp, settings.hostname);
@@ -246,18 +252,8 @@ export class SmtpFront {
     const args = address.args as Record<string, string> | false;
     const declared = (args && Number(args.SIZE)) || 0;
     const short = this.freeSpace.shortage(declared);
-    // Logged when the reserve itself runs short and when it is back, not per refusal (the metric counts those).
-    const reserveShort = short !== undefined && (declared === 0 || this.freeSpace.shortage(0) !== undefined);
-    if (reserveShort !== this.spaceShort) {
-      this.spaceShort = reserveShort;
-      if (reserveShort) {
-        this.deps.log.warn(
-          { spoolDir: this.deps.spool.dir, freeBytes: short.free, needBytes: short.need },
-          'spool file system short of space: MAIL FROM gets 452 4.3.1 until it has room (free some space, or lower gateway.spoolMinFreeBytes)',
-        );
-      } else this.deps.log.info({ spoolDir: this.deps.spool.dir }, 'spool file system has room again: taking mail');
-    }
     if (short !== undefined) {
+      // The reserve running short is logged once (onReserve above); refusals are counted, not logged each.
       this.deps.log.debug({ session: session.id, client: session.remoteAddress, declaredBytes: declared, freeBytes: short.free }, 'spool short of space; replying 452');
       return cb(this.counted(replies.systemFull(this.deps.runtime.settings.hostname)));
     }
@@ -414,6 +410,7 @@ export class SmtpFront {
   async stop(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.freeSpace.stop();
     for (const w of this.tlsWatchers) w.close();
     // The listeners own the sockets: closing them resolves once every session has ended.
     const closed = Promise.all(this.listeners.map((l) => l.close()));

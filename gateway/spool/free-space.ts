@@ -3,35 +3,60 @@ import { statfs } from 'node:fs/promises';
 export interface SpaceShortage {
   /** Bytes free for an unprivileged writer on the spool's file system (statfs f_bavail × f_bsize). */
   free: number;
-  /** What this message needs left free: the spool's reserve plus its declared SIZE. */
+  /** What is needed left free: the spool's reserve (plus a message's declared SIZE). */
   need: number;
 }
 
+export interface FreeSpaceOptions {
+  /** How often statfs is read (in the background, never on a reply's path). */
+  refreshMs?: number;
+  /** Called when the reserve itself runs short (with the shortage) and when it is back (undefined). */
+  onReserve?: (short: SpaceShortage | undefined) => void;
+  read?: (dir: string) => Promise<{ bavail: number; bsize: number }>;
+  now?: () => number;
+}
+
 /**
- * Free space on the spool's file system, for refusing mail at MAIL FROM (452 4.3.1) before its DATA is sent, rather
+ * Free space on the spool's file system, for refusing mail at MAIL FROM (452 4.3.1) before its DATA is sent rather
  * than failing its write after the client sent it all: Postfix's rule (queue_minfree, and 1.5 × its message size
- * limit). Read with statfs at most every `refreshMs`, in the background: MAIL FROM uses the last reading, so a
- * slow file system never delays a reply. An unreadable file system refuses nothing here (the spool's writes report
- * their own errors); a reading older than a write is no promise either way — a write that still finds the disk full
- * is answered 452 too (server.ts).
+ * limit). statfs is read every `refreshMs` by a timer (and again by a check that finds the reading older, should the
+ * timer lag), so MAIL FROM uses a reading at most about a second old and never waits for one. It sees one message at
+ * a time: sessions sending at once are not added up (the reserve is there for them). An unreadable file system
+ * refuses nothing here (the spool's writes report their own errors); a write that still finds the disk full is
+ * answered 452 too (server.ts).
  */
 export class SpoolFreeSpace {
   private free = Number.POSITIVE_INFINITY;
   private readAt = 0;
   private reading: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private reserveShort = false;
+  private readonly refreshMs: number;
+  private readonly read: (dir: string) => Promise<{ bavail: number; bsize: number }>;
+  private readonly now: () => number;
 
   constructor(
     private readonly dir: string,
     /** 0 turns the check off. */
     private readonly reserveBytes: number,
-    private readonly refreshMs = 1_000,
-    private readonly read: (dir: string) => Promise<{ bavail: number; bsize: number }> = statfs,
-    private readonly now: () => number = Date.now,
-  ) {}
+    private readonly opts: FreeSpaceOptions = {},
+  ) {
+    this.refreshMs = opts.refreshMs ?? 1_000;
+    this.read = opts.read ?? statfs;
+    this.now = opts.now ?? Date.now;
+  }
 
-  /** The first reading, before the listener opens. */
-  start(): Promise<void> {
-    return this.refresh();
+  /** The first reading, before the listener opens; then one every refreshMs until stop(). */
+  async start(): Promise<void> {
+    if (this.reserveBytes === 0) return;
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh(), this.refreshMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** A shortage if the spool cannot take a message of `declaredBytes` (SIZE=, else 0) and keep its reserve. */
@@ -55,6 +80,11 @@ export class SpoolFreeSpace {
       .finally(() => {
         this.readAt = this.now();
         this.reading = undefined;
+        const short = this.free < this.reserveBytes;
+        if (short !== this.reserveShort) {
+          this.reserveShort = short;
+          this.opts.onReserve?.(short ? { free: this.free, need: this.reserveBytes } : undefined);
+        }
       });
     return this.reading;
   }

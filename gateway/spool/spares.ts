@@ -45,7 +45,8 @@ export interface SpareOptions {
  */
 export interface SpareEvents {
   failed?(during: 'create' | 'directory fsync', err: Error): void;
-  lost?(): void;
+  /** `path`: the spare found gone or foreign. */
+  lost?(path: string): void;
 }
 
 /** Spares made at a time (one directory fsync each). */
@@ -144,8 +145,8 @@ export class SpareFiles {
    * A spare was found removed, moved or written by someone else (most likely the others were too): the ready ones
    * are given up — removed if still empty — and a new group is made.
    */
-  lost(): void {
-    this.events.lost?.();
+  lost(path: string): void {
+    this.events.lost?.(path);
     const gone = this.ready;
     this.ready = [];
     void this.discard(gone).then(() => this.refillSoon());

@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, fstatSync, openSync, statSync, writev, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync, statSync, writev, writeSync, writevSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -71,9 +71,16 @@ interface FileJob {
 }
 
 async function writevAll(fd: number, buffers: Buffer[], bytes: number): Promise<void> {
-  const written = bytes <= SYNC_WRITE_MAX_BYTES ? writevSync(fd, buffers, 0) : await writevAsync(fd, buffers);
-  // libuv writes every buffer (looping over short writes itself); anything less is an error it did not report.
-  if (written !== bytes) throw new Error(`spool write stopped after ${written} of ${bytes} bytes`);
+  let written = bytes <= SYNC_WRITE_MAX_BYTES ? writevSync(fd, buffers, 0) : await writevAsync(fd, buffers);
+  if (written === bytes) return;
+  // A short write is how a file system that fills up (or a quota that runs out) partway answers: writing the rest
+  // brings back the error itself (ENOSPC, EDQUOT), which decides the client's reply (452 for a full disk).
+  const all = Buffer.concat(buffers, bytes);
+  while (written < bytes) {
+    const n = writeSync(fd, all, written, bytes - written, written);
+    if (n <= 0) throw new Error(`spool write stopped after ${written} of ${bytes} bytes`);
+    written += n;
+  }
 }
 
 function closeQuietly(fd: number): void {
@@ -222,7 +229,7 @@ export class SpoolWriter {
           // Removed or written behind our back: the other spares are suspect too. The file is created under its
           // first message's id instead (the spare's name is left to whoever took it).
           f.spare = undefined;
-          this.spares?.lost();
+          this.spares?.lost(f.path);
           this.writing.delete(f.file.id);
           f.file.id = f.members[0]!.record.envelope.messageId;
           f.path = join(this.messagesDir, spoolFileName(f.file.id));
@@ -233,11 +240,11 @@ export class SpoolWriter {
         return err as Error;
       }
     });
-    if (this.events.batchFile) files.forEach((f, i) => typeof created[i] === 'number' && this.events.batchFile!(f.spare ? 'spare' : 'created'));
     const dirSync = created.some((c, i) => typeof c === 'number' && !files[i]!.spare)
       ? this.syncMessagesDir().then(
           () => undefined,
-          (err: Error) => new Error(`fsync of the messages directory failed: ${err.message}`),
+          // The errno stays on it: a full disk is answered 452, not 451.
+          (err: NodeJS.ErrnoException) => Object.assign(new Error(`fsync of the messages directory failed: ${err.message}`), { code: err.code }),
         )
       : Promise.resolve(undefined);
     const results = await Promise.all(
@@ -278,6 +285,7 @@ export class SpoolWriter {
     }
     files.forEach((f, i) => {
       const err = results[i];
+      if (!err) this.events.batchFile?.(f.spare ? 'spare' : 'created');
       for (const p of f.members) {
         if (err) p.reject(err);
         else p.resolve(f.file);

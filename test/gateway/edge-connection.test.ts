@@ -4,7 +4,7 @@
  * rate limits with their replies, the greeting delay and who skips it, and LMTP's per-recipient replies.
  * Client addresses other than 127.0.0.1 come from binding to other 127/8 addresses or from PROXY headers.
  */
-import { mkdtemp, rm, statfs } from 'node:fs/promises';
+import { open, readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../gateway/gateway.js';
 import { streamLogger } from '../../gateway/log.js';
 import { tempDir } from '../support/files.js';
+import { spooledMessage } from '../support/spool.js';
+import { canMountTmpfs, mountTmpfs } from '../support/tmpfs.js';
 import type { Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { LineClient, proxyV1, proxyV2 } from './edge-helpers.js';
@@ -297,14 +299,16 @@ describe('spool space', () => {
     const gw = await startGateway(runtimeFor({ ...cfg, gateway: { ...cfg.gateway, spoolDir, spoolMinFreeBytes } }), { smtp: true, workers: false }, streamLogger(sink, 'info'));
     return { gw, lines, port: gw.smtpAddress!.port };
   }
+  const MiB = 1024 * 1024;
+  const sizedMessage = (subject: string, bytes: number) => `${MSG(subject)}\r\n${`${'x'.repeat(998)}\r\n`.repeat(Math.ceil(bytes / 1000))}`;
 
-  it('MAIL FROM gets 452 4.3.1 while the spool file system lacks the reserve plus the declared SIZE, logged when it starts and ends', async () => {
-    // tmpfs: no other test writes there, so its free space holds still while the margins below are tested.
-    const shm = await mkdtemp('/dev/shm/mailroom-space-');
+  it.skipIf(!canMountTmpfs)('MAIL FROM gets 452 4.3.1 while the spool file system lacks the reserve plus the declared SIZE; the reserve running short is logged once', async () => {
+    // A tmpfs of its own: nobody else changes its free space while the margins below are tested.
+    const fs = mountTmpfs(64 * MiB)!;
     try {
-      const st = await statfs(shm);
+      const st = await statfs(fs.path);
       const free = st.bavail * st.bsize;
-      const { gw, lines, port } = await spaceGateway('roomy', join(shm, 'spool'), free - 20 * 1024 * 1024);
+      const { gw, lines, port } = await spaceGateway('roomy', join(fs.path, 'spool'), free - 20 * MiB);
       try {
         const c = await LineClient.open(port);
         expect(await c.reply()).toMatch(/^220 /);
@@ -315,13 +319,13 @@ describe('spool space', () => {
         expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
         expect((await c.data(MSG('fits')))[0]).toMatch(/^250 Ok /);
         c.close();
-        // Only the reserve itself running short is a state worth a warning; one large message refused is not.
+        // One large message refused is no state worth a warning: the reserve itself is there.
         expect(lines.filter((l) => /short of space/.test(String(l.msg)))).toEqual([]);
       } finally {
         await gw.stop();
       }
 
-      const { gw: full, lines: fullLines, port: fullPort } = await spaceGateway('full', join(shm, 'full'), Number.MAX_SAFE_INTEGER);
+      const { gw: full, lines: fullLines, port: fullPort } = await spaceGateway('full', join(fs.path, 'full'), free + MiB);
       try {
         for (let i = 0; i < 2; i++) {
           const c = await LineClient.open(fullPort);
@@ -332,41 +336,58 @@ describe('spool space', () => {
         }
         const warned = fullLines.filter((l) => /short of space/.test(String(l.msg)));
         expect(warned, 'one warning for the state, not one per refusal').toHaveLength(1);
-        expect(warned[0]).toMatchObject({ level: 40, needBytes: Number.MAX_SAFE_INTEGER });
+        expect(warned[0]).toMatchObject({ level: 40, needBytes: free + MiB });
         expect(await full.spool.list()).toEqual([]);
       } finally {
         await full.stop();
       }
     } finally {
-      await rm(shm, { recursive: true, force: true });
+      fs.remove();
     }
   });
 
-  it('a spool write that finds the file system full is answered 452 4.3.1, not 451, and nothing is kept', async () => {
-    const { gw, lines, port } = await spaceGateway('enospc', join(dir.path, 'enospc'), 0);
-    // A full disk cannot be made here safely: the spool's write fails the way a full one fails (after reading DATA).
-    const receive = gw.spool.receive.bind(gw.spool);
-    gw.spool.receive = async (record, data) => {
-      for await (const _ of data);
-      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    };
+  it.skipIf(!canMountTmpfs)('a spool file system that fills up mid-message: 452 4.3.1 (a streamed and a batched message), nothing partial kept, the session goes on', async () => {
+    // 2 MiB, no reserve: the kernel's own ENOSPC, through the real write paths (a batch file's short write, a
+    // streamed file's write).
+    const fs = mountTmpfs(2 * MiB)!;
+    const { gw, lines, port } = await spaceGateway('enospc', join(fs.path, 'spool'), 0);
     try {
       const c = await LineClient.open(port);
       expect(await c.reply()).toMatch(/^220 /);
       expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
-      expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
-      expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
-      expect(await c.data(MSG('disk full'))).toEqual(['452 4.3.1 mx.enospc.test Insufficient system storage, try again later']);
-      // The session goes on: with room again, the same client's next message is taken.
-      gw.spool.receive = receive;
-      expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
-      expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
-      expect((await c.data(MSG('room again')))[0]).toMatch(/^250 Ok /);
+      const send = async (subject: string, bytes: number) => {
+        expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+        expect(await c.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+        return (await c.data(sizedMessage(subject, bytes)))[0];
+      };
+      expect(await send('streamed, fits', 1.2 * MiB)).toMatch(/^250 Ok /);
+      // Streamed (over 256 KiB): the disk fills while DATA is still arriving (smtp-server replies once it ended).
+      expect(await send('streamed, too big for what is left', 1.2 * MiB)).toBe('452 4.3.1 mx.enospc.test Insufficient system storage, try again later');
+      expect(await send('streamed, fits in what is left', 0.7 * MiB)).toMatch(/^250 Ok /);
+      // Batched (in memory, written in one go): a short write, then ENOSPC.
+      expect(await send('batched, too big for what is left', 200 * 1024)).toBe('452 4.3.1 mx.enospc.test Insufficient system storage, try again later');
+      expect(lines.filter((l) => l.msg === 'spool file system full; replying 452')).toHaveLength(2);
+      // Nothing partial kept: the two accepted messages are spooled, each whole; no partial file in incoming/.
+      expect(await gw.spool.countSpooled()).toBe(2);
+      expect(await readdir(join(fs.path, 'spool', 'incoming'))).toEqual([]);
+      for (const id of await gw.spool.list()) {
+        const f = await gw.spool.openFile(id);
+        expect(f.entries).toHaveLength(1);
+        const m = await spooledMessage(gw.spool, id, f.entries[0]!.at, f.entries[0]!.record.envelope.messageId);
+        // Whole: the file ends where the entry's DATA ends, and the DATA starts with the message as sent.
+        expect((await stat(m.path)).size).toBe(m.dataOffset + m.dataLength);
+        const fh = await open(m.path, 'r');
+        const head = Buffer.alloc(80);
+        await fh.read(head, 0, 80, m.dataOffset).finally(() => fh.close());
+        expect(head.toString('latin1')).toMatch(/^From: a@origin\.example\r\nTo: user@example\.com\r\nSubject: streamed, fits/);
+      }
+      // The session goes on: a small message still fits and is taken.
+      expect(await send('small, fits', 10 * 1024)).toMatch(/^250 Ok /);
+      expect(await gw.spool.countSpooled()).toBe(3);
       c.close();
-      expect(lines.some((l) => l.msg === 'spool file system full; replying 452' && l.level === 50)).toBe(true);
-      expect(await gw.spool.countSpooled()).toBe(1);
     } finally {
       await gw.stop();
+      fs.remove();
     }
   });
 });

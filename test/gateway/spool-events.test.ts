@@ -33,8 +33,8 @@ describe('spool events', () => {
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatchObject({ during: 'directory fsync', notLogged: 5 });
 
-    ev.lost!();
-    expect(lines[2]).toMatchObject({ level: 50 });
+    ev.lost!('/spool/messages/x.msg');
+    expect(lines[2]).toMatchObject({ level: 50, spoolFile: '/spool/messages/x.msg' });
     expect(String(lines[2]!.msg)).toMatch(/another process/);
   });
 });

@@ -99,20 +99,23 @@ describe('settings', () => {
 });
 
 describe('spool free space', () => {
-  it('refuses when free < reserve + declared SIZE, reads statfs at most every refreshMs in the background, refuses nothing unread or off', async () => {
+  it('refuses when free < reserve + declared SIZE, reads statfs every refreshMs in the background, reports the reserve running short and coming back, refuses nothing unread or off', async () => {
     let free = 100;
     let reads = 0;
     let t = 0;
+    const reserve: Array<string> = [];
     const read = async () => {
       reads++;
       return { bavail: free, bsize: 1 };
     };
-    const space = new SpoolFreeSpace('/spool', 30, 1_000, read, () => t);
+    const space = new SpoolFreeSpace('/spool', 30, { refreshMs: 1_000, read, now: () => t, onReserve: (s) => reserve.push(s ? `short ${s.free}/${s.need}` : 'back') });
     await space.start();
+    space.stop(); // this test drives the clock itself; the timer is checked below
     expect(reads).toBe(1);
     expect(space.shortage(0)).toBeUndefined();
     expect(space.shortage(70)).toBeUndefined();
-    expect(space.shortage(71)).toEqual({ free: 100, need: 101 });
+    expect(space.shortage(71), 'a message whose SIZE would eat into the reserve').toEqual({ free: 100, need: 101 });
+    expect(reserve).toEqual([]);
     // The disk fills: seen after the next reading, which a check starts once the last one is refreshMs old.
     free = 20;
     t = 999;
@@ -123,13 +126,32 @@ describe('spool free space', () => {
     await new Promise((r) => setImmediate(r));
     expect(reads).toBe(2);
     expect(space.shortage(0)).toEqual({ free: 20, need: 30 });
+    expect(reserve).toEqual(['short 20/30']);
+    free = 40;
+    t = 2_000;
+    space.shortage(0);
+    await new Promise((r) => setImmediate(r));
+    expect(space.shortage(0)).toBeUndefined();
+    expect(reserve).toEqual(['short 20/30', 'back']);
+
+    // The timer reads on its own during a quiet spell (no MAIL FROM needed to notice the disk filling).
+    let timedReads = 0;
+    const timed = new SpoolFreeSpace('/spool', 30, { refreshMs: 20, read: async () => ((timedReads++), { bavail: 10, bsize: 1 }), onReserve: (s) => reserve.push(s ? 'timed short' : 'timed back') });
+    await timed.start();
+    await new Promise((r) => setTimeout(r, 120));
+    timed.stop();
+    expect(timedReads).toBeGreaterThanOrEqual(3);
+    expect(reserve.at(-1)).toBe('timed short');
+
     // A file system that cannot be read refuses nothing (the spool's writes report their own errors).
-    const broken = new SpoolFreeSpace('/spool', 30, 1_000, () => Promise.reject(new Error('EIO')), () => 0);
+    const broken = new SpoolFreeSpace('/spool', 30, { read: () => Promise.reject(new Error('EIO')) });
     await broken.start();
+    broken.stop();
     expect(broken.shortage(1e12)).toBeUndefined();
     // Reserve 0: no check, no reading.
     let offReads = 0;
-    const off = new SpoolFreeSpace('/spool', 0, 1_000, async () => ((offReads++), { bavail: 0, bsize: 4096 }), () => 1e9);
+    const off = new SpoolFreeSpace('/spool', 0, { read: async () => ((offReads++), { bavail: 0, bsize: 4096 }) });
+    await off.start();
     expect(off.shortage(1e12)).toBeUndefined();
     expect(offReads).toBe(0);
     expect(isOutOfSpace(Object.assign(new Error('x'), { code: 'ENOSPC' }))).toBe(true);
