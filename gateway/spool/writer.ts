@@ -100,8 +100,9 @@ function stillNamed(fd: number, path: string): boolean {
 
 /**
  * A spare's descriptor, if it can be used: still named in `messages/` (bytes written into a removed or moved file
- * would be lost with a 250 said for them) and still empty (one that is not was written by someone else: left alone).
- * Otherwise it is closed and the round creates a file instead.
+ * would be lost with a 250 said for them — an idle spare is an empty file, the kind a cleanup job removes) and still
+ * empty (one that is not was written by someone else: left alone). Otherwise it is closed and the round creates a
+ * file instead.
  */
 function usableSpare(spare: Spare, path: string): number | undefined {
   try {
@@ -256,13 +257,10 @@ export class SpoolWriter {
           const flushed = fdatasyncAsync(fd);
           this.handOut(f);
           await flushed;
-          // A spare's name was made durable before the round; it must still be this file's, or the 250 would
-          // name bytes nobody can find. (A created file's name is made durable by the round's directory fsync.)
-          if (f.spare && !stillNamed(fd, f.path)) {
-            closeQuietly(fd);
-            // Whatever has the name now is not ours to remove.
-            return new Error(`spool file ${f.path} was removed or moved while it was being written`);
-          }
+          // No check that the name is still this file's: from handOut on its jobs are in Redis, and a fast delivery
+          // may already have stored the messages and released (unlinked) the file while the disk flushed — the 250
+          // is true. A spare removed while idle is caught before it is written (usableSpare); once it holds mail
+          // only its own delivery removes it.
           closeQuietly(fd);
           return undefined;
         } catch (err) {

@@ -5,7 +5,7 @@
  * Redis for the recovery pass; only the fsync of `messages/` is counted, held or failed on purpose.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -183,6 +183,21 @@ describe('spare batch files', () => {
     const r2 = await h.spool.receive(own, data('own file'));
     expect(r2.ok && r2.file.id).toBe(own.envelope.messageId);
     for (const n of spares) expect(await readFile(join(h.spool.messagesDir, n), 'utf8')).toBe('not ours');
+  });
+
+  it('a file released by its own delivery before its flush completed still counts as durable (the jobs went out while the disk flushed)', async () => {
+    // In the gateway the jobs are added as soon as the bytes are in the file; a fast worker can deliver the message and
+    // release (unlink) the file before the fdatasync returns. The message was delivered: its 250 must stand.
+    const h = await spoolWithSpares();
+    await sparesReady(h);
+    await new Promise((r) => setTimeout(r, 50));
+    const rec = record();
+    const r = await h.spool.receive(rec, data('delivered early'), (file) => {
+      // What a release does: the file's name goes (here before the writer even waits for the disk).
+      unlinkSync(h.spool.path(file.id));
+    });
+    expect(r.ok).toBe(true);
+    expect(h.events).toEqual(['batch file spare']);
   });
 
   it('init removes the empty files a crash left (never a message) and keeps every file that holds one; close removes unused spares', async () => {
