@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import { SpoolFormatError } from './format.js';
 import { SpoolMissingError, type Spool } from './spool.js';
+import type { InFlightFiles } from './in-flight.js';
 
 /**
  * Re-enqueues spooled messages that have no jobs: a crash before the enqueue, or a Redis that lost its data
@@ -24,7 +25,7 @@ export class SpoolRecovery {
   constructor(
     private readonly spool: Spool,
     private readonly enqueuer: Enqueuer,
-    private readonly inFlight: { has(id: string): boolean },
+    private readonly inFlight: Pick<InFlightFiles, 'has'>,
     private readonly log: Logger,
   ) {}
 

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 import type { Spare, SpareFiles } from './spares.js';
+import type { SpoolEvents } from './spool.js';
 
 /**
  * Durable writes of whole small messages, in batch files, one round at a time (group commit).
@@ -91,22 +92,17 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** True while `fd` is the file named `path` (not removed, not renamed away, not replaced). */
-function stillNamed(fd: number, path: string): boolean {
-  const open = fstatSync(fd);
-  const named = statSync(path, { throwIfNoEntry: false });
-  return open.nlink > 0 && !!named && named.ino === open.ino && named.dev === open.dev;
-}
-
 /**
- * A spare's descriptor, if it can be used: still named in `messages/` (bytes written into a removed or moved file
- * would be lost with a 250 said for them — an idle spare is an empty file, the kind a cleanup job removes) and still
- * empty (one that is not was written by someone else: left alone). Otherwise it is closed and the round creates a
- * file instead.
+ * A spare's descriptor, if it can be used: still the file named `path` in `messages/` (bytes written into a removed
+ * or moved file would be lost with a 250 said for them — an idle spare is an empty file, the kind a cleanup job
+ * removes) and still empty (one that is not was written by someone else: left alone). Otherwise it is closed and the
+ * round creates a file instead.
  */
 function usableSpare(spare: Spare, path: string): number | undefined {
   try {
-    if (stillNamed(spare.fd, path) && fstatSync(spare.fd).size === 0) return spare.fd;
+    const open = fstatSync(spare.fd);
+    const named = statSync(path, { throwIfNoEntry: false });
+    if (open.nlink > 0 && open.size === 0 && named && named.ino === open.ino && named.dev === open.dev) return spare.fd;
   } catch {
     // A descriptor that cannot even be stat'ed is no place for mail.
   }
@@ -125,7 +121,7 @@ export class SpoolWriter {
     /** fsync of `messages/`, shared with the other renames and unlinks there (spool.ts GroupSync). */
     private readonly syncMessagesDir: () => Promise<void>,
     private readonly spares?: SpareFiles,
-    private readonly events: { batchFile?(file: 'spare' | 'created'): void } = {},
+    private readonly events: Pick<SpoolEvents, 'batchFile'> = {},
   ) {}
 
   /** True while `id` is a file this writer is writing, or one of its spares. */
