@@ -81,36 +81,48 @@ export function redisClient(target: RedisTarget, role: RedisRole, extra: ClientE
   });
 }
 
+/** BullMQ's `connection` for one role, and the clients behind it. */
+export interface BullConnection {
+  connection: ConnectionOptions;
+  /** Ends every client made for this connection (no reconnecting after this), once the BullMQ objects on it are closed. */
+  close(): Promise<void>;
+  /** On a cluster: the shared client's script loader, for callers that see a NOSCRIPT. */
+  scripts?: ClusterScripts;
+  /** True while any client made for this connection is connected to Redis. */
+  connected(): boolean;
+}
+
 /**
- * BullMQ's `connection` for the target. On a single Redis: plain options for workers and admin (BullMQ makes and
- * owns their clients), and one client of ours that the producers' Queues and FlowProducers share. On a cluster: a
- * Cluster client, which BullMQ cannot build from options; a worker duplicates it for its own connections, so the one
- * given is a template that never connects, and every client BullMQ gets keeps BullMQ's scripts loaded on every
- * primary (cluster-scripts.ts); `scripts` is that of the shared client, for callers that see a NOSCRIPT. A shared
- * client is ended by `close`, once the BullMQ objects on it are closed.
+ * BullMQ's `connection` for the target. Every client is made by us, so that every client can be ended: BullMQ's own
+ * `close()` cannot quit a client while Redis is away (no connection to send QUIT on; it waits for one) and leaves it
+ * reconnecting for ever after a stop — and its timers keeping a library user's process alive.
+ * - producer (and admin): one client of ours that the Queues and FlowProducers share.
+ * - worker: a template that never connects; BullMQ runs every worker on duplicates of it (a main and a blocking
+ *   connection each), and those are recorded here.
+ * On a cluster every client keeps BullMQ's scripts loaded on every primary (cluster-scripts.ts).
  */
-export function bullConnection(target: RedisTarget, role: RedisRole): { connection: ConnectionOptions; close(): Promise<void>; scripts?: ClusterScripts } {
-  if (!target.cluster && role !== 'producer') return { connection: roleConnection(target.url, role), close: async () => undefined };
-  if (!target.cluster) {
-    // Producers share one client of ours. From options BullMQ would make one per Queue, whose close() cannot quit
-    // while Redis is away (no offline queue) and leaves it reconnecting for ever after a stop.
-    const client = redisClient(target, role) as Redis;
-    client.on('error', () => undefined); // whoever uses it reports Redis trouble
-    return { connection: client as unknown as ConnectionOptions, close: () => endClient(client) };
-  }
-  const client = redisClient(target, role, role === 'worker' ? { lazyConnect: true } : {}) as Cluster;
-  client.on('error', () => undefined); // whoever uses it reports Redis trouble
-  const scripts = new ClusterScripts(client);
+export function bullConnection(target: RedisTarget, role: RedisRole): BullConnection {
+  const template = redisClient(target, role, role === 'worker' ? { lazyConnect: true } : {});
+  template.on('error', () => undefined); // whoever uses it reports Redis trouble
+  const clients: RedisClient[] = [template];
+  const scripts = target.cluster ? new ClusterScripts(template as Cluster) : undefined;
   if (role === 'worker') {
-    // BullMQ's workers run on duplicates of the template: each keeps the scripts loaded too.
-    const duplicate = client.duplicate.bind(client);
-    client.duplicate = (...args: Parameters<Cluster['duplicate']>) => {
+    const duplicate = template.duplicate.bind(template) as (...args: unknown[]) => RedisClient;
+    (template as { duplicate: (...args: unknown[]) => RedisClient }).duplicate = (...args: unknown[]) => {
       const d = duplicate(...args);
-      new ClusterScripts(d);
+      clients.push(d);
+      if (target.cluster) new ClusterScripts(d as Cluster);
       return d;
     };
   }
-  return { scripts, connection: client as unknown as ConnectionOptions, close: () => endClient(client) };
+  return {
+    connection: template as unknown as ConnectionOptions,
+    // A worker's clients are ended only after its workers closed or were given up on: nothing they still wait for
+    // (a blocking pop) is worth a QUIT that waits behind it.
+    close: async () => void (await Promise.all(clients.map((c) => (role === 'worker' ? c.disconnect() : endClient(c))))),
+    connected: () => clients.some((c) => c.status === 'ready' || (c instanceof Cluster && c.status === 'connect')),
+    ...(scripts ? { scripts } : {}),
+  };
 }
 
 /** Quits when connected (replies in flight are answered), else disconnects: no reconnecting after this. */

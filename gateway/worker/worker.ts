@@ -11,6 +11,8 @@ import { Slots } from './slots.js';
 
 /** After aborting deliveries at shutdown, how long the workers get to let go of Redis. */
 const FORCE_CLOSE_MS = 5_000;
+/** How often a shutdown looks whether it can stop waiting for Redis. */
+const IDLE_POLL_MS = 100;
 
 export interface DeliveryWorkersOptions {
   /** BullMQ prefix of this node's queues (cluster/node.ts): workers only take jobs whose spool file is here. */
@@ -30,6 +32,9 @@ export class DeliveryWorkers {
   /** Aborts uploads still running when a shutdown runs out of time. */
   private readonly abort = new AbortController();
   private closeConnection: () => Promise<void> = async () => undefined;
+  private redisConnected: () => boolean = () => false;
+  /** Jobs whose processor is running (deliveries and releases). */
+  private running = 0;
 
   constructor(
     private readonly runtime: GatewayRuntime,
@@ -43,8 +48,9 @@ export class DeliveryWorkers {
   start(): void {
     const { settings } = this.runtime;
     const w = settings.worker;
-    const { connection, close } = bullConnection(settings.redis, 'worker');
+    const { connection, close, connected } = bullConnection(settings.redis, 'worker');
     this.closeConnection = close;
+    this.redisConnected = connected;
     const common = {
       connection,
       prefix: this.opts.prefix,
@@ -58,7 +64,7 @@ export class DeliveryWorkers {
     const slots = new Slots(w.concurrency);
     this.deliveries = new Worker<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>(
       DELIVERIES_QUEUE,
-      async (job) => {
+      this.counted(async (job) => {
         const attempt = job.attemptsMade + 1;
         const data = deliveryBatch(job.data);
         const done = new Set(data.done);
@@ -97,7 +103,7 @@ export class DeliveryWorkers {
         }
         if (data.release) await this.release(job, data, outcome);
         return { bucket: outcome.bucket, rule: outcome.rule, encrypted: outcome.encrypted, delivered: outcome.delivered };
-      },
+      }),
       { ...common, concurrency: w.concurrency },
     );
     this.deliveries.on('failed', (job, err) => {
@@ -112,11 +118,11 @@ export class DeliveryWorkers {
 
     this.releases = new Worker<ReleaseJobData, boolean>(
       SPOOL_QUEUE,
-      async (job) => {
+      this.counted(async (job) => {
         const removed = await this.spool.remove(this.spool.fileIdOf(job.data.spoolFile));
         this.log.debug({ spoolFile: job.data.spoolFile, jobId: job.id, messageIds: job.data.messageIds, removed }, 'every rule of every message delivered; spool file released');
         return removed;
-      },
+      }),
       { ...common, concurrency: 4 },
     );
     for (const worker of [this.deliveries, this.releases] as Worker[]) {
@@ -138,29 +144,64 @@ export class DeliveryWorkers {
     }
   }
 
-  /** Lets deliveries in flight finish within `timeoutMs`; then aborts them (their jobs are retried later). */
+  private counted<J, R>(processor: (job: J) => Promise<R>): (job: J) => Promise<R> {
+    return async (job) => {
+      this.running++;
+      try {
+        return await processor(job);
+      } finally {
+        this.running--;
+      }
+    };
+  }
+
+  /**
+   * Resolves once no job runs while Redis is unreachable: BullMQ's close() then waits for a connection that may never
+   * come (it does not settle even once Redis is back), and there is nothing left to wait for.
+   */
+  private idleWithoutRedis(stopped: Promise<unknown>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      // Twice in a row: a graceful close quits its connections a moment before it settles.
+      let seen = 0;
+      const poll = setInterval(() => {
+        seen = this.running === 0 && !this.redisConnected() ? seen + 1 : 0;
+        if (seen >= 2) resolve();
+      }, IDLE_POLL_MS);
+      void stopped.finally(() => clearInterval(poll));
+    });
+  }
+
+  /**
+   * Lets deliveries in flight finish within `timeoutMs`; then aborts them (their jobs are retried later). While Redis
+   * is unreachable it returns as soon as no delivery runs. Every Redis client of the workers is ended before it returns.
+   */
   async stop(timeoutMs = this.runtime.settings.worker.shutdownTimeoutMs): Promise<void> {
     const workers = [this.deliveries, this.releases].filter((w): w is Worker => w !== undefined);
-    let timer: NodeJS.Timeout | undefined;
-    const graceful = Promise.all(workers.map((w) => w.close())).then(() => true);
-    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    const ok = await Promise.race([graceful, timedOut]);
-    clearTimeout(timer);
-    if (!ok) {
-      this.log.warn({ timeoutMs }, 'deliveries still running at shutdown; aborting them (they will be retried)');
-      this.abort.abort(new Error('gateway shutting down'));
-      // BullMQ's close() never settles when it began while Redis was unreachable (even once Redis is back); a
-      // shutdown must still end. Whatever a worker held is taken over by the next start after lockDurationMs.
-      let forceTimer: NodeJS.Timeout | undefined;
-      const closed = await Promise.race([
-        Promise.allSettled(workers.map((w) => w.close(true))).then(() => true),
-        new Promise<false>((resolve) => (forceTimer = setTimeout(() => resolve(false), FORCE_CLOSE_MS))),
-      ]);
-      clearTimeout(forceTimer);
-      if (!closed) this.log.warn({ waitedMs: FORCE_CLOSE_MS }, 'workers did not close (Redis unreachable?); stopping without them');
+    const timers: NodeJS.Timeout[] = [];
+    const after = (ms: number) => new Promise<false>((resolve) => timers.push(setTimeout(() => resolve(false), ms)));
+    let settled!: () => void;
+    const done = new Promise<void>((resolve) => (settled = resolve));
+    const idle = this.idleWithoutRedis(done).then(() => 'idle' as const);
+    try {
+      const graceful = Promise.all(workers.map((w) => w.close())).then(() => true as const, () => true as const);
+      const first = await Promise.race([graceful, after(timeoutMs), idle]);
+      if (first === false) {
+        this.log.warn({ timeoutMs }, 'deliveries still running at shutdown; aborting them (they will be retried)');
+        this.abort.abort(new Error('gateway shutting down'));
+        // BullMQ's close() never settles when it began while Redis was unreachable (even once Redis is back); a
+        // shutdown must still end. Whatever a worker held is taken over by the next start after lockDurationMs.
+        const forced = Promise.allSettled(workers.map((w) => w.close(true))).then(() => true as const);
+        const closed = await Promise.race([forced, after(FORCE_CLOSE_MS), idle]);
+        if (closed !== true) this.log.warn({ waitedMs: FORCE_CLOSE_MS }, 'workers did not close (Redis unreachable?); stopping without them');
+      } else if (first === 'idle') {
+        this.log.warn('Redis unreachable at shutdown and no delivery running: stopping without closing the workers in Redis (what they held is taken over after the lock duration)');
+      }
+    } finally {
+      for (const t of timers) clearTimeout(t);
+      settled();
+      await this.closeConnection();
+      this.aws.destroy();
     }
-    await this.closeConnection();
-    this.aws.destroy();
   }
 
   /** For tests and `mailroom local`: called with every completed delivery job. */

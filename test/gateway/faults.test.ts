@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
@@ -101,6 +102,44 @@ describe('Redis outage', () => {
       await smtp.stop();
     }
   }, 90_000);
+});
+
+describe('stopped while Redis is down', () => {
+  // BullMQ's close() cannot finish without Redis: the workers' stop waited out shutdownTimeoutMs plus 5 s (35 s by
+  // default) and left their four clients reconnecting for ever — and coming back once Redis did.
+  for (const thread of ['no', 'yes'] as const) {
+    it(`a gateway with workers${thread === 'yes' ? ' in a delivery thread' : ''} stops without waiting out its shutdown timeout and leaves no Redis client behind`, async () => {
+      const redis = await startRedis();
+      const name = `stop-down-${thread}`;
+      const cfg = config(name, redis.url, 'redis-outage');
+      const gw = await startTestGateway({ ...cfg, gateway: { ...cfg.gateway!, worker: { ...cfg.gateway!.worker, thread, shutdownTimeoutMs: 20_000 } } });
+      let stopped = false;
+      try {
+        const sent = await sendRaw(gw.port, to, msg(name));
+        await waitFor('delivered', async () => (await listKeys(aws, 'redis-outage')).includes(`in/${sent.messageId}`), 30_000, 250);
+        await redis.stop();
+        const t = performance.now();
+        await gw.stop();
+        stopped = true;
+        expect(performance.now() - t, 'stop while Redis is down, nothing in flight').toBeLessThan(10_000);
+        await redis.restart();
+        await new Promise((r) => setTimeout(r, 3_000)); // reconnects back off at most 2 s
+        const probe = new Redis(redis.url);
+        try {
+          const clients = String(await probe.client('LIST')).trim().split('\n');
+          expect(clients, 'only this probe is connected').toHaveLength(1);
+        } finally {
+          probe.disconnect();
+        }
+      } finally {
+        if (!stopped) {
+          await redis.restart();
+          await gw.stop();
+        }
+        await redis.stop();
+      }
+    }, 90_000);
+  }
 });
 
 describe('Redis that stops answering', () => {
