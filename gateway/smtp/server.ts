@@ -128,6 +128,8 @@ export class SmtpFront {
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb, !!extra.lmtp),
+      // A transaction left without DATA (RSET then QUIT, a dropped connection) gives its space back here.
+      onClose: (session) => this.freeSpace.release(session.id),
       ...extra,
     });
     const admit = (ip: string): Admission => {
@@ -251,7 +253,7 @@ export class SmtpFront {
     // Before the rate limit's token is taken: a sender told to come back for want of space has sent nothing.
     const args = address.args as Record<string, string> | false;
     const declared = (args && Number(args.SIZE)) || 0;
-    const short = this.freeSpace.shortage(declared);
+    const short = this.freeSpace.claim(session.id, declared);
     if (short !== undefined) {
       // The reserve running short is logged once (onReserve above); refusals are counted, not logged each.
       this.deps.log.debug({ session: session.id, client: session.remoteAddress, declaredBytes: declared, freeBytes: short.free }, 'spool short of space; replying 452');
@@ -259,6 +261,7 @@ export class SmtpFront {
     }
     const limited = this.edge.takeMessage(session.remoteAddress);
     if (limited) {
+      this.freeSpace.release(session.id);
       this.deps.log.info({ session: session.id, client: session.remoteAddress }, 'message rate limit; replying 451');
       return cb(this.counted(limited));
     }
@@ -296,6 +299,7 @@ export class SmtpFront {
     void done.finally(() => {
       this.accepting.delete(done);
       this.busy.delete(session.id);
+      this.freeSpace.release(session.id);
     });
   }
 

@@ -3,7 +3,7 @@ import { statfs } from 'node:fs/promises';
 export interface SpaceShortage {
   /** Bytes free for an unprivileged writer on the spool's file system (statfs f_bavail × f_bsize). */
   free: number;
-  /** What is needed left free: the spool's reserve (plus a message's declared SIZE). */
+  /** What is needed left free: the spool's reserve, plus a message's declared SIZE and those of messages on their way. */
   need: number;
 }
 
@@ -20,8 +20,10 @@ export interface FreeSpaceOptions {
  * Free space on the spool's file system, for refusing mail at MAIL FROM (452 4.3.1) before its DATA is sent rather
  * than failing its write after the client sent it all: Postfix's rule (queue_minfree, and 1.5 × its message size
  * limit). statfs is read every `refreshMs` by a timer (and again by a check that finds the reading older, should the
- * timer lag), so MAIL FROM uses a reading at most about a second old and never waits for one. It sees one message at
- * a time: sessions sending at once are not added up (the reserve is there for them). An unreadable file system
+ * timer lag), so MAIL FROM uses a reading at most about a second old and never waits for one. Sessions sending at
+ * once are added up: a declared SIZE is held from MAIL FROM until that transaction ends, so twenty senders of 40 MB
+ * are not all told yes for the room of two (a held message is counted whole until its DATA ends, even as its bytes
+ * already show in the reading: the error is on the safe side). An unreadable file system
  * refuses nothing here (the spool's writes report their own errors); a write that still finds the disk full is
  * answered 452 too (server.ts).
  */
@@ -31,6 +33,8 @@ export class SpoolFreeSpace {
   private reading: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reserveShort = false;
+  private readonly holds = new Map<string, number>();
+  private held = 0;
   private readonly refreshMs: number;
   private readonly read: (dir: string) => Promise<{ bavail: number; bsize: number }>;
   private readonly now: () => number;
@@ -59,12 +63,35 @@ export class SpoolFreeSpace {
     this.timer = undefined;
   }
 
-  /** A shortage if the spool cannot take a message of `declaredBytes` (SIZE=, else 0) and keep its reserve. */
-  shortage(declaredBytes: number): SpaceShortage | undefined {
+  /**
+   * A shortage if the spool cannot take a message of `declaredBytes` (SIZE=, else 0) on top of those held and keep its
+   * reserve. Otherwise the message is held for `key` (its session) until release(key); a key's earlier hold is
+   * released first (a new MAIL FROM ends the session's last transaction).
+   */
+  claim(key: string, declaredBytes: number): SpaceShortage | undefined {
     if (this.reserveBytes === 0) return undefined;
+    this.release(key);
     if (this.now() - this.readAt >= this.refreshMs) void this.refresh();
-    const need = this.reserveBytes + declaredBytes;
-    return this.free < need ? { free: this.free, need } : undefined;
+    const need = this.reserveBytes + this.held + declaredBytes;
+    if (this.free < need) return { free: this.free, need };
+    if (declaredBytes > 0) {
+      this.holds.set(key, declaredBytes);
+      this.held += declaredBytes;
+    }
+    return undefined;
+  }
+
+  /** Ends `key`'s hold (its DATA ended, or its session closed). */
+  release(key: string): void {
+    const bytes = this.holds.get(key);
+    if (bytes === undefined) return;
+    this.holds.delete(key);
+    this.held -= bytes;
+  }
+
+  /** Bytes declared by transactions between MAIL FROM and the end of their DATA. */
+  get heldBytes(): number {
+    return this.held;
   }
 
   private refresh(): Promise<void> {

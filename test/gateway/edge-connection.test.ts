@@ -321,6 +321,35 @@ describe('spool space', () => {
         c.close();
         // One large message refused is no state worth a warning: the reserve itself is there.
         expect(lines.filter((l) => /short of space/.test(String(l.msg)))).toEqual([]);
+
+        // Sessions sending at once add up: a declared SIZE is held from MAIL FROM until its DATA ends or its session
+        // closes. 20 MiB above the reserve: 12 + 12 MiB do not fit, 12 + 7 do.
+        const session = async () => {
+          const s = await LineClient.open(port);
+          expect(await s.reply()).toMatch(/^220 /);
+          expect(await s.command('EHLO client.example.net')).toMatch(/^250/);
+          return s;
+        };
+        const full = '452 4.3.1 mx.roomy.test Insufficient system storage, try again later';
+        const [a, b, d] = [await session(), await session(), await session()];
+        try {
+          expect(await a.command(`MAIL FROM:<a@origin.example> SIZE=${12 * MiB}`)).toMatch(/^250/);
+          expect(await b.command(`MAIL FROM:<b@origin.example> SIZE=${12 * MiB}`), 'two 12 MiB messages on their way at once do not fit').toBe(full);
+          expect(await b.command(`MAIL FROM:<b@origin.example> SIZE=${7 * MiB}`)).toMatch(/^250/);
+          expect(await d.command(`MAIL FROM:<d@origin.example> SIZE=${2 * MiB}`), '12 + 7 + 2 MiB do not fit').toBe(full);
+          // a gives up (RSET, QUIT): its 12 MiB are free again once its session closes.
+          expect(await a.command('RSET')).toMatch(/^250/);
+          a.close();
+          await waitFor('a\'s hold given back', async () => /^250/.test(await d.command(`MAIL FROM:<d@origin.example> SIZE=${12 * MiB}`)), 5_000, 50);
+          // b's DATA ends (a small message): its 7 MiB are given back then, so 12 + 7 fit again.
+          expect(await b.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
+          expect((await b.data(MSG('declared more than it sent')))[0]).toMatch(/^250 Ok /);
+          const e = await session();
+          expect(await e.command(`MAIL FROM:<e@origin.example> SIZE=${7 * MiB}`)).toMatch(/^250/);
+          e.close();
+        } finally {
+          for (const s of [a, b, d]) s.close();
+        }
       } finally {
         await gw.stop();
       }
