@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
 import { freePort } from './ports.js';
 import { startProcess, waitForPort, type Started } from './process.js';
 
@@ -48,6 +49,22 @@ export async function startRedis(opts: { persistDir?: string; tls?: { certFile: 
     stop: () => proc.stop(),
     restart: start,
   };
+}
+
+/**
+ * Brings a stopped Redis back and, once a client left reconnecting would be back (ioredis backs off at most 2 s with
+ * the gateway's settings), lists who is connected besides the probe asking: what a stopped gateway left behind.
+ */
+export async function clientsBackAfterRestart(redis: RedisServer): Promise<string[]> {
+  await redis.restart();
+  await new Promise((r) => setTimeout(r, 3_000));
+  const probe = new Redis(redis.url);
+  try {
+    const me = await probe.client('ID');
+    return String(await probe.client('LIST')).trim().split('\n').filter((l) => !l.startsWith(`id=${me} `));
+  } finally {
+    probe.disconnect();
+  }
 }
 
 export interface RedisClusterServer {
