@@ -128,8 +128,11 @@ export class SmtpFront {
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb, !!extra.lmtp),
-      // A transaction left without DATA (RSET then QUIT, a dropped connection) gives its space back here.
-      onClose: (session) => this.freeSpace.release(session.id),
+      // A transaction left without DATA (RSET then QUIT, a dropped connection) gives its space back here; one whose
+      // DATA is still being written keeps it until written (onData's settle).
+      onClose: (session) => {
+        if (!this.busy.has(session.id)) this.freeSpace.release(session.id);
+      },
       ...extra,
     });
     const admit = (ip: string): Admission => {
@@ -287,20 +290,26 @@ export class SmtpFront {
    */
   private onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string | string[]) => void, lmtp: boolean): void {
     this.busy.add(session.id);
+    // Settled before cb: a client that pipelined its next MAIL FROM (and RCPT, DATA) behind the final "." has them
+    // handled inside cb, and their hold and busy mark are the next transaction's, not this one's.
+    const settle = () => {
+      this.busy.delete(session.id);
+      this.freeSpace.release(session.id);
+    };
     const done = this.accept(stream, session).then(
-      (messageId) => cb(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, r.address)) : replies.accepted(messageId)),
+      (messageId) => {
+        settle();
+        cb(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, r.address)) : replies.accepted(messageId));
+      },
       (err: Error) => {
         // smtp-server sends the reply once DATA has ended; make sure the rest of it is read and dropped.
         if (!stream.readableEnded && !stream.destroyed) stream.resume();
+        settle();
         cb(this.counted(err instanceof SmtpReply ? err : replies.localError()));
       },
     );
     this.accepting.add(done);
-    void done.finally(() => {
-      this.accepting.delete(done);
-      this.busy.delete(session.id);
-      this.freeSpace.release(session.id);
-    });
+    void done.finally(() => this.accepting.delete(done));
   }
 
   private async accept(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {

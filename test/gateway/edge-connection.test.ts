@@ -332,11 +332,15 @@ describe('spool space', () => {
           expect(await a.command('RSET')).toMatch(/^250/);
           a.close();
           await waitFor('a\'s hold given back', async () => /^250/.test(await d.command(`MAIL FROM:<d@origin.example> SIZE=${12 * MiB}`)), 5_000, 50);
-          // b's DATA ends (a small message): its 7 MiB are given back then, so 12 + 7 fit again.
+          // b's DATA ends (a small message) with its next MAIL FROM pipelined behind the final ".": the 7 MiB of the
+          // transaction that ended are given back (so 12 + 7 fit again), and the next one's 7 MiB are held.
           expect(await b.command('RCPT TO:<user@example.com>')).toMatch(/^250/);
-          expect((await b.data(MSG('declared more than it sent')))[0]).toMatch(/^250 Ok /);
+          expect(await b.command('DATA')).toMatch(/^354/);
+          b.write(`${MSG('declared more than it sent')}\r\n.\r\nMAIL FROM:<b@origin.example> SIZE=${7 * MiB}\r\n`);
+          expect(await b.reply()).toMatch(/^250 Ok /);
+          expect(await b.reply(), 'the pipelined MAIL FROM').toMatch(/^250/);
           const e = await session();
-          expect(await e.command(`MAIL FROM:<e@origin.example> SIZE=${7 * MiB}`)).toMatch(/^250/);
+          expect(await e.command(`MAIL FROM:<e@origin.example> SIZE=${2 * MiB}`), 'the pipelined transaction holds its 7 MiB').toBe(full);
           e.close();
         } finally {
           for (const s of [a, b, d]) s.close();
