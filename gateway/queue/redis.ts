@@ -97,8 +97,8 @@ export interface BullConnection {
  * `close()` cannot quit a client while Redis is away (no connection to send QUIT on; it waits for one) and leaves it
  * reconnecting for ever after a stop — and its timers keeping a library user's process alive.
  * - producer (and admin): one client of ours that the Queues and FlowProducers share.
- * - worker: a template that never connects; BullMQ runs every worker on duplicates of it (a main and a blocking
- *   connection each), and those are recorded here.
+ * - worker: one client of ours, connected by BullMQ when the first worker starts, is the workers' shared main
+ *   connection; each worker's blocking connection is a duplicate BullMQ makes of it, recorded here.
  * On a cluster every client keeps BullMQ's scripts loaded on every primary (cluster-scripts.ts).
  */
 export function bullConnection(target: RedisTarget, role: RedisRole): BullConnection {

@@ -33,8 +33,11 @@ export class DeliveryWorkers {
   private readonly abort = new AbortController();
   private closeConnection: () => Promise<void> = async () => undefined;
   private redisConnected: () => boolean = () => false;
-  /** Jobs whose processor is running (deliveries and releases). */
-  private running = 0;
+  /**
+   * Jobs (queue:id) whose processor started and whose result BullMQ has not stored yet (no completed/failed event):
+   * running, or finished with the result still queued for a Redis that is away.
+   */
+  private readonly unsettled = new Map<string, number>();
 
   constructor(
     private readonly runtime: GatewayRuntime,
@@ -64,7 +67,7 @@ export class DeliveryWorkers {
     const slots = new Slots(w.concurrency);
     this.deliveries = new Worker<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>(
       DELIVERIES_QUEUE,
-      this.counted(async (job) => {
+      this.counted(DELIVERIES_QUEUE, async (job) => {
         const attempt = job.attemptsMade + 1;
         const data = deliveryBatch(job.data);
         const done = new Set(data.done);
@@ -118,15 +121,18 @@ export class DeliveryWorkers {
 
     this.releases = new Worker<ReleaseJobData, boolean>(
       SPOOL_QUEUE,
-      this.counted(async (job) => {
+      this.counted(SPOOL_QUEUE, async (job) => {
         const removed = await this.spool.remove(this.spool.fileIdOf(job.data.spoolFile));
         this.log.debug({ spoolFile: job.data.spoolFile, jobId: job.id, messageIds: job.data.messageIds, removed }, 'every rule of every message delivered; spool file released');
         return removed;
       }),
       { ...common, concurrency: 4 },
     );
-    for (const worker of [this.deliveries, this.releases] as Worker[]) {
+    for (const [queue, worker] of [[DELIVERIES_QUEUE, this.deliveries], [SPOOL_QUEUE, this.releases]] as Array<[string, Worker]>) {
       worker.on('error', (err) => this.log.warn({ err: err.message }, 'worker redis error; retrying'));
+      const stored = (job: Job | undefined) => job && this.settle(`${queue}:${job.id}`);
+      worker.on('completed', stored);
+      worker.on('failed', stored);
     }
   }
 
@@ -144,27 +150,33 @@ export class DeliveryWorkers {
     }
   }
 
-  private counted<J, R>(processor: (job: J) => Promise<R>): (job: J) => Promise<R> {
-    return async (job) => {
-      this.running++;
-      try {
-        return await processor(job);
-      } finally {
-        this.running--;
-      }
+  private counted<J extends Job, R>(queue: string, processor: (job: J) => Promise<R>): (job: J) => Promise<R> {
+    return (job) => {
+      const key = `${queue}:${job.id}`;
+      this.unsettled.set(key, (this.unsettled.get(key) ?? 0) + 1);
+      return processor(job);
     };
   }
 
+  private settle(key: string): void {
+    const n = this.unsettled.get(key);
+    if (n === undefined) return; // a stalled job failed by the checker: not run here
+    if (n > 1) this.unsettled.set(key, n - 1);
+    else this.unsettled.delete(key);
+  }
+
   /**
-   * Resolves once no job runs while Redis is unreachable: BullMQ's close() then waits for a connection that may never
-   * come (it does not settle even once Redis is back), and there is nothing left to wait for.
+   * Resolves once no job runs or waits to have its result stored in Redis. BullMQ's close() can outlast that for
+   * ever: begun while Redis was unreachable, it waits for a connection and does not settle even once Redis is back.
+   * A result queued for a Redis that is away keeps the stop waiting (up to its timeout) for Redis to take it, rather
+   * than have the job run again after lockDurationMs.
    */
-  private idleWithoutRedis(stopped: Promise<unknown>): Promise<void> {
+  private allSettled(stopped: Promise<unknown>): Promise<void> {
     return new Promise<void>((resolve) => {
-      // Twice in a row: a graceful close quits its connections a moment before it settles.
+      // Twice in a row, so a close that is about to settle by itself (Redis there) usually does.
       let seen = 0;
       const poll = setInterval(() => {
-        seen = this.running === 0 && !this.redisConnected() ? seen + 1 : 0;
+        seen = this.unsettled.size === 0 ? seen + 1 : 0;
         if (seen >= 2) resolve();
       }, IDLE_POLL_MS);
       void stopped.finally(() => clearInterval(poll));
@@ -173,7 +185,8 @@ export class DeliveryWorkers {
 
   /**
    * Lets deliveries in flight finish within `timeoutMs`; then aborts them (their jobs are retried later). While Redis
-   * is unreachable it returns as soon as no delivery runs. Every Redis client of the workers is ended before it returns.
+   * is or was unreachable (BullMQ's close stuck) it returns as soon as no job runs or has a result waiting for Redis.
+   * Every Redis client of the workers is ended before it returns.
    */
   async stop(timeoutMs = this.runtime.settings.worker.shutdownTimeoutMs): Promise<void> {
     const workers = [this.deliveries, this.releases].filter((w): w is Worker => w !== undefined);
@@ -181,7 +194,7 @@ export class DeliveryWorkers {
     const after = (ms: number) => new Promise<false>((resolve) => timers.push(setTimeout(() => resolve(false), ms)));
     let settled!: () => void;
     const done = new Promise<void>((resolve) => (settled = resolve));
-    const idle = this.idleWithoutRedis(done).then(() => 'idle' as const);
+    const idle = this.allSettled(done).then(() => 'idle' as const);
     try {
       const graceful = Promise.all(workers.map((w) => w.close())).then(() => true as const, () => true as const);
       const first = await Promise.race([graceful, after(timeoutMs), idle]);
@@ -194,7 +207,8 @@ export class DeliveryWorkers {
         const closed = await Promise.race([forced, after(FORCE_CLOSE_MS), idle]);
         if (closed !== true) this.log.warn({ waitedMs: FORCE_CLOSE_MS }, 'workers did not close (Redis unreachable?); stopping without them');
       } else if (first === 'idle') {
-        this.log.warn('Redis unreachable at shutdown and no delivery running: stopping without closing the workers in Redis (what they held is taken over after the lock duration)');
+        const meta = { redis: this.redisConnected() ? 'connected' : 'unreachable' };
+        this.log.info(meta, 'workers stopped without BullMQ closing them (it waits for Redis); every job they ran has its result stored');
       }
     } finally {
       for (const t of timers) clearTimeout(t);

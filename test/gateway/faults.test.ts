@@ -3,9 +3,11 @@
  * for good — with the operator's `mailroom queue` / `mailroom queue retry` for what never recovers by itself.
  */
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join } from 'node:path';
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
@@ -14,13 +16,15 @@ import { clientsBackAfterRestart, startRedis, type RedisServer } from '../suppor
 import { Readable } from 'node:stream';
 import { silentLogger } from '../../gateway/log.js';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
+import { SPOOL_QUEUE } from '../../gateway/queue/jobs.js';
+import { DeliveryWorkers } from '../../gateway/worker/worker.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { SpoolRecovery } from '../../gateway/spool/recovery.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { spooledFiles, spoolFileHolding } from '../support/spool.js';
 import { mailroomCli, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, runtimeFor, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
 let moto: Moto;
 let restoreEnv: () => void;
@@ -105,7 +109,7 @@ describe('Redis outage', () => {
 
 describe('stopped while Redis is down', () => {
   // BullMQ's close() cannot finish without Redis: the workers' stop waited out shutdownTimeoutMs plus 5 s (35 s by
-  // default) and left their four clients reconnecting for ever — and coming back once Redis did.
+  // default) and left their BullMQ-made clients reconnecting for ever — and coming back once Redis did.
   for (const thread of ['no', 'yes'] as const) {
     it(`a gateway with workers${thread === 'yes' ? ' in a delivery thread' : ''} stops without waiting out its shutdown timeout and leaves no Redis client behind`, async () => {
       const redis = await startRedis();
@@ -131,6 +135,54 @@ describe('stopped while Redis is down', () => {
       }
     }, 90_000);
   }
+
+  it('a job that finished while Redis was away keeps the stop waiting for Redis, and its result is stored once Redis is back (it does not run again)', async () => {
+    // Redis with its append-only file, so the job is still there when it comes back.
+    const redisDir = join(dir.path, 'finished-during-outage-redis');
+    await mkdir(redisDir, { recursive: true });
+    const redis = await startRedis({ persistDir: redisDir });
+    const cfg = config('finished-during-outage', redis.url, 'redis-outage');
+    const runtime = runtimeFor({ ...cfg, gateway: { ...cfg.gateway!, worker: { ...cfg.gateway!.worker, shutdownTimeoutMs: 20_000 } } });
+    const prefix = 'finished-during-outage';
+    let removes = 0;
+    let stopping: Promise<void> | undefined;
+    let stoppedAt = 0;
+    // The release job's processor: Redis goes away and the gateway is told to stop while it runs.
+    const spool = {
+      fileIdOf: (f: string) => f,
+      remove: async () => {
+        removes++;
+        if (removes === 1) {
+          await redis.stop();
+          stopping = workers.stop().then(() => void (stoppedAt = performance.now()));
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        return true;
+      },
+    } as unknown as Spool;
+    const workers = new DeliveryWorkers(runtime, spool, silentLogger(), { prefix });
+    workers.start();
+    const queue = new Queue(SPOOL_QUEUE, { connection: { host: '127.0.0.1', port: redis.port }, prefix });
+    queue.on('error', () => undefined);
+    try {
+      await queue.add('release', { spoolFile: 'file-1', messageIds: ['m1'] }, { jobId: 'r1' });
+      await waitFor('the stop began', async () => stopping !== undefined, 15_000, 50);
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(stoppedAt, "the stop waits while the job's result is queued for Redis").toBe(0);
+      const backAt = performance.now();
+      await redis.restart();
+      await stopping;
+      expect(stoppedAt).toBeGreaterThan(backAt);
+      expect(stoppedAt - backAt, 'stopped once the result is stored, not at shutdownTimeoutMs (20 s)').toBeLessThan(10_000);
+      const job = await queue.getJob('r1');
+      expect(await job?.getState()).toBe('completed');
+      expect(removes, 'run once').toBe(1);
+    } finally {
+      if (!stopping) await workers.stop();
+      await queue.close();
+      await redis.stop();
+    }
+  }, 60_000);
 });
 
 describe('Redis that stops answering', () => {
