@@ -41,6 +41,7 @@ interface Harness {
   spool: Spool;
   dirSync: DirSync;
   dirSyncCalls: number;
+  dirSyncsDone: number;
   /** What the spool reported (SpoolEvents), in order. */
   events: string[];
 }
@@ -60,7 +61,7 @@ async function spoolWithSpares(before?: (h: Harness) => void | Promise<void>, sp
     events: { batchFile: (file) => events.push(`batch file ${file}`), failed: (during) => events.push(`spares failed: ${during}`), lost: (path) => events.push(`spare lost: ${path.endsWith('.msg') ? 'path' : path}`) },
   });
   cleanups.push(() => spool.close());
-  const h: Harness = { spool, dirSync: { mode: 'pass' }, dirSyncCalls: 0, events };
+  const h: Harness = { spool, dirSync: { mode: 'pass' }, dirSyncCalls: 0, dirSyncsDone: 0, events };
   interceptDirSync(spool, h);
   await before?.(h);
   await spool.init({ clearIncoming: true });
@@ -69,8 +70,11 @@ async function spoolWithSpares(before?: (h: Harness) => void | Promise<void>, sp
 
 const names = async (s: Spool) => (await readdir(s.messagesDir)).sort();
 const sizes = async (s: Spool) => Promise.all((await names(s)).map(async (n) => (await stat(join(s.messagesDir, n))).size));
-/** Spares are ready once their group's directory fsync is done: the writer then takes one without creating. */
-const sparesReady = (h: Harness) => waitFor('spares made and synced', async () => ((await names(h.spool)).length >= SPARE_GROUP && h.dirSyncCalls >= 1 ? true : undefined), 5_000, 10);
+/**
+ * Spares are ready once their group's directory fsync is done (not merely begun: under load it was still running
+ * when a test's round came, which then created its own file): the writer then takes one without creating.
+ */
+const sparesReady = (h: Harness) => waitFor('spares made and synced', async () => ((await names(h.spool)).length >= SPARE_GROUP && h.dirSyncsDone >= 1 ? true : undefined), 5_000, 10);
 
 describe('spare batch files', () => {
   it('a round written into a spare waits for no directory fsync; its file has the spare id and reads back whole', async () => {

@@ -37,10 +37,10 @@ export async function spoolFileHolding(spoolDir: string, messageId: string): Pro
 export type DirSync = { mode: 'pass' } | { mode: 'hold'; released: Promise<void> } | { mode: 'fail' };
 
 /**
- * Routes a spool's fsyncs of `messages/` (GroupSync calls the method at each sync) through `state`: counted, and
- * held or failed on purpose — a disk that fails on demand cannot run here.
+ * Routes a spool's fsyncs of `messages/` (GroupSync calls the method at each sync) through `state`: counted when
+ * asked for and when done, and held or failed on purpose — a disk that fails on demand cannot run here.
  */
-export function interceptDirSync(spool: Spool, state: { dirSync: DirSync; dirSyncCalls: number }): void {
+export function interceptDirSync(spool: Spool, state: { dirSync: DirSync; dirSyncCalls: number; dirSyncsDone?: number }): void {
   const target = spool as unknown as { syncMessagesDir(): Promise<void> };
   const real = target.syncMessagesDir.bind(spool);
   target.syncMessagesDir = async () => {
@@ -48,6 +48,8 @@ export function interceptDirSync(spool: Spool, state: { dirSync: DirSync; dirSyn
     const now = state.dirSync;
     if (now.mode === 'hold') await now.released;
     if (now.mode === 'fail') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
-    return real();
+    await real();
+    // Counted once done: a spare group is ready only after its fsync, which a loaded disk can take a while to finish.
+    state.dirSyncsDone = (state.dirSyncsDone ?? 0) + 1;
   };
 }
