@@ -256,7 +256,9 @@ export class SmtpFront {
     // Before the rate limit's token is taken: a sender told to come back for want of space has sent nothing.
     const args = address.args as Record<string, string> | false;
     const declared = (args && Number(args.SIZE)) || 0;
-    const short = this.freeSpace.claim(session.id, declared);
+    // smtp-server gives each transaction an envelope of its own (RSET, EHLO and the end of DATA start a new one).
+    const envelope = session.envelope;
+    const short = this.freeSpace.claim(session.id, declared, () => session.envelope === envelope);
     if (short !== undefined) {
       // The reserve running short is logged once (onReserve above); refusals are counted, not logged each.
       this.deps.log.debug({ session: session.id, client: session.remoteAddress, declaredBytes: declared, freeBytes: short.free }, 'spool short of space; replying 452');

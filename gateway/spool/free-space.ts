@@ -33,7 +33,7 @@ export class SpoolFreeSpace {
   private reading: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reserveShort = false;
-  private readonly holds = new Map<string, number>();
+  private readonly holds = new Map<string, { bytes: number; live?: () => boolean }>();
   private held = 0;
   private readonly refreshMs: number;
   private readonly read: (dir: string) => Promise<{ bavail: number; bsize: number }>;
@@ -65,17 +65,18 @@ export class SpoolFreeSpace {
 
   /**
    * A shortage if the spool cannot take a message of `declaredBytes` (SIZE=, else 0) on top of those held and keep its
-   * reserve. Otherwise the message is held for `key` (its session) until release(key); a key's earlier hold is
-   * released first (a new MAIL FROM ends the session's last transaction).
+   * reserve. Otherwise the message is held for `key` (its session) until release(key), or until `live` says its
+   * transaction is over (RSET, a new EHLO: the SMTP server has no hook for those). A key's earlier hold is released
+   * first (a new MAIL FROM ends the session's last transaction).
    */
-  claim(key: string, declaredBytes: number): SpaceShortage | undefined {
+  claim(key: string, declaredBytes: number, live?: () => boolean): SpaceShortage | undefined {
     if (this.reserveBytes === 0) return undefined;
     this.release(key);
     if (this.now() - this.readAt >= this.refreshMs) void this.refresh();
-    const need = this.reserveBytes + this.held + declaredBytes;
+    const need = this.reserveBytes + this.heldBytes + declaredBytes;
     if (this.free < need) return { free: this.free, need };
     if (declaredBytes > 0) {
-      this.holds.set(key, declaredBytes);
+      this.holds.set(key, live ? { bytes: declaredBytes, live } : { bytes: declaredBytes });
       this.held += declaredBytes;
     }
     return undefined;
@@ -83,14 +84,16 @@ export class SpoolFreeSpace {
 
   /** Ends `key`'s hold (its DATA ended, or its session closed). */
   release(key: string): void {
-    const bytes = this.holds.get(key);
-    if (bytes === undefined) return;
+    const hold = this.holds.get(key);
+    if (hold === undefined) return;
     this.holds.delete(key);
-    this.held -= bytes;
+    this.held -= hold.bytes;
   }
 
   /** Bytes declared by transactions between MAIL FROM and the end of their DATA. */
   get heldBytes(): number {
+    // At most one hold per session: a walk bounded by the connection limit, and only while something is held.
+    for (const [key, hold] of this.holds) if (hold.live && !hold.live()) this.release(key);
     return this.held;
   }
 

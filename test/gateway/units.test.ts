@@ -117,6 +117,13 @@ describe('spool free space', () => {
     expect(space.heldBytes).toBe(40);
     space.release('unknown');
     expect(space.heldBytes).toBe(40);
+    // A hold whose transaction ended without a release (RSET: no hook) stops counting once its `live` says so.
+    let live = true;
+    expect(space.claim('d', 20, () => live)).toBeUndefined();
+    expect(space.claim('e', 11), '40 + 20 held').toEqual({ free: 100, need: 101 });
+    live = false;
+    expect(space.heldBytes).toBe(40);
+    expect(space.claim('e', 11)).toBeUndefined();
   });
 
   it('refuses when free < reserve + declared SIZE, reads statfs every refreshMs in the background, reports the reserve running short and coming back, refuses nothing unread or off', async () => {
