@@ -88,8 +88,6 @@ export interface BullConnection {
   close(): Promise<void>;
   /** On a cluster: the shared client's script loader, for callers that see a NOSCRIPT. */
   scripts?: ClusterScripts;
-  /** True while any client made for this connection is connected to Redis. */
-  connected(): boolean;
 }
 
 /**
@@ -120,7 +118,6 @@ export function bullConnection(target: RedisTarget, role: RedisRole): BullConnec
     // A worker's clients are ended only after its workers closed or were given up on: nothing they still wait for
     // (a blocking pop) is worth a QUIT that waits behind it.
     close: async () => void (await Promise.all(clients.map((c) => (role === 'worker' ? c.disconnect() : endClient(c))))),
-    connected: () => clients.some((c) => c.status === 'ready' || (c instanceof Cluster && c.status === 'connect')),
     ...(scripts ? { scripts } : {}),
   };
 }

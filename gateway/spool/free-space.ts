@@ -34,7 +34,6 @@ export class SpoolFreeSpace {
   private timer: NodeJS.Timeout | undefined;
   private reserveShort = false;
   private readonly holds = new Map<string, { bytes: number; live?: () => boolean }>();
-  private held = 0;
   private readonly refreshMs: number;
   private readonly read: (dir: string) => Promise<{ bavail: number; bsize: number }>;
   private readonly now: () => number;
@@ -75,26 +74,24 @@ export class SpoolFreeSpace {
     if (this.now() - this.readAt >= this.refreshMs) void this.refresh();
     const need = this.reserveBytes + this.heldBytes + declaredBytes;
     if (this.free < need) return { free: this.free, need };
-    if (declaredBytes > 0) {
-      this.holds.set(key, live ? { bytes: declaredBytes, live } : { bytes: declaredBytes });
-      this.held += declaredBytes;
-    }
+    if (declaredBytes > 0) this.holds.set(key, live ? { bytes: declaredBytes, live } : { bytes: declaredBytes });
     return undefined;
   }
 
   /** Ends `key`'s hold (its DATA ended, or its session closed). */
   release(key: string): void {
-    const hold = this.holds.get(key);
-    if (hold === undefined) return;
     this.holds.delete(key);
-    this.held -= hold.bytes;
   }
 
   /** Bytes declared by transactions between MAIL FROM and the end of their DATA. */
   get heldBytes(): number {
     // At most one hold per session: a walk bounded by the connection limit, and only while something is held.
-    for (const [key, hold] of this.holds) if (hold.live && !hold.live()) this.release(key);
-    return this.held;
+    let held = 0;
+    for (const [key, hold] of this.holds) {
+      if (hold.live && !hold.live()) this.holds.delete(key);
+      else held += hold.bytes;
+    }
+    return held;
   }
 
   private refresh(): Promise<void> {

@@ -32,7 +32,6 @@ export class DeliveryWorkers {
   /** Aborts uploads still running when a shutdown runs out of time. */
   private readonly abort = new AbortController();
   private closeConnection: () => Promise<void> = async () => undefined;
-  private redisConnected: () => boolean = () => false;
   /**
    * Jobs (queue:id) whose processor started and whose result BullMQ has not stored yet (no completed/failed event):
    * running, or finished with the result still queued for a Redis that is away.
@@ -51,9 +50,8 @@ export class DeliveryWorkers {
   start(): void {
     const { settings } = this.runtime;
     const w = settings.worker;
-    const { connection, close, connected } = bullConnection(settings.redis, 'worker');
+    const { connection, close } = bullConnection(settings.redis, 'worker');
     this.closeConnection = close;
-    this.redisConnected = connected;
     const common = {
       connection,
       prefix: this.opts.prefix,
@@ -171,15 +169,16 @@ export class DeliveryWorkers {
    * A result queued for a Redis that is away keeps the stop waiting (up to its timeout) for Redis to take it, rather
    * than have the job run again after lockDurationMs.
    */
-  private allSettled(stopped: Promise<unknown>): Promise<void> {
-    return new Promise<void>((resolve) => {
+  private allSettled(timers: NodeJS.Timeout[]): Promise<'idle'> {
+    return new Promise((resolve) => {
       // Twice in a row, so a close that is about to settle by itself (Redis there) usually does.
       let seen = 0;
-      const poll = setInterval(() => {
-        seen = this.unsettled.size === 0 ? seen + 1 : 0;
-        if (seen >= 2) resolve();
-      }, IDLE_POLL_MS);
-      void stopped.finally(() => clearInterval(poll));
+      timers.push(
+        setInterval(() => {
+          seen = this.unsettled.size === 0 ? seen + 1 : 0;
+          if (seen >= 2) resolve('idle');
+        }, IDLE_POLL_MS),
+      );
     });
   }
 
@@ -192,9 +191,7 @@ export class DeliveryWorkers {
     const workers = [this.deliveries, this.releases].filter((w): w is Worker => w !== undefined);
     const timers: NodeJS.Timeout[] = [];
     const after = (ms: number) => new Promise<false>((resolve) => timers.push(setTimeout(() => resolve(false), ms)));
-    let settled!: () => void;
-    const done = new Promise<void>((resolve) => (settled = resolve));
-    const idle = this.allSettled(done).then(() => 'idle' as const);
+    const idle = this.allSettled(timers);
     try {
       const graceful = Promise.all(workers.map((w) => w.close())).then(() => true as const, () => true as const);
       const first = await Promise.race([graceful, after(timeoutMs), idle]);
@@ -207,12 +204,10 @@ export class DeliveryWorkers {
         const closed = await Promise.race([forced, after(FORCE_CLOSE_MS), idle]);
         if (closed !== true) this.log.warn({ waitedMs: FORCE_CLOSE_MS }, 'workers did not close (Redis unreachable?); stopping without them');
       } else if (first === 'idle') {
-        const meta = { redis: this.redisConnected() ? 'connected' : 'unreachable' };
-        this.log.info(meta, 'workers stopped without BullMQ closing them (it waits for Redis); every job they ran has its result stored');
+        this.log.info('workers stopped without BullMQ closing them (it waits for Redis); every job they ran has its result stored');
       }
     } finally {
-      for (const t of timers) clearTimeout(t);
-      settled();
+      for (const t of timers) clearTimeout(t); // clears the interval too
       await this.closeConnection();
       this.aws.destroy();
     }
