@@ -128,7 +128,7 @@ export class SmtpFront {
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb, !!extra.lmtp),
-      // A transaction left without DATA (RSET then QUIT, a dropped connection) gives its space back here; one whose
+      // A transaction left open (QUIT before DATA, a dropped connection) gives its space back here; one whose
       // DATA is still being written keeps it until written (onData's settle).
       onClose: (session) => {
         if (!this.busy.has(session.id)) this.freeSpace.release(session.id);
