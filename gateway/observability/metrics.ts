@@ -70,6 +70,9 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly queueJobs = this.registry.add(new Gauge('mailroom_queue_jobs', 'This node\'s jobs by queue and state (sampled from Redis at scrape).', ['queue', 'state'] as const));
   readonly spoolFiles = this.registry.add(new Gauge('mailroom_spool_files', 'Spool files (one message, or a batch of small ones that arrived together) awaiting delivery (sampled at scrape).', []));
   readonly spoolBytes = this.registry.add(new Gauge('mailroom_spool_bytes', 'Bytes of spooled messages on disk (sampled at scrape).', []));
+  // Queue depth says how much waits; this says for how long — a delivery stuck on one file (a bucket policy that
+  // refuses, a key that was disabled) shows here while the depth stays small.
+  readonly spoolOldestSeconds = this.registry.add(new Gauge('mailroom_spool_oldest_seconds', 'Age of the oldest spool file awaiting delivery (since its last write), 0 when none (sampled at scrape).', []));
   readonly spoolBatchFiles = this.registry.add(
     new Counter('mailroom_spool_batch_files_total', 'Batch files written by spool rounds: into a spare (one disk flush) or created in the round (two; spares ran out or could not be made).', ['file'] as const),
   );

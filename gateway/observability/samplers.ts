@@ -39,7 +39,7 @@ export class QueueDepthSampler {
 }
 
 /**
- * Spooled message count and bytes: one readdir and a stat per file, eight at a time, at most once per `minAgeMs`
+ * Spooled message count, bytes and the age of the oldest: one readdir and a stat per file, eight at a time, at most once per `minAgeMs`
  * however often Prometheus scrapes (a spool holds what is not yet delivered, normally little).
  */
 export class SpoolSampler {
@@ -61,12 +61,17 @@ export class SpoolSampler {
   private async scan(metrics: GatewayMetrics): Promise<void> {
     let bytes = 0;
     let files = 0;
+    let oldest = Infinity;
     // A file released between list and stat counts 0; an empty one (a spare, spool/spares.ts) is no spooled file.
-    for (const { size } of await this.spool.sizes()) {
+    for (const { size, mtimeMs } of await this.spool.sizes()) {
       bytes += size;
-      if (size > 0) files++;
+      if (size > 0) {
+        files++;
+        oldest = Math.min(oldest, mtimeMs);
+      }
     }
     metrics.spoolFiles.set({}, files);
     metrics.spoolBytes.set({}, bytes);
+    metrics.spoolOldestSeconds.set({}, files > 0 ? Math.max(0, (Date.now() - oldest) / 1000) : 0);
   }
 }

@@ -441,14 +441,17 @@ export class Spool {
     return ids.filter((id): id is string => id !== undefined && isMessageId(id) && !this.spares?.has(id));
   }
 
-  /** The files of `list()` with their sizes, stat'ed eight at a time; one gone meanwhile counts 0 bytes. */
-  async sizes(): Promise<Array<{ id: string; size: number }>> {
+  /**
+   * The files of `list()` with their sizes and last write, stat'ed eight at a time; one gone meanwhile counts 0
+   * bytes.
+   */
+  async sizes(): Promise<Array<{ id: string; size: number; mtimeMs: number }>> {
     const ids = await this.list();
-    const out: Array<{ id: string; size: number }> = [];
+    const out: Array<{ id: string; size: number; mtimeMs: number }> = [];
     for (let i = 0; i < ids.length; i += 8) {
       const batch = ids.slice(i, i + 8);
-      const sizes = await Promise.all(batch.map((id) => stat(this.path(id)).then((s) => s.size, () => 0)));
-      batch.forEach((id, k) => out.push({ id, size: sizes[k]! }));
+      const stats = await Promise.all(batch.map((id) => stat(this.path(id)).then((s) => ({ size: s.size, mtimeMs: s.mtimeMs }), () => ({ size: 0, mtimeMs: 0 }))));
+      batch.forEach((id, k) => out.push({ id, ...stats[k]! }));
     }
     return out;
   }

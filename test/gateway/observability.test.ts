@@ -86,6 +86,8 @@ describe('metrics, health and logs', () => {
     const http = gw.httpAddress!.port;
 
     expect(await get(http, '/healthz')).toMatchObject({ status: 200, body: 'ok\n' });
+    // Nothing spooled yet: no age.
+    expect(sample((await get(http, '/metrics')).body, 'mailroom_spool_oldest_seconds')).toBe(0);
     // The rule bucket obs-missing does not exist yet: not ready, and the answer says which check failed.
     const notReady = await get(http, '/readyz');
     expect(notReady.status).toBe(503);
@@ -95,6 +97,7 @@ describe('metrics, health and logs', () => {
 
     const send = (to: string, subject: string) =>
       sendRaw(port, { from: 'sender@origin.example', to: [to] }, rawMessage([['Subject', subject], ['X-Private', HEADER_MARK]], `${BODY_MARK}\r\n`));
+    const sentAt = Date.now();
     const ok = await send('user@ok.example', 'fine');
     const lost = await send('user@missing.example', 'no bucket');
     const nokey = await send('user@kms.example', 'no key');
@@ -147,7 +150,12 @@ describe('metrics, health and logs', () => {
     expect(sample(t, 'mailroom_queue_jobs{queue="deliveries",state="waiting"}')).toBe(0);
     expect(sample(t, 'mailroom_queue_jobs{queue="spool",state="waiting"}')).toBe(0);
     await waitFor('spool gauge', async () => sample((await get(http, '/metrics')).body, 'mailroom_spool_files') === 3, 10_000, 500);
-    expect(sample((await get(http, '/metrics')).body, 'mailroom_spool_bytes')).toBeGreaterThan(3 * BODY_MARK.length);
+    const spooled = (await get(http, '/metrics')).body;
+    expect(sample(spooled, 'mailroom_spool_bytes')).toBeGreaterThan(3 * BODY_MARK.length);
+    // The three stuck messages' files have waited since they were written: their age, no more.
+    const oldest = sample(spooled, 'mailroom_spool_oldest_seconds')!;
+    expect(oldest).toBeGreaterThan(0);
+    expect(oldest).toBeLessThanOrEqual((Date.now() - sentAt) / 1000 + 1);
     expect(sample(t, 'mailroom_node_info{node_id="obs-1"}')).toBe(1);
     // The four accepted messages went to disk in one to four batch files, each written into a spare or created.
     const batchFiles = sample(t, 'mailroom_spool_batch_files_total{file="spare"}')! + sample(t, 'mailroom_spool_batch_files_total{file="created"}')!;
