@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { DEFAULT_UPLOAD_TUNING } from '../store/upload-tuning.js';
 
 /**
  * Settings only the gateway reads (`gateway` in the config file). Owned by gateway/; kept here so the one config
@@ -166,8 +167,8 @@ export const GatewayWorkerSchema = z
 
 export const GatewayUploadSchema = z
   .object({
-    multipartThresholdBytes: z.number().int().positive().default(8 * 1024 * 1024).describe('Stored messages this large or larger go up in parts; smaller ones in one PUT.'),
-    partSizeBytes: z.number().int().min(5 * 1024 * 1024).default(8 * 1024 * 1024).describe('Multipart part size (S3 minimum 5 MiB). Memory per upload ≈ partSize × queueSize.'),
+    multipartThresholdBytes: z.number().int().positive().default(DEFAULT_UPLOAD_TUNING.multipartThresholdBytes).describe('Stored messages this large or larger go up in parts (as SES uploads messages of 5 MB and more); smaller ones in one PUT.'),
+    partSizeBytes: z.number().int().min(5 * 1024 * 1024).default(DEFAULT_UPLOAD_TUNING.partSizeBytes).describe('Multipart part size (S3 minimum 5 MiB). Memory per upload ≈ partSize × queueSize.'),
     queueSize: z.number().int().positive().default(2).describe('Parts in flight per upload.'),
     checksums: z
       .enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED'])

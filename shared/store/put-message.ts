@@ -6,27 +6,15 @@ import { prepareEncryption } from '../envelope/encrypt.js';
 import type { SesEncryptionContext } from '../envelope/context.js';
 import { TAG_BYTES } from '../envelope/metadata.js';
 import { putObject } from '../aws/s3-put-object.js';
+import { DEFAULT_UPLOAD_TUNING, type UploadTuning } from './upload-tuning.js';
+
+export { DEFAULT_UPLOAD_TUNING, type UploadTuning };
 
 /**
  * Content-Type of stored messages. SES's is UNCONFIRMED (spec §2.2/§8.4); SES writes through the Java S3 client,
  * whose default for an unset type is application/octet-stream, so we set that explicitly.
  */
 export const STORED_CONTENT_TYPE = 'application/octet-stream';
-
-export interface UploadTuning {
-  /** Messages at or above this size go up in parts; below it, one PUT. */
-  multipartThresholdBytes: number;
-  /** Part size (S3 minimum 5 MiB). Memory per upload ≈ partSize × queueSize. */
-  partSizeBytes: number;
-  /** Parts in flight per upload. */
-  queueSize: number;
-}
-
-export const DEFAULT_UPLOAD_TUNING: UploadTuning = {
-  multipartThresholdBytes: 8 * 1024 * 1024,
-  partSizeBytes: 8 * 1024 * 1024,
-  queueSize: 2,
-};
 
 export interface PutMessageInput {
   s3: S3Client;
@@ -54,9 +42,9 @@ export interface PutMessageResult {
 
 /**
  * lib-storage gathers each part in memory (and copies it once more when it joins the chunks), so a multipart upload
- * holds about partSize × (queueSize + 2). Multipart uploads share this process-wide budget: with the default 8 MiB
- * parts (32 MiB per upload) big messages go up one at a time, each with its parts in parallel, instead of eight at
- * once holding ~250 MB together; the price is that a burst of big messages is delivered one after another. An
+ * holds about partSize × (queueSize + 2). Multipart uploads share this process-wide budget: with the default 5 MiB
+ * parts (20 MiB per upload) big messages go up two at a time, each with its parts in parallel, instead of eight at
+ * once holding ~160 MB together; the price is that a burst of big messages is delivered one after another. An
  * upload that needs more than the whole budget (a big partSize in the config) runs alone. Single PUTs stream and
  * need none of it.
  */
