@@ -1,6 +1,7 @@
 import type { InfraSettings } from '../shared/config/infra.js';
 import { InfraSettingsSchema } from '../shared/config/infra.js';
 import type { ReceivingConfig } from '../shared/config/schema.js';
+import { awsManagedKeyForGateway } from '../shared/config/ses-rules.js';
 import { parseKmsKeyArn, receiptRuleArn } from '../shared/ses/arn.js';
 import { inboundSmtpHost } from '../shared/ses/regions.js';
 import { arnResourceName, idOf, partitionOf } from './arns.js';
@@ -196,9 +197,7 @@ export class MailroomReceiving extends Construct {
         .map((b) => ({ ruleName: b.rule.name, bucket: b.bucket, prefix: b.rule.s3Action.objectKeyPrefix, key: b.key, topic: b.topic }));
       this.gatewayWriter = new GatewayWriterAccess(this, 'gateway-writer', { ctx, policyName: gw.policyName, rules, role: gw.role });
       for (const name of this.gatewayWriter.awsManagedKeyRules) {
-        this.warnings.push(
-          `infra.gatewayWriter: rule "${name}" encrypts with alias/aws/ses. Whether a principal other than SES may use the AWS-managed key is UNCONFIRMED (spec §3.4): the gateway's writes for this rule may be refused by KMS. Use a customer-managed key (infra.createKmsKeys) for rules the gateway writes.`,
-        );
+        this.warnings.push(`infra.gatewayWriter: ${awsManagedKeyForGateway(name)}`);
       }
     }
 

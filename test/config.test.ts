@@ -238,8 +238,17 @@ describe('recipients and buckets', () => {
     const c = base();
     c.rules[0]!.s3Action.objectKeyPrefix = '/mail//in';
     expect(parseConfig(c).warnings).toEqual([
-      'rules[0].s3Action.objectKeyPrefix: "/mail//in" gives keys with a leading or doubled "/" (SES keeps the prefix verbatim); drop the extra "/" unless you mean it',
+      'rules[0].s3Action.objectKeyPrefix: "/mail//in" gives keys with a leading or doubled "/" (mailroom keeps the prefix verbatim; what SES does with such a prefix is unconfirmed); drop the extra "/" unless you mean it',
     ]);
+  });
+  it('warns when the gateway would encrypt with alias/aws/ses, not when only SES does', () => {
+    const c = base();
+    c.rules[0]!.s3Action.kmsKeyArn = 'arn:aws:kms:us-east-1:123456789012:alias/aws/ses';
+    expect(parseConfig(c).warnings).toEqual([]);
+    c.gateway = { hostname: 'mx.example.com', spoolDir: '/var/spool/mailroom' };
+    const [w, ...more] = parseConfig(c).warnings;
+    expect(more).toEqual([]);
+    expect(w).toMatch(/^rules\[0\]\.s3Action\.kmsKeyArn: rule "[^"]+" encrypts with alias\/aws\/ses\. .*Use a customer-managed key/);
   });
 });
 

@@ -4,7 +4,7 @@ import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { serviceEndpoint } from '../../shared/aws/endpoints.js';
 import type { ReceivingConfig } from '../../shared/config/index.js';
-import { parseArn } from '../../shared/ses/arn.js';
+import { isAwsManagedSesKey, parseArn } from '../../shared/ses/arn.js';
 
 export interface Provisioned {
   /** The config with what only exists now filled in (created KMS key ARNs; topic ARNs as the emulator named them). */
@@ -51,6 +51,12 @@ export async function provisionLocal(input: ReceivingConfig): Promise<Provisione
         if (rule && !rule.s3Action.kmsKeyArn) rule.s3Action.kmsKeyArn = meta.Arn!;
       }
       notes.push(`KMS key "${name}" created: ${meta.Arn} (rules ${key.rules.join(', ')} encrypt with it)`);
+    }
+    // In AWS every account has alias/aws/ses; an emulator has none until one is made, so a key stands in for it.
+    if (config.rules.some((r) => r.s3Action.kmsKeyArn !== undefined && isAwsManagedSesKey(r.s3Action.kmsKeyArn))) {
+      const meta = (await kms.send(new CreateKeyCommand({ Description: 'stands in for the AWS-managed key alias/aws/ses' }))).KeyMetadata!;
+      await kms.send(new CreateAliasCommand({ AliasName: 'alias/aws/ses', TargetKeyId: meta.KeyId! })).catch(() => undefined);
+      notes.push(`KMS alias alias/aws/ses created in the emulator (${meta.Arn}); in AWS it is the account's AWS-managed key`);
     }
     const topics = new Map<string, string>();
     for (const rule of config.rules) {

@@ -169,13 +169,25 @@ function checkS3Action(
   }
 }
 
-/** Things SES accepts but that are almost certainly mistakes; reported without failing validation. */
-export function sesWarnings(cfg: { rules: Array<{ name: string; s3Action: { objectKeyPrefix: string } }> }): string[] {
+/**
+ * The gateway calls KMS itself, not through SES; whether the AWS-managed key admits that is UNCONFIRMED (spec §3.4,
+ * §8.9). Said by `validate` for a config with a gateway and by the infra synth for a gateway writer.
+ */
+export function awsManagedKeyForGateway(ruleName: string): string {
+  return `rule "${ruleName}" encrypts with alias/aws/ses. Whether a principal other than SES may use the AWS-managed key is UNCONFIRMED (spec §3.4): the gateway's writes for this rule may be refused by KMS. Use a customer-managed key (infra.createKmsKeys) for rules the gateway writes.`;
+}
+
+/** Things SES accepts but that are almost certainly mistakes, or may not work; reported without failing validation. */
+export function sesWarnings(cfg: { rules: Array<{ name: string; s3Action: { objectKeyPrefix: string; kmsKeyArn?: string | undefined } }>; gateway?: unknown }): string[] {
   const out: string[] = [];
   cfg.rules.forEach((rule, i) => {
     const p = rule.s3Action.objectKeyPrefix;
     if (p.startsWith('/') || p.includes('//')) {
-      out.push(`rules[${i}].s3Action.objectKeyPrefix: "${p}" gives keys with a leading or doubled "/" (SES keeps the prefix verbatim); drop the extra "/" unless you mean it`);
+      out.push(`rules[${i}].s3Action.objectKeyPrefix: "${p}" gives keys with a leading or doubled "/" (mailroom keeps the prefix verbatim; what SES does with such a prefix is unconfirmed); drop the extra "/" unless you mean it`);
+    }
+    const key = rule.s3Action.kmsKeyArn === undefined ? undefined : parseKmsKeyArn(rule.s3Action.kmsKeyArn);
+    if (cfg.gateway !== undefined && key && 'kind' in key && key.kind === 'aws-managed-ses') {
+      out.push(`rules[${i}].s3Action.kmsKeyArn: ${awsManagedKeyForGateway(rule.name)}`);
     }
   });
   return out;
