@@ -225,6 +225,15 @@ describe('recipients and buckets', () => {
       'rules[0].recipients[1]: recipient condition "..example.com": not a valid domain after the leading dot',
     ]);
   });
+  it('names the ASCII form of an internationalised domain in the fix', () => {
+    for (const [written, ascii] of [['пример.рф', 'xn--e1afmkfd.xn--p1ai'], ['.пример.рф', '.xn--e1afmkfd.xn--p1ai'], ['info@пример.рф', 'info@xn--e1afmkfd.xn--p1ai']]) {
+      const c = base();
+      c.rules[0]!.recipients = [written!];
+      expect(only(c)).toMatchObject({ path: 'rules[0].recipients[0]', fix: `write the domain in its ASCII (punycode) form: "${ascii}"` });
+      c.rules[0]!.recipients = [ascii!];
+      expect(parseConfig(c).config.rules[0]!.recipients).toEqual([ascii]);
+    }
+  });
   it('refuses invalid bucket names', () => {
     const c = base();
     c.rules[0]!.s3Action.bucketName = 'My_Bucket';

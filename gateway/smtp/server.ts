@@ -5,6 +5,7 @@ import { createSecureContext } from 'node:tls';
 import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { ConfigError } from '../../shared/config/index.js';
 import { headerFieldProblem } from '../../shared/ses/header-block.js';
+import { withAsciiDomain } from '../../shared/ses/address.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import type { Logger } from '../log.js';
 import type { SmtpMetrics } from '../observability/metrics.js';
@@ -276,9 +277,10 @@ export class SmtpFront {
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const problem = headerFieldProblem(address.address);
     if (problem) return cb(this.counted(replies.badAddress('recipient address', problem)));
-    const r = this.router.route(address.address, session.secure);
+    const rcpt = withAsciiDomain(address.address);
+    const r = this.router.route(rcpt, session.secure);
     if (!r.ok) {
-      this.deps.log.info({ session: session.id, rcpt: address.address, code: r.reply.responseCode }, 'recipient refused');
+      this.deps.log.info({ session: session.id, rcpt, code: r.reply.responseCode }, 'recipient refused');
       return cb(this.counted(r.reply));
     }
     cb();
@@ -301,7 +303,7 @@ export class SmtpFront {
     const done = this.accept(stream, session).then(
       (messageId) => {
         settle();
-        cb(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, r.address)) : replies.accepted(messageId));
+        cb(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, withAsciiDomain(r.address))) : replies.accepted(messageId));
       },
       (err: Error) => {
         // smtp-server sends the reply once DATA has ended; make sure the rest of it is read and dropped.
@@ -317,9 +319,9 @@ export class SmtpFront {
   private async accept(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const { runtime, spool, enqueuer, inFlight, log } = this.deps;
     const messageId = newMessageId();
-    const recipients = session.envelope.rcptTo.map((r) => r.address);
+    const recipients = session.envelope.rcptTo.map((r) => withAsciiDomain(r.address));
     const rules = this.router.rulesFor(recipients, session.secure);
-    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const mailFrom = session.envelope.mailFrom ? withAsciiDomain(session.envelope.mailFrom.address) : '';
     const clientHostname = resolvedHostname(session);
     const record: SpoolRecord = {
       v: 1,

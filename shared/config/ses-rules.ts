@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { asciiDomainFor } from '../ses/address.js';
 import { parseArn, parseKmsKeyArn } from '../ses/arn.js';
 import { SES_LIMITS } from '../ses/limits.js';
 import { checkRuleName, checkRuleSetName } from '../ses/names.js';
@@ -100,7 +101,14 @@ export function checkSesRules(cfg: ParsedConfig, ctx: z.RefinementCtx): void {
     rule.recipients.forEach((r, j) => {
       const parsed = parseRecipientCondition(r);
       if ('error' in parsed) {
-        sesProblem(ctx, [...at, 'recipients', j], `recipient condition "${r}": ${parsed.error}`, 'write an address (user@example.com), a domain (example.com) or a subdomain condition (.example.com)');
+        // An internationalised domain is written as DNS has it: say which form.
+        const sign = r.lastIndexOf('@');
+        const lead = sign < 0 && r.startsWith('.') ? '.' : '';
+        const ascii = asciiDomainFor(r.slice(sign + 1 + lead.length));
+        const fix = ascii
+          ? `write the domain in its ASCII (punycode) form: "${r.slice(0, sign + 1)}${lead}${ascii}"`
+          : 'write an address (user@example.com), a domain (example.com) or a subdomain condition (.example.com)';
+        sesProblem(ctx, [...at, 'recipients', j], `recipient condition "${r}": ${parsed.error}`, fix);
       }
     });
 

@@ -24,7 +24,11 @@ beforeAll(async () => {
     region: REGION,
     accountId: ACCOUNT,
     ruleSetName: 'bad-input',
-    rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in', topicArn: t.topicArn } }],
+    rules: [
+      { name: 'all', recipients: ['example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in', topicArn: t.topicArn } },
+      // пример.рф, as DNS (and SES's rules) write it.
+      { name: 'idn', recipients: ['xn--e1afmkfd.xn--p1ai'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'idn', topicArn: t.topicArn } },
+    ],
     gateway: { hostname: HOST, spoolDir: join(backends.dir.path, 'spool'), smtp: { port: 0, reverseDns: false }, redis: { url: backends.redis.url, prefix: 'bad' }, worker: { concurrency: 4 } },
   });
 }, 120_000);
@@ -150,5 +154,50 @@ describe('DATA is stored exactly as received', () => {
     expect(n.mail.headersTruncated).toBe(true);
     expect(n.mail.headers.length).toBeLessThan(5_000);
     expect(n.mail.commonHeaders.subject).toBe('many headers');
+  });
+});
+
+describe('internationalised domains', () => {
+  // smtp-server decodes every domain to Unicode; MTAs send A-labels and rules hold them.
+  const utf8 = (s: string) => Buffer.from(s, 'utf8');
+  async function stored(reply: string): Promise<{ n: ReceivedNotification; head: string }> {
+    const m = /^250 Ok ([0-9a-v]{40})$/.exec(reply);
+    expect(m, reply).not.toBeNull();
+    const n = await notificationOf(m![1]!);
+    const head = (await rawObject(backends.aws, BUCKET, `idn/${m![1]!}`)).subarray(0, 400).toString('utf8');
+    return { n, head };
+  }
+
+  it('an A-label recipient matches its rule, and the envelope is stored as the client sent it', async () => {
+    const c = await RawSmtp.connect(gw.port);
+    try {
+      await c.command('EHLO client.example.net');
+      expect(await c.command('MAIL FROM:<bounce@xn--80ak6aa92e.com>')).toMatch(/^250/);
+      expect(await c.command('RCPT TO:<info@xn--e1afmkfd.xn--p1ai>')).toMatch(/^250/);
+      const { n, head } = await stored(await c.data(`Subject: idn${CRLF}${CRLF}body`));
+      expect(n.mail.source).toBe('bounce@xn--80ak6aa92e.com');
+      expect(n.receipt.recipients).toEqual(['info@xn--e1afmkfd.xn--p1ai']);
+      expect(n.receipt.action).toMatchObject({ objectKeyPrefix: 'idn' });
+      expect(head).toMatch(/^Return-Path: <bounce@xn--80ak6aa92e\.com>\r\n/);
+      expect(head).toContain(`\r\n for info@xn--e1afmkfd.xn--p1ai;\r\n`);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('an SMTPUTF8 client writing the domain in Unicode reaches the same rule, stored in the DNS form', async () => {
+    const c = await RawSmtp.connect(gw.port);
+    try {
+      await c.command('EHLO client.example.net');
+      expect(await c.command(utf8('MAIL FROM:<отправитель@пример.рф> SMTPUTF8'))).toMatch(/^250/);
+      expect(await c.command(utf8('RCPT TO:<info@пример.рф>'))).toMatch(/^250/);
+      // A domain no rule names is refused in the form the rules would name it.
+      expect(await c.command(utf8('RCPT TO:<info@другой.рф>'))).toMatch(/^550 5\.1\.1 <info@xn--[a-z0-9-]+\.xn--p1ai>/);
+      const { n } = await stored(await c.data(`Subject: idn${CRLF}${CRLF}body`));
+      expect(n.mail.source).toBe('отправитель@xn--e1afmkfd.xn--p1ai');
+      expect(n.receipt.recipients).toEqual(['info@xn--e1afmkfd.xn--p1ai']);
+    } finally {
+      c.close();
+    }
   });
 });
