@@ -271,7 +271,10 @@ export class SmtpFront {
       this.deps.log.info({ session: session.id, client: session.remoteAddress }, 'message rate limit; replying 451');
       return cb(this.counted(limited));
     }
-    cb();
+    // Answered on the next turn, as smtp-server's own default does: a client that sends whole transactions without
+    // waiting for 354 would otherwise have its next transaction parsed inside smtp-server's continue(), which then
+    // drops the continuation that transaction's end of DATA set — the session hung after the second message.
+    setImmediate(cb);
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {

@@ -2,6 +2,7 @@
  * Hostile and odd input, each with its reply, and nothing stored wrongly: what is accepted is stored as exactly the
  * SES header block + the DATA bytes, what is refused leaves nothing behind.
  */
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivedNotification } from '../../shared/notification/index.js';
@@ -199,5 +200,26 @@ describe('internationalised domains', () => {
     } finally {
       c.close();
     }
+  });
+});
+
+describe('a client that does not wait for 354', () => {
+  // Against RFC 2920, but real senders ("blast" pipeliners) do it: whole transactions, bodies included, in one write.
+  it('gets every transaction of one write accepted and its QUIT answered', async () => {
+    const tx = (i: number) => `MAIL FROM:<sender@origin.example>${CRLF}RCPT TO:<user@example.com>${CRLF}DATA${CRLF}Subject: blast ${i}${CRLF}${CRLF}body ${i}${CRLF}.${CRLF}`;
+    const socket = connect(gw.port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    await new Promise<void>((resolve) => socket.once('data', () => resolve())); // the greeting
+    socket.write(`EHLO client.example.net${CRLF}`);
+    await waitFor('EHLO reply', async () => (/\r\n250 [^\r\n]*\r\n$/.test(text) ? true : undefined), 5_000, 20);
+    socket.write([1, 2, 3, 4].map(tx).join('') + `QUIT${CRLF}`);
+    await Promise.race([ended, new Promise((r) => setTimeout(r, 15_000))]);
+    socket.destroy();
+    const ids = [...text.matchAll(/^250 Ok ([0-9a-v]{40})\r$/gm)].map((m) => m[1]!);
+    expect(ids, text).toHaveLength(4);
+    expect(text).toMatch(/^221 /m);
+    for (const id of ids) expect((await notificationOf(id)).mail.commonHeaders.subject).toMatch(/^blast [1-4]$/);
   });
 });
