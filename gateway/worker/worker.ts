@@ -126,8 +126,26 @@ export class DeliveryWorkers {
       }),
       { ...common, concurrency: 4 },
     );
+    // While Redis is away every worker connection fails each retry (four lines every two seconds): one line, then at
+    // most one a minute with the count of those not logged, and one when Redis is back.
+    let lastLogged = 0;
+    let unlogged = 0;
+    let troubled = false;
+    const redisError = (err: Error) => {
+      troubled = true;
+      if (Date.now() - lastLogged < 60_000) return void unlogged++;
+      this.log.warn({ err: err.message, ...(unlogged > 0 ? { sinceLastLine: unlogged } : {}) }, 'workers: redis error; retrying (repeats are counted, at most one line a minute)');
+      lastLogged = Date.now();
+      unlogged = 0;
+    };
+    connection.on('ready', () => {
+      if (troubled) this.log.info({ ...(unlogged > 0 ? { sinceLastLine: unlogged } : {}) }, 'workers: redis is back');
+      troubled = false;
+      lastLogged = 0;
+      unlogged = 0;
+    });
     for (const [queue, worker] of [[DELIVERIES_QUEUE, this.deliveries], [SPOOL_QUEUE, this.releases]] as Array<[string, Worker]>) {
-      worker.on('error', (err) => this.log.warn({ err: err.message }, 'worker redis error; retrying'));
+      worker.on('error', redisError);
       const stored = (job: Job | undefined) => job && this.settle(`${queue}:${job.id}`);
       worker.on('completed', stored);
       worker.on('failed', stored);

@@ -13,8 +13,8 @@ import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
 import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
 import { clientsBackAfterRestart, startRedis, type RedisServer } from '../support/redis.js';
-import { Readable } from 'node:stream';
-import { silentLogger } from '../../gateway/log.js';
+import { Readable, Writable } from 'node:stream';
+import { silentLogger, streamLogger } from '../../gateway/log.js';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import { SPOOL_QUEUE } from '../../gateway/queue/jobs.js';
 import { DeliveryWorkers } from '../../gateway/worker/worker.js';
@@ -180,6 +180,35 @@ describe('stopped while Redis is down', () => {
     } finally {
       if (!stopping) await workers.stop();
       await queue.close();
+      await redis.stop();
+    }
+  }, 60_000);
+});
+
+describe('workers while Redis is down', () => {
+  it('log the outage once, not every retry of every connection, and say when Redis is back', async () => {
+    const redis = await startRedis();
+    const lines: Array<{ msg: string; sinceLastLine?: number }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { msg: string });
+        cb();
+      },
+    });
+    const workers = new DeliveryWorkers(runtimeFor(config('log-outage', redis.url, 'redis-outage')), {} as Spool, streamLogger(sink, 'info'), { prefix: 'log-outage' });
+    workers.start();
+    const about = (what: RegExp) => lines.filter((l) => what.test(l.msg));
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      await redis.stop();
+      // Each of the workers' connections retries about every two seconds.
+      await new Promise((r) => setTimeout(r, 7_000));
+      expect(about(/^workers: redis error/), JSON.stringify(lines)).toHaveLength(1);
+      await redis.restart();
+      await waitFor('"redis is back" logged', async () => (about(/^workers: redis is back/).length === 1 ? true : undefined), 15_000, 100);
+      expect(about(/^workers: redis is back/)[0]!.sinceLastLine, 'the errors not logged are counted').toBeGreaterThan(0);
+    } finally {
+      await workers.stop();
       await redis.stop();
     }
   }, 60_000);
