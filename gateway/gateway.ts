@@ -16,6 +16,7 @@ import { SpoolRecovery } from './spool/recovery.js';
 import { Spool, type SpoolEvents } from './spool/spool.js';
 import { DeliveryThread } from './worker/thread.js';
 import { DeliveryWorkers } from './worker/worker.js';
+import { checkRuleBuckets, ruleBuckets } from './observability/rule-buckets.js';
 
 export interface GatewayParts {
   /** SMTP front, accept path and spool recovery. */
@@ -74,6 +75,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   let registry: NodeRegistry | undefined;
   let http: OpsHttpServer | undefined;
   let readiness: ReadinessCheck | undefined;
+  const awsCheck = new AbortController();
   let depth: QueueDepthSampler | undefined;
 
   /** In order: no new mail, DATA in flight finished, deliveries given their time, then the connections and files. */
@@ -81,6 +83,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     const quietly = (p: Promise<unknown> | undefined) => (startFailed ? p?.catch(() => undefined) : p);
     await quietly(running.smtp?.stop());
     running.recovery?.stop();
+    awsCheck.abort();
     await quietly(running.workers?.stop());
     await quietly(running.deliveryThread?.stop());
     await enqueuer?.close();
@@ -95,15 +98,10 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   try {
     if (settings.http) {
       // First, so /healthz answers (and /readyz says why not) while the rest waits for Redis.
-      const buckets = new Map<string, { bucket: string; region: string }>();
-      for (const r of config.rules.filter((r) => r.enabled)) {
-        const region = r.s3Action.bucketRegion ?? config.region;
-        buckets.set(`${region}/${r.s3Action.bucketName}`, { bucket: r.s3Action.bucketName, region });
-      }
       readiness = new ReadinessCheck({
         redis: settings.redis,
         spoolDir: settings.spoolDir,
-        buckets: [...buckets.values()],
+        buckets: ruleBuckets(config),
         timeoutMs: settings.http.checkTimeoutMs,
         cacheMs: settings.http.readyCacheMs,
         draining: () => draining,
@@ -163,6 +161,8 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.workers = workers;
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started');
     }
+    // Not awaited: the check only reports, and a slow S3 must not hold the SMTP port closed.
+    if (parts.workers) void checkRuleBuckets(config, Math.min(10_000, settings.upload.requestTimeoutMs), log, awsCheck.signal);
   } catch (err) {
     await closeAll(true);
     throw err;

@@ -4,7 +4,7 @@ import { kmsClient, s3Client } from '../../shared/aws/clients.js';
 import { parseS3Url } from '../../shared/aws/s3-url.js';
 import { EnvelopeError, ObjectNotFoundError, copyStoredMessage, openStoredMessage } from '../../shared/envelope/index.js';
 import { parse } from '../args.js';
-import { explainAwsError } from '../aws-errors.js';
+import { explainAwsError } from '../../shared/aws/explain-error.js';
 import { UsageError, type Command } from '../command.js';
 
 export const get: Command = {
