@@ -1,13 +1,27 @@
 #!/usr/bin/env node
 // Runs the compiled CLI when the package was built (dist/), else the TypeScript sources through tsx.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 
 // The pinned AWS SDK warns on every run that *future* releases need Node 22; the README covers that plan, and a
 // CLI whose every stderr starts with it buries real errors. Users can still set the variable to "false".
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const compiled = new URL('../dist/cli/main.js', import.meta.url);
+/** A source file changed since the last build (a `git pull`, an edit): dist/ would run the old code without a word. */
+function newerSource(builtAt) {
+  for (const dir of ['cli', 'gateway', 'shared']) {
+    const root = new URL(`../${dir}/`, import.meta.url);
+    if (!existsSync(root)) continue; // an image with only dist/
+    for (const name of readdirSync(root, { recursive: true })) {
+      if (name.endsWith('.ts') && statSync(new URL(name, root)).mtimeMs > builtAt) return `${dir}/${name}`;
+    }
+  }
+  return undefined;
+}
+
 if (existsSync(compiled)) {
+  const stale = newerSource(statSync(compiled).mtimeMs);
+  if (stale) process.stderr.write(`mailroom: warning: dist/ is older than ${stale}; running the old build — run \`npm run build\` (or delete dist/ to run the sources)\n`);
   await import(compiled.href);
 } else {
   const { register } = await import('tsx/esm/api');
