@@ -22,6 +22,8 @@ export const replies = {
   systemFull: (host: string) => new SmtpReply(452, `4.3.1 ${host} Insufficient system storage, try again later`),
   shuttingDown: (host: string) => new SmtpReply(421, `4.3.2 ${host} Service shutting down, try again later`),
   badAddress: (what: string, problem: string) => new SmtpReply(553, `5.1.7 ${what} ${problem}`),
+  /** RFC 5321 §4.5.3.1.10: 452 for too many recipients, which the sender delivers in a later transaction. */
+  tooManyRecipients: (limit: number) => new SmtpReply(452, `4.5.3 Too many recipients: at most ${limit} per message, send the rest in another transaction`),
   accepted: (messageId: string) => `Ok ${messageId}`,
   /** LMTP's per-recipient reply: the same id for every recipient (one message, as SES stores it). */
   acceptedFor: (messageId: string, rcpt: string) => `Ok ${messageId} <${rcpt}>`,

@@ -120,7 +120,7 @@ export class SmtpFront {
             onAuth: (a: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void) => this.onAuth(a, session, cb),
           }
         : {}),
-      maxRecipients: settings.smtp.maxRecipients,
+      // No maxRecipients for smtp-server: its refusal has no enhanced code and no hint; onRcptTo enforces the limit.
       socketTimeout: settings.smtp.socketTimeoutMs,
       closeTimeout: settings.smtp.closeTimeoutMs,
       disableReverseLookup: !settings.smtp.reverseDns,
@@ -281,6 +281,10 @@ export class SmtpFront {
     const problem = headerFieldProblem(address.address);
     if (problem) return cb(this.counted(replies.badAddress('recipient address', problem)));
     const rcpt = withAsciiDomain(address.address);
+    const limit = this.deps.runtime.settings.smtp.maxRecipients;
+    const listed = session.envelope.rcptTo;
+    // A recipient given again replaces its entry (smtp-server's rule), so it never counts against the limit.
+    if (listed.length >= limit && !listed.some((r) => r.address.toLowerCase() === address.address.toLowerCase())) return cb(this.counted(replies.tooManyRecipients(limit)));
     const r = this.router.route(rcpt, session.secure);
     if (!r.ok) {
       this.deps.log.info({ session: session.id, rcpt, code: r.reply.responseCode }, 'recipient refused');

@@ -226,3 +226,21 @@ describe('a client that does not wait for 354', () => {
     for (const id of ids) expect((await notificationOf(id)).mail.commonHeaders.subject).toMatch(/^blast [1-4]$/);
   });
 });
+
+describe('the recipient limit', () => {
+  it('refuses RCPT past gateway.smtp.maxRecipients with 452 4.5.3 and a hint; a repeated one still counts once', async () => {
+    const c = await RawSmtp.connect(gw.port);
+    try {
+      await c.command('EHLO client.example.net');
+      expect(await c.command('MAIL FROM:<sender@origin.example>')).toMatch(/^250/);
+      for (let i = 0; i < 100; i++) expect(await c.command(`RCPT TO:<r${i}@example.com>`)).toMatch(/^250/);
+      expect(await c.command('RCPT TO:<r100@example.com>')).toBe('452 4.5.3 Too many recipients: at most 100 per message, send the rest in another transaction');
+      expect(await c.command('RCPT TO:<R0@example.com>')).toMatch(/^250/);
+      const m = /^250 Ok ([0-9a-v]{40})$/.exec(await c.data(`Subject: many${CRLF}${CRLF}body`));
+      expect(m).not.toBeNull();
+      expect((await notificationOf(m![1]!)).receipt.recipients).toHaveLength(100);
+    } finally {
+      c.close();
+    }
+  });
+});
