@@ -72,6 +72,8 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   let draining = false;
   const running: RunningGateway = { spool, nodeId, queuePrefix, metrics, stop: async () => undefined };
   let enqueuer: Enqueuer | undefined;
+  let smtpFront: SmtpFront | undefined;
+  const inFlight = new InFlight();
   let registry: NodeRegistry | undefined;
   let http: OpsHttpServer | undefined;
   let readiness: ReadinessCheck | undefined;
@@ -127,6 +129,9 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
         },
         log,
       );
+      // Made (not opened) before anything is registered: an unreadable certificate or users file is a config error
+      // that should leave no trace behind — no node in Redis, no wait for it.
+      smtpFront = new SmtpFront({ runtime, spool, enqueuer, inFlight, log, metrics });
       await enqueuer.ready(REDIS_STARTUP_TIMEOUT_MS);
     }
     registry = new NodeRegistry({ redis: settings.redis, prefix: settings.redis.prefix, nodeId, spoolDir: settings.spoolDir }, log);
@@ -143,17 +148,15 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.deliveryThread = await DeliveryThread.start({ runtime, prefix: queuePrefix, nodeId, log, logOptions, metrics });
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started in their own thread');
     }
-    if (parts.smtp && enqueuer) {
-      const inFlight = new InFlight();
+    if (smtpFront && enqueuer) {
       const recovery = new SpoolRecovery(spool, enqueuer, inFlight, log);
       const first = await recovery.run();
       log.info({ spooled: first.checked, requeued: first.requeued }, 'spool recovered');
       enqueuer.onReady(() => void recovery.run().catch((err: Error) => log.warn({ err: err.message }, 'spool recovery after reconnect failed; the periodic pass will retry')));
       recovery.start(settings.worker.recoveryIntervalMs);
       running.recovery = recovery;
-      const smtp = new SmtpFront({ runtime, spool, enqueuer, inFlight, log, metrics });
-      running.smtpAddress = await smtp.listen();
-      running.smtp = smtp;
+      running.smtpAddress = await smtpFront.listen();
+      running.smtp = smtpFront;
     }
     if (parts.workers && !parts.deliveryThread) {
       const workers = new DeliveryWorkers(runtime, spool, log, { prefix: queuePrefix, metrics });

@@ -10,6 +10,8 @@ import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { nodesKey } from '../../gateway/cluster/node.js';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { hashPassword } from '../../gateway/smtp/auth.js';
 import { tempDir } from '../support/files.js';
@@ -166,5 +168,34 @@ describe('certificate reload', () => {
     gw.smtp!.reloadTls('test'); // false when the file watch got there first
     const fp1 = await fingerprintOfFile(certs.first.certFile);
     await waitFor('the consistent pair', async () => (await fingerprintOn(ports().smtp!.port, true)) === fp1, 10_000, 200);
+  });
+});
+
+describe('a certificate that cannot be read', () => {
+  it('fails the start with the field and the fix, before the node is registered in Redis', async () => {
+    const runtime = runtimeFor({
+      region: REGION,
+      accountId: ACCOUNT,
+      ruleSetName: 'edge-tls',
+      rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'unused' } }],
+      gateway: {
+        hostname: 'mx.tls.test',
+        nodeId: 'no-cert',
+        spoolDir: join(dir.path, 'spool-no-cert'),
+        smtp: { port: 0, reverseDns: false, tls: { certFile: certs.live.certFile, keyFile: join(dir.path, 'missing-key.pem') } },
+        redis: { url: redis.url, prefix: 'edge-tls-no-cert' },
+      },
+    });
+    const err = await startGateway(runtime, { smtp: true, workers: false }, pino({ level: 'silent' })).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(String((err as { problems?: Array<{ path: string }> } | undefined)?.problems?.[0]?.path)).toBe('gateway.smtp.tls.keyFile');
+    const probe = new Redis({ port: redis.port, host: '127.0.0.1' });
+    try {
+      expect(await probe.hgetall(nodesKey('edge-tls-no-cert')), 'no node left behind in Redis').toEqual({});
+    } finally {
+      probe.disconnect();
+    }
   });
 });
