@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { ConfigError } from '../shared/config/index.js';
 
 export type { Logger };
 
@@ -45,7 +46,19 @@ export function censorSensitive<T extends Record<string, unknown>>(obj: T): T {
  * every line of a gateway carries its `node`.
  */
 export function createLogger(opts: { level?: string; name?: string; destination?: 1 | 2 } = {}): Logger {
-  return pino(options(opts.name ?? 'mailroom', opts.level ?? process.env.LOG_LEVEL ?? 'info'), pino.destination({ fd: opts.destination ?? 1, sync: false }));
+  return pino(options(opts.name ?? 'mailroom', opts.level ?? logLevel()), pino.destination({ fd: opts.destination ?? 1, sync: false }));
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/**
+ * LOG_LEVEL (unset or empty: `fallback`), checked before pino sees it: pino's own error ("default level:verbose must
+ * be included in custom levels") names neither the variable nor the levels there are.
+ */
+export function logLevel(value: string | undefined = process.env.LOG_LEVEL, fallback = 'info'): string {
+  const level = value?.trim().toLowerCase() || fallback;
+  if (LEVELS.includes(level)) return level;
+  throw new ConfigError('LOG_LEVEL', [{ path: 'LOG_LEVEL', message: `${JSON.stringify(value)} is not a log level`, fix: `use one of ${LEVELS.join(', ')}` }]);
 }
 
 function options(name: string, level: string): LoggerOptions {

@@ -20,6 +20,9 @@ export interface GatewayOverrides {
   hostname?: string | undefined;
   nodeId?: string | undefined;
   httpPort?: string | undefined;
+  httpHost?: string | undefined;
+  /** Where each value came from, for errors: `--concurrency`, or `MAILROOM_CONCURRENCY (--concurrency)`. */
+  from?: Partial<Record<Exclude<keyof GatewayOverrides, 'from'>, string>>;
 }
 
 /** flag name → [override key, environment variable, description]. */
@@ -35,19 +38,25 @@ export const GATEWAY_FLAGS = {
   hostname: ['hostname', 'MAILROOM_HOSTNAME', 'own host name for the greeting and Received (gateway.hostname)'],
   'node-id': ['nodeId', 'MAILROOM_NODE_ID', 'names this node\'s spool and queues (gateway.nodeId)'],
   'http-port': ['httpPort', 'MAILROOM_HTTP_PORT', 'serve /metrics, /healthz, /readyz on this port (gateway.http.port)'],
-} as const satisfies Record<string, [keyof GatewayOverrides, string, string]>;
+  'http-host': ['httpHost', 'MAILROOM_HTTP_HOST', 'address of that listener, and turns it on (gateway.http.host); no authentication: keep it private'],
+} as const satisfies Record<string, [Exclude<keyof GatewayOverrides, 'from'>, string, string]>;
 
 export type GatewayFlag = keyof typeof GATEWAY_FLAGS;
 
-/** `parseArgs` options for the flags above. */
-export function gatewayFlagOptions(): Record<GatewayFlag, { type: 'string' }> {
-  const out = {} as Record<GatewayFlag, { type: 'string' }>;
-  for (const k of Object.keys(GATEWAY_FLAGS) as GatewayFlag[]) out[k] = { type: 'string' };
-  return out;
+/** Flags only the SMTP front uses: `mailroom worker` neither lists nor takes them. */
+export const SMTP_FRONT_FLAGS: readonly GatewayFlag[] = ['smtp-port', 'smtp-host', 'lmtp-port'];
+
+/** `parseArgs` options for the flags above, less `omit`. */
+export function gatewayFlagOptions(omit: readonly GatewayFlag[] = []): Record<GatewayFlag, { type: 'string' }> {
+  const out: Partial<Record<GatewayFlag, { type: 'string' }>> = {};
+  for (const k of Object.keys(GATEWAY_FLAGS) as GatewayFlag[]) if (!omit.includes(k)) out[k] = { type: 'string' };
+  // Typed as all flags so parsed values read alike; an omitted one is refused by parseArgs, so it is never set.
+  return out as Record<GatewayFlag, { type: 'string' }>;
 }
 
-export function gatewayFlagsHelp(): string {
-  return Object.entries(GATEWAY_FLAGS)
+export function gatewayFlagsHelp(omit: readonly GatewayFlag[] = []): string {
+  return (Object.entries(GATEWAY_FLAGS) as Array<[GatewayFlag, (typeof GATEWAY_FLAGS)[GatewayFlag]]>)
+    .filter(([flag]) => !omit.includes(flag))
     .map(([flag, [, env, what]]) => `  --${flag.padEnd(13)} ${what}; env ${env}`)
     .join('\n');
 }
@@ -55,11 +64,14 @@ export function gatewayFlagsHelp(): string {
 /** Flags win over the environment. */
 export function overridesFrom(values: Partial<Record<GatewayFlag, string | undefined>>, env: NodeJS.ProcessEnv = process.env): GatewayOverrides {
   const out: GatewayOverrides = {};
-  for (const [flag, [key, envName]] of Object.entries(GATEWAY_FLAGS) as Array<[GatewayFlag, readonly [keyof GatewayOverrides, string, string]]>) {
+  const from: NonNullable<GatewayOverrides['from']> = {};
+  for (const [flag, [key, envName]] of Object.entries(GATEWAY_FLAGS) as Array<[GatewayFlag, readonly [Exclude<keyof GatewayOverrides, 'from'>, string, string]]>) {
     const v = values[flag] ?? (env[envName] || undefined);
-    if (v !== undefined) out[key] = v;
+    if (v === undefined) continue;
+    out[key] = v;
+    from[key] = values[flag] !== undefined ? `--${flag}` : `${envName} (--${flag})`;
   }
-  return out;
+  return { ...out, from };
 }
 
 /** What the gateway runs with: the receiving config and its resolved, defaulted `gateway` section. */
@@ -71,43 +83,51 @@ export interface GatewayRuntime {
   source: string;
 }
 
-function intFlag(name: string, value: string, min: number, max: number, fix: string): number {
+/** `label`: where the value came from (GatewayOverrides.from), so an environment variable's error names it. */
+function intFlag(label: string, value: string, min: number, max: number, fix: string): number {
   if (!/^\d+$/.test(value.trim()) || Number(value) < min || Number(value) > max) {
-    throw new ConfigError(`--${name}`, [{ path: `--${name}`, message: `"${value}" is not a whole number from ${min} to ${max}`, fix }]);
+    throw new ConfigError(label, [{ path: label, message: `"${value}" is not a whole number from ${min} to ${max}`, fix }]);
   }
   return Number(value);
 }
 
-export function yesNo(name: string, value: string): boolean {
+/** `name`: the flag without dashes; `label`: where the value came from, when not that flag (e.g. its variable). */
+export function yesNo(name: string, value: string, label = `--${name}`): boolean {
   const v = value.trim().toLowerCase();
   if (['yes', 'true', '1'].includes(v)) return true;
   if (['no', 'false', '0'].includes(v)) return false;
-  throw new ConfigError(`--${name}`, [{ path: `--${name}`, message: `"${value}" is neither yes nor no`, fix: 'write yes or no' }]);
+  throw new ConfigError(label, [{ path: label, message: `"${value}" is neither yes nor no`, fix: 'write yes or no' }]);
 }
 
 /** Applies overrides to an already-validated config; throws ConfigError naming the flag or field at fault. */
 export function resolveRuntime(loaded: LoadedConfig, overrides: GatewayOverrides, source: string): GatewayRuntime {
   const input: Record<string, unknown> = structuredClone((loaded.config.gateway ?? {}) as Record<string, unknown>);
   const section = (k: string) => ((input[k] ??= {}) as Record<string, unknown>);
-  if (overrides.smtpPort !== undefined) section('smtp').port = intFlag('smtp-port', overrides.smtpPort, 0, 65535, 'give a port number, e.g. 2525 (0 picks a free port)');
+  const from = (key: keyof NonNullable<GatewayOverrides['from']>, flag: GatewayFlag) => overrides.from?.[key] ?? `--${flag}`;
+  if (overrides.smtpPort !== undefined) section('smtp').port = intFlag(from('smtpPort', 'smtp-port'), overrides.smtpPort, 0, 65535, 'give a port number, e.g. 2525 (0 picks a free port)');
   if (overrides.smtpHost !== undefined) section('smtp').host = overrides.smtpHost;
-  if (overrides.lmtpPort !== undefined) section('smtp').lmtpPort = intFlag('lmtp-port', overrides.lmtpPort, 0, 65535, 'give a port number, e.g. 2424 (0 picks a free port)');
+  if (overrides.lmtpPort !== undefined) section('smtp').lmtpPort = intFlag(from('lmtpPort', 'lmtp-port'), overrides.lmtpPort, 0, 65535, 'give a port number, e.g. 2424 (0 picks a free port)');
   if (overrides.spoolDir !== undefined) input.spoolDir = overrides.spoolDir;
   if (overrides.redisUrl !== undefined) {
     if (!/^rediss?:\/\//.test(overrides.redisUrl)) {
-      throw new ConfigError('--redis-url', [{ path: '--redis-url / REDIS_URL', message: `"${overrides.redisUrl}" is not a Redis URL`, fix: 'write it as redis://host:port (or rediss:// for TLS)' }]);
+      const label = overrides.from?.redisUrl ?? '--redis-url / REDIS_URL';
+      throw new ConfigError(label, [{ path: label, message: `"${overrides.redisUrl}" is not a Redis URL`, fix: 'write it as redis://host:port (or rediss:// for TLS)' }]);
     }
     section('redis').url = overrides.redisUrl;
   }
-  if (overrides.redisCluster !== undefined) section('redis').cluster = yesNo('redis-cluster', overrides.redisCluster);
-  if (overrides.concurrency !== undefined) section('worker').concurrency = intFlag('concurrency', overrides.concurrency, 1, 10_000, 'give the number of deliveries in flight, e.g. 8');
+  if (overrides.redisCluster !== undefined) section('redis').cluster = yesNo('redis-cluster', overrides.redisCluster, from('redisCluster', 'redis-cluster'));
+  if (overrides.concurrency !== undefined) section('worker').concurrency = intFlag(from('concurrency', 'concurrency'), overrides.concurrency, 1, 10_000, 'give the number of deliveries in flight, e.g. 8');
   if (overrides.hostname !== undefined) input.hostname = overrides.hostname;
   if (overrides.nodeId !== undefined) input.nodeId = overrides.nodeId;
-  if (overrides.httpPort !== undefined) section('http').port = intFlag('http-port', overrides.httpPort, 0, 65535, 'give a port number, e.g. 9464 (0 picks a free port)');
+  if (overrides.httpHost !== undefined) section('http').host = overrides.httpHost;
+  if (overrides.httpPort !== undefined) section('http').port = intFlag(from('httpPort', 'http-port'), overrides.httpPort, 0, 65535, 'give a port number, e.g. 9464 (0 picks a free port)');
 
-  const parsed = GatewaySettingsSchema.safeParse(input);
+  const parsed = GatewaySettingsSchema.safeParse(input, { reportInput: true });
   if (!parsed.success) {
-    throw new ConfigError(source, toProblems(parsed.error.issues).map((p) => ({ ...p, path: p.path === '(top level)' ? 'gateway' : `gateway.${p.path}` })));
+    // A value the schema refuses is named where it came from when a flag or variable set it.
+    const overridden: Record<string, string | undefined> = { 'smtp.host': overrides.from?.smtpHost, 'http.host': overrides.from?.httpHost, spoolDir: overrides.from?.spoolDir, hostname: overrides.from?.hostname, nodeId: overrides.from?.nodeId };
+    const where = (path: string) => overridden[path] ?? (path === '(top level)' ? 'gateway' : `gateway.${path}`);
+    throw new ConfigError(source, toProblems(parsed.error.issues).map((p) => ({ ...p, path: where(p.path) })));
   }
   const s = parsed.data;
   if (!/^rediss?:\/\//.test(s.redis.url)) {

@@ -272,10 +272,31 @@ describe('shape errors', () => {
     expect(problems(c).map((p) => `${p.path}: ${p.message} | ${p.fix}`)).toEqual([
       'accountId: expected string, got number 123456789012 | write it as a string in double quotes',
       'ruleSetName: required field is missing | add "ruleSetName" as a string in double quotes',
-      'rules[0].tlsPolicy: not one of the allowed values | use one of "Require", "Optional"',
+      'rules[0].tlsPolicy: "require" is not one of the allowed values | write it as "Require" (the values are case-sensitive)',
       'rules[0].bucket: unknown field | remove it or correct its spelling (see the JSON Schema: mailroom schema)',
       'rules[0].s3Action.kmsKeyArn: "alias/mail" is an alias name, not a key ARN; SES needs a full key ARN (an alias could resolve to a key in the sender\'s account) | use the key\'s full ARN (arn:aws:kms:us-east-1:<account>:key/<key-id>) or the AWS-managed key arn:aws:kms:us-east-1:<account>:alias/aws/ses',
     ]);
+  });
+});
+
+describe('bounds and allowed values, said plainly', () => {
+  const gatewayProblem = (gateway: unknown) => only({ ...base(), gateway });
+
+  it('an exclusive bound gets a fix that the bound itself would not fail (not "use at least 0" for "> 0")', () => {
+    expect(gatewayProblem({ worker: { concurrency: 0 } })).toEqual({ path: 'gateway.worker.concurrency', message: 'must be greater than 0 (got 0)', fix: 'use a number greater than 0' });
+    expect(gatewayProblem({ worker: { maxStalledCount: -1 } })).toEqual({ path: 'gateway.worker.maxStalledCount', message: 'must be at least 0 (got -1)', fix: 'use 0 or more' });
+  });
+
+  it('no zod wording ("Too big: expected number to be <=65535")', () => {
+    const p = gatewayProblem({ smtp: { port: 70000 } });
+    expect(p).toEqual({ path: 'gateway.smtp.port', message: 'must be at most 65535 (got 70000)', fix: 'use 65535 or less' });
+    expect(JSON.stringify(problems({ ...base(), gateway: { smtp: { port: 70000 }, worker: { concurrency: 0 } } }))).not.toMatch(/Too (big|small)|expected number|[<>]=?\d/);
+  });
+
+  it('an enum refusal shows the value given', () => {
+    const c = base();
+    (c.rules[0] as Record<string, unknown>).tlsPolicy = 'Always';
+    expect(only(c)).toEqual({ path: 'rules[0].tlsPolicy', message: '"Always" is not one of the allowed values', fix: 'use one of "Require", "Optional"' });
   });
 });
 

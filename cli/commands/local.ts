@@ -8,7 +8,7 @@ import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { provisionLocal } from '../../gateway/local/provision.js';
 import { INSTALL_HINTS, onPath, startMotoServer, startRedisServer, type Service } from '../../gateway/local/services.js';
 import { watchNotifications } from '../../gateway/local/watch.js';
-import { createLogger } from '../../gateway/log.js';
+import { createLogger, logLevel } from '../../gateway/log.js';
 import { gatewayFlagOptions, gatewayFlagsHelp, overridesFrom, resolveRuntime } from '../../gateway/settings.js';
 import { parse } from '../args.js';
 import type { Command } from '../command.js';
@@ -41,6 +41,16 @@ ${gatewayFlagsHelp()}`,
     const { values } = parse(args, gatewayFlagOptions(), false);
     const overrides = overridesFrom(values);
     const configFile = overrides.config ?? EXAMPLE_CONFIG;
+    let level: string;
+    try {
+      level = logLevel(process.env.LOG_LEVEL, 'warn'); // before Redis and moto are started for nothing
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        console.error(`mailroom local: ${err.message}`);
+        return 2;
+      }
+      throw err;
+    }
 
     const missing: string[] = [];
     if (!overrides.redisUrl && !onPath('redis-server')) missing.push(INSTALL_HINTS['redis-server']);
@@ -100,7 +110,7 @@ ${gatewayFlagsHelp()}`,
         }
         throw err;
       }
-      const log = createLogger({ name: 'mailroom-local', level: process.env.LOG_LEVEL ?? 'warn', destination: 2 });
+      const log = createLogger({ name: 'mailroom-local', level, destination: 2 });
       try {
         gw = await startGateway(runtime, { smtp: true, workers: true }, log);
       } catch (err) {

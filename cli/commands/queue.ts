@@ -1,8 +1,9 @@
 import { ConfigError, loadConfigFile } from '../../shared/config/index.js';
 import { GatewaySettingsSchema } from '../../shared/config/gateway.js';
-import { QueueAdmin } from '../../gateway/queue/admin.js';
+import { listNodes } from '../../gateway/cluster/node.js';
+import { QueueAdmin, type FailedDelivery } from '../../gateway/queue/admin.js';
 import { describeProblem, redisProblem } from '../../gateway/queue/redis-preflight.js';
-import { redactRedisUrl } from '../../gateway/queue/redis.js';
+import { redactRedisUrl, redisClient, type RedisTarget } from '../../gateway/queue/redis.js';
 import { yesNo } from '../../gateway/settings.js';
 import { parse } from '../args.js';
 import { UsageError, type Command } from '../command.js';
@@ -10,7 +11,7 @@ import { UsageError, type Command } from '../command.js';
 export const queue: Command = {
   name: 'queue',
   summary: 'show delivery counts; list and retry failed deliveries',
-  usage: `usage: mailroom queue [--config <file>] [--redis-url <url>] [--redis-cluster yes|no] [--node <id>] [--json]
+  usage: `usage: mailroom queue [--config <file>] [--redis-url <url>] [--redis-cluster yes|no] [--prefix <p>] [--node <id>] [--json]
        mailroom queue failed [--limit N] [...]
        mailroom queue retry [<job-id> ...] [...]
 
@@ -18,14 +19,16 @@ export const queue: Command = {
                  file and rule — a spool file holds one message or a batch of small ones that arrived together) and
                  how many spool files await delivery: in total and per gateway node (with whether it is up, stopped,
                  or silent — a node that stopped beating; its messages wait in its spool until it comes back)
-failed           the failed delivery jobs: job id (<spool file id>.<rule>), node, attempts, the messages not yet
-                 delivered, last error; and failed releases (job id <spool file id>): mail delivered, but the spool
-                 file could not be deleted
+failed           the failed delivery jobs: job id (<spool file id> when the file's messages matched one rule,
+                 <spool file id>.<rule> when they matched several), rule, node, attempts, the messages not yet
+                 delivered, last error; and failed releases ("release <spool file id>"): mail delivered, but the
+                 spool file could not be deleted
 retry            moves failed delivery and release jobs (all, or the given job ids) back to waiting with a fresh
                  attempt budget; only undelivered messages are tried again, by the node whose spool holds them
 --node <id>      only that node
 
-Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url (the key prefix comes from the config too);
+Redis: --redis-url, else REDIS_URL, else the config's gateway.redis.url; the key prefix: --prefix, else the
+config's gateway.redis.prefix, else "mailroom" — it must be the gateways' (without it no node is found);
 a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the config's gateway.redis.cluster.`,
   async run(args) {
     const { values, positionals } = parse(args, {
@@ -35,19 +38,22 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
       json: { type: 'boolean' },
       limit: { type: 'string' },
       node: { type: 'string' },
+      prefix: { type: 'string' },
     });
     const [sub = 'counts', ...rest] = positionals;
     if (!['counts', 'failed', 'retry'].includes(sub)) throw new UsageError(`unknown subcommand "${sub}"; use failed or retry (or nothing for counts)`);
     if (sub !== 'retry' && rest.length > 0) throw new UsageError(`"${sub}" takes no arguments`);
     let redisUrl = values['redis-url'] ?? (process.env.REDIS_URL || undefined);
     let prefix = 'mailroom';
+    let prefixFrom = 'the default';
     const clusterFlag = values['redis-cluster'] ?? (process.env.MAILROOM_REDIS_CLUSTER || undefined);
+    const clusterFrom = values['redis-cluster'] !== undefined ? '--redis-cluster' : 'MAILROOM_REDIS_CLUSTER (--redis-cluster)';
     let cluster: boolean | undefined;
     if (clusterFlag !== undefined) {
       try {
-        cluster = yesNo('redis-cluster', clusterFlag);
+        cluster = yesNo('redis-cluster', clusterFlag, clusterFrom);
       } catch (err) {
-        if (err instanceof ConfigError) throw new UsageError(`--redis-cluster "${clusterFlag}" is neither yes nor no`);
+        if (err instanceof ConfigError) throw new UsageError(`${clusterFrom}: "${clusterFlag}" is neither yes nor no; write yes or no`);
         throw err;
       }
     }
@@ -58,6 +64,7 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
         redisUrl ??= gw.redis.url;
         cluster ??= gw.redis.cluster;
         prefix = gw.redis.prefix;
+        prefixFrom = `gateway.redis.prefix in ${configFile}`;
       } catch (err) {
         if (err instanceof ConfigError) {
           console.error(`mailroom queue: ${err.message}`);
@@ -65,6 +72,10 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
         }
         throw err;
       }
+    }
+    if (values.prefix !== undefined) {
+      if (!values.prefix) throw new UsageError('--prefix is empty; give the gateways\' gateway.redis.prefix');
+      [prefix, prefixFrom] = [values.prefix, '--prefix'];
     }
     redisUrl ??= 'redis://127.0.0.1:6379';
     const limit = values.limit === undefined ? 100 : Number(values.limit);
@@ -78,8 +89,15 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
       return 1;
     }
     const admin = new QueueAdmin(target, prefix, values.node);
+    // The output stays what it was (JSON consumers get valid JSON); the exit code says it counts nothing.
+    let code = 0;
     try {
       try {
+        if (values.node === undefined && !(await anyNodeRegistered(target, prefix))) {
+          const fix = prefixFrom === 'the default' ? 'pass --config <file> (the gateways\' config) or --prefix <the gateways\' gateway.redis.prefix>' : 'check that this is the gateways\' Redis and prefix, and that a gateway has started';
+          console.error(`mailroom queue: no gateway node has registered under prefix "${prefix}" (${prefixFrom}) on Redis at ${redactRedisUrl(redisUrl)}: ${fix}`);
+          code = 1;
+        }
         await admin.ready();
       } catch (err) {
         const msg = (err as Error).message;
@@ -109,7 +127,7 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
         const f = await admin.failed(limit);
         if (values.json) console.log(JSON.stringify(f));
         else if (f.length === 0) console.log('no failed deliveries');
-        else for (const j of f) console.log(`${j.kind === 'release' ? 'release ' : ''}${j.jobId}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}\n  messages: ${j.messageIds.join(' ')}`);
+        else for (const j of f) console.log(failedLine(j));
       } else {
         const r = await admin.retry(rest);
         if (values.json) console.log(JSON.stringify(r));
@@ -119,9 +137,27 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
         }
         if (r.skipped.length > 0 && r.retried.length === 0) return 1;
       }
-      return 0;
+      return code;
     } finally {
       await admin.close();
     }
   },
 };
+
+/** One failed job for people: what it is, the rule it delivers for, where, how often, why, and its messages. */
+export function failedLine(j: FailedDelivery): string {
+  const rule = j.rule ? `  rule ${j.rule}` : '';
+  return `${j.kind === 'release' ? 'release ' : ''}${j.jobId}${rule}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}\n  messages: ${j.messageIds.join(' ')}`;
+}
+
+/** Whether any gateway registered under `prefix` (cluster/node.ts): a wrong prefix otherwise reads as an empty queue. */
+async function anyNodeRegistered(target: RedisTarget, prefix: string): Promise<boolean> {
+  const r = redisClient(target, 'admin', { lazyConnect: true });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return (await listNodes(r, prefix)).length > 0;
+  } finally {
+    r.disconnect();
+  }
+}

@@ -1,5 +1,6 @@
+import { SMTP_FRONT_FLAGS } from '../../gateway/settings.js';
 import type { Command } from '../command.js';
-import { runGatewayParts, usageFlags } from './gateway.js';
+import { runGatewayParts, usageFlagsWithout } from './gateway.js';
 
 export const worker: Command = {
   name: 'worker',
@@ -9,6 +10,8 @@ export const worker: Command = {
 The delivering half of \`mailroom gateway\`. It reads message bodies from the spool directory the SMTP front
 writes, so it runs on the same machine or on storage both mount.
 
-${usageFlags}`,
-  run: (args) => runGatewayParts('worker', args, { smtp: false, workers: true }),
+${usageFlagsWithout(SMTP_FRONT_FLAGS)}`,
+  // No SMTP listener here: the SMTP flags are neither listed nor taken (MAILROOM_SMTP_* from a shared environment are
+  // still read, and still checked, with the config).
+  run: (args) => runGatewayParts('worker', args, { smtp: false, workers: true }, SMTP_FRONT_FLAGS),
 };

@@ -7,7 +7,7 @@ import { delimiter, join } from 'node:path';
 
 export const INSTALL_HINTS = {
   'redis-server': 'redis-server is not installed: install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL to a running Redis',
-  moto_server: "moto_server is not installed: install it (pip install 'moto[server]') or set AWS_ENDPOINT_URL to a running AWS emulator",
+  moto_server: "moto_server is not installed: install it (pip install 'moto[server]==5.2.1') or set AWS_ENDPOINT_URL to a running AWS emulator",
 } as const;
 
 export function onPath(cmd: string, env: NodeJS.ProcessEnv = process.env): boolean {

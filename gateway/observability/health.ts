@@ -3,6 +3,7 @@ import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { s3Client } from '../../shared/aws/clients.js';
 import { within } from '../timeout.js';
+import { redisDownReason } from '../queue/redis-preflight.js';
 import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
 
 export interface ReadinessOptions {
@@ -31,12 +32,15 @@ export interface Readiness {
  */
 export class ReadinessCheck {
   private readonly redis: RedisClient;
+  /** The client's last connection error since it was last ready: the cause /readyz names (a ping only says "closed"). */
+  private redisCause: Error | undefined;
   private readonly s3s = new Map<string, S3Client>();
   private cached: { at: number; result: Promise<Readiness> } | undefined;
 
   constructor(private readonly opts: ReadinessOptions) {
     this.redis = redisClient(opts.redis, 'producer', { lazyConnect: true, connectTimeout: opts.timeoutMs });
-    this.redis.on('error', () => undefined); // reported through the check
+    this.redis.on('error', (err: Error) => (this.redisCause = err)); // reported through the check
+    this.redis.on('ready', () => (this.redisCause = undefined));
   }
 
   check(): Promise<Readiness> {
@@ -48,16 +52,16 @@ export class ReadinessCheck {
 
   private async run(): Promise<Readiness> {
     const checks: Record<string, string> = {};
-    const named = async (name: string, f: () => Promise<void>) => {
+    const named = async (name: string, f: () => Promise<void>, why: (err: Error) => string = (err) => err.message || err.name) => {
       try {
-        await within(f(), this.opts.timeoutMs, () => new Error(`${name}: no answer within ${this.opts.timeoutMs} ms`));
+        await within(f(), this.opts.timeoutMs, () => new Error(`no answer within ${this.opts.timeoutMs} ms`));
         checks[name] = 'ok';
       } catch (err) {
-        checks[name] = (err as Error).message || (err as Error).name;
+        checks[name] = why(err as Error);
       }
     };
     await Promise.all([
-      named('redis', () => this.pingRedis()),
+      named('redis', () => this.pingRedis(), (err) => redisDownReason(this.opts.redis, this.redisCause, err)),
       named('spool', () => this.probeSpool()),
       ...this.opts.buckets.map((b) => named(`s3:${b.bucket}`, () => this.headBucket(b.bucket, b.region))),
     ]);

@@ -94,6 +94,19 @@ export function describeProblem(target: RedisTarget, p: RedisProblem): string {
   return `Redis at ${redactRedisUrl(target.url)}: ${p.reason}: ${p.fix}`;
 }
 
+/** ioredis's words for "no connection now", which say nothing to an operator. */
+const CLIENT_INTERNALS = /Stream isn't writeable|enableOfflineQueue|Connection is closed|Reached the max retries/i;
+
+/**
+ * A status line for a client that cannot reach Redis now (/readyz): the cause the client's last error event carried
+ * (`cause`), in the preflight's words, else the failed command's error unless it is one of ioredis's internals. The
+ * URL is redacted: never a password.
+ */
+export function redisDownReason(target: RedisTarget, cause: (Error & { code?: string }) | undefined, failed?: Error): string {
+  const because = (cause && classifyRedisError(cause, target)?.reason) ?? [cause, failed].map((e) => e?.message).find((m) => m && !CLIENT_INTERNALS.test(m));
+  return `Redis at ${redactRedisUrl(target.url)} does not answer${because ? `: ${because}` : ''}`;
+}
+
 /** Throws (with the fix) when the URL's node is wrong in a way waiting cannot mend; otherwise lets start-up go on. */
 export async function assertRedisUsable(target: RedisTarget, timeoutMs = PREFLIGHT_TIMEOUT_MS, words?: ClusterSettingWords): Promise<void> {
   const p = await redisProblem(target, timeoutMs, words);

@@ -16,6 +16,11 @@ interface Credential {
 
 const PHC = /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$/;
 const DEFAULT = { ln: 15, r: 8, p: 1 };
+/**
+ * MAILROOM_SMTP_USERS entries are separated by newlines, or by a comma between one entry's hash and the next
+ * `user:` — never at the commas inside an entry's `ln=15,r=8,p=1`.
+ */
+const ENV_SEPARATORS = /\r?\n|(?<=\$[A-Za-z0-9+/]+={0,2})\s*,\s*(?=[^\s:,$]+:)/;
 const HASH_BYTES = 32;
 
 function scryptAsync(password: Buffer, salt: Buffer, keylen: number, params: { N: number; r: number; p: number }): Promise<Buffer> {
@@ -70,7 +75,7 @@ export class Credentials {
       }
       add(text, usersFile, 'gateway.smtp.auth.usersFile', /\r?\n/);
     }
-    if (env.MAILROOM_SMTP_USERS) add(env.MAILROOM_SMTP_USERS, 'MAILROOM_SMTP_USERS', 'MAILROOM_SMTP_USERS', /[\r\n,]+/);
+    if (env.MAILROOM_SMTP_USERS) add(env.MAILROOM_SMTP_USERS, 'MAILROOM_SMTP_USERS', 'MAILROOM_SMTP_USERS', ENV_SEPARATORS);
     return new Credentials(users);
   }
 

@@ -56,6 +56,6 @@ describe('mailroom local', () => {
     const r = await mailroomCli(['local'], cleanEnv({ PATH: '/nonexistent' }) as Record<string, string>);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('redis-server is not installed: install it (Debian/Ubuntu: sudo apt-get install redis-server');
-    expect(r.stderr).toContain("moto_server is not installed: install it (pip install 'moto[server]')");
+    expect(r.stderr).toContain("moto_server is not installed: install it (pip install 'moto[server]==5.2.1')");
   });
 });

@@ -1,7 +1,9 @@
 /** The logger's net for sensitive fields: top level and one level down, in a copy, on lines and child bindings. */
+import { execFile } from 'node:child_process';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { censorSensitive, childLogger, streamLogger } from '../../gateway/log.js';
+import { censorSensitive, childLogger, createLogger, logLevel, streamLogger } from '../../gateway/log.js';
 
 describe('censorSensitive', () => {
   it('replaces sensitive keys at the top and one level down, leaving the caller\'s object as it was', () => {
@@ -35,4 +37,30 @@ describe('logger', () => {
     expect(line).toMatchObject({ credentials: '[redacted]', node: 'n1', messageId: 'm1', headers: '[redacted]', session: { secret: '[redacted]' }, msg: 'accepted' });
     expect(out.join('')).not.toMatch(/AKIA|private|s3"/);
   });
+});
+
+describe('LOG_LEVEL', () => {
+  it('names the variable and the levels there are, not pino\'s "must be included in custom levels"', () => {
+    expect([logLevel(undefined), logLevel(''), logLevel('DEBUG'), logLevel(undefined, 'warn')]).toEqual(['info', 'info', 'debug', 'warn']);
+    expect(() => logLevel('verbose')).toThrow('LOG_LEVEL: "verbose" is not a log level\n    fix: use one of fatal, error, warn, info, debug, trace, silent');
+    const saved = process.env.LOG_LEVEL;
+    process.env.LOG_LEVEL = 'verbose';
+    try {
+      expect(() => createLogger()).toThrow(/LOG_LEVEL: "verbose" is not a log level/);
+    } finally {
+      if (saved === undefined) delete process.env.LOG_LEVEL;
+      else process.env.LOG_LEVEL = saved;
+    }
+  });
+
+  it('`mailroom gateway` refuses it before starting, with the exit code of other config errors', async () => {
+    const bin = fileURLToPath(new URL('../../bin/mailroom.js', import.meta.url));
+    const config = fileURLToPath(new URL('../../examples/minimal.json', import.meta.url));
+    const out = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
+      execFile(process.execPath, [bin, 'gateway', '--config', config], { env: { ...process.env, LOG_LEVEL: 'verbose' } }, (err, _o, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? null : 0, stderr })),
+    );
+    expect(out.stderr).toContain('LOG_LEVEL: "verbose" is not a log level');
+    expect(out.stderr).not.toContain('custom levels');
+    expect(out.code).toBe(2);
+  }, 30_000);
 });

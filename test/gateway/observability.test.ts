@@ -11,6 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { streamLogger } from '../../gateway/log.js';
+import { ReadinessCheck } from '../../gateway/observability/health.js';
+import { freePort } from '../support/ports.js';
+import { tempDir } from '../support/files.js';
 import { ACCOUNT, createBuckets, createTopicWithQueue, listKeys, rawMessage, RawSmtp, REGION, runtimeFor, sendRaw, waitFor, startBackends, type Backends } from './helpers.js';
 
 let backends: Backends;
@@ -206,7 +209,9 @@ describe('metrics, health and logs', () => {
       const r = await get(http, '/readyz');
       return r.status === 503 ? r : undefined;
     }, 10_000, 200);
-    expect((JSON.parse(down.body) as { checks: Record<string, string> }).checks.redis).not.toBe('ok');
+    // In words, not ioredis's ("Stream isn't writeable and enableOfflineQueue options is false").
+    expect((JSON.parse(down.body) as { checks: Record<string, string> }).checks.redis).toMatch(new RegExp(`^Redis at ${backends.redis.url.replace(/[/.]/g, '\\$&')}/? does not answer`));
+    expect(down.body).not.toMatch(/Stream isn't writeable|enableOfflineQueue/);
     expect((await get(http, '/healthz')).status).toBe(200);
     // Scraping still works: queue gauges keep their last value rather than failing the scrape.
     expect((await get(http, '/metrics')).status).toBe(200);
@@ -216,4 +221,26 @@ describe('metrics, health and logs', () => {
     await stopping;
     gw = undefined;
   }, 90_000);
+});
+
+describe('/readyz while Redis is away', () => {
+  it('says plainly that Redis does not answer at the URL, without its password', async () => {
+    const port = await freePort();
+    const dir = await tempDir();
+    const check = new ReadinessCheck({ redis: { url: `redis://relay:pa55-w0rd@127.0.0.1:${port}`, cluster: false }, spoolDir: dir.path, buckets: [], timeoutMs: 2_000, cacheMs: 0, draining: () => false });
+    try {
+      // The first look connects and is refused; later ones find the client reconnecting (where a ping says only
+      // "Stream isn't writeable…"): both name the cause.
+      for (let i = 0; i < 3; i++) {
+        const r = await check.check();
+        expect(r.ready).toBe(false);
+        expect(r.checks.spool).toBe('ok');
+        expect(r.checks.redis).toBe(`Redis at redis://relay:***@127.0.0.1:${port} does not answer: nothing listens there (connect ECONNREFUSED 127.0.0.1:${port})`);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    } finally {
+      check.close();
+      await dir.remove();
+    }
+  });
 });

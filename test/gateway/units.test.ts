@@ -1,10 +1,17 @@
 /** The gateway's pure parts: settings precedence and errors, recipient routing, the spool format. */
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { cappedExponentialBackoff, deliveryBatch, deliveryJobId, isSpoolFileJobId, spoolFileJobs, type DeliveryJobData } from '../../gateway/queue/jobs.js';
 import { overridesFrom, resolveRuntime } from '../../gateway/settings.js';
+import { Credentials } from '../../gateway/smtp/auth.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { Spool, SpoolMissingError } from '../../gateway/spool/spool.js';
@@ -44,6 +51,10 @@ describe('settings', () => {
     expect([viaEnv.settings.redis.url, viaEnv.settings.smtp.port, viaEnv.settings.worker.concurrency]).toEqual(['redis://env:6379', 2700, 3]);
     const viaFlag = resolveRuntime(loaded, overridesFrom({ 'smtp-port': '2800', 'redis-url': 'redis://flag:1' }, env), 'f');
     expect([viaFlag.settings.redis.url, viaFlag.settings.smtp.port]).toEqual(['redis://flag:1', 2800]);
+    // MAILROOM_HTTP_HOST (a container's image sets it) turns the HTTP listener on, as MAILROOM_HTTP_PORT does.
+    expect(fromFile.settings.http).toBeUndefined();
+    expect(resolveRuntime(loaded, overridesFrom({}, { MAILROOM_HTTP_HOST: '0.0.0.0' }), 'f').settings.http).toMatchObject({ host: '0.0.0.0', port: 9464 });
+    expect(resolveRuntime(loaded, overridesFrom({ 'http-host': '::1' }, { MAILROOM_HTTP_HOST: '0.0.0.0', MAILROOM_HTTP_PORT: '9500' }), 'f').settings.http).toMatchObject({ host: '::1', port: 9500 });
   });
 
   it('bad values name the flag or field and the fix', () => {
@@ -60,6 +71,16 @@ describe('settings', () => {
     expect(problem(() => resolveRuntime(loaded, { smtpPort: 'abc' }, 'f'))).toMatchObject({ path: '--smtp-port', fix: expect.stringContaining('port number') });
     expect(problem(() => resolveRuntime(loaded, { redisUrl: 'localhost:6379' }, 'f'))).toMatchObject({ path: '--redis-url / REDIS_URL', fix: expect.stringContaining('redis://') });
     expect(problem(() => resolveRuntime(loaded, { concurrency: '0' }, 'f')).path).toBe('--concurrency');
+    // A value from the environment is named by its variable (the flag that would override it in brackets).
+    const fromEnv = (env: NodeJS.ProcessEnv, flags: Record<string, string> = {}) => problem(() => resolveRuntime(loaded, overridesFrom(flags, env), 'f'));
+    expect(fromEnv({ MAILROOM_CONCURRENCY: '0' })).toMatchObject({ path: 'MAILROOM_CONCURRENCY (--concurrency)', message: '"0" is not a whole number from 1 to 10000' });
+    expect(fromEnv({ MAILROOM_CONCURRENCY: '8' }, { concurrency: 'x' }).path).toBe('--concurrency');
+    expect(fromEnv({ MAILROOM_SMTP_PORT: '70000' }).path).toBe('MAILROOM_SMTP_PORT (--smtp-port)');
+    expect(fromEnv({ MAILROOM_HTTP_PORT: 'on' }).path).toBe('MAILROOM_HTTP_PORT (--http-port)');
+    expect(fromEnv({ MAILROOM_REDIS_CLUSTER: 'maybe' }).path).toBe('MAILROOM_REDIS_CLUSTER (--redis-cluster)');
+    expect(fromEnv({ REDIS_URL: 'localhost:6379' }).path).toBe('REDIS_URL (--redis-url)');
+    expect(fromEnv({ MAILROOM_NODE_ID: '-bad id' })).toMatchObject({ path: 'MAILROOM_NODE_ID (--node-id)', message: expect.stringContaining('must be 1-63 letters') });
+    expect(() => resolveRuntime(loaded, overridesFrom({}, { MAILROOM_CONCURRENCY: '0' }), 'f')).toThrow(/^MAILROOM_CONCURRENCY \(--concurrency\): 1 problem/);
     expect(problem(() => parseConfig({ ...base, gateway: { worker: { concurrency: 0 } } })).path).toBe('gateway.worker.concurrency');
     expect(() => parseConfig({ ...base, gateway: { smtp: { prot: 25 } } })).toThrow(/gateway\.smtp\.prot: unknown field/);
   });
@@ -364,5 +385,131 @@ describe('gateway.worker.thread', () => {
   it('"auto" uses a delivery thread only with a second CPU for it; "yes" and "no" say so', async () => {
     const { useDeliveryThread } = await import('../../cli/commands/gateway.js');
     expect([useDeliveryThread('auto', 1), useDeliveryThread('auto', 2), useDeliveryThread('yes', 1), useDeliveryThread('no', 8)]).toEqual([false, true, true, false]);
+  });
+});
+
+describe('MAILROOM_SMTP_USERS', () => {
+  // Lines as `mailroom smtp-user` prints them: the default cost `ln=15,r=8,p=1` has commas of its own.
+  const smtpUser = (name: string, password: string) =>
+    execFileSync(process.execPath, [fileURLToPath(new URL('../../bin/mailroom.js', import.meta.url)), 'smtp-user', name], { input: password, encoding: 'utf8' }).trim();
+
+  it('takes entries made by `mailroom smtp-user`, newline- or comma-separated', async () => {
+    const [bob, carol] = [smtpUser('bob', 'pw-bob'), smtpUser('carol', 'pw-carol')];
+    expect(bob).toMatch(/^bob:\$scrypt\$ln=15,r=8,p=1\$/);
+    for (const users of [bob, `${bob}\n${carol}\n`, `${bob}\r\n${carol}`, `${bob},${carol}`, `${bob}, ${carol}`]) {
+      const creds = Credentials.load(undefined, { MAILROOM_SMTP_USERS: users });
+      expect(creds.size, users).toBe(users.includes('carol') ? 2 : 1);
+      expect(await creds.verify('bob', 'pw-bob')).toBe(true);
+      if (creds.size === 2) expect([await creds.verify('carol', 'pw-carol'), await creds.verify('carol', 'pw-bob')]).toEqual([true, false]);
+    }
+  }, 30_000);
+
+  it('a malformed entry is refused by its number, without echoing the entry', () => {
+    expect(() => Credentials.load(undefined, { MAILROOM_SMTP_USERS: 'bob:$scrypt$ln=15,r=8,p=1$c2FsdA==$aGFzaA==,carol:secret' })).toThrow(
+      /MAILROOM_SMTP_USERS, entry 2 is not "user:\$scrypt\$/,
+    );
+    try {
+      Credentials.load(undefined, { MAILROOM_SMTP_USERS: 'carol:secret' });
+    } catch (err) {
+      expect(JSON.stringify((err as ConfigError).problems)).not.toContain('secret');
+    }
+  });
+});
+
+describe('spool directory start-up errors', () => {
+  const bin = fileURLToPath(new URL('../../bin/mailroom.js', import.meta.url));
+
+  it('name the spool directory, the setting and the fix, for what a recursive mkdir meets', async () => {
+    const { explainSpoolError } = await import('../../cli/commands/gateway.js');
+    const dir = await tempDir();
+    try {
+      await writeFile(join(dir.path, 'file'), '');
+      await symlink(join(dir.path, 'no-such-mount'), join(dir.path, 'dangling'));
+      for (const [inTheWay, what] of [['file', 'a file'], ['dangling', 'a symbolic link to nothing']] as const) {
+        const spoolDir = join(dir.path, inTheWay, 'spool');
+        const err = (await mkdir(join(spoolDir, 'messages'), { recursive: true }).catch((e: unknown) => e)) as NodeJS.ErrnoException;
+        expect(err.code).toBe('ENOTDIR');
+        expect(explainSpoolError(err, spoolDir)).toMatch(
+          new RegExp(`^cannot make the spool directory ${spoolDir}: ${join(dir.path, inTheWay)} is ${what}.*\\(ENOTDIR\\): move it out of the way, or choose another directory with --spool-dir / MAILROOM_SPOOL_DIR \\(gateway\\.spoolDir\\)$`),
+        );
+      }
+      const enoent = Object.assign(new Error('ENOENT'), { code: 'ENOENT', syscall: 'mkdir', path: join(dir.path, 'dangling', 'spool') });
+      expect(explainSpoolError(enoent, join(dir.path, 'dangling', 'spool'))).toMatch(/dangling is a symbolic link to nothing .*\(ENOENT; a volume not mounted.*\): mount the volume or mend the path, or choose another directory with --spool-dir/);
+      const erofs = Object.assign(new Error('EROFS'), { code: 'EROFS', syscall: 'mkdir', path: '/spool' });
+      expect(explainSpoolError(erofs, '/spool')).toContain('read-only file system): mount its volume read-write, or choose another directory with --spool-dir');
+      // Not the spool's: a certificate file nobody may read stays the error it is.
+      expect(explainSpoolError(Object.assign(new Error('EACCES'), { code: 'EACCES', path: '/etc/tls/key.pem' }), '/var/spool/mailroom')).toBeUndefined();
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('`mailroom worker` with a spool path through a file says so and exits 1', async () => {
+    const dir = await tempDir();
+    try {
+      await writeFile(join(dir.path, 'file'), '');
+      const config = fileURLToPath(new URL('../../examples/minimal.json', import.meta.url));
+      const spoolDir = join(dir.path, 'file', 'spool');
+      const out = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
+        execFile(process.execPath, [bin, 'worker', '--config', config, '--spool-dir', spoolDir], { env: { ...process.env, REDIS_URL: 'redis://127.0.0.1:1', LOG_LEVEL: 'silent' }, timeout: 20_000 }, (err, _o, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        ),
+      );
+      expect(out.stderr).toContain(`mailroom worker: cannot make the spool directory ${spoolDir}: ${join(dir.path, 'file')} is a file, not a directory (ENOTDIR)`);
+      expect(out.code).toBe(1);
+    } finally {
+      await dir.remove();
+    }
+  }, 30_000);
+});
+
+describe('mailroom worker flags', () => {
+  const bin = fileURLToPath(new URL('../../bin/mailroom.js', import.meta.url));
+  const cli = (...args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, [bin, ...args], { timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+    );
+
+  it('lists and takes no SMTP listener flags (the worker has no listener); gateway and smtp still do', async () => {
+    const [worker, smtp] = await Promise.all([cli('worker', '--help'), cli('smtp', '--help')]);
+    expect(worker.stdout).toContain('--concurrency');
+    expect(worker.stdout).not.toMatch(/--smtp-port|--smtp-host|--lmtp-port/);
+    expect(smtp.stdout).toMatch(/--smtp-port[\s\S]*--smtp-host[\s\S]*--lmtp-port/);
+    const refused = await cli('worker', '--config', 'examples/minimal.json', '--smtp-port=2525');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('mailroom worker: --smtp-port is a setting of the SMTP front, which `mailroom worker` does not run: drop it');
+  }, 30_000);
+});
+
+describe('container files (no Docker here: read, and the health check run as the image would)', () => {
+  const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
+
+  it('.dockerignore keeps host installs and outputs out of `COPY . .`', () => {
+    const ignored = readFileSync(root('.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+    for (const p of ['node_modules', '.git', 'dist', 'cdktf.out', '.mailroom', 'coverage', '*.log']) expect(ignored, p).toContain(p);
+  });
+
+  it('the image serves HTTP and its HEALTHCHECK passes while /healthz answers, fails when nothing does', async () => {
+    const dockerfile = readFileSync(root('docker/Dockerfile'), 'utf8');
+    expect(dockerfile).toMatch(/^\s+MAILROOM_HTTP_PORT=9464$/m);
+    const [, flags, exec] = /^HEALTHCHECK ([^\n]*?)\\\n\s+CMD (\[.*\])$/m.exec(dockerfile) ?? [];
+    expect(flags).toMatch(/--start-period=\d+s/);
+    const [cmd, ...args] = JSON.parse(exec!) as string[];
+    expect(cmd).toBe('node');
+    const server = createServer((req, res) => res.writeHead(req.url === '/healthz' ? 200 : 404).end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const env = { ...process.env, MAILROOM_HTTP_PORT: String((server.address() as { port: number }).port) };
+    const run = () => new Promise<number>((resolve) => execFile(process.execPath, args, { env, timeout: 10_000 }, (err) => resolve(err ? ((err as { code?: number }).code ?? 1) : 0)));
+    expect(await run()).toBe(0);
+    await new Promise((resolve) => server.close(resolve));
+    expect(await run()).toBe(1);
+  });
+
+  it('compose restarts the gateway and starts it once Redis answers PING', () => {
+    const compose = readFileSync(root('docker/compose.yml'), 'utf8');
+    const gateway = compose.slice(compose.indexOf('\n  gateway:'));
+    expect(gateway).toMatch(/\n {4}restart: unless-stopped\n/);
+    expect(gateway).toMatch(/\n {4}depends_on:\n {6}redis: \{ condition: service_healthy \}\n/);
+    expect(compose.slice(0, compose.indexOf('\n  gateway:'))).toMatch(/healthcheck:[\s\S]*redis-cli ping/);
   });
 });
