@@ -1,8 +1,9 @@
-import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { s3Client } from '../../shared/aws/clients.js';
 import { within } from '../timeout.js';
+import { headBucket } from './rule-buckets.js';
 import { redisDownReason } from '../queue/redis-preflight.js';
 import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
 
@@ -90,15 +91,7 @@ export class ReadinessCheck {
   private async headBucket(bucket: string, region: string): Promise<void> {
     let s3 = this.s3s.get(region);
     if (!s3) this.s3s.set(region, (s3 = s3Client({ region, requestTimeoutMs: this.opts.timeoutMs, maxAttempts: 1 })));
-    try {
-      await s3.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(this.opts.timeoutMs) });
-    } catch (err) {
-      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      // The gateway writer policy grants PutObject, not ListBucket, so HeadBucket may be 403: S3 answered, the bucket
-      // exists — reachable is what this check is about.
-      if (status === 403) return;
-      throw new Error(status ? `HeadBucket answered ${status} (${(err as Error).name})` : `HeadBucket failed: ${(err as Error).name}: ${(err as Error).message}`);
-    }
+    await headBucket(s3, bucket, this.opts.timeoutMs);
   }
 
   close(): void {
