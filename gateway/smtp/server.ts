@@ -76,6 +76,8 @@ export class SmtpFront {
   private readonly busy = new Set<string>();
   private readonly accepting = new Set<Promise<unknown>>();
   private readonly freeSpace: SpoolFreeSpace;
+  /** Inside smtp-server's handling of a DATA reply (onMailFrom defers what arrives then). */
+  private replyingToData = 0;
 
   constructor(private readonly deps: SmtpFrontDeps) {
     const { settings, config } = deps.runtime;
@@ -271,10 +273,13 @@ export class SmtpFront {
       this.deps.log.info({ session: session.id, client: session.remoteAddress }, 'message rate limit; replying 451');
       return cb(this.counted(limited));
     }
-    // Answered on the next turn, as smtp-server's own default does: a client that sends whole transactions without
-    // waiting for 354 would otherwise have its next transaction parsed inside smtp-server's continue(), which then
-    // drops the continuation that transaction's end of DATA set — the session hung after the second message.
-    setImmediate(cb);
+    // A MAIL FROM that arrives while DATA's reply is being written (it was sent right behind the final ".") is being
+    // parsed inside smtp-server's continue(); answered there and then, a client that sends whole transactions without
+    // waiting for 354 has its next end of DATA reached inside that call, which then drops the continuation it set —
+    // the session hung after the second message. Such a MAIL FROM is answered on the next turn, as smtp-server's own
+    // default answers every one; the rest (most clients wait for the 250) at once.
+    if (this.replyingToData > 0) setImmediate(cb);
+    else cb();
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
@@ -307,16 +312,24 @@ export class SmtpFront {
       this.busy.delete(session.id);
       this.freeSpace.release(session.id);
     };
+    const reply = (...args: Parameters<typeof cb>) => {
+      this.replyingToData++;
+      try {
+        cb(...args);
+      } finally {
+        this.replyingToData--;
+      }
+    };
     const done = this.accept(stream, session).then(
       (messageId) => {
         settle();
-        cb(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, withAsciiDomain(r.address))) : replies.accepted(messageId));
+        reply(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, withAsciiDomain(r.address))) : replies.accepted(messageId));
       },
       (err: Error) => {
         // smtp-server sends the reply once DATA has ended; make sure the rest of it is read and dropped.
         if (!stream.readableEnded && !stream.destroyed) stream.resume();
         settle();
-        cb(this.counted(err instanceof SmtpReply ? err : replies.localError()));
+        reply(this.counted(err instanceof SmtpReply ? err : replies.localError()));
       },
     );
     this.accepting.add(done);
