@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { nodesKey } from '../../gateway/cluster/node.js';
+import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { hashPassword } from '../../gateway/smtp/auth.js';
 import { tempDir } from '../support/files.js';
@@ -24,6 +25,11 @@ const PASSWORD = 'correct horse battery staple';
 let redis: RedisServer;
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: RunningGateway;
+
+/** This file's one rule, with the gateway section each test needs. */
+function edgeTlsRuntime(gateway: NonNullable<ReceivingConfigInput['gateway']>) {
+  return runtimeFor({ region: REGION, accountId: ACCOUNT, ruleSetName: 'edge-tls', rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'unused' } }], gateway });
+}
 let certs: { live: { certFile: string; keyFile: string }; first: { certFile: string; keyFile: string }; second: { certFile: string; keyFile: string } };
 const logLines: string[] = [];
 
@@ -38,23 +44,17 @@ beforeAll(async () => {
   certs = { live, first, second };
   // A cheap cost keeps the test fast; the format and check are the same as with the default cost.
   await writeFile(join(dir.path, 'users'), `# relays\n${USER}:${await hashPassword(PASSWORD, { ln: 10, r: 8, p: 1 })}\n`);
-  const runtime = runtimeFor({
-    region: REGION,
-    accountId: ACCOUNT,
-    ruleSetName: 'edge-tls',
-    rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'unused' } }],
-    gateway: {
-      hostname: 'mx.tls.test',
-      spoolDir: join(dir.path, 'spool'),
-      smtp: {
-        port: 0,
-        reverseDns: false,
-        greetingDelayMs: 0,
-        tls: { ...live, implicitPort: 0 },
-        auth: { mode: 'required', usersFile: join(dir.path, 'users'), plaintextFrom: ['127.0.0.7/32'] },
-      },
-      redis: { url: redis.url, prefix: 'edge-tls' },
+  const runtime = edgeTlsRuntime({
+    hostname: 'mx.tls.test',
+    spoolDir: join(dir.path, 'spool'),
+    smtp: {
+      port: 0,
+      reverseDns: false,
+      greetingDelayMs: 0,
+      tls: { ...live, implicitPort: 0 },
+      auth: { mode: 'required', usersFile: join(dir.path, 'users'), plaintextFrom: ['127.0.0.7/32'] },
     },
+    redis: { url: redis.url, prefix: 'edge-tls' },
   });
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -173,18 +173,12 @@ describe('certificate reload', () => {
 
 describe('a certificate that cannot be read', () => {
   it('fails the start with the field and the fix, before the node is registered in Redis', async () => {
-    const runtime = runtimeFor({
-      region: REGION,
-      accountId: ACCOUNT,
-      ruleSetName: 'edge-tls',
-      rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'unused' } }],
-      gateway: {
-        hostname: 'mx.tls.test',
-        nodeId: 'no-cert',
-        spoolDir: join(dir.path, 'spool-no-cert'),
-        smtp: { port: 0, reverseDns: false, tls: { certFile: certs.live.certFile, keyFile: join(dir.path, 'missing-key.pem') } },
-        redis: { url: redis.url, prefix: 'edge-tls-no-cert' },
-      },
+    const runtime = edgeTlsRuntime({
+      hostname: 'mx.tls.test',
+      nodeId: 'no-cert',
+      spoolDir: join(dir.path, 'spool-no-cert'),
+      smtp: { port: 0, reverseDns: false, tls: { certFile: certs.live.certFile, keyFile: join(dir.path, 'missing-key.pem') } },
+      redis: { url: redis.url, prefix: 'edge-tls-no-cert' },
     });
     const err = await startGateway(runtime, { smtp: true, workers: false }, pino({ level: 'silent' })).then(
       () => undefined,
