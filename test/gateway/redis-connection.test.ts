@@ -61,8 +61,11 @@ describe('Redis over TLS with a password', () => {
     // The password never reaches the logs.
     expect(gateway.output()).not.toContain(PASSWORD);
     expect(gateway.output()).not.toContain(encodeURIComponent(PASSWORD));
-    const q = await mailroomCli(['queue', '--json', '--redis-url', redis.url], { NODE_EXTRA_CA_CERTS: ca });
+    // The queue command over the same TLS connection, under the gateway's key prefix: it finds the node.
+    const q = await mailroomCli(['queue', '--json', '--redis-url', redis.url, '--prefix', 'ok'], { NODE_EXTRA_CA_CERTS: ca });
     expect(q.code, q.stderr).toBe(0);
+    expect((JSON.parse(q.stdout) as { nodes: Array<{ node: string }> }).nodes.map((n) => n.node)).toEqual(['ok']);
+    expect(q.stdout + q.stderr).not.toContain(PASSWORD);
   }, 90_000);
 
   it('a wrong password or an untrusted certificate stops the gateway at start, with the cause and the fix', async () => {
