@@ -3,12 +3,10 @@
  * thread keeps accepting, the thread is started again, and nothing accepted meanwhile is lost.
  */
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
-import { streamLogger } from '../../gateway/log.js';
-import { ACCOUNT, createBuckets, listKeys, rawMessage, REGION, runtimeFor, sendRaw, startBackends, waitFor, type Backends } from './helpers.js';
+import { ACCOUNT, capturedLog, createBuckets, listKeys, rawMessage, REGION, runtimeFor, sendRaw, startBackends, waitFor, type Backends } from './helpers.js';
 
 let backends: Backends;
 let gw: RunningGateway | undefined;
@@ -25,13 +23,7 @@ afterAll(async () => {
 
 describe('delivery thread', () => {
   it('is started again after it dies; mail accepted meanwhile is delivered', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-        cb();
-      },
-    });
+    const { log, lines } = capturedLog();
     const runtime = runtimeFor({
       region: REGION,
       accountId: ACCOUNT,
@@ -47,7 +39,7 @@ describe('delivery thread', () => {
         http: { port: 0, readyCacheMs: 1, checkTimeoutMs: 2_000 },
       },
     });
-    gw = await startGateway(runtime, { smtp: true, workers: true, deliveryThread: true }, streamLogger(sink, 'info'));
+    gw = await startGateway(runtime, { smtp: true, workers: true, deliveryThread: true }, log);
     const port = gw.smtpAddress!.port;
     const send = (subject: string) => sendRaw(port, { from: 'a@origin.example', to: ['user@example.com'] }, rawMessage([['Subject', subject]], 'hello\r\n'));
     const delivered = (id: string) => waitFor(`${id} delivered`, async () => (await listKeys(backends.aws, 'thread', 'in/')).includes(`in/${id}`), 30_000, 200);

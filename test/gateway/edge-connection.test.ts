@@ -6,17 +6,15 @@
  */
 import { open, readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../gateway/gateway.js';
-import { streamLogger } from '../../gateway/log.js';
 import { tempDir } from '../support/files.js';
 import { spooledMessage } from '../support/spool.js';
 import { canMountTmpfs, mountTmpfs } from '../support/tmpfs.js';
 import type { Moto } from '../support/moto.js';
 import { clientsBackAfterRestart, startRedis, type RedisServer } from '../support/redis.js';
 import { LineClient, proxyV1, proxyV2 } from './edge-helpers.js';
-import { ACCOUNT, createBuckets, rawObject, REGION, runtimeFor, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
+import { ACCOUNT, capturedLog, createBuckets, rawObject, REGION, runtimeFor, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
 
 const BUCKET = 'edge';
 const LB = '127.0.0.2'; // the "load balancer": its connections must start with a PROXY header
@@ -279,15 +277,9 @@ describe('LMTP', () => {
 describe('spool space', () => {
   /** A gateway (SMTP only) whose spool is on `spoolDir` with this reserve, and its log lines. */
   async function spaceGateway(name: string, spoolDir: string, spoolMinFreeBytes: number) {
-    const lines: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-        cb();
-      },
-    });
+    const { log, lines } = capturedLog();
     const cfg = base(name, { greetingDelayMs: 0 });
-    const gw = await startGateway(runtimeFor({ ...cfg, gateway: { ...cfg.gateway, spoolDir, spoolMinFreeBytes } }), { smtp: true, workers: false }, streamLogger(sink, 'info'));
+    const gw = await startGateway(runtimeFor({ ...cfg, gateway: { ...cfg.gateway, spoolDir, spoolMinFreeBytes } }), { smtp: true, workers: false }, log);
     return { gw, lines, port: gw.smtpAddress!.port };
   }
   const MiB = 1024 * 1024;

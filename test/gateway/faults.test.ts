@@ -13,8 +13,8 @@ import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { tempDir } from '../support/files.js';
 import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
 import { clientsBackAfterRestart, startRedis, type RedisServer } from '../support/redis.js';
-import { Readable, Writable } from 'node:stream';
-import { silentLogger, streamLogger } from '../../gateway/log.js';
+import { Readable } from 'node:stream';
+import { silentLogger } from '../../gateway/log.js';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import { SPOOL_QUEUE } from '../../gateway/queue/jobs.js';
 import { DeliveryWorkers } from '../../gateway/worker/worker.js';
@@ -24,7 +24,7 @@ import { Spool } from '../../gateway/spool/spool.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { spooledFiles, spoolFileHolding } from '../support/spool.js';
 import { mailroomCli, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, createBuckets, listKeys, rawMessage, REGION, run, runtimeFor, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, awsClients, capturedLog, createBuckets, listKeys, rawMessage, REGION, run, runtimeFor, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
 let moto: Moto;
 let restoreEnv: () => void;
@@ -188,14 +188,8 @@ describe('stopped while Redis is down', () => {
 describe('workers while Redis is down', () => {
   it('log the outage once, not every retry of every connection, and say when Redis is back', async () => {
     const redis = await startRedis();
-    const lines: Array<{ msg: string; sinceLastLine?: number }> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { msg: string });
-        cb();
-      },
-    });
-    const workers = new DeliveryWorkers(runtimeFor(config('log-outage', redis.url, 'redis-outage')), {} as Spool, streamLogger(sink, 'info'), { prefix: 'log-outage' });
+    const { log, lines } = capturedLog();
+    const workers = new DeliveryWorkers(runtimeFor(config('log-outage', redis.url, 'redis-outage')), {} as Spool, log, { prefix: 'log-outage' });
     workers.start();
     const about = (what: RegExp) => lines.filter((l) => what.test(l.msg));
     try {

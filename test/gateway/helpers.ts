@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -12,7 +13,7 @@ import { createTransport } from 'nodemailer';
 import { parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
 import { openStoredMessage } from '../../shared/envelope/index.js';
 import { startGateway, type GatewayParts, type RunningGateway } from '../../gateway/gateway.js';
-import { createLogger, silentLogger } from '../../gateway/log.js';
+import { createLogger, silentLogger, streamLogger, type Logger } from '../../gateway/log.js';
 import { resolveRuntime, type GatewayRuntime } from '../../gateway/settings.js';
 import { tempDir } from '../support/files.js';
 import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
@@ -30,6 +31,18 @@ export function runtimeFor(config: ReceivingConfigInput): GatewayRuntime {
 /** LOG_LEVEL=debug shows the gateway's logs while debugging a test; silent otherwise. */
 export function testLogger() {
   return process.env.LOG_LEVEL ? createLogger({ destination: 2 }) : silentLogger();
+}
+
+/** A logger whose JSON lines, parsed, collect in `lines`, for tests that assert what was logged. */
+export function capturedLog(level = 'info'): { log: Logger; lines: Array<Record<string, unknown> & { msg: string }> } {
+  const lines: Array<Record<string, unknown> & { msg: string }> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown> & { msg: string });
+      cb();
+    },
+  });
+  return { log: streamLogger(sink, level), lines };
 }
 
 export async function startTestGateway(config: ReceivingConfigInput, parts: GatewayParts = { smtp: true, workers: true }): Promise<RunningGateway & { port: number; runtime: GatewayRuntime }> {

@@ -4,12 +4,11 @@
  * message for hours.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { streamLogger } from '../../gateway/log.js';
 import { checkRuleBuckets, ruleBuckets } from '../../gateway/observability/rule-buckets.js';
 import { parseConfig } from '../../shared/config/index.js';
 import { startMoto, useMotoEnv, type Moto } from '../support/moto.js';
+import { capturedLog } from './helpers.js';
 
 let moto: Moto;
 let restoreEnv: () => void;
@@ -39,15 +38,9 @@ const config = parseConfig({
   ],
 }).config;
 
-async function check(cfg = config): Promise<Array<{ level: number; msg: string; bucket?: string; rules?: string[]; problem?: string; buckets?: number }>> {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { level: number; msg: string });
-      cb();
-    },
-  });
-  await checkRuleBuckets(cfg, 5_000, streamLogger(sink, 'info'), new AbortController().signal);
+async function check(cfg = config): Promise<ReturnType<typeof capturedLog>['lines']> {
+  const { log, lines } = capturedLog();
+  await checkRuleBuckets(cfg, 5_000, log, new AbortController().signal);
   return lines;
 }
 

@@ -8,9 +8,8 @@
  */
 import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { streamLogger } from '../../gateway/log.js';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import { SpoolFormatError, type SpoolFile, type SpoolRecord } from '../../gateway/spool/format.js';
 import { SpoolRecovery } from '../../gateway/spool/recovery.js';
@@ -19,6 +18,7 @@ import { newMessageId } from '../../shared/ses/message-id.js';
 import { tempDir } from '../support/files.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { spooledMessage } from '../support/spool.js';
+import { capturedLog } from './helpers.js';
 
 let redis: RedisServer;
 let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -53,8 +53,7 @@ async function batchOfFour(spool: Spool): Promise<SpoolFile> {
 describe('torn batch files after a crash', () => {
   it('are set aside by recovery, untouched and not delivered; whole files and whole entries are enqueued', async () => {
     const spool = new Spool(join(dir.path, 'spool'));
-    const lines: Array<Record<string, unknown>> = [];
-    const log = streamLogger(new Writable({ write: (c: Buffer, _e, cb) => (c.toString().split('\n').filter(Boolean).forEach((l) => lines.push(JSON.parse(l) as Record<string, unknown>)), cb()) }), 'info');
+    const { log, lines } = capturedLog();
     const enqueuer = new Enqueuer({ redis: { url: redis.url, cluster: false }, prefix: 'torn', timeoutMs: 5_000, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } }, log);
     try {
       await spool.init({ clearIncoming: true });
