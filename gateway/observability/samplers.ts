@@ -39,8 +39,8 @@ export class QueueDepthSampler {
 }
 
 /**
- * Spooled message count, bytes and the age of the oldest: one readdir and a stat per file, eight at a time, at most once per `minAgeMs`
- * however often Prometheus scrapes (a spool holds what is not yet delivered, normally little).
+ * Spooled message count, bytes and the age of the oldest: one readdir and a stat per file, eight at a time, at most
+ * once per `minAgeMs` however often Prometheus scrapes (a spool holds what is not yet delivered, normally little).
  */
 export class SpoolSampler {
   private last = 0;

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { asciiDomainFor } from '../ses/address.js';
-import { parseArn, parseKmsKeyArn } from '../ses/arn.js';
+import { isAwsManagedSesKey, parseArn, parseKmsKeyArn } from '../ses/arn.js';
 import { SES_LIMITS } from '../ses/limits.js';
 import { checkRuleName, checkRuleSetName } from '../ses/names.js';
 import { MAX_OBJECT_KEY_PREFIX_BYTES } from '../ses/object-key.js';
@@ -193,8 +193,8 @@ export function sesWarnings(cfg: { rules: Array<{ name: string; s3Action: { obje
     if (p.startsWith('/') || p.includes('//')) {
       out.push(`rules[${i}].s3Action.objectKeyPrefix: "${p}" gives keys with a leading or doubled "/" (mailroom keeps the prefix verbatim; what SES does with such a prefix is unconfirmed); drop the extra "/" unless you mean it`);
     }
-    const key = rule.s3Action.kmsKeyArn === undefined ? undefined : parseKmsKeyArn(rule.s3Action.kmsKeyArn);
-    if (cfg.gateway !== undefined && key && 'kind' in key && key.kind === 'aws-managed-ses') {
+    const key = rule.s3Action.kmsKeyArn;
+    if (cfg.gateway !== undefined && key !== undefined && isAwsManagedSesKey(key)) {
       out.push(`rules[${i}].s3Action.kmsKeyArn: ${awsManagedKeyForGateway(rule.name)}`);
     }
   });
