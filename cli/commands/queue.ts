@@ -1,9 +1,8 @@
 import { ConfigError, loadConfigFile } from '../../shared/config/index.js';
 import { GatewaySettingsSchema } from '../../shared/config/gateway.js';
-import { listNodes } from '../../gateway/cluster/node.js';
 import { QueueAdmin, type FailedDelivery } from '../../gateway/queue/admin.js';
 import { describeProblem, redisProblem } from '../../gateway/queue/redis-preflight.js';
-import { redactRedisUrl, redisClient, type RedisTarget } from '../../gateway/queue/redis.js';
+import { redactRedisUrl } from '../../gateway/queue/redis.js';
 import { yesNo } from '../../gateway/settings.js';
 import { parse } from '../args.js';
 import { UsageError, type Command } from '../command.js';
@@ -93,12 +92,12 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
     let code = 0;
     try {
       try {
-        if (values.node === undefined && !(await anyNodeRegistered(target, prefix))) {
+        await admin.ready();
+        if (admin.nodeCount === 0) {
           const fix = prefixFrom === 'the default' ? 'pass --config <file> (the gateways\' config) or --prefix <the gateways\' gateway.redis.prefix>' : 'check that this is the gateways\' Redis and prefix, and that a gateway has started';
           console.error(`mailroom queue: no gateway node has registered under prefix "${prefix}" (${prefixFrom}) on Redis at ${redactRedisUrl(redisUrl)}: ${fix}`);
           code = 1;
         }
-        await admin.ready();
       } catch (err) {
         const msg = (err as Error).message;
         if (msg.startsWith('no node')) console.error(`mailroom queue: ${msg}`);
@@ -150,14 +149,3 @@ export function failedLine(j: FailedDelivery): string {
   return `${j.kind === 'release' ? 'release ' : ''}${j.jobId}${rule}  node ${j.node}  attempts ${j.attemptsMade}  ${j.failedAt ?? ''}  ${j.reason}\n  messages: ${j.messageIds.join(' ')}`;
 }
 
-/** Whether any gateway registered under `prefix` (cluster/node.ts): a wrong prefix otherwise reads as an empty queue. */
-async function anyNodeRegistered(target: RedisTarget, prefix: string): Promise<boolean> {
-  const r = redisClient(target, 'admin', { lazyConnect: true });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    return (await listNodes(r, prefix)).length > 0;
-  } finally {
-    r.disconnect();
-  }
-}

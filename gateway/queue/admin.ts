@@ -80,6 +80,11 @@ export class QueueAdmin {
     if (this.only !== undefined && this.nodes.length === 0) throw new Error(`no node "${this.only}" has registered on this Redis under the prefix "${this.prefix}"`);
   }
 
+  /** Nodes found by ready(): none means no gateway registered under this prefix (or not the one asked for). */
+  get nodeCount(): number {
+    return this.nodes.length;
+  }
+
   /** Delivery job counts by state, spool files not released yet and releases that failed: in total and per node. */
   async counts(): Promise<{ deliveries: Record<CountedState, number>; spoolFilesPending: number; releasesFailed: number; nodes: NodeCounts[] }> {
     const now = Date.now();
