@@ -10,7 +10,7 @@ import type { S3Action } from '../../shared/config/index.js';
  */
 export interface MessageEnvelope {
   messageId: string;
-  /** ISO-8601 with milliseconds: the notification's timestamp and the Received date. Set when DATA ends. */
+  /** ISO-8601 with milliseconds: the notification's timestamp and the Received date. Set when DATA begins. */
   receivedAt: string;
   /** Envelope MAIL FROM, bare; "" for the null reverse-path. */
   mailFrom: string;
