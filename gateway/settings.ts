@@ -5,7 +5,7 @@ import { ConfigError, loadConfigFile, toProblems, type ConfigProblem, type Loade
 
 /**
  * The gateway's settings: the config file's `gateway` section, overridden by environment variables, overridden by
- * command-line flags. One table below is the whole mapping, so `--help`, the README and the code cannot disagree.
+ * command-line flags. One table below is the whole mapping, so `--help`, docs/operations.md and the code cannot disagree.
  */
 
 export interface GatewayOverrides {

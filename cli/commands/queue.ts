@@ -117,7 +117,7 @@ a Redis Cluster: --redis-cluster yes, else MAILROOM_REDIS_CLUSTER, else the conf
             }
           }
           if (c.nodes.some((n) => n.status === 'silent' && n.spoolFilesPending > 0)) {
-            console.log('a silent node still holds messages: they are delivered when it comes back with its spool (see README, Scale-out)');
+            console.log('a silent node still holds messages: they are delivered when it comes back with its spool (see docs/gateway.md#scale-out)');
           }
           if (c.deliveries.failed > 0) console.log('failed deliveries keep their spool file; see `mailroom queue failed`, then `mailroom queue retry`');
           if (c.releasesFailed > 0) console.log(`${c.releasesFailed} spool file${c.releasesFailed === 1 ? '' : 's'} delivered but not deleted (release failed); see \`mailroom queue failed\`, fix the disk, then \`mailroom queue retry\``);

@@ -24,9 +24,8 @@ import { spoolFileName, type MessageEnvelope, type SpoolFile, type SpooledRule }
  *
  * Why one delivery job per file and rule rather than per message: queue bookkeeping (a Lua call to add, two to
  * take and finish, lock renewals) cost more CPU per message than storing it, on both sides; a batch pays it once.
- * Why no flow for a one-rule file: a flow is two jobs (adding one cost 0.15–0.26 ms of the accept path's CPU per
- * file against 0.08–0.10 for a lone job, and Redis twice the time), and its release is a second job to take and
- * finish. What a job finished is recorded in it (`done`, `stored`), so a retry redoes only the messages that failed.
+ * Why no flow for a one-rule file: a flow is two jobs, costing about twice a lone job's CPU and Redis time to add
+ * (docs/performance.md#one-job-per-spool-file), and its release is a second job to take and finish. What a job finished is recorded in it (`done`, `stored`), so a retry redoes only the messages that failed.
  *
  * Both queues live under the accepting node's BullMQ prefix (cluster/node.ts), so a message's jobs are only ever
  * taken by workers that can read its spool file.

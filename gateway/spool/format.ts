@@ -58,8 +58,8 @@ export interface SpoolRecord {
  * line break), LF, then the DATA bytes exactly as received (dot-unstuffed, CRLF kept). The record goes first because
  * it is complete when DATA starts, so a big message streams to disk behind it (one entry, DATA to the end of the
  * file). Small messages that end together share one file, each record giving its `dataLength` and `dataCrc32`: one
- * fdatasync makes the whole batch durable, where one file per message costs one disk flush each (≈0.5 ms apiece on this
- * machine's disk against ≈2 ms for twenty messages in one file — the accept path's ceiling, see README Performance).
+ * fdatasync makes the whole batch durable, where one file per message costs one disk flush each — the accept path's
+ * ceiling (docs/performance.md#batch-spool-files).
  */
 export function encodeRecordLine(record: SpoolRecord): Buffer {
   return Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');

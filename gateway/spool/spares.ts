@@ -7,12 +7,11 @@ import { spoolFileName } from './format.js';
 /**
  * Spare batch files: empty files created in `messages/` ahead of need, a group at a time, their names made durable by
  * one fsync of the directory per group. A round that writes into a spare waits for the disk once (its fdatasync);
- * a file created in the round needs the directory's fsync as well, a second flush of the disk per round (README,
- * Performance, for what that measured).
+ * a file created in the round needs the directory's fsync as well, a second flush of the disk per round (docs/performance.md#spare-files).
  *
  * Spares are created from the thread pool, two at a time, and handed over open. Under load a create waits for the
- * disk (ext4 allocates the inode in blocks that the rounds' flushes are writing out: 0.15–0.4 ms a create here,
- * against 16 µs on an idle disk), so creating them from the event loop stalled every session; two at a time, they
+ * disk (ext4 allocates the inode in blocks that the rounds' flushes are writing out; docs/performance.md#spare-files),
+ * so creating them from the event loop stalled every session; two at a time, they
  * hold at most two of the pool's four threads and the rounds' flushes keep the others. Each create's completion
  * waits for a turn of a busy event loop, so the reserve is sized for that: 48 ready before a group of 64 is made
  * (a round with none ready creates its own file, as without spares).

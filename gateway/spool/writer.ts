@@ -10,8 +10,8 @@ import type { SpoolEvents } from './spool.js';
 /**
  * Durable writes of whole small messages, in batch files, one round at a time (group commit).
  *
- * Why batch files: the disk's cost is one flush per fdatasync'd file, whatever its size (about 0.5 ms per
- * file here, against 2 ms for twenty messages in one file), and that capped the accept rate. So every message whose
+ * Why batch files: the disk's cost is one flush per fdatasync'd file, whatever its size, and that capped the
+ * accept rate (docs/performance.md#batch-spool-files). So every message whose
  * DATA ended while the previous round was on disk goes into one file (up to MAX_FILE_ENTRIES / MAX_FILE_BYTES; a
  * bigger backlog makes several files in the same round), written with one writev of the buffers smtp-server handed
  * over (no copy).

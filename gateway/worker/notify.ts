@@ -8,8 +8,8 @@ import { storedMessageStream } from './stored-message.js';
 /**
  * The notification for one rule's copy. Its header list comes from the head of the stored message (header block +
  * DATA), read through the shared parser with its read limit, so a 40 MB message costs at most that limit. `source`
- * is the stored message itself when it is in memory (a batch-file entry: no stream to build and tear down, ≈0.15 ms
- * less per message), else a stream of its DATA's head.
+ * is the stored message itself when it is in memory (a batch-file entry: no stream to build and tear down per
+ * message), else a stream of its DATA's head.
  *
  * Timestamps are the receipt time, so a re-run publishes the same document apart from processingTimeMillis.
  * Verdicts: spam/virus GRAY when the rule scans (nothing is scanned yet), else DISABLED (the value consumers know

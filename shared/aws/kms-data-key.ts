@@ -5,8 +5,8 @@ import { cachedTarget, requestTo, resolveEndpoint, sendSigned, ServiceError, sig
  * KMS GenerateDataKey as one signed HTTP request, sent through the KMS client's own configuration: its credentials
  * provider, the endpoint its rules resolve (custom, FIPS/dual-stack as configured) and HTTP handler (keep-alive,
  * timeouts). Why not `kms.send(new GenerateDataKeyCommand(…))`: every stored message with a key needs its own data
- * key (SES's format binds it to the message id), and the SDK's middleware stack cost 1.19 ms of CPU per call here
- * against 0.26 ms for the same signed request — the largest single cost of delivering an encrypted message.
+ * key (SES's format binds it to the message id), and the SDK's middleware stack cost several times the CPU of the same signed request — the largest single
+ * cost of delivering an encrypted message (docs/performance.md#signed-requests).
  * What the stack gave that matters is kept: SigV4 (the SDK's own signer), retries of throttling and server errors
  * with backoff, errors named by their KMS exception (`NotFoundException`, …) with the HTTP status.
  */

@@ -4,8 +4,8 @@ import { cachedTarget, encodeRfc3986, reportError, requestTo, resolveEndpoint, s
 /**
  * SNS PublishBatch as one signed request (the Query protocol: a form-encoded POST, an XML answer), sent through the
  * SNS client's own configuration: the endpoint its rules resolve, its credentials provider and HTTP handler. Why:
- * every stored message is announced, and the SDK spent about 2 ms of CPU per PublishBatch call here — more than
- * storing the message. Kept from the SDK: SigV4 (its signer), retries of throttling, server errors and dropped
+ * every stored message is announced, and the SDK spent more CPU per PublishBatch call than storing the message
+ * (docs/performance.md#signed-requests). Kept from the SDK: SigV4 (its signer), retries of throttling, server errors and dropped
  * connections (3 attempts), errors named by SNS's code with the HTTP status, and the per-entry outcome lists.
  */
 

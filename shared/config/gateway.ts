@@ -160,7 +160,7 @@ export const GatewayWorkerSchema = z
     thread: z
       .enum(['no', 'yes', 'auto'])
       .default('no')
-      .describe('mailroom gateway only: run deliveries in a worker thread of their own, so SMTP answers on one core while uploads, encryption and notifications use another (measured on two cores: end to end +15–35 %), at the cost of a second JavaScript heap (+36 MB resident compiled, +60 MB under tsx). auto = yes when the machine has more than one CPU.'),
+      .describe('mailroom gateway only: run deliveries in a worker thread of their own, so SMTP answers on one core while uploads, encryption and notifications use another, at the cost of a second JavaScript heap (docs/performance.md#the-delivery-thread). auto = yes when the machine has more than one CPU.'),
     recoveryIntervalMs: ms(60_000, 'How often the spool is checked for messages whose jobs are gone (e.g. Redis lost its data)'),
   })
   .strict();

@@ -181,7 +181,7 @@ describe('internationalised domains', () => {
       expect(n.receipt.action).toMatchObject({ objectKeyPrefix: 'idn' });
       expect(head).toMatch(/^Return-Path: <bounce@xn--80ak6aa92e\.com>\r\n/);
       expect(head).toContain(`\r\n for info@xn--e1afmkfd.xn--p1ai;\r\n`);
-      // A rule without scanning: no verdict headers stored, DISABLED in the notification (the README's choice).
+      // A rule without scanning: no verdict headers stored, DISABLED in the notification (docs/ses-format.md#verdicts-when-scanning-is-off).
       expect(head).not.toMatch(/X-SES-(Spam|Virus)-Verdict/);
       expect(n.receipt).toMatchObject({ spamVerdict: { status: 'DISABLED' }, virusVerdict: { status: 'DISABLED' }, spfVerdict: { status: 'GRAY' }, dkimVerdict: { status: 'GRAY' }, dmarcVerdict: { status: 'GRAY' } });
     } finally {

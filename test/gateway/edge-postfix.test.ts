@@ -45,7 +45,7 @@ async function startPostfix(root: string, opts: { smtpdPort: number; relayPort: 
       'inet_protocols = ipv4',
       'mynetworks = 127.0.0.0/8',
       'relay_domains = example.com, lmtp.example.com',
-      // The two ways an MTA hands mail to the gateway (README "Operating at the edge").
+      // The two ways an MTA hands mail to the gateway (docs/operations.md#operating-at-the-edge).
       `relayhost = [127.0.0.1]:${opts.relayPort}`,
       `transport_maps = inline:{ lmtp.example.com=lmtp:inet:127.0.0.1:${opts.lmtpPort} }`,
       'smtp_dns_support_level = disabled',
