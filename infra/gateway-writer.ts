@@ -25,13 +25,13 @@ export interface GatewayWriterAccessProps {
  * (multipart included: lib-storage's Upload aborts and lists parts), a data key per message under the SES
  * encryption context (this account, these rules), and publishing to the rules' topics.
  *
- * The gateway writes the SAME encryption context as SES (spec §3.3): aws:ses:message-id, aws:ses:rule-name,
+ * The gateway writes the SAME encryption context as SES (docs/ses-format.md#encryption-context): aws:ses:message-id, aws:ses:rule-name,
  * aws:ses:source-account, kms_cmk_id; the conditions below pin the two that identify this deployment.
  */
 export class GatewayWriterAccess extends Construct {
   readonly policy: IamPolicy;
   readonly role?: IamRole;
-  /** Rules configured with alias/aws/ses: the gateway may not be able to use that key at all (spec §3.4). */
+  /** Rules configured with alias/aws/ses: the gateway may not be able to use that key at all (docs/ses-format.md#the-aws-managed-key-and-the-gateway). */
   readonly awsManagedKeyRules: string[];
 
   constructor(scope: Construct, id: string, private readonly props: GatewayWriterAccessProps) {
@@ -93,7 +93,7 @@ export class GatewayWriterAccess extends Construct {
       });
     }
     if (awsManaged.length > 0) {
-      // UNCONFIRMED (spec §3.4, §8.9): whether a non-SES principal may use the AWS-managed key at all. The grant is
+      // UNCONFIRMED (docs/ses-format.md#the-aws-managed-key-and-the-gateway): whether a non-SES principal may use the AWS-managed key at all. The grant is
       // harmless if its key policy refuses; the stack warns at synth.
       out.push({
         Sid: 'EncryptMessagesAwsManagedSesKey',

@@ -144,7 +144,7 @@ export class DeliveryBucket extends Construct implements DeliveryResource {
   }
   private nameRef?: string;
 
-  /** Bucket policy statement letting SES put `<prefix>*` for exactly this rule (spec §6.1, CDK's prefix scoping). */
+  /** Bucket policy statement letting SES put `<prefix>*` for exactly this rule (docs/ses-format.md#bucket-policy, CDK's prefix scoping). */
   grantSesPut(prefix: string, ruleName: string, ruleArn: string): void {
     this.puts.set(ruleName, { prefix, ruleArn, ruleName });
   }
@@ -190,7 +190,7 @@ export type DeliveryKeyProps =
   | { ctx: AccountContext; kind: 'referenced'; arn: string; mode: 'policy' | 'reference' };
 
 /**
- * A customer-managed key SES uses: to encrypt messages (client-side, spec §3), for an SSE-KMS bucket, or for an
+ * A customer-managed key SES uses: to encrypt messages (client-side, docs/ses-format.md#client-side-encryption), for an SSE-KMS bucket, or for an
  * encrypted topic. Statements are added by the actions that need them; `alias/aws/ses` never gets one.
  */
 export class DeliveryKey extends Construct implements DeliveryResource {
@@ -229,12 +229,12 @@ export class DeliveryKey extends Construct implements DeliveryResource {
     this.encryptRules.push(ruleArn);
   }
 
-  /** SES writes through S3 into a bucket whose default encryption is this key (spec §6.2: add kms:Decrypt). */
+  /** SES writes through S3 into a bucket whose default encryption is this key (docs/ses-format.md#kms-key-policy: add kms:Decrypt). */
   grantSesBucketWrite(ruleArn: string): void {
     this.bucketRules.push(ruleArn);
   }
 
-  /** SES publishes to a topic encrypted with this key (spec §6.3). */
+  /** SES publishes to a topic encrypted with this key (docs/ses-format.md#kms-key-policy). */
   grantSesTopicPublish(ruleArn: string): void {
     this.topicRules.push(ruleArn);
   }
@@ -401,7 +401,7 @@ export interface DeliveryRoleProps {
 }
 
 /**
- * The role SES assumes for an S3 action (spec §6.4): with it SES uses only the role, so the rules using it get no
+ * The role SES assumes for an S3 action (docs/ses-format.md#iam-role): with it SES uses only the role, so the rules using it get no
  * resource-policy statements. Trust: ses.amazonaws.com for exactly these rules.
  */
 export class DeliveryRole extends Construct implements DeliveryResource {

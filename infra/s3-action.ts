@@ -20,7 +20,7 @@ export interface S3ActionProps {
 export interface BoundS3Action {
   /** The `s3_action` block of the receipt rule. */
   config: SesReceiptRuleS3Action;
-  /** Resources whose policies must exist before the rule (SES test-writes when the rule is created, spec §1.3). */
+  /** Resources whose policies must exist before the rule (SES test-writes when the rule is created, docs/ses-format.md#setup-notification-object). */
   resources: DeliveryResource[];
 }
 
@@ -59,7 +59,7 @@ export class S3Action {
       }
     } else {
       bucket.grantSesPut(prefix, rule.name, ruleArn);
-      customerKey?.grantSesEncrypt(ruleArn); // alias/aws/ses: no statement (spec §6.2)
+      customerKey?.grantSesEncrypt(ruleArn); // alias/aws/ses: no statement (docs/ses-format.md#kms-key-policy)
       bucket.sseKmsKey?.grantSesBucketWrite(ruleArn);
       topic?.grantSesPublish(ruleArn);
     }

@@ -97,7 +97,7 @@ describe('project writes, official S3 Encryption Client reads', () => {
         const key = `inbound/${newMessageId()}`;
         const input = inputs.get(size)!;
         const res = await projectPut(key, input.path, keyArn);
-        // SES uploads messages of 5 MB and more in parts (spec §2.2): 5 MiB parts, so a multipart ETag's part count.
+        // SES uploads messages of 5 MB and more in parts (docs/ses-format.md#multipart-upload): 5 MiB parts, so a multipart ETag's part count.
         const stored = size + 16;
         expect(res.multipart).toBe(stored >= 5 * MB);
         expect(res.etag).toMatch(stored >= 5 * MB ? new RegExp(`^"[0-9a-f]{32}-${Math.ceil(stored / (5 * MB))}"$`) : /^"[0-9a-f]{32}"$/);

@@ -70,7 +70,7 @@ describe('decipher stream', () => {
 });
 
 describe('matdesc', () => {
-  it('is compact JSON with sorted keys, byte-identical to a real SES object (spec §3.2)', () => {
+  it('is compact JSON with sorted keys, byte-identical to a real SES object (docs/ses-format.md#object-metadata)', () => {
     expect(
       sesMatdesc({
         kmsKeyArn: 'arn:aws:kms:us-east-1:210987654321:key/0f0e0d0c-0b0a-4909-8807-060504030201',

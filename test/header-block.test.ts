@@ -10,7 +10,7 @@ import { parseHeaderBlock } from '../shared/notification/headers.js';
 
 const MESSAGE_ID = '4f2f8gu2t8fkov1aidn6vb92k10gsrp1doa8de01';
 
-/** The 2020 stored object of spec §2.1, minus the SES-signed headers. */
+/** A real 2020 SES stored object (docs/ses-format.md#header-block), minus the SES-signed headers. */
 const base: HeaderBlockInput = {
   mailFrom: 'alice@sender.example',
   helo: 'mail-io1-f41.google.com',

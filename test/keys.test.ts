@@ -3,7 +3,7 @@ import { isMessageId, newMessageId, SETUP_NOTIFICATION_MESSAGE_ID } from '../sha
 import { objectKey, setupNotificationKey } from '../shared/ses/object-key.js';
 import { parseRecipientCondition, ruleMatchesRecipient, type RecipientCondition } from '../shared/ses/recipients.js';
 
-describe('object keys (spec §1.1)', () => {
+describe('object keys (docs/ses-format.md#object-key)', () => {
   it('reproduces every observed SES key', () => {
     // [prefix, messageId, objectKey] from real SES notifications.
     const observed: Array<[string, string, string]> = [
@@ -20,7 +20,7 @@ describe('object keys (spec §1.1)', () => {
     expect(objectKey('/in', 'id')).toBe('/in/id');
     expect(objectKey('a//b', 'id')).toBe('a//b/id');
   });
-  it('names the setup notification object like a message (spec §1.3)', () => {
+  it('names the setup notification object like a message (docs/ses-format.md#setup-notification-object)', () => {
     expect(SETUP_NOTIFICATION_MESSAGE_ID).toBe('AMAZON_SES_SETUP_NOTIFICATION');
     expect(setupNotificationKey('emails')).toBe('emails/AMAZON_SES_SETUP_NOTIFICATION');
     expect(setupNotificationKey('RootMail/')).toBe('RootMail/AMAZON_SES_SETUP_NOTIFICATION');
@@ -28,7 +28,7 @@ describe('object keys (spec §1.1)', () => {
   });
 });
 
-describe('message ids (spec §1.2)', () => {
+describe('message ids (docs/ses-format.md#message-id)', () => {
   const real = [
     'q041v1u3p6g5bust1o2se9of7vf685mtivi7ci01',
     'bmql2tc8b4h90qte7gat7fdsq0opui6spk9o3fo1',
@@ -57,7 +57,7 @@ describe('message ids (spec §1.2)', () => {
   });
 });
 
-describe('recipient conditions (spec §7.1)', () => {
+describe('recipient conditions (docs/ses-format.md#recipient-conditions)', () => {
   const cond = (s: string) => parseRecipientCondition(s) as RecipientCondition;
   it('an address matches itself and its +label variants, case-insensitively', () => {
     const c = [cond('user@example.com')];

@@ -107,7 +107,7 @@ function keyOrder(value: unknown, path = '$'): Array<[string, string[]]> {
   return [[path, Object.keys(value)], ...Object.entries(value).flatMap(([k, v]) => keyOrder(v, `${path}.${k}`))];
 }
 
-describe('the 2019 SES sample (spec §4.3), rebuilt from its inputs', () => {
+describe('a real 2019 SES notification (docs/ses-format.md#notification-document), rebuilt from its inputs', () => {
   const raw = [...SES_BLOCK_2019, ...SIGNED_2019, ...REMAINING_2019.map((h) => `${h.name}: ${h.value}\r\n`), CONTENT_TYPE_2019].join('') + BODY_2019;
   const sample = JSON.parse(SAMPLE_2019);
   // The sample elides the sender's remaining headers before Content-Type; the rebuilt list has them there.

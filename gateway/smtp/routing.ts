@@ -11,7 +11,7 @@ interface CompiledRule {
 export type RouteResult = { ok: true; rules: ReceiptRule[] } | { ok: false; reply: SmtpReply };
 
 /**
- * Decides each RCPT TO as SES does (spec §5 "Evaluation"): the enabled rules whose recipient conditions match
+ * Decides each RCPT TO as SES does (docs/ses-format.md#evaluation): the enabled rules whose recipient conditions match
  * (exact address, its +label variants, domain, .subdomain; no conditions = everyone), in rule-set order.
  *
  * TLS choice: a recipient is refused (530) on a plain connection when ANY rule matching it requires TLS — SES bounces

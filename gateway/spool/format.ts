@@ -5,7 +5,7 @@ import type { S3Action } from '../../shared/config/index.js';
  * matched, each with a snapshot of the rule as it was at receipt.
  *
  * Why a snapshot: SES applies the rule set that was active when the mail arrived ("fixing the rule set only affects
- * mail received after the fix", spec §5), so a delivery retried after a config change goes where it would have gone
+ * mail received after the fix", docs/ses-format.md#retries), so a delivery retried after a config change goes where it would have gone
  * then. An operator who wants a failed delivery elsewhere re-sends the mail.
  */
 export interface MessageEnvelope {

@@ -13,7 +13,7 @@ import { storedMessageStream } from './stored-message.js';
  *
  * Timestamps are the receipt time, so a re-run publishes the same document apart from processingTimeMillis.
  * Verdicts: spam/virus GRAY when the rule scans (nothing is scanned yet), else DISABLED (the value consumers know
- * from SES's non-scanning rules, spec §4.2); SPF/DKIM/DMARC GRAY — not computed, so not claimed.
+ * from SES's non-scanning rules, docs/ses-format.md#verdicts); SPF/DKIM/DMARC GRAY — not computed, so not claimed.
  */
 export async function notificationFor(
   envelope: MessageEnvelope,

@@ -3,7 +3,7 @@ import { buildHeaderBlock } from '../../shared/ses/header-block.js';
 import type { MessageEnvelope, SpooledRule } from '../spool/format.js';
 
 /**
- * The SES header block of one rule's copy of a message (spec §2.1), as bytes. Verdicts: a scan-enabled rule gets
+ * The SES header block of one rule's copy of a message (docs/ses-format.md#header-block), as bytes. Verdicts: a scan-enabled rule gets
  * GRAY spam and virus headers — the honest answer until scanning exists; SPF, DKIM and DMARC are not computed yet,
  * so their headers are left out rather than claiming a result (the builder's contract).
  */

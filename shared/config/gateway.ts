@@ -174,7 +174,7 @@ export const GatewayUploadSchema = z
       .enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED'])
       .default('WHEN_REQUIRED')
       .describe(
-        'S3 flexible checksums. WHEN_REQUIRED (default): none sent unless an operation requires one, so a stored object carries only the checksum S3 computes for any upload — a client CRC32 would show on HeadObject as ChecksumCRC32, an attribute SES-written objects are not known to have (spec is silent); it also halves the PUT\'s CPU. WHEN_SUPPORTED: the SDK\'s CRC32 on every upload.',
+        'S3 flexible checksums. WHEN_REQUIRED (default): none sent unless an operation requires one, so a stored object carries only the checksum S3 computes for any upload — a client CRC32 would show on HeadObject as ChecksumCRC32, an attribute SES-written objects are not known to have (docs/ses-format.md#content-type-and-checksums); it also halves the PUT\'s CPU. WHEN_SUPPORTED: the SDK\'s CRC32 on every upload.',
       ),
     requestTimeoutMs: ms(60_000, 'Per-request ceiling for S3, KMS and SNS'),
   })

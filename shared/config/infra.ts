@@ -200,7 +200,7 @@ export function infraProblems(cfg: InfraCheckInput): ConfigProblem[] {
     if (b.objectLock?.defaultRetention) {
       add(
         `${at}.objectLock.defaultRetention`,
-        'SES cannot deliver to a bucket with an Object Lock default retention (spec §5): every delivery would fail',
+        'SES cannot deliver to a bucket with an Object Lock default retention (docs/ses-format.md#limits): every delivery would fail',
         b.mode === 'create'
           ? 'remove defaultRetention (objectLock.enabled alone is fine; set retention per object or later), or deliver to another bucket'
           : 'remove the bucket\'s default retention (PutObjectLockConfiguration without a Rule), or deliver to another bucket',

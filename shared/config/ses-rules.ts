@@ -178,11 +178,11 @@ function checkS3Action(
 }
 
 /**
- * The gateway calls KMS itself, not through SES; whether the AWS-managed key admits that is UNCONFIRMED (spec §3.4,
- * §8.9). Said by `validate` for a config with a gateway and by the infra synth for a gateway writer.
+ * The gateway calls KMS itself, not through SES; whether the AWS-managed key admits that is UNCONFIRMED
+ * (docs/ses-format.md#the-aws-managed-key-and-the-gateway). Said by `validate` for a config with a gateway and by the infra synth for a gateway writer.
  */
 export function awsManagedKeyForGateway(ruleName: string): string {
-  return `rule "${ruleName}" encrypts with alias/aws/ses. Whether a principal other than SES may use the AWS-managed key is UNCONFIRMED (spec §3.4): the gateway's writes for this rule may be refused by KMS. Use a customer-managed key (infra.createKmsKeys) for rules the gateway writes.`;
+  return `rule "${ruleName}" encrypts with alias/aws/ses. Whether a principal other than SES may use the AWS-managed key is UNCONFIRMED (docs/ses-format.md#the-aws-managed-key-and-the-gateway): the gateway's writes for this rule may be refused by KMS. Use a customer-managed key (infra.createKmsKeys) for rules the gateway writes.`;
 }
 
 /** Things SES accepts but that are almost certainly mistakes, or may not work; reported without failing validation. */

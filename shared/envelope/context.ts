@@ -1,6 +1,6 @@
 import { canonicalMatdesc } from './metadata.js';
 
-/** What SES binds each message's data key to (spec §3.3): identical in GenerateDataKey and in x-amz-matdesc. */
+/** What SES binds each message's data key to (docs/ses-format.md#encryption-context): identical in GenerateDataKey and in x-amz-matdesc. */
 export interface SesEncryptionContext {
   messageId: string;
   /** Receipt rule name, not its ARN. */

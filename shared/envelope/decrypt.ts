@@ -68,7 +68,7 @@ export function parseEnvelope(metadata: Record<string, string>): Envelope {
 }
 
 /**
- * Unwraps the data key. The context passed to KMS is the matdesc unchanged (spec §3.3), so any edit to the matdesc
+ * Unwraps the data key. The context passed to KMS is the matdesc unchanged (docs/ses-format.md#encryption-context), so any edit to the matdesc
  * or to the wrapped key makes KMS refuse.
  */
 export async function unwrapDataKey(kms: KMSClient, env: Envelope, options: { abortSignal?: AbortSignal } = {}): Promise<Uint8Array> {

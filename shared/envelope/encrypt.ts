@@ -25,7 +25,7 @@ export interface PreparedEncryption {
 }
 
 /**
- * Asks KMS for a data key under the rule's key with SES's encryption context, as SES does (spec §3), and returns
+ * Asks KMS for a data key under the rule's key with SES's encryption context, as SES does (docs/ses-format.md#client-side-encryption), and returns
  * the metadata and the cipher stream. The plaintext length must be known up front: S3 takes metadata before the
  * body.
  */

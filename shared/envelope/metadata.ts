@@ -1,5 +1,5 @@
 /**
- * The S3 Encryption Client "V2 metadata format" as SES writes it (spec §3.2): seven user-metadata entries on the
+ * The S3 Encryption Client "V2 metadata format" as SES writes it (docs/ses-format.md#object-metadata): seven user-metadata entries on the
  * object itself (S3 adds the `x-amz-meta-` prefix on the wire and the SDK strips it again).
  */
 export const META = {
@@ -16,7 +16,7 @@ export const META = {
 export const META_KEY_V1 = 'x-amz-key';
 
 export const CEK_ALG_GCM = 'AES/GCM/NoPadding';
-/** SES's wrap algorithm: legacy KMS, the encryption context is the whole matdesc (spec §3.3). */
+/** SES's wrap algorithm: legacy KMS, the encryption context is the whole matdesc (docs/ses-format.md#encryption-context). */
 export const WRAP_KMS = 'kms';
 /** The v2 clients' default: like `kms`, plus `aws:x-amz-cek-alg` inside the context. */
 export const WRAP_KMS_CONTEXT = 'kms+context';

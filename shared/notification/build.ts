@@ -3,7 +3,7 @@ import { commonHeaders, destination } from './common-headers.js';
 import { parseHeaderBlock } from './headers.js';
 import type { DmarcPolicy, ReceivedNotification, Receipt, VerdictStatus } from './types.js';
 
-/** The SNS `Subject` SES publishes the notification with (spec §4.1). */
+/** The SNS `Subject` SES publishes the notification with (docs/ses-format.md#publication). */
 export const SNS_SUBJECT = 'Amazon SES Email Receipt Notification';
 
 export interface ReceivedNotificationInput {
@@ -27,7 +27,7 @@ export interface ReceivedNotificationInput {
   verdicts: { spam: VerdictStatus; virus: VerdictStatus; spf: VerdictStatus; dkim: VerdictStatus; dmarc: VerdictStatus };
   /**
    * The sender domain's DMARC policy. Written only when `verdicts.dmarc` is FAIL (DOC), right after
-   * `dmarcVerdict` — its position is UNCONFIRMED (spec §8.10); next to the verdict it qualifies is the reading
+   * `dmarcVerdict` — its position is UNCONFIRMED (docs/ses-format.md#notification-details); next to the verdict it qualifies is the reading
    * least likely to surprise.
    */
   dmarcPolicy?: DmarcPolicy;
@@ -35,7 +35,7 @@ export interface ReceivedNotificationInput {
 }
 
 /**
- * The notification object, with keys inserted in the wire order of spec §4.2 (JSON.stringify keeps insertion
+ * The notification object, with keys inserted in the wire order of docs/ses-format.md#notification-document (JSON.stringify keeps insertion
  * order, so the object literals below *are* the format).
  */
 export function buildReceivedNotification(input: ReceivedNotificationInput): ReceivedNotification {
@@ -80,7 +80,7 @@ export function buildReceivedNotification(input: ReceivedNotificationInput): Rec
   };
 }
 
-/** Compact JSON, non-ASCII as raw UTF-8 (as in the 2024 sample; `\u` escaping is UNCONFIRMED, spec §8.10). */
+/** Compact JSON, non-ASCII as raw UTF-8 (as in the 2024 sample; `\u` escaping is UNCONFIRMED, docs/ses-format.md#notification-details). */
 export function serializeNotification(notification: ReceivedNotification): string {
   return JSON.stringify(notification);
 }

@@ -1,9 +1,9 @@
 import type { CommonHeaders, MailHeader } from './types.js';
 
 /**
- * `mail.commonHeaders` and `mail.destination` (spec §4.2), derived from the parsed header fields.
+ * `mail.commonHeaders` and `mail.destination` (docs/ses-format.md#notification-document), derived from the parsed header fields.
  *
- * Choices (spec §8.10, UNCONFIRMED):
+ * Choices for UNCONFIRMED points (docs/ses-format.md#notification-details):
  * - Key order: returnPath, from, sender, replyTo, date, to, cc, bcc, messageId, subject — the observed keys keep
  *   their observed order (replyTo between from and date, 2024 sample); sender/cc/bcc sit where the community
  *   type definitions put them. `sender` is a list, as those definitions type it.
@@ -167,7 +167,7 @@ function decodeBytes(charset: string, bytes: Buffer): string | undefined {
  * Decodes RFC 2047 encoded-words (B and Q, any charset the runtime's TextDecoder knows: UTF-8, ISO-8859-x,
  * Windows-125x, …). Whitespace between adjacent encoded-words is dropped, and adjacent words of one charset are
  * decoded together so a multi-byte character split across words survives. A word in an unknown charset is left
- * as written. Whether SES decodes `subject` is UNCONFIRMED (spec §8.10); decoding is the useful choice.
+ * as written. Whether SES decodes `subject` is UNCONFIRMED (docs/ses-format.md#notification-details); decoding is the useful choice.
  */
 export function decodeEncodedWords(value: string): string {
   // Runs of adjacent same-charset words, each with the text before it and its raw form (the fallback).

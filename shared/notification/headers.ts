@@ -4,7 +4,7 @@ import type { MailHeader } from './types.js';
 
 /**
  * The stored message's header block (the SES block plus the sender's headers, up to the blank line), parsed into the
- * notification's `mail.headers` list (spec §4.2).
+ * notification's `mail.headers` list (docs/ses-format.md#headers-and-truncation).
  */
 
 /**
@@ -108,7 +108,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Raw UTF-8 is what SES was seen passing through (2024 sample); a field that is not valid UTF-8 (8-bit latin1
- * from old mailers) is read as latin1 rather than turned into U+FFFD. Both are choices (spec §8.10).
+ * from old mailers) is read as latin1 rather than turned into U+FFFD. Both are choices (docs/ses-format.md#notification-details).
  */
 function decodeField(bytes: Uint8Array): string {
   try {
@@ -121,7 +121,7 @@ function decodeField(bytes: Uint8Array): string {
 /**
  * Parses a header block (anything after its blank line is ignored) into fields and applies the 10 KB limit.
  *
- * Truncation accounting, a choice for UNCONFIRMED spec §8.10: a field costs its raw bytes including every line
+ * Truncation accounting, a choice for an UNCONFIRMED point (docs/ses-format.md#notification-details): a field costs its raw bytes including every line
  * break of its folded lines; fields are kept while the running total stays ≤ `limitBytes`, and the first field
  * that would pass it is cut together with everything after it. So `headersTruncated` is exactly "the block
  * (without the blank line) is larger than 10 × 1024 bytes", and a block of exactly 10240 bytes is not truncated.

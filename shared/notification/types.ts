@@ -1,11 +1,11 @@
 /**
- * The `Received` notification SES publishes to the S3 action's topic once the message is stored (spec §4.2).
+ * The `Received` notification SES publishes to the S3 action's topic once the message is stored (docs/ses-format.md#notification-document).
  * Property order in these types is the wire order; build.ts is what actually guarantees it.
  */
 
 /**
  * `PASS | FAIL | GRAY | PROCESSING_FAILED` are AWS's verdict set; `DISABLED` (spam/virus when the rule does not
- * scan) comes from the community type definitions only (spec §4.2, UNCONFIRMED) but consumers already expect it.
+ * scan) comes from the community type definitions only (UNCONFIRMED, docs/ses-format.md#verdicts) but consumers already expect it.
  */
 export type VerdictStatus = 'PASS' | 'FAIL' | 'GRAY' | 'PROCESSING_FAILED' | 'DISABLED';
 
@@ -23,7 +23,7 @@ export interface MailHeader {
   value: string;
 }
 
-/** Only the fields present in the message appear (spec §4.2). */
+/** Only the fields present in the message appear (docs/ses-format.md#notification-document). */
 export interface CommonHeaders {
   returnPath?: string;
   from?: string[];

@@ -23,7 +23,7 @@ export type KmsKeyRef =
 const KEY_ID_RE = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$/;
 
 /**
- * SES accepts a full key ARN, or the AWS-managed `alias/aws/ses` as an alias ARN (spec §5): any other alias could
+ * SES accepts a full key ARN, or the AWS-managed `alias/aws/ses` as an alias ARN (docs/ses-format.md#the-aws-managed-key): any other alias could
  * resolve to a key in the *sender's* account, so it is refused.
  */
 export function parseKmsKeyArn(value: string): KmsKeyRef | { error: string } {

@@ -2,7 +2,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { VerdictStatus } from '../notification/types.js';
 
 /**
- * The trace/authentication block SES prepends to the stored message (spec §2.1): Return-Path, Received, the scan
+ * The trace/authentication block SES prepends to the stored message (docs/ses-format.md#header-block): Return-Path, Received, the scan
  * verdicts (scan-enabled rules only), Received-SPF and Authentication-Results, CRLF throughout. The original DATA
  * follows it directly.
  *
@@ -15,7 +15,7 @@ import type { VerdictStatus } from '../notification/types.js';
  */
 
 export type ScanVerdict = Exclude<VerdictStatus, 'DISABLED'>;
-/** RFC 8601 result vocabularies; SES has only been seen writing pass / permerror / fail (spec §8.6). */
+/** RFC 8601 result vocabularies; SES has only been seen writing pass / permerror / fail (docs/ses-format.md#authentication-results). */
 export type SpfResult = 'pass' | 'fail' | 'softfail' | 'neutral' | 'none' | 'temperror' | 'permerror';
 export type DkimResult = 'pass' | 'fail' | 'neutral' | 'none' | 'policy' | 'temperror' | 'permerror';
 export type DmarcResult = 'pass' | 'fail' | 'none' | 'temperror' | 'permerror';
@@ -89,7 +89,7 @@ function normalizeIp(ip: string): string {
 }
 
 /**
- * Choices for the UNCONFIRMED Received variants (spec §8.6), following Postfix, which writes the same shape:
+ * Choices for the UNCONFIRMED Received variants (docs/ses-format.md#received-variants), following Postfix, which writes the same shape:
  * unknown rDNS ⇒ `from helo (unknown [ip])`; IPv6 ⇒ the RFC 5321 address literal `[IPv6:addr]` (Received-SPF's
  * `client-ip=` stays the bare address, as RFC 7208 writes it).
  */
@@ -104,7 +104,7 @@ function receivedValue(i: HeaderBlockInput, ip: string): string {
 }
 
 /**
- * Only the `pass` wording is observed; the others (spec §8.6, UNCONFIRMED) borrow the phrasing common receivers
+ * Only the `pass` wording is observed; the others (UNCONFIRMED, docs/ses-format.md#authentication-results) borrow the phrasing common receivers
  * use, inside SES's `spfCheck:` comment.
  */
 function spfExplanation(result: SpfResult, domain: string, ip: string): string {

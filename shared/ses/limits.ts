@@ -1,4 +1,4 @@
-/** SES receiving limits (spec §5). One place, so the infra and the gateway refuse the same things. */
+/** SES receiving limits (docs/ses-format.md#limits). One place, so the infra and the gateway refuse the same things. */
 export const SES_LIMITS = {
   /** Largest message SES delivers to S3, headers included; larger mail bounces. */
   maxMessageBytes: 40 * 1024 * 1024,

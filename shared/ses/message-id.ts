@@ -1,7 +1,7 @@
 import { randomPool } from '../random-pool.js';
 
 /**
- * SES message ids (spec §1.2): 40 characters of lowercase base32hex `[0-9a-v]`; in every observed id the 39th
+ * SES message ids (docs/ses-format.md#message-id): 40 characters of lowercase base32hex `[0-9a-v]`; in every observed id the 39th
  * character has its low three bits zero (`0`, `8`, `g`, `o`) and the 40th is `1`. What the bits mean is
  * UNCONFIRMED, so we mint 38 random characters + one of the four + `1`: indistinguishable in format, and with 192
  * random bits, as unguessable as a key should be.
@@ -27,5 +27,5 @@ export function isMessageId(value: string): boolean {
   return MESSAGE_ID_RE.test(value);
 }
 
-/** The id SES uses for the test object it writes when a rule is created (spec §1.3). */
+/** The id SES uses for the test object it writes when a rule is created (docs/ses-format.md#setup-notification-object). */
 export const SETUP_NOTIFICATION_MESSAGE_ID = 'AMAZON_SES_SETUP_NOTIFICATION';

@@ -2,7 +2,7 @@ import { SES_LIMITS } from './limits.js';
 
 /**
  * Receipt rule names: letters, digits, `_`, `-`, `.`; start and end alphanumeric; at most 64 characters.
- * Rule set names: the same without `.` (spec §7.1).
+ * Rule set names: the same without `.` (docs/ses-format.md#names).
  */
 const RULE_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
 const RULE_SET_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?$/;

@@ -1,10 +1,10 @@
 import { SETUP_NOTIFICATION_MESSAGE_ID } from './message-id.js';
 
 /**
- * The S3 key SES writes for a message (spec §1.1): the prefix, a `/` unless the prefix already ends with one, then
+ * The S3 key SES writes for a message (docs/ses-format.md#object-key): the prefix, a `/` unless the prefix already ends with one, then
  * the message id; no prefix means the bare id.
  *
- * UNCONFIRMED edge cases (spec §8.1) get the same literal rule — a prefix of `/` gives `/<id>`, a leading `/` or
+ * UNCONFIRMED edge cases (docs/ses-format.md#odd-prefixes) get the same literal rule — a prefix of `/` gives `/<id>`, a leading `/` or
  * `//` is kept verbatim — because SES documents the prefix as an unconstrained string and nothing suggests it
  * normalises it. The config validation warns about such prefixes instead of rewriting them.
  */

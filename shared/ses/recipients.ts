@@ -1,8 +1,8 @@
 /**
- * Receipt-rule recipient conditions (spec §7.1): `user@example.com` (that mailbox and its `+label` variants),
+ * Receipt-rule recipient conditions (docs/ses-format.md#recipient-conditions): `user@example.com` (that mailbox and its `+label` variants),
  * `example.com` (every mailbox of that domain) and `.example.com` (every subdomain of it).
  *
- * Choice for an UNCONFIRMED point (spec §8.12): a bare domain does NOT match its subdomains, as in the old DG's
+ * Choice for an UNCONFIRMED point (docs/ses-format.md#bare-domain-conditions): a bare domain does NOT match its subdomains, as in the old DG's
  * table; add a `.example.com` condition for those. A rule with no recipients matches every recipient, as in SES.
  */
 

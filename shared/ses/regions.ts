@@ -2,7 +2,7 @@
  * Regions with an SES receiving endpoint (inbound-smtp.<region>.amazonaws.com).
  *
  * The 2022 Developer Guide lists us-east-1, us-west-2 and eu-west-1; AWS has added receiving regions since and the
- * current list lives only in the General Reference (spec §5, UNCONFIRMED). The default below is the documented three
+ * current list lives only in the General Reference (UNCONFIRMED, docs/ses-format.md#receiving-regions). The default below is the documented three
  * plus the regions AWS announced later that we could corroborate; configs override it with `receivingRegions`
  * rather than waiting for a release.
  */

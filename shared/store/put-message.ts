@@ -11,7 +11,7 @@ import { DEFAULT_UPLOAD_TUNING, type UploadTuning } from './upload-tuning.js';
 export { DEFAULT_UPLOAD_TUNING, type UploadTuning };
 
 /**
- * Content-Type of stored messages. SES's is UNCONFIRMED (spec §2.2/§8.4); SES writes through the Java S3 client,
+ * Content-Type of stored messages. SES's is UNCONFIRMED (docs/ses-format.md#content-type-and-checksums); SES writes through the Java S3 client,
  * whose default for an unset type is application/octet-stream, so we set that explicitly.
  */
 export const STORED_CONTENT_TYPE = 'application/octet-stream';
@@ -27,7 +27,7 @@ export interface PutMessageInput {
   body: Readable | Buffer;
   /** Exact byte length of `body`. */
   length: number;
-  /** When set, the message is encrypted as SES does with KmsKeyArn (spec §3). */
+  /** When set, the message is encrypted as SES does with KmsKeyArn (docs/ses-format.md#client-side-encryption). */
   encryption?: { kms: KMSClient; context: SesEncryptionContext };
   tuning?: Partial<UploadTuning>;
   abortSignal?: AbortSignal;

@@ -9,7 +9,7 @@ export interface UploadTuning {
 }
 
 /**
- * SES's S3 action uploaded "messages ≥ 5 MB" in parts (spec §2.2, the 2021 DG; part size UNCONFIRMED): the
+ * SES's S3 action uploaded "messages ≥ 5 MB" in parts (the 2021 DG; part size UNCONFIRMED, docs/ses-format.md#multipart-threshold-and-part-size): the
  * threshold and the part size are S3's minimum part, 5 MiB (the MB of S3 and of the Java client SES writes
  * through), so a message that SES would store with a multipart ETag (`<md5-of-md5s>-<n>`) gets one here too.
  */

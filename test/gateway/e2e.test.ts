@@ -198,7 +198,7 @@ describe('TLS policy Require', () => {
     const sent = await sendRaw(gw.port, { from: 'sender@origin.example', to: ['secure@tls.example'] }, rawMessage([['Subject', 'tls']], 'secret\r\n'), { requireTLS: true, name: HELO });
     expect(sent.accepted).toEqual(['secure@tls.example']);
     const stored = await waitFor('secure object', () => storedBytes(backends.aws, 'mail-a', `secure/${sent.messageId}`), 30_000, 250);
-    // SES writes "with SMTP" even for TLS senders (spec §2.1).
+    // SES writes "with SMTP" even for TLS senders (docs/ses-format.md#header-block).
     expect(stored.body.toString('latin1')).toContain(`by ${HOST} with SMTP id ${sent.messageId}`);
   });
 });

@@ -91,7 +91,7 @@ describe('bucket (created)', () => {
     expect(pid).toBeTruthy();
   });
 
-  it('a bucket only written through a role gets no bucket policy (SES uses only the role, spec §6.4)', () => {
+  it('a bucket only written through a role gets no bucket policy (SES uses only the role, docs/ses-format.md#iam-role)', () => {
     expect(all(json, 'aws_s3_bucket_policy')).toHaveLength(1);
   });
 
@@ -124,7 +124,7 @@ describe('KMS key (created)', () => {
     });
   });
 
-  it('spec §6.2: SES may encrypt only under this account\'s encryption context, for these rules', () => {
+  it('KMS key policy (docs/ses-format.md#kms-key-policy): SES may encrypt only under this account\'s encryption context, for these rules', () => {
     expect(statement(doc, 'AllowSESToEncryptMessagesBelongingToThisAccount')).toEqual({
       Sid: 'AllowSESToEncryptMessagesBelongingToThisAccount',
       Effect: 'Allow',
@@ -142,7 +142,7 @@ describe('KMS key (created)', () => {
     });
   });
 
-  it('SSE-KMS bucket and encrypted topic: SES gets kms:Decrypt + GenerateDataKey* (spec §6.2, §6.3)', () => {
+  it('SSE-KMS bucket and encrypted topic: SES gets kms:Decrypt + GenerateDataKey* (docs/ses-format.md#kms-key-policy)', () => {
     const cond = { StringEquals: { 'AWS:SourceAccount': ACCOUNT, 'AWS:SourceArn': [CATCH_ALL, SUPPORT] } };
     expect(statement(doc, 'AllowSESToWriteToBucketsEncryptedWithThisKey')).toEqual({
       Sid: 'AllowSESToWriteToBucketsEncryptedWithThisKey',
@@ -386,7 +386,7 @@ describe('gateway writer access', () => {
     delete (cfg.infra.gatewayWriter as { rules?: string[] }).rules;
     const out = synth(cfg);
     expect(out.stack.warnings).toContain(
-      'infra.gatewayWriter: rule "archive" encrypts with alias/aws/ses. Whether a principal other than SES may use the AWS-managed key is UNCONFIRMED (spec §3.4): the gateway\'s writes for this rule may be refused by KMS. Use a customer-managed key (infra.createKmsKeys) for rules the gateway writes.',
+      'infra.gatewayWriter: rule "archive" encrypts with alias/aws/ses. Whether a principal other than SES may use the AWS-managed key is UNCONFIRMED (docs/ses-format.md#the-aws-managed-key-and-the-gateway): the gateway\'s writes for this rule may be refused by KMS. Use a customer-managed key (infra.createKmsKeys) for rules the gateway writes.',
     );
     const st = statement(policy(one(out.json, 'aws_iam_policy')[1].policy), 'EncryptMessagesAwsManagedSesKey');
     expect(st.Condition).toEqual({

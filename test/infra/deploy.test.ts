@@ -9,7 +9,7 @@
  *
  * IAM and SES have no SDK client in this package: they are read with SigV4-signed Query calls (support/aws-query.ts).
  * Note: moto checks neither policies nor SES's setup write, so this proves the deployed configuration, not that AWS
- * would accept it; the policies themselves are pinned by constructs.test.ts against the spec.
+ * would accept it; the policies themselves are pinned by constructs.test.ts against the documented ones (docs/ses-format.md#permissions).
  */
 import { GetBucketEncryptionCommand, GetBucketLifecycleConfigurationCommand, GetBucketLocationCommand, GetBucketOwnershipControlsCommand, GetBucketPolicyCommand, GetPublicAccessBlockCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetKeyPolicyCommand, GetKeyRotationStatusCommand, KMSClient, ListAliasesCommand } from '@aws-sdk/client-kms';

@@ -25,7 +25,7 @@ describe('infra-only checks', () => {
   it('refuses an Object Lock default retention on a bucket it creates', () => {
     expect(errorOf((c) => (c.infra.buckets['mailroom-archive-eu'].objectLock = { enabled: true, defaultRetention: { mode: 'GOVERNANCE', days: 30 } }))).toBe(
       'mailroom.json: 1 problem\n' +
-        '  infra.buckets.mailroom-archive-eu.objectLock.defaultRetention: SES cannot deliver to a bucket with an Object Lock default retention (spec §5): every delivery would fail\n' +
+        '  infra.buckets.mailroom-archive-eu.objectLock.defaultRetention: SES cannot deliver to a bucket with an Object Lock default retention (docs/ses-format.md#limits): every delivery would fail\n' +
         '    fix: remove defaultRetention (objectLock.enabled alone is fine; set retention per object or later), or deliver to another bucket',
     );
   });
@@ -33,7 +33,7 @@ describe('infra-only checks', () => {
   it('refuses an Object Lock default retention on a bucket it is told about', () => {
     expect(errorOf((c) => (c.infra.buckets['mailroom-archive-eu'] = { mode: 'reference', objectLock: { enabled: true, defaultRetention: { mode: 'COMPLIANCE', years: 1 } } }))).toBe(
       'mailroom.json: 1 problem\n' +
-        '  infra.buckets.mailroom-archive-eu.objectLock.defaultRetention: SES cannot deliver to a bucket with an Object Lock default retention (spec §5): every delivery would fail\n' +
+        '  infra.buckets.mailroom-archive-eu.objectLock.defaultRetention: SES cannot deliver to a bucket with an Object Lock default retention (docs/ses-format.md#limits): every delivery would fail\n' +
         "    fix: remove the bucket's default retention (PutObjectLockConfiguration without a Rule), or deliver to another bucket",
     );
   });
