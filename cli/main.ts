@@ -1,4 +1,4 @@
-import { UsageError } from './command.js';
+import { UsageError } from './command/command.js';
 import { COMMANDS } from './commands/index.js';
 
 function help(): string {

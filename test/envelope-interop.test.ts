@@ -11,7 +11,7 @@ import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectComm
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvelopeError, copyStoredMessage, openStoredMessage } from '../shared/envelope/index.js';
 import { newMessageId } from '../shared/ses/message-id.js';
-import { putMessage } from '../shared/store/put-message.js';
+import { putMessage } from '../gateway/store/put-message.js';
 import { randomFile, sha256File, tempDir } from './support/files.js';
 import { startMoto, type Moto } from './support/moto.js';
 

@@ -7,10 +7,10 @@ import { promisify } from 'node:util';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareEncryption } from '../shared/envelope/index.js';
+import { encryptionFor } from '../gateway/store/put-message.js';
 import { newMessageId } from '../shared/ses/message-id.js';
 import { objectKey } from '../shared/ses/object-key.js';
-import { putMessage } from '../shared/store/put-message.js';
+import { putMessage } from '../gateway/store/put-message.js';
 import { tempDir } from './support/files.js';
 import { startMoto, type Moto } from './support/moto.js';
 
@@ -107,13 +107,13 @@ describe('mailroom get', () => {
 describe('the encrypting stream holds the length it declared', () => {
   it('fails when the body is longer or shorter than declared', async () => {
     const ctx = { messageId: newMessageId(), ruleName: 'r1', accountId: '123456789012', kmsKeyArn: keyArn };
-    const short = (await prepareEncryption(kms, ctx, 10)).createCipherStream();
+    const short = (await encryptionFor({ kms, context: ctx }, 10)).createCipherStream();
     await expect(Readable.from([Buffer.alloc(5)]).pipe(short).toArray()).rejects.toThrow('message is 5 bytes, not the 10 declared in x-amz-unencrypted-content-length');
-    const long = (await prepareEncryption(kms, ctx, 3)).createCipherStream();
+    const long = (await encryptionFor({ kms, context: ctx }, 3)).createCipherStream();
     await expect(Readable.from([Buffer.alloc(5)]).pipe(long).toArray()).rejects.toThrow('message is longer than the 3 bytes declared in x-amz-unencrypted-content-length');
   });
   it('is single-use: a second stream would reuse the IV', async () => {
-    const enc = await prepareEncryption(kms, { messageId: newMessageId(), ruleName: 'r1', accountId: '123456789012', kmsKeyArn: keyArn }, 1);
+    const enc = await encryptionFor({ kms, context: { messageId: newMessageId(), ruleName: 'r1', accountId: '123456789012', kmsKeyArn: keyArn } }, 1);
     enc.createCipherStream();
     expect(() => enc.createCipherStream()).toThrow('this encryption was already used');
   });

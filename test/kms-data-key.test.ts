@@ -1,5 +1,5 @@
 /**
- * GenerateDataKey outside the SDK's middleware stack (shared/aws/kms-data-key.ts), against a loopback HTTP server
+ * GenerateDataKey outside the SDK's middleware stack (gateway/aws/kms-data-key.ts), against a loopback HTTP server
  * that plays KMS: the request is SigV4-signed JSON 1.1 with the right target and body, server errors and throttling
  * are retried, client errors are not, and errors carry KMS's exception name. (Against moto it runs in the envelope
  * interop tests, where the Ruby S3 Encryption Client decrypts what it encrypted.)
@@ -8,8 +8,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDataKey, KmsError } from '../shared/aws/kms-data-key.js';
-import { observeErrors } from '../shared/aws/signed-request.js';
+import { generateDataKey, KmsError } from '../gateway/aws/kms-data-key.js';
+import { observeErrors } from '../gateway/aws/signed-request.js';
 
 let server: Server;
 let endpoint: string;

@@ -1,5 +1,5 @@
 /**
- * PutObject outside the SDK's middleware stack (shared/aws/s3-put-object.ts), against a loopback HTTP server that
+ * PutObject outside the SDK's middleware stack (gateway/aws/s3-put-object.ts), against a loopback HTTP server that
  * plays S3: the request is a PUT to the SDK-resolved URL with the key encoded as S3 wants, the metadata headers and
  * the payload hash, and its SigV4 signature checks out under a verifier written here from the SigV4 specification
  * (not the signer that made it). Server errors and SlowDown are retried, client errors are not, errors carry S3's
@@ -11,8 +11,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeKeyPath, putObject, putTarget } from '../shared/aws/s3-put-object.js';
-import { observeErrors } from '../shared/aws/signed-request.js';
+import { encodeKeyPath, putObject, putTarget } from '../gateway/aws/s3-put-object.js';
+import { observeErrors } from '../gateway/aws/signed-request.js';
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 let server: Server;

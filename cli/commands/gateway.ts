@@ -3,10 +3,10 @@ import { lstatSync, statSync } from 'node:fs';
 import { dirname, sep } from 'node:path';
 import { ConfigError } from '../../shared/config/index.js';
 import { startGateway, type GatewayParts, type RunningGateway } from '../../gateway/gateway.js';
-import { createLogger, logLevel } from '../../gateway/log.js';
-import { gatewayFlagOptions, gatewayFlagsHelp, loadRuntime, overridesFrom, type GatewayFlag, type GatewayRuntime } from '../../gateway/settings.js';
-import { parse } from '../args.js';
-import { UsageError, type Command } from '../command.js';
+import { createLogger, logLevel } from '../../gateway/runtime/log.js';
+import { gatewayFlagOptions, gatewayFlagsHelp, loadRuntime, overridesFrom, type GatewayFlag, type GatewayRuntime } from '../../gateway/runtime/settings.js';
+import { parse } from '../command/args.js';
+import { UsageError, type Command } from '../command/command.js';
 
 /**
  * Loads settings from flags/env/file; prints ConfigError problems (field and fix) and returns undefined on error.

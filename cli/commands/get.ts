@@ -1,11 +1,11 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { kmsClient, s3Client } from '../../shared/aws/clients.js';
-import { parseS3Url } from '../../shared/aws/s3-url.js';
+import { kmsClient, s3Client } from '../../gateway/aws/clients.js';
+import { parseS3Url } from '../../gateway/aws/s3-url.js';
 import { EnvelopeError, ObjectNotFoundError, copyStoredMessage, openStoredMessage } from '../../shared/envelope/index.js';
-import { parse } from '../args.js';
-import { explainAwsError } from '../../shared/aws/explain-error.js';
-import { UsageError, type Command } from '../command.js';
+import { parse } from '../command/args.js';
+import { explainAwsError } from '../../gateway/aws/explain-error.js';
+import { UsageError, type Command } from '../command/command.js';
 
 export const get: Command = {
   name: 'get',

@@ -1,4 +1,4 @@
-import type { Command } from '../command.js';
+import type { Command } from '../command/command.js';
 
 /** Subcommands load lazily so `mailroom validate` never pays for BullMQ, smtp-server or the AWS SDK. */
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {

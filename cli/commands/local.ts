@@ -8,10 +8,10 @@ import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { provisionLocal } from '../../gateway/local/provision.js';
 import { INSTALL_HINTS, onPath, startMotoServer, startRedisServer, type Service } from '../../gateway/local/services.js';
 import { watchNotifications } from '../../gateway/local/watch.js';
-import { createLogger, logLevel } from '../../gateway/log.js';
-import { gatewayFlagOptions, gatewayFlagsHelp, overridesFrom, resolveRuntime } from '../../gateway/settings.js';
-import { parse } from '../args.js';
-import type { Command } from '../command.js';
+import { createLogger, logLevel } from '../../gateway/runtime/log.js';
+import { gatewayFlagOptions, gatewayFlagsHelp, overridesFrom, resolveRuntime } from '../../gateway/runtime/settings.js';
+import { parse } from '../command/args.js';
+import type { Command } from '../command/command.js';
 import { explainStartError, untilSignalled } from './gateway.js';
 
 /** examples/local.json from the sources (cli/commands/) or from a build (dist/cli/commands/). */

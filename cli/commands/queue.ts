@@ -1,11 +1,11 @@
 import { ConfigError, loadConfigFile } from '../../shared/config/index.js';
 import { GatewaySettingsSchema } from '../../shared/config/gateway.js';
 import { QueueAdmin, type FailedDelivery } from '../../gateway/queue/admin.js';
-import { describeProblem, redisProblem } from '../../gateway/queue/redis-preflight.js';
-import { redactRedisUrl } from '../../gateway/queue/redis.js';
-import { yesNo } from '../../gateway/settings.js';
-import { parse } from '../args.js';
-import { UsageError, type Command } from '../command.js';
+import { describeProblem, redisProblem } from '../../gateway/redis/preflight.js';
+import { redactRedisUrl } from '../../gateway/redis/connection.js';
+import { yesNo } from '../../gateway/runtime/settings.js';
+import { parse } from '../command/args.js';
+import { UsageError, type Command } from '../command/command.js';
 
 export const queue: Command = {
   name: 'queue',

@@ -1,5 +1,5 @@
 import { receivingConfigJsonSchema } from '../../shared/config/index.js';
-import type { Command } from '../command.js';
+import type { Command } from '../command/command.js';
 
 export const schema: Command = {
   name: 'schema',

@@ -1,5 +1,5 @@
 import { hashPassword } from '../../gateway/smtp/auth.js';
-import { UsageError, type Command } from '../command.js';
+import { UsageError, type Command } from '../command/command.js';
 
 /** Reads the password from stdin (never from argv, where `ps` would show it). */
 async function readStdin(): Promise<string> {

@@ -1,4 +1,4 @@
-import type { Command } from '../command.js';
+import type { Command } from '../command/command.js';
 import { runGatewayParts, usageFlags } from './gateway.js';
 
 export const smtp: Command = {

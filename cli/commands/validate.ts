@@ -1,7 +1,7 @@
 import { ConfigError, loadConfigFile, summarizeConfig } from '../../shared/config/index.js';
 import { infraProblems } from '../../shared/config/infra.js';
-import { parse } from '../args.js';
-import { UsageError, type Command } from '../command.js';
+import { parse } from '../command/args.js';
+import { UsageError, type Command } from '../command/command.js';
 
 export const validate: Command = {
   name: 'validate',

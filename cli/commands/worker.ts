@@ -1,5 +1,5 @@
-import { SMTP_FRONT_FLAGS } from '../../gateway/settings.js';
-import type { Command } from '../command.js';
+import { SMTP_FRONT_FLAGS } from '../../gateway/runtime/settings.js';
+import type { Command } from '../command/command.js';
 import { runGatewayParts, usageFlagsWithout } from './gateway.js';
 
 export const worker: Command = {

@@ -1,8 +1,8 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '../log.js';
-import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
+import type { Logger } from '../runtime/log.js';
+import { redisClient, type RedisClient, type RedisTarget } from '../redis/connection.js';
 import { fsyncDir } from '../spool/spool.js';
 
 /**

@@ -2,7 +2,7 @@ import { CreateAliasCommand, CreateKeyCommand, KMSClient } from '@aws-sdk/client
 import { CreateBucketCommand, S3Client, type BucketLocationConstraint } from '@aws-sdk/client-s3';
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { serviceEndpoint } from '../../shared/aws/endpoints.js';
+import { serviceEndpoint } from '../aws/endpoints.js';
 import type { ReceivingConfig } from '../../shared/config/index.js';
 import { isAwsManagedSesKey, parseArn } from '../../shared/ses/arn.js';
 

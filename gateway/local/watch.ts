@@ -1,5 +1,5 @@
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { serviceEndpoint } from '../../shared/aws/endpoints.js';
+import { serviceEndpoint } from '../aws/endpoints.js';
 import type { ReceivedNotification } from '../../shared/notification/index.js';
 
 /** One line per arriving notification: where the message is and what it is, as a consumer of the topic sees it. */

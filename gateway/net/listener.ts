@@ -1,5 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Logger } from '../log.js';
+import type { Logger } from '../runtime/log.js';
 import type { AddressSet } from './cidr.js';
 import { readProxyHeader } from './proxy-protocol.js';
 

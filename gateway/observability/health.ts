@@ -1,11 +1,11 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { s3Client } from '../../shared/aws/clients.js';
-import { within } from '../timeout.js';
+import { s3Client } from '../aws/clients.js';
+import { within } from '../runtime/timeout.js';
 import { headBucket } from './rule-buckets.js';
-import { redisDownReason } from '../queue/redis-preflight.js';
-import { redisClient, type RedisClient, type RedisTarget } from '../queue/redis.js';
+import { redisDownReason } from '../redis/preflight.js';
+import { redisClient, type RedisClient, type RedisTarget } from '../redis/connection.js';
 
 export interface ReadinessOptions {
   redis: RedisTarget;

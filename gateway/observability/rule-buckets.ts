@@ -1,8 +1,8 @@
 import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import { s3Client } from '../../shared/aws/clients.js';
-import { explainAwsError } from '../../shared/aws/explain-error.js';
+import { s3Client } from '../aws/clients.js';
+import { explainAwsError } from '../aws/explain-error.js';
 import type { ReceivingConfig } from '../../shared/config/index.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../runtime/log.js';
 
 export interface RuleBucket {
   bucket: string;

@@ -1,8 +1,8 @@
 import { Queue } from 'bullmq';
 import { DELIVERIES_QUEUE, SPOOL_QUEUE } from '../queue/jobs.js';
-import { bullConnection, type RedisTarget } from '../queue/redis.js';
+import { bullConnection, type RedisTarget } from '../redis/connection.js';
 import type { Spool } from '../spool/spool.js';
-import { within } from '../timeout.js';
+import { within } from '../runtime/timeout.js';
 import type { GatewayMetrics } from './metrics.js';
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;

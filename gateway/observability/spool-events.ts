@@ -1,4 +1,4 @@
-import type { Logger } from '../log.js';
+import type { Logger } from '../runtime/log.js';
 import type { SpoolEvents } from '../spool/spool.js';
 import type { GatewayMetrics } from './metrics.js';
 

@@ -1,7 +1,7 @@
 import { Queue, type Job } from 'bullmq';
 import { listNodes, nodePrefix, STALE_AFTER_MS, type NodeRecord } from '../cluster/node.js';
 import { DELIVERIES_QUEUE, deliveryBatch, isSpoolFileJobId, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from './jobs.js';
-import { redisClient, type RedisClient, type RedisTarget } from './redis.js';
+import { redisClient, type RedisClient, type RedisTarget } from '../redis/connection.js';
 
 export const COUNTED_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
 export type CountedState = (typeof COUNTED_STATES)[number];

@@ -1,11 +1,11 @@
 import { FlowProducer, Queue, type FlowJob } from 'bullmq';
-import type { Logger } from '../log.js';
-import { within } from '../timeout.js';
+import type { Logger } from '../runtime/log.js';
+import { within } from '../runtime/timeout.js';
 import type { SpoolFile } from '../spool/format.js';
 import { DELIVERIES_QUEUE, spoolFileJobs, SPOOL_QUEUE, type JobPolicy } from './jobs.js';
-import { isNoScript, type ClusterScripts } from './cluster-scripts.js';
-import { unreachableMessage } from './redis-preflight.js';
-import { bullConnection, redactRedisUrl, type RedisTarget } from './redis.js';
+import { isNoScript, type ClusterScripts } from '../redis/cluster-scripts.js';
+import { unreachableMessage } from '../redis/preflight.js';
+import { bullConnection, redactRedisUrl, type RedisTarget } from '../redis/connection.js';
 
 export class EnqueueTimeoutError extends Error {
   override name = 'EnqueueTimeoutError';
@@ -36,7 +36,7 @@ const MAX_BATCH = 256;
 
 /**
  * The accept path's Redis side: adds a spool file's jobs and answers "does this file have jobs?" for recovery.
- * Fails fast when Redis is away (see queue/redis.ts), bounded by `timeoutMs` when it is merely slow.
+ * Fails fast when Redis is away (see redis/connection.ts), bounded by `timeoutMs` when it is merely slow.
  *
  * One job or flow per spool file (every message of a batch file shares it, queue/jobs.ts). A file whose messages
  * all went to one rule gets a lone delivery job: one Queue.add, which Redis runs as one script — atomic, and no

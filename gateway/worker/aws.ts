@@ -1,8 +1,8 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { kmsClient, s3Client, snsClient } from '../../shared/aws/clients.js';
-import { observeErrors } from '../../shared/aws/signed-request.js';
+import { kmsClient, s3Client, snsClient } from '../aws/clients.js';
+import { observeErrors } from '../aws/signed-request.js';
 import { parseArn } from '../../shared/ses/arn.js';
 import type { GatewaySettings } from '../../shared/config/gateway.js';
 import type { AwsService, DeliveryMetrics } from '../observability/metrics.js';
@@ -14,7 +14,7 @@ interface MiddlewareClient {
 /**
  * Counts every failed command (after the SDK's own retries) by service, operation and error name — and each failed
  * entry of a batch command that succeeded as a whole (PublishBatch's `Failed`), by the entry's code. Requests sent
- * without the middleware stack (shared/aws/signed-request.ts: GenerateDataKey, a small PutObject, PublishBatch) are
+ * without the middleware stack (gateway/aws/signed-request.ts: GenerateDataKey, a small PutObject, PublishBatch) are
  * counted through the client's error observer.
  */
 function countErrors<C extends object>(client: C, service: AwsService, metrics: DeliveryMetrics | undefined): C {

@@ -2,7 +2,7 @@ import { UnrecoverableError } from 'bullmq';
 import { HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
 import { HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
-import { putMessage, type UploadTuning } from '../../shared/store/put-message.js';
+import { putMessage, type UploadTuning } from '../store/put-message.js';
 import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
 import { SpoolFormatError } from '../spool/format.js';
 import { SpoolMissingError, type Spool, type SpoolReader } from '../spool/spool.js';

@@ -1,5 +1,5 @@
 import type { SNSClient } from '@aws-sdk/client-sns';
-import { publishBatch as publishBatchRequest, type BatchEntry } from '../../shared/aws/sns-publish-batch.js';
+import { publishBatch as publishBatchRequest, type BatchEntry } from '../aws/sns-publish-batch.js';
 import { buildReceivedNotification, headerBlockOf, readHeaderBlock, serializeNotification, SNS_SUBJECT, HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
 import type { Readable } from 'node:stream';
 import type { MessageEnvelope, SpooledRule } from '../spool/format.js';

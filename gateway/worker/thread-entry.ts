@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { childLogger, lineLogger } from '../log.js';
+import { childLogger, lineLogger } from '../runtime/log.js';
 import { Spool } from '../spool/spool.js';
 import type { DeliveryThreadData, FromThread, MetricEvent, ToThread } from './thread-protocol.js';
 import { DeliveryWorkers } from './worker.js';

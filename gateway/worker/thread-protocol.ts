@@ -1,5 +1,5 @@
 import type { DeliveryMetrics } from '../observability/metrics.js';
-import type { GatewayRuntime } from '../settings.js';
+import type { GatewayRuntime } from '../runtime/settings.js';
 
 /**
  * What the accepting thread and its delivery thread (worker/thread.ts) say to each other. The thread owns no

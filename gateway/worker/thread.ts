@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { writeLines, type Logger } from '../log.js';
+import { writeLines, type Logger } from '../runtime/log.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
-import type { GatewayRuntime } from '../settings.js';
+import type { GatewayRuntime } from '../runtime/settings.js';
 import type { DeliveryThreadData, FromThread, MetricEvent, ToThread } from './thread-protocol.js';
 
 /** Restart delays after a crash: doubling from the first, capped; a thread that ran this long resets it. */

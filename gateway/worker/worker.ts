@@ -1,9 +1,9 @@
 import { Worker, type Job } from 'bullmq';
-import type { Logger } from '../log.js';
+import type { Logger } from '../runtime/log.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import { cappedExponentialBackoff, DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from '../queue/jobs.js';
-import { bullConnection } from '../queue/redis.js';
-import type { GatewayRuntime } from '../settings.js';
+import { bullConnection } from '../redis/connection.js';
+import type { GatewayRuntime } from '../runtime/settings.js';
 import type { Spool } from '../spool/spool.js';
 import { AwsClients } from './aws.js';
 import { deliver, jobError, type DeliveryOutcome, type DeliveryResult } from './deliver.js';

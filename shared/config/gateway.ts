@@ -1,11 +1,11 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { DEFAULT_UPLOAD_TUNING } from '../store/upload-tuning.js';
+import { SES_MULTIPART } from '../ses/multipart.js';
 
 /**
  * Settings only the gateway reads (`gateway` in the config file). Owned by gateway/; kept here so the one config
  * file a user writes is described by one schema. Every field has a default, so `"gateway": {}` (or no section)
- * runs; command-line flags and environment variables override the file (gateway/settings.ts).
+ * runs; command-line flags and environment variables override the file (gateway/runtime/settings.ts).
  */
 
 const ms = (def: number, what: string) => z.number().int().positive().default(def).describe(`${what}, in milliseconds.`);
@@ -167,8 +167,8 @@ export const GatewayWorkerSchema = z
 
 export const GatewayUploadSchema = z
   .object({
-    multipartThresholdBytes: z.number().int().positive().default(DEFAULT_UPLOAD_TUNING.multipartThresholdBytes).describe('Stored messages this large or larger go up in parts (as SES uploads messages of 5 MB and more); smaller ones in one PUT.'),
-    partSizeBytes: z.number().int().min(5 * 1024 * 1024).default(DEFAULT_UPLOAD_TUNING.partSizeBytes).describe('Multipart part size (S3 minimum 5 MiB). Memory per upload ≈ partSize × queueSize.'),
+    multipartThresholdBytes: z.number().int().positive().default(SES_MULTIPART.thresholdBytes).describe('Stored messages this large or larger go up in parts (as SES uploads messages of 5 MB and more); smaller ones in one PUT.'),
+    partSizeBytes: z.number().int().min(5 * 1024 * 1024).default(SES_MULTIPART.partSizeBytes).describe('Multipart part size (S3 minimum 5 MiB). Memory per upload ≈ partSize × queueSize.'),
     queueSize: z.number().int().positive().default(2).describe('Parts in flight per upload.'),
     checksums: z
       .enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED'])

@@ -1,7 +1,5 @@
 import { createCipheriv } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import type { KMSClient } from '@aws-sdk/client-kms';
-import { generateDataKey } from '../aws/kms-data-key.js';
 import { sesEncryptionContext, type SesEncryptionContext } from './context.js';
 import { CEK_ALG_GCM, IV_BYTES, META, TAG_BYTES, WRAP_KMS, canonicalMatdesc } from './metadata.js';
 import { randomPool } from '../random-pool.js';
@@ -24,19 +22,19 @@ export interface PreparedEncryption {
   encrypt(plaintext: Buffer): Buffer;
 }
 
+/** A data key from KMS GenerateDataKey (AES-256), asked for under the rule's key with `sesEncryptionContext`. */
+export interface DataKey {
+  plaintext: Uint8Array;
+  ciphertextBlob: Uint8Array;
+}
+
 /**
- * Asks KMS for a data key under the rule's key with SES's encryption context, as SES does (docs/ses-format.md#client-side-encryption), and returns
- * the metadata and the cipher stream. The plaintext length must be known up front: S3 takes metadata before the
- * body.
+ * The metadata and the cipher for one object encrypted as SES does with a rule's KMS key
+ * (docs/ses-format.md#client-side-encryption), from a data key generated for it with `sesEncryptionContext(context)`.
+ * The plaintext length must be known up front: S3 takes metadata before the body.
  */
-export async function prepareEncryption(
-  kms: KMSClient,
-  context: SesEncryptionContext,
-  plaintextLength: number,
-  options: { abortSignal?: AbortSignal } = {},
-): Promise<PreparedEncryption> {
+export function prepareEncryption(out: DataKey, context: SesEncryptionContext, plaintextLength: number): PreparedEncryption {
   const ctx = sesEncryptionContext(context);
-  const out = await generateDataKey(kms, { keyId: context.kmsKeyArn, encryptionContext: ctx }, options);
   if (out.plaintext.length !== 32 || out.ciphertextBlob.length === 0) {
     throw new Error(`KMS GenerateDataKey for ${context.kmsKeyArn} returned no usable 256-bit data key`);
   }

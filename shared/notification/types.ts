@@ -3,18 +3,13 @@
  * Property order in these types is the wire order; build.ts is what actually guarantees it.
  */
 
-/**
- * `PASS | FAIL | GRAY | PROCESSING_FAILED` are AWS's verdict set; `DISABLED` (spam/virus when the rule does not
- * scan) comes from the community type definitions only (UNCONFIRMED, docs/ses-format.md#verdicts) but consumers already expect it.
- */
-export type VerdictStatus = 'PASS' | 'FAIL' | 'GRAY' | 'PROCESSING_FAILED' | 'DISABLED';
+import type { DmarcPolicy, VerdictStatus } from '../ses/verdicts.js';
+
+export type { DmarcPolicy, VerdictStatus };
 
 export interface Verdict {
   status: VerdictStatus;
 }
-
-/** The sender domain's published DMARC policy; SES reports it only when DMARC fails. */
-export type DmarcPolicy = 'none' | 'quarantine' | 'reject';
 
 export interface MailHeader {
   /** As written, case kept. */

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import type { VerdictStatus } from '../notification/types.js';
+import type { VerdictStatus } from './verdicts.js';
 
 /**
  * The trace/authentication block SES prepends to the stored message (docs/ses-format.md#header-block): Return-Path, Received, the scan

@@ -62,9 +62,9 @@ async function front(port: number, parts: Parts, dir: string, redisUrl: string):
     return;
   }
   const { SmtpFront } = await import('../../gateway/smtp/server.js');
-  const { resolveRuntime } = await import('../../gateway/settings.js');
+  const { resolveRuntime } = await import('../../gateway/runtime/settings.js');
   const { parseConfig } = await import('../../shared/config/index.js');
-  const { silentLogger, createLogger } = await import('../../gateway/log.js');
+  const { silentLogger, createLogger } = await import('../../gateway/runtime/log.js');
   const { Spool } = await import('../../gateway/spool/spool.js');
   const { Enqueuer } = await import('../../gateway/queue/enqueue.js');
   const config = {

@@ -14,8 +14,8 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../shared/config/index.js';
 import { startGateway } from '../../gateway/gateway.js';
-import { silentLogger } from '../../gateway/log.js';
-import { resolveRuntime } from '../../gateway/settings.js';
+import { silentLogger } from '../../gateway/runtime/log.js';
+import { resolveRuntime } from '../../gateway/runtime/settings.js';
 import { tempDir } from '../support/files.js';
 import { startRedis } from '../support/redis.js';
 

@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { streamLogger } from '../../gateway/log.js';
+import { streamLogger } from '../../gateway/runtime/log.js';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import { DELIVERIES_QUEUE, deliveryJobId, SPOOL_QUEUE } from '../../gateway/queue/jobs.js';
 import { SmtpFront } from '../../gateway/smtp/server.js';

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { censorSensitive, childLogger, createLogger, logLevel, streamLogger } from '../../gateway/log.js';
+import { censorSensitive, childLogger, createLogger, logLevel, streamLogger } from '../../gateway/runtime/log.js';
 
 describe('censorSensitive', () => {
   it('replaces sensitive keys at the top and one level down, leaving the caller\'s object as it was', () => {

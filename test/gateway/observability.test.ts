@@ -10,7 +10,7 @@ import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivingConfigInput } from '../../shared/config/index.js';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
-import { streamLogger } from '../../gateway/log.js';
+import { streamLogger } from '../../gateway/runtime/log.js';
 import { ReadinessCheck } from '../../gateway/observability/health.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/files.js';

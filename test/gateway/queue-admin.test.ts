@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeRegistry, nodePrefix } from '../../gateway/cluster/node.js';
 import { QueueAdmin } from '../../gateway/queue/admin.js';
 import { DELIVERIES_QUEUE, type DeliveryJobData } from '../../gateway/queue/jobs.js';
-import { silentLogger } from '../../gateway/log.js';
+import { silentLogger } from '../../gateway/runtime/log.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { waitFor } from './helpers.js';
 

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Cluster } from 'ioredis';
-import { redactRedisUrl } from '../../gateway/queue/redis.js';
+import { redactRedisUrl } from '../../gateway/redis/connection.js';
 import { createTransport, type Transporter } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';

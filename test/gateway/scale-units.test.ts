@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeIdError, nodeIdFromHostname, nodePrefix, NodeRegistry, nodesKey, resolveNodeId, STALE_AFTER_MS } from '../../gateway/cluster/node.js';
-import { silentLogger } from '../../gateway/log.js';
+import { silentLogger } from '../../gateway/runtime/log.js';
 import { rejectionReason } from '../../gateway/observability/metrics.js';
 import { Counter, Histogram, Registry } from '../../gateway/observability/registry.js';
 import { tempDir } from '../support/files.js';

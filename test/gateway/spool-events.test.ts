@@ -1,6 +1,6 @@
 /** The spool's events as metrics and log lines (gateway/observability/spool-events.ts). */
 import { describe, expect, it } from 'vitest';
-import { lineLogger } from '../../gateway/log.js';
+import { lineLogger } from '../../gateway/runtime/log.js';
 import { GatewayMetrics } from '../../gateway/observability/metrics.js';
 import { spoolEventsFor } from '../../gateway/observability/spool-events.js';
 

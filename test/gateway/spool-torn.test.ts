@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import { SpoolFormatError, type SpoolFile, type SpoolRecord } from '../../gateway/spool/format.js';
-import { SpoolRecovery } from '../../gateway/spool/recovery.js';
+import { SpoolRecovery } from '../../gateway/intake/recovery.js';
 import { Spool } from '../../gateway/spool/spool.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { tempDir } from '../support/files.js';

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { cappedExponentialBackoff, deliveryBatch, deliveryJobId, isSpoolFileJobId, spoolFileJobs, type DeliveryJobData } from '../../gateway/queue/jobs.js';
-import { overridesFrom, resolveRuntime } from '../../gateway/settings.js';
+import { overridesFrom, resolveRuntime } from '../../gateway/runtime/settings.js';
 import { Credentials } from '../../gateway/smtp/auth.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
@@ -348,7 +348,7 @@ describe('spool and job contract', () => {
 
 describe('a config whose rules await a key the infra creates', () => {
   it('is refused: the gateway would store plaintext where SES stores ciphertext', async () => {
-    const { rulesAwaitingCreatedKey } = await import('../../gateway/settings.js');
+    const { rulesAwaitingCreatedKey } = await import('../../gateway/runtime/settings.js');
     const cfg = parseConfig({ ...base, infra: { createKmsKeys: { mail: { rules: ['exact'] } } } }).config;
     expect(rulesAwaitingCreatedKey(cfg)).toEqual([
       {

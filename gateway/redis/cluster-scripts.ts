@@ -1,5 +1,5 @@
 import type { Cluster } from 'ioredis';
-import { coalesced } from '../coalesce.js';
+import { coalesced } from '../runtime/coalesce.js';
 
 type ScriptHolder = { scriptsSet?: Record<string, { lua: string; sha: string }> };
 

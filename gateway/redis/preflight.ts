@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { redactRedisUrl, roleConnection, type RedisTarget } from './redis.js';
+import { redactRedisUrl, roleConnection, type RedisTarget } from './connection.js';
 
 /**
  * One plain connection to the URL's node before the gateway's own clients, to say what is wrong in words an operator

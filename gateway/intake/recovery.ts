@@ -1,9 +1,9 @@
 import { stat } from 'node:fs/promises';
-import { coalesced } from '../coalesce.js';
-import type { Logger } from '../log.js';
+import { coalesced } from '../runtime/coalesce.js';
+import type { Logger } from '../runtime/log.js';
 import type { Enqueuer } from '../queue/enqueue.js';
-import { SpoolFormatError } from './format.js';
-import { SpoolMissingError, type Spool } from './spool.js';
+import { SpoolFormatError } from '../spool/format.js';
+import { SpoolMissingError, type Spool } from '../spool/spool.js';
 import type { InFlightFiles } from './in-flight.js';
 
 /**

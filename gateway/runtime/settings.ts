@@ -1,7 +1,7 @@
 import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
-import { GatewaySettingsSchema, type GatewaySettings } from '../shared/config/gateway.js';
-import { ConfigError, loadConfigFile, toProblems, type ConfigProblem, type LoadedConfig, type ReceivingConfig } from '../shared/config/index.js';
+import { GatewaySettingsSchema, type GatewaySettings } from '../../shared/config/gateway.js';
+import { ConfigError, loadConfigFile, toProblems, type ConfigProblem, type LoadedConfig, type ReceivingConfig } from '../../shared/config/index.js';
 
 /**
  * The gateway's settings: the config file's `gateway` section, overridden by environment variables, overridden by

@@ -2,9 +2,11 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { Readable } from 'node:stream';
-import { prepareEncryption } from '../envelope/encrypt.js';
-import type { SesEncryptionContext } from '../envelope/context.js';
-import { TAG_BYTES } from '../envelope/metadata.js';
+import { prepareEncryption, type PreparedEncryption } from '../../shared/envelope/encrypt.js';
+import { sesEncryptionContext } from '../../shared/envelope/context.js';
+import { generateDataKey } from '../aws/kms-data-key.js';
+import type { SesEncryptionContext } from '../../shared/envelope/context.js';
+import { TAG_BYTES } from '../../shared/envelope/metadata.js';
 import { putObject } from '../aws/s3-put-object.js';
 import { DEFAULT_UPLOAD_TUNING, type UploadTuning } from './upload-tuning.js';
 
@@ -105,6 +107,13 @@ class ByteBudget {
 
 const multipartBudget = new ByteBudget(MULTIPART_MEMORY_BUDGET_BYTES);
 
+/** A fresh data key for one object, asked for as SES asks (its encryption context names the message), ready to encrypt with. */
+export async function encryptionFor(encryption: NonNullable<PutMessageInput['encryption']>, plaintextLength: number, abortSignal?: AbortSignal): Promise<PreparedEncryption> {
+  const { kms, context } = encryption;
+  const key = await generateDataKey(kms, { keyId: context.kmsKeyArn, encryptionContext: sesEncryptionContext(context) }, abortSignal ? { abortSignal } : {});
+  return prepareEncryption(key, context, plaintextLength);
+}
+
 /** Writes one message to S3 the way SES's S3 action does: same key, same metadata, same encryption. */
 export async function putMessage(input: PutMessageInput): Promise<PutMessageResult> {
   const tuning = { ...DEFAULT_UPLOAD_TUNING, ...input.tuning };
@@ -126,7 +135,7 @@ async function put(input: PutMessageInput, tuning: UploadTuning): Promise<PutMes
   let storedBytes = input.length;
   let metadata: Record<string, string> | undefined;
   if (input.encryption) {
-    const enc = await prepareEncryption(input.encryption.kms, input.encryption.context, input.length, input.abortSignal ? { abortSignal: input.abortSignal } : {});
+    const enc = await encryptionFor(input.encryption, input.length, input.abortSignal);
     const cipher = enc.createCipherStream();
     input.body.on('error', (e) => cipher.destroy(e));
     body = input.body.pipe(cipher);
@@ -168,7 +177,7 @@ async function putInMemory(input: PutMessageInput, plaintext: Buffer): Promise<P
   let body = plaintext;
   let metadata: Record<string, string> | undefined;
   if (input.encryption) {
-    const enc = await prepareEncryption(input.encryption.kms, input.encryption.context, input.length, input.abortSignal ? { abortSignal: input.abortSignal } : {});
+    const enc = await encryptionFor(input.encryption, input.length, input.abortSignal);
     body = enc.encrypt(plaintext);
     metadata = enc.metadata;
   }

@@ -1,5 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
-import { ConfigError } from '../shared/config/index.js';
+import { ConfigError } from '../../shared/config/index.js';
 
 export type { Logger };
 
