@@ -10,10 +10,13 @@ import { Enqueuer } from './queue/enqueue.js';
 import { assertRedisUsable, unreachableMessage } from './redis/preflight.js';
 import type { GatewayRuntime } from './runtime/settings.js';
 import { SmtpFront } from './smtp/server.js';
-import { InFlight } from './intake/in-flight.js';
 import { claimSpool } from './spool/owner.js';
 import { SpoolRecovery } from './intake/recovery.js';
-import { Spool, type SpoolEvents } from './spool/spool.js';
+import { SpoolDirectory } from './spool/directory.js';
+import { SpoolReader } from './spool/reader.js';
+import { SpoolWriter, type SpoolEvents } from './spool/writer.js';
+import { Intake } from './intake/intake.js';
+import { within } from './runtime/timeout.js';
 import { DeliveryThread } from './worker/thread.js';
 import { DeliveryWorkers } from './worker/worker.js';
 import { checkRuleBuckets, ruleBuckets } from './observability/rule-buckets.js';
@@ -33,7 +36,9 @@ export interface RunningGateway {
   workers?: DeliveryWorkers;
   deliveryThread?: DeliveryThread;
   recovery?: SpoolRecovery;
-  spool: Spool;
+  spool: SpoolDirectory;
+  /** The accept transaction (SMTP front, replay). */
+  intake?: Intake;
   /** This node's id and the BullMQ prefix of its queues (see cluster/node.ts). */
   nodeId: string;
   queuePrefix: string;
@@ -53,7 +58,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   const claim = parts.smtp ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
   // Logged from the start (the first spares are made by init); counted once the node's metrics exist, below.
   const spoolEvents: SpoolEvents = spoolEventsFor(baseLog, undefined);
-  const spool = new Spool(settings.spoolDir, { spareFiles: parts.smtp, events: spoolEvents });
+  const spool = new SpoolDirectory(settings.spoolDir, { spareFiles: parts.smtp, events: spoolEvents });
   try {
     await spool.init({ clearIncoming: parts.smtp });
   } catch (err) {
@@ -73,7 +78,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   const running: RunningGateway = { spool, nodeId, queuePrefix, metrics, stop: async () => undefined };
   let enqueuer: Enqueuer | undefined;
   let smtpFront: SmtpFront | undefined;
-  const inFlight = new InFlight();
+  let intake: Intake | undefined;
   let registry: NodeRegistry | undefined;
   let http: OpsHttpServer | undefined;
   let readiness: ReadinessCheck | undefined;
@@ -84,6 +89,10 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   const closeAll = async (startFailed: boolean): Promise<void> => {
     const quietly = (p: Promise<unknown> | undefined) => (startFailed ? p?.catch(() => undefined) : p);
     await quietly(running.smtp?.stop());
+    // Refused messages whose late jobs may still land: a file left undecided stays, and the next start's recovery
+    // delivers it (at-least-once, as any late add).
+    await within(intake?.settled() ?? Promise.resolve(), settings.smtp.closeTimeoutMs, () => new Error('intake not settled')).catch(() => log.warn('stopped before every refused message\'s late jobs were known; recovery decides at the next start'));
+    intake?.close();
     running.recovery?.stop();
     awsCheck.abort();
     await quietly(running.workers?.stop());
@@ -131,7 +140,17 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       );
       // Made (not opened) before anything is registered: an unreadable certificate or users file is a config error
       // that should leave no trace behind — no node in Redis, no wait for it.
-      smtpFront = new SmtpFront({ runtime, spool, enqueuer, inFlight, log, metrics });
+      intake = new Intake({
+        directory: spool,
+        writer: new SpoolWriter(spool, spoolEvents),
+        jobs: enqueuer,
+        log,
+        jobsTimeoutMs: settings.redis.enqueueTimeoutMs,
+        maxMessageBytes: config.maxMessageSize,
+        identity: { byHost: settings.hostname, accountId: config.accountId, region: config.region },
+      });
+      running.intake = intake;
+      smtpFront = new SmtpFront({ runtime, intake, spoolDir: settings.spoolDir, log, metrics });
       await enqueuer.ready(REDIS_STARTUP_TIMEOUT_MS);
     }
     registry = new NodeRegistry({ redis: settings.redis, prefix: settings.redis.prefix, nodeId, spoolDir: settings.spoolDir }, log);
@@ -148,8 +167,9 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.deliveryThread = await DeliveryThread.start({ runtime, prefix: queuePrefix, nodeId, log, logOptions, metrics });
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started in their own thread');
     }
-    if (smtpFront && enqueuer) {
-      const recovery = new SpoolRecovery(spool, enqueuer, inFlight, log);
+    if (smtpFront && enqueuer && intake) {
+      const busy = intake;
+      const recovery = new SpoolRecovery({ directory: spool, reader: new SpoolReader(spool) }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
       const first = await recovery.run();
       log.info({ spooled: first.checked, requeued: first.requeued }, 'spool recovered');
       enqueuer.onReady(() => void recovery.run().catch((err: Error) => log.warn({ err: err.message }, 'spool recovery after reconnect failed; the periodic pass will retry')));
@@ -159,7 +179,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.smtp = smtpFront;
     }
     if (parts.workers && !parts.deliveryThread) {
-      const workers = new DeliveryWorkers(runtime, spool, log, { prefix: queuePrefix, metrics });
+      const workers = new DeliveryWorkers(runtime, new SpoolReader(spool), log, { prefix: queuePrefix, metrics });
       workers.start();
       running.workers = workers;
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started');

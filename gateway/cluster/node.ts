@@ -3,7 +3,7 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../runtime/log.js';
 import { redisClient, type RedisClient, type RedisTarget } from '../redis/connection.js';
-import { fsyncDir } from '../spool/spool.js';
+import { fsyncDir } from '../spool/directory.js';
 
 /**
  * Scale-out: several gateways share one Redis, but a message's body lives in the spool of the node that accepted

@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
 import { DELIVERIES_QUEUE, SPOOL_QUEUE } from '../queue/jobs.js';
 import { bullConnection, type RedisTarget } from '../redis/connection.js';
-import type { Spool } from '../spool/spool.js';
+import type { SpoolDirectory } from '../spool/directory.js';
 import { within } from '../runtime/timeout.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -46,7 +46,7 @@ export class SpoolSampler {
   private last = 0;
   private running: Promise<void> | undefined;
 
-  constructor(private readonly spool: Spool, private readonly minAgeMs = 5_000) {}
+  constructor(private readonly spool: SpoolDirectory, private readonly minAgeMs = 5_000) {}
 
   sample(metrics: GatewayMetrics): Promise<void> {
     if (this.running) return this.running;

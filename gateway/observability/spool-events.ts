@@ -1,5 +1,5 @@
 import type { Logger } from '../runtime/log.js';
-import type { SpoolEvents } from '../spool/spool.js';
+import type { SpoolEvents } from '../spool/writer.js';
 import type { GatewayMetrics } from './metrics.js';
 
 /** A disk that keeps failing would otherwise say the same thing every second (spares retry after 1 s). */

@@ -7,17 +7,6 @@ import { isNoScript, type ClusterScripts } from '../redis/cluster-scripts.js';
 import { unreachableMessage } from '../redis/preflight.js';
 import { bullConnection, redactRedisUrl, type RedisTarget } from '../redis/connection.js';
 
-export class EnqueueTimeoutError extends Error {
-  override name = 'EnqueueTimeoutError';
-  constructor(
-    readonly timeoutMs: number,
-    /** The add still in flight: it may yet succeed, and the caller decides what that means for the spool file. */
-    readonly pending: Promise<unknown>,
-  ) {
-    super(`Redis did not confirm the jobs within ${timeoutMs} ms`);
-  }
-}
-
 export interface EnqueuerOptions {
   redis: RedisTarget;
   prefix: string;
@@ -36,7 +25,7 @@ const MAX_BATCH = 256;
 
 /**
  * The accept path's Redis side: adds a spool file's jobs and answers "does this file have jobs?" for recovery.
- * Fails fast when Redis is away (see redis/connection.ts), bounded by `timeoutMs` when it is merely slow.
+ * Fails fast when Redis is away (see redis/connection.ts); `timeoutMs` bounds the questions recovery asks.
  *
  * One job or flow per spool file (every message of a batch file shares it, queue/jobs.ts). A file whose messages
  * all went to one rule gets a lone delivery job: one Queue.add, which Redis runs as one script — atomic, and no
@@ -143,7 +132,11 @@ export class Enqueuer {
   /** One add per file, however many of its messages wait for it. */
   private readonly adding = new WeakMap<SpoolFile, Promise<void>>();
 
-  private add(file: SpoolFile): Promise<void> {
+  /**
+   * Adds the file's jobs; resolves once Redis confirmed them. Unbounded: the caller decides how long to wait and
+   * what a late answer means (the intake, recovery). Called again for the same file, it returns the same add.
+   */
+  add(file: SpoolFile): Promise<void> {
     let add = this.adding.get(file);
     if (!add) {
       const jobs = spoolFileJobs(file, this.opts.policy);
@@ -156,24 +149,10 @@ export class Enqueuer {
               throw err;
             },
           );
-      add.catch(() => undefined); // reported to whoever awaits enqueue()
+      add.catch(() => undefined); // reported to whoever awaits add()
       this.adding.set(file, add);
     }
     return add;
-  }
-
-  /**
-   * Starts adding the file's jobs without waiting: the SMTP front calls it while the file is still being flushed.
-   * enqueue() later waits for the same add, bounded by the timeout from then on.
-   */
-  begin(file: SpoolFile): void {
-    this.add(file);
-  }
-
-  /** Adds the file's jobs (or waits for the add begin() started); EnqueueTimeoutError after `timeoutMs`. */
-  async enqueue(file: SpoolFile): Promise<void> {
-    const add = this.add(file);
-    await within(add, this.opts.timeoutMs, () => new EnqueueTimeoutError(this.opts.timeoutMs, add));
   }
 
   /** Resolves once Redis answers; rejects after `timeoutMs` with a message that says what to check. */

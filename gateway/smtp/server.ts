@@ -1,24 +1,18 @@
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { dirname, resolve } from 'node:path';
-import { createSecureContext } from 'node:tls';
 import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { ConfigError } from '../../shared/config/index.js';
 import { headerFieldProblem } from '../../shared/ses/header-block.js';
 import { withAsciiDomain } from '../../shared/ses/address.js';
-import { newMessageId } from '../../shared/ses/message-id.js';
+import type { Intake, IntakeMessage, Refusal } from '../intake/intake.js';
 import type { Logger } from '../runtime/log.js';
 import type { SmtpMetrics } from '../observability/metrics.js';
-import { EnqueueTimeoutError, type Enqueuer } from '../queue/enqueue.js';
 import type { GatewayRuntime } from '../runtime/settings.js';
-import type { SpoolFile, SpoolRecord } from '../spool/format.js';
-import { isOutOfSpace, SpoolFreeSpace } from '../spool/free-space.js';
-import type { InFlightFiles } from '../intake/in-flight.js';
-import type { Spool } from '../spool/spool.js';
+import { SpoolFreeSpace } from '../spool/free-space.js';
 import { EdgeListener } from '../net/listener.js';
 import { Credentials } from './auth.js';
 import { EdgePolicy } from './edge.js';
 import { replies, SmtpReply } from './replies.js';
+import { TlsCertificate } from './tls.js';
 import { RecipientRouter } from './routing.js';
 import { EdgeSmtpServer, type Admission } from './session.js';
 
@@ -26,25 +20,12 @@ export type ListenerName = 'smtp' | 'smtps' | 'lmtp';
 
 export interface SmtpFrontDeps {
   runtime: GatewayRuntime;
-  spool: Spool;
-  enqueuer: Enqueuer;
-  /**
-   * Spool files still being accepted, shared with recovery so it never enqueues a file twice at once: a streamed one
-   * by its message id, a batch file by its own id from the moment its bytes are in it (counted per message).
-   */
-  inFlight: InFlightFiles;
+  /** Owns the accept transaction: spool, jobs, and what a refusal leaves behind. */
+  intake: Intake;
+  spoolDir: string;
   log: Logger;
   /** Counts accepted and refused mail (observability/metrics.ts); absent where nobody scrapes. */
   metrics?: SmtpMetrics;
-}
-
-function readTlsFile(path: string, field: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    throw new ConfigError(path, [{ path: `gateway.smtp.tls.${field}`, message: `cannot read "${path}" (${code})`, fix: 'give the path of a PEM file the gateway can read' }]);
-  }
 }
 
 /** smtp-server writes `[ip]` when the PTR lookup found nothing; the Received header then says `unknown`. */
@@ -53,11 +34,24 @@ function resolvedHostname(session: SMTPServerSession): string | undefined {
   return h && !h.startsWith('[') ? h : undefined;
 }
 
+/** The intake's refusal as the SMTP reply a sender acts on: 4xx keeps the message at the sender for a retry. */
+function refusalReply(refusal: Refusal, host: string): SmtpReply {
+  switch (refusal.kind) {
+    case 'too-big':
+      return replies.tooBig(refusal.limitBytes);
+    case 'no-space':
+      return replies.systemFull(host);
+    case 'unavailable':
+    case 'no-rule':
+      return replies.localError();
+  }
+}
+
 /**
- * The SMTP front: smtp-server with SES's recipient rules, and the accept path — DATA streamed to the spool (never
- * buffered), fsync'd, jobs enqueued (for a small message, while the disk flushes), and only then
- * `250 Ok <messageId>`. Any failure on the way is a 451: the client keeps the message and retries, so nothing is
- * lost and nothing half-accepted is delivered.
+ * The SMTP front: smtp-server with the edge's policy (receipt filters, limits, AUTH, TLS) and SES's recipient rules,
+ * turning each transaction into an intake call and its outcome into a reply: `250 Ok <messageId>` only once the
+ * intake accepted it (on disk, fsync'd, jobs in Redis); any failure on the way is a 4xx, so the client keeps the
+ * message and retries — nothing is lost and nothing half-accepted is delivered.
  */
 export class SmtpFront {
   /** The SMTP (+STARTTLS) listener's server; `servers` has every listener's. */
@@ -68,8 +62,7 @@ export class SmtpFront {
   readonly addresses: Partial<Record<ListenerName, AddressInfo>> = {};
   private readonly listeners: EdgeListener[] = [];
   private readonly credentials: Credentials | undefined;
-  private tlsPair: { key: Buffer; cert: Buffer } | undefined;
-  private readonly tlsWatchers: FSWatcher[] = [];
+  private readonly certificate: TlsCertificate | undefined;
   private readonly router: RecipientRouter;
   private draining = false;
   /** Sessions whose DATA is being accepted; shutdown lets them finish. */
@@ -82,14 +75,14 @@ export class SmtpFront {
   constructor(private readonly deps: SmtpFrontDeps) {
     const { settings, config } = deps.runtime;
     this.router = new RecipientRouter(config);
-    this.freeSpace = new SpoolFreeSpace(deps.spool.dir, settings.spoolMinFreeBytes ?? Math.ceil(1.5 * config.maxMessageSize), {
+    this.freeSpace = new SpoolFreeSpace(deps.spoolDir, settings.spoolMinFreeBytes ?? Math.ceil(1.5 * config.maxMessageSize), {
       onReserve: (short) =>
         short
           ? deps.log.warn(
-              { spoolDir: deps.spool.dir, freeBytes: short.free, needBytes: short.need },
+              { spoolDir: deps.spoolDir, freeBytes: short.free, needBytes: short.need },
               'spool file system short of space: MAIL FROM gets 452 4.3.1 until it has room (free some space, or lower gateway.spoolMinFreeBytes)',
             )
-          : deps.log.info({ spoolDir: deps.spool.dir }, 'spool file system has room again: taking mail'),
+          : deps.log.info({ spoolDir: deps.spoolDir }, 'spool file system has room again: taking mail'),
     });
     const tls = settings.smtp.tls;
     const auth = settings.smtp.auth;
@@ -103,7 +96,7 @@ export class SmtpFront {
         throw new ConfigError(deps.runtime.source, [{ path: 'gateway.smtp.auth', message: 'AUTH needs TLS and gateway.smtp.tls is not set, so no login could ever succeed', fix: 'add gateway.smtp.tls, or list the relay in gateway.smtp.auth.plaintextFrom (loopback/testing only)' }]);
       }
     }
-    this.tlsPair = tls ? { key: readTlsFile(tls.keyFile, 'keyFile'), cert: readTlsFile(tls.certFile, 'certFile') } : undefined;
+    this.certificate = tls ? new TlsCertificate(tls, deps.log) : undefined;
     // smtp-server keeps (and changes) the options object it is given: one fresh object per listener.
     const options = (extra: SMTPServerOptions): SMTPServerOptions => ({
       name: settings.hostname,
@@ -111,7 +104,7 @@ export class SmtpFront {
       // An MX takes mail without AUTH, like SES's inbound endpoint; forwarding MTAs may log in (gateway.smtp.auth).
       disabledCommands: [...(auth.mode === 'off' ? ['AUTH'] : []), ...(tls ? [] : ['STARTTLS'])],
       hideSTARTTLS: !tls,
-      ...(this.tlsPair ?? {}),
+      ...(this.certificate?.pair ?? {}),
       ...(auth.mode !== 'off'
         ? {
             authMethods: ['PLAIN', 'LOGIN'],
@@ -180,52 +173,18 @@ export class SmtpFront {
       this.addresses[name] = addr;
       this.deps.log.info({ listener: name, host: addr.address, port: addr.port, tls: name === 'smtps' ? 'implicit' : !!tls, proxyProtocol: this.edge.proxies.size > 0 }, 'smtp listening');
     }
-    this.watchTls();
+    this.certificate?.watch((pair) => this.applyTls(pair));
     return this.addresses.smtp!;
   }
 
-  /**
-   * Re-reads the certificate and key; sessions that start TLS from now on get them, open ones keep theirs. A pair
-   * that does not load (half-written renewal, key not matching) keeps the previous one.
-   */
+  /** Re-reads the certificate and key (SIGHUP); sessions that start TLS from now on get them. True when they changed. */
   reloadTls(reason: string): boolean {
-    const tls = this.deps.runtime.settings.smtp.tls;
-    if (!tls || !this.tlsPair) return false;
-    let pair: { key: Buffer; cert: Buffer };
-    try {
-      pair = { key: readFileSync(tls.keyFile), cert: readFileSync(tls.certFile) };
-      createSecureContext(pair);
-    } catch (err) {
-      this.deps.log.error({ reason, err: (err as Error).message }, 'TLS certificate reload failed; keeping the previous certificate');
-      return false;
-    }
-    if (pair.key.equals(this.tlsPair.key) && pair.cert.equals(this.tlsPair.cert)) return false;
-    // updateSecureContext drops the old context before building the new one; the pair was checked above.
-    for (const { smtp } of this.servers) smtp.updateSecureContext(pair);
-    this.tlsPair = pair;
-    this.deps.log.info({ reason }, 'TLS certificate reloaded');
-    return true;
+    return this.certificate?.reload(reason, (pair) => this.applyTls(pair)) ?? false;
   }
 
-  /** Watches the directories (renewals replace files by rename or symlink swap, which a file watch would miss). */
-  private watchTls(): void {
-    const tls = this.deps.runtime.settings.smtp.tls;
-    if (!tls?.watch) return;
-    let timer: NodeJS.Timeout | undefined;
-    for (const dir of new Set([dirname(resolve(tls.certFile)), dirname(resolve(tls.keyFile))])) {
-      try {
-        const w = watch(dir, () => {
-          // Cert and key are written one after the other: wait for both.
-          clearTimeout(timer);
-          timer = setTimeout(() => this.reloadTls('file change'), 250).unref();
-        });
-        w.on('error', (err) => this.deps.log.warn({ dir, err: err.message }, 'cannot watch TLS files; reload with SIGHUP'));
-        w.unref();
-        this.tlsWatchers.push(w);
-      } catch (err) {
-        this.deps.log.warn({ dir, err: (err as Error).message }, 'cannot watch TLS files; reload with SIGHUP');
-      }
-    }
+  private applyTls(pair: { key: Buffer; cert: Buffer }): void {
+    // updateSecureContext drops the old context before building the new one; the pair was checked by the loader.
+    for (const { smtp } of this.servers) smtp.updateSecureContext(pair);
   }
 
   /** Every refusal the gateway writes passes here on its way to the client, for the rejected-by-reason metric. */
@@ -320,124 +279,38 @@ export class SmtpFront {
         this.replyingToData--;
       }
     };
-    const done = this.accept(stream, session).then(
-      (messageId) => {
+    const done = this.deps.intake.accept(this.intakeMessage(session), stream).then(
+      (outcome) => {
+        if (!stream.readableEnded && !stream.destroyed) stream.resume();
         settle();
-        reply(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(messageId, withAsciiDomain(r.address))) : replies.accepted(messageId));
+        if (outcome.accepted) {
+          this.deps.metrics?.accepted(outcome.dataLength);
+          reply(null, lmtp ? session.envelope.rcptTo.map((r) => replies.acceptedFor(outcome.messageId, withAsciiDomain(r.address))) : replies.accepted(outcome.messageId));
+        } else reply(this.counted(refusalReply(outcome.refusal, this.deps.runtime.settings.hostname)));
       },
       (err: Error) => {
+        // The intake answers every failure as a refusal; this is a bug's last line of defence.
+        this.deps.log.error({ session: session.id, err: err.message }, 'accept failed unexpectedly; replying 451');
         // smtp-server sends the reply once DATA has ended; make sure the rest of it is read and dropped.
         if (!stream.readableEnded && !stream.destroyed) stream.resume();
         settle();
-        reply(this.counted(err instanceof SmtpReply ? err : replies.localError()));
+        reply(this.counted(replies.localError()));
       },
     );
     this.accepting.add(done);
     void done.finally(() => this.accepting.delete(done));
   }
 
-  private async accept(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
-    const { runtime, spool, enqueuer, inFlight, log } = this.deps;
-    const messageId = newMessageId();
+  /** The transaction as the intake takes it: the envelope in its stored form and the rules each recipient matched. */
+  private intakeMessage(session: SMTPServerSession): IntakeMessage {
     const recipients = session.envelope.rcptTo.map((r) => withAsciiDomain(r.address));
-    const rules = this.router.rulesFor(recipients, session.secure);
-    const mailFrom = session.envelope.mailFrom ? withAsciiDomain(session.envelope.mailFrom.address) : '';
-    const clientHostname = resolvedHostname(session);
-    const record: SpoolRecord = {
-      v: 1,
-      envelope: {
-        messageId,
-        receivedAt: new Date().toISOString(),
-        mailFrom,
-        helo: session.hostNameAppearsAs,
-        clientIp: session.remoteAddress,
-        ...(clientHostname ? { clientHostname } : {}),
-        tls: session.secure,
-        byHost: runtime.settings.hostname,
-        accountId: runtime.config.accountId,
-        region: runtime.config.region,
-      },
-      rules,
+    const hostname = resolvedHostname(session);
+    return {
+      mailFrom: session.envelope.mailFrom ? withAsciiDomain(session.envelope.mailFrom.address) : '',
+      rules: this.router.rulesFor(recipients, session.secure),
+      client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs, tls: session.secure, ...(hostname ? { hostname } : {}) },
+      logFields: { session: session.id, client: session.remoteAddress },
     };
-    const meta = { messageId, session: session.id, client: session.remoteAddress };
-    if (rules.length === 0) {
-      // Cannot happen through smtp-server (DATA needs an accepted RCPT), but never spool mail nobody delivers.
-      throw replies.localError();
-    }
-    inFlight.add(messageId);
-    // Until an abandoned file is gone (or its late add landed), recovery must keep off it too.
-    let settled: Promise<unknown> | undefined;
-    // A small message's jobs go to Redis as soon as its bytes are in its batch file, while the disk flushes: the
-    // two waits overlap instead of adding up. The 250 still waits for both.
-    let begun: SpoolFile | undefined;
-    try {
-      let received;
-      try {
-        received = await spool.receive(record, stream, (file) => {
-          begun = file;
-          // Before the writer lets go of the file (its round ends), so recovery never sees it unclaimed.
-          inFlight.add(file.id);
-          enqueuer.begin(file);
-        });
-      } catch (err) {
-        const full = isOutOfSpace(err);
-        log.error({ ...meta, err: (err as Error).message }, full ? 'spool file system full; replying 452' : 'spool write failed; replying 451');
-        if (begun) settled = this.abandonUnflushed(begun, meta);
-        throw full ? replies.systemFull(runtime.settings.hostname) : replies.localError();
-      }
-      if (!received.ok) {
-        log.info({ ...meta, bytes: received.dataLength, limit: runtime.config.maxMessageSize }, 'message too big; replying 552');
-        throw replies.tooBig(runtime.config.maxMessageSize);
-      }
-      try {
-        await enqueuer.enqueue(received.file);
-      } catch (err) {
-        settled = this.abandon(received.file.id, err as Error, meta);
-        throw replies.localError();
-      }
-      log.info({ ...meta, spoolFile: received.file.id, bytes: received.dataLength, rcpts: recipients.length, rules: rules.map((r) => r.name), tls: session.secure }, 'accepted');
-      this.deps.metrics?.accepted(received.dataLength);
-      return messageId;
-    } finally {
-      const file = begun;
-      const done = () => {
-        inFlight.delete(messageId);
-        if (file) inFlight.delete(file.id);
-      };
-      if (settled) void settled.then(done, done);
-      else done();
-    }
-  }
-
-  /**
-   * The client hears 451 and will send the message again, so its spool file must not be delivered too — unless the
-   * add that timed out still lands: then the jobs exist and the file must stay (the client's retry becomes a second
-   * message, the at-least-once side of never losing one). Every message of a batch file hears the same answer.
-   */
-  private abandon(fileId: string, err: Error, meta: Record<string, unknown>): Promise<unknown> {
-    const { spool, log } = this.deps;
-    const drop = () => spool.remove(fileId).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
-    if (err instanceof EnqueueTimeoutError) {
-      log.error({ ...meta, err: err.message }, 'enqueue timed out; replying 451');
-      return err.pending.then(
-        () => log.warn(meta, 'jobs were added after the client was told 451; the message will be delivered (and may arrive again from the client)'),
-        () => drop(),
-      );
-    }
-    log.error({ ...meta, err: err.message }, 'enqueue failed; replying 451');
-    return drop();
-  }
-
-  /**
-   * The disk failed after the file's jobs were sent to Redis (the client hears 451). If they went in — now or late —
-   * the file stays: its messages are delivered from what was written, each entry checked against its checksum, and
-   * the client's retry makes a second copy (at-least-once, as with a late add). If they did not, the file goes.
-   */
-  private abandonUnflushed(file: SpoolFile, meta: Record<string, unknown>): Promise<unknown> {
-    const { spool, enqueuer, log } = this.deps;
-    const kept = () => log.warn(meta, 'the disk failed after the jobs were added; the message will be delivered from its spool file (and may arrive again from the client)');
-    const drop = () => spool.remove(file.id).catch((e: Error) => log.error({ ...meta, err: e.message }, 'could not remove abandoned spool file'));
-    return enqueuer.enqueue(file).then(kept, (err: Error) => (err instanceof EnqueueTimeoutError ? err.pending.then(kept, drop) : drop()));
   }
 
   /**
@@ -448,7 +321,7 @@ export class SmtpFront {
     if (this.draining) return;
     this.draining = true;
     this.freeSpace.stop();
-    for (const w of this.tlsWatchers) w.close();
+    this.certificate?.close();
     // The listeners own the sockets: closing them resolves once every session has ended.
     const closed = Promise.all(this.listeners.map((l) => l.close()));
     for (const { smtp } of this.servers) {

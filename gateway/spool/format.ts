@@ -14,11 +14,12 @@ export interface MessageEnvelope {
   receivedAt: string;
   /** Envelope MAIL FROM, bare; "" for the null reverse-path. */
   mailFrom: string;
-  helo: string;
-  clientIp: string;
+  /** The SMTP client (HELO, address, reverse-DNS name, TLS): absent for a message that did not come over SMTP (replay). */
+  helo?: string;
+  clientIp?: string;
   /** Reverse-DNS name; absent when unknown (the Received header then says `unknown`). */
   clientHostname?: string;
-  tls: boolean;
+  tls?: boolean;
   /** The gateway's own name, written in Received's `by`. */
   byHost: string;
   /** Account that owns the rule set (`aws:ses:source-account`) and the receiving region. */

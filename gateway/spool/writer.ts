@@ -1,289 +1,131 @@
-import { closeSync, fdatasync, fstatSync, openSync, statSync, writev, writeSync, writevSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { crc32 } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { BatchWriter } from './batch.js';
+import type { SpoolDirectory } from './directory.js';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
-import type { Spare, SpareFiles } from './spares.js';
-import type { SpoolEvents } from './spool.js';
+import type { SpareEvents } from './spares.js';
 
-/**
- * Durable writes of whole small messages, in batch files, one round at a time (group commit).
- *
- * Why batch files: the disk's cost is one flush per fdatasync'd file, whatever its size, and that capped the
- * accept rate (docs/performance.md#batch-spool-files). So every message whose
- * DATA ended while the previous round was on disk goes into one file (up to MAX_FILE_ENTRIES / MAX_FILE_BYTES; a
- * bigger backlog makes several files in the same round), written with one writev of the buffers smtp-server handed
- * over (no copy).
- *
- * One flush of the disk per round where possible: a batch file is written into a spare (spares.ts) — an empty file
- * already in `messages/` whose name is durable — so the round waits only for its fdatasync. When no spare is ready
- * the file is created straight in `messages/`, and its fdatasync and the fsync of `messages/` (its new name) run at
- * once. A message is reported durable only once its round's waits are done, so a `250` means what it always meant:
- * its bytes and its name are on disk. Until then the file is visible but may be torn by a crash, so each entry's
- * record carries its DATA's CRC-32 (and its length): a reader refuses a torn entry (SpoolFormatError), and recovery
- * sets a torn file that has no jobs aside.
- *
- * A file's bytes are in it (readable, not yet durable) before the disk is waited for, and `onWritten` says so then:
- * the SMTP front adds the file's jobs to Redis while the disk flushes, instead of after (the 250 still waits for
- * both). From that call on the file is the caller's: should the flush fail, the writer rejects but leaves the file,
- * because its jobs may already be in Redis (smtp/server.ts decides).
- *
- * Only the two waits for the disk go to libuv's thread pool. Create, write (a copy into the page cache, up to
- * SYNC_WRITE_MAX_BYTES) and close are made from the event loop: each trip to the pool and back costs two thread
- * wake-ups, and on a busy two-core machine those waits for a core were the tail of the time to 250. A worker thread
- * for the whole round was tried too: posting the bytes to it cost more than the calls it saved.
- *
- * A file whose own step fails fails all its messages; a failed directory fsync fails every file of the round: the
- * clients hear 451 and resend. A file not yet handed out is then removed here (best effort — one that survives a
- * crash whole is delivered by recovery: at-least-once, as when a Redis add times out); one handed out is left to
- * the caller, whose jobs for it may be in Redis.
- */
+/** Gathered in memory before the first write (per message being received): most mail is one write. */
+export const SMALL_MESSAGE_BYTES = 256 * 1024;
 
-/** Messages per batch file at most: bounds what one failed delivery keeps on disk and what recovery re-reads. */
-const MAX_FILE_ENTRIES = 128;
-const MAX_FILE_BYTES = 8 * 1024 * 1024;
-/** A batch file up to this size is written from the event loop; a bigger one (a backlog) from the thread pool. */
-const SYNC_WRITE_MAX_BYTES = 1024 * 1024;
-
-const fdatasyncAsync = promisify(fdatasync);
-const writevAsync = (fd: number, buffers: Buffer[]) => new Promise<number>((resolve, reject) => writev(fd, buffers, 0, (err, n) => (err ? reject(err) : resolve(n))));
-
-interface Pending {
-  record: SpoolRecord;
-  /** DATA as received, in the chunks smtp-server handed over. */
-  data: Buffer[];
-  dataLength: number;
-  resolve: (file: SpoolFile) => void;
-  reject: (err: Error) => void;
-  onWritten: ((file: SpoolFile) => void) | undefined;
-}
-
-interface FileJob {
-  file: SpoolFile;
-  members: Pending[];
-  path: string;
-  buffers: Buffer[];
-  bytes: number;
-  /** onWritten was called: removing the file after a failure is the caller's decision from then on. */
-  handedOut: boolean;
-  /** Written into a spare (open, its name durable already); undefined once it turned out to be gone. */
-  spare: Spare | undefined;
-}
-
-async function writevAll(fd: number, buffers: Buffer[], bytes: number): Promise<void> {
-  let written = bytes <= SYNC_WRITE_MAX_BYTES ? writevSync(fd, buffers, 0) : await writevAsync(fd, buffers);
-  if (written === bytes) return;
-  // A short write is how a file system that fills up (or a quota that runs out) partway answers: writing the rest
-  // brings back the error itself (ENOSPC, EDQUOT), which decides the client's reply (452 for a full disk).
-  const all = Buffer.concat(buffers, bytes);
-  while (written < bytes) {
-    const n = writeSync(fd, all, written, bytes - written, written);
-    if (n <= 0) throw new Error(`spool write stopped after ${written} of ${bytes} bytes`);
-    written += n;
-  }
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Nothing to lose at this point: the file is durable and renamed, or about to be removed.
-  }
+/** For logs and metrics; called synchronously from the spool's paths, so they must be cheap and must not throw. */
+export interface SpoolEvents extends SpareEvents {
+  /** A batch file was made in a round: written into a spare (one disk flush) or created there (two). */
+  batchFile?(file: 'spare' | 'created'): void;
 }
 
 /**
- * A spare's descriptor, if it can be used: still the file named `path` in `messages/` (bytes written into a removed
- * or moved file would be lost with a 250 said for them — an idle spare is an empty file, the kind a cleanup job
- * removes) and still empty (one that is not was written by someone else: left alone). Otherwise it is closed and the
- * round creates a file instead.
+ * A received message's bytes are in `file` (shared with the other messages of its batch); `durable` settles once the
+ * disk has them and the file's name. For a streamed message both happened before `receive` resolved.
  */
-function usableSpare(spare: Spare, path: string): number | undefined {
-  try {
-    const open = fstatSync(spare.fd);
-    const named = statSync(path, { throwIfNoEntry: false });
-    if (open.nlink > 0 && open.size === 0 && named && named.ino === open.ino && named.dev === open.dev) return spare.fd;
-  } catch {
-    // A descriptor that cannot even be stat'ed is no place for mail.
+export type Received = { ok: true; dataLength: number; file: SpoolFile; durable: Promise<void> } | { ok: false; reason: 'oversized'; dataLength: number };
+
+/** Writes all of `buf` (a short write on a regular file is rare but allowed). */
+async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, null);
+    if (bytesWritten <= 0) throw new Error('spool write made no progress');
+    off += bytesWritten;
   }
-  closeQuietly(spare.fd);
-  return undefined;
 }
 
+const DURABLE = Promise.resolve();
+
+/**
+ * The accepting side of the spool: a message's DATA onto disk behind its record line, never held whole.
+ *
+ * The first SMALL_MESSAGE_BYTES are gathered in memory, so a typical message is written whole into a batch file with
+ * the others that ended meanwhile (batch.ts: one disk flush for all of them). A bigger one streams on from there into
+ * a file of its own in `incoming/`, is fsync'd, renamed into `messages/`, and shares a directory fsync with the renames
+ * that finished before it started (GroupSync); whatever is left in `incoming/` after a crash was never acknowledged
+ * and is dropped at the next start.
+ */
 export class SpoolWriter {
-  private queue: Pending[] = [];
-  private busy = false;
-  /** Ids of the files of the round on its way to disk: visible in `messages/`, without jobs yet (recovery keeps off). */
-  private readonly writing = new Set<string>();
+  private readonly batches: BatchWriter;
 
   constructor(
-    private readonly messagesDir: string,
-    /** fsync of `messages/`, shared with the other renames and unlinks there (spool.ts GroupSync). */
-    private readonly syncMessagesDir: () => Promise<void>,
-    private readonly spares?: SpareFiles,
-    private readonly events: Pick<SpoolEvents, 'batchFile'> = {},
-  ) {}
+    private readonly directory: SpoolDirectory,
+    events: Pick<SpoolEvents, 'batchFile'> = {},
+  ) {
+    this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events);
+  }
 
-  /** True while `id` is a file this writer is writing, or one of its spares. */
-  owns(id: string): boolean {
-    return this.writing.has(id) || (this.spares?.has(id) ?? false);
+  /** True for a file of this writer that has no jobs yet by design: a spare, or one on its way to disk. */
+  owns(fileId: string): boolean {
+    return this.batches.owns(fileId);
   }
 
   /**
-   * Resolves with the spool file that holds the message once that file is durable in `messages/`. `onWritten`, if
-   * given, is called with the same file as soon as the message's bytes are in it, before the disk is waited for.
+   * Streams DATA to disk behind the record line; resolves once its bytes are in a file. Past `limitBytes` writing
+   * stops and the rest of DATA is drained and dropped, so an oversized message never costs more than the limit in
+   * disk and nothing in memory. Rejects (nothing kept) when the stream fails or ends without its end of data.
    */
-  write(record: SpoolRecord, data: Buffer[], dataLength: number, onWritten?: (file: SpoolFile) => void): Promise<SpoolFile> {
-    return new Promise<SpoolFile>((resolve, reject) => {
-      this.queue.push({ record, data, dataLength, resolve, reject, onWritten });
-      if (!this.busy) void this.rounds();
-    });
-  }
-
-  /** Runs rounds while messages wait: everything queued during a round goes out in the next. */
-  private async rounds(): Promise<void> {
-    this.busy = true;
+  async receive(record: SpoolRecord, data: Readable, limitBytes: number): Promise<Received> {
+    const id = record.envelope.messageId;
+    const tmp = join(this.directory.incomingDir, spoolFileName(id));
+    let fh: FileHandle | undefined;
+    let created = false;
+    // DATA gathered in memory; the record line is written first only if the message turns out to need streaming.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let dataLength = 0;
+    let oversized = false;
+    const flush = async () => {
+      if (!fh) {
+        fh = await open(tmp, 'wx');
+        created = true;
+        pending.unshift(encodeRecordLine(record));
+        pendingBytes += pending[0]!.length;
+      }
+      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      await writeAll(fh, buf);
+    };
+    const drop = async () => {
+      oversized = true;
+      pending = [];
+      pendingBytes = 0;
+      const f = fh;
+      fh = undefined;
+      if (f) await f.close();
+      if (created) await unlink(tmp);
+      created = false;
+    };
     try {
-      while (this.queue.length > 0) {
-        const pending = this.queue;
-        this.queue = [];
-        await this.round(pending);
+      for await (const chunk of data as AsyncIterable<Buffer>) {
+        dataLength += chunk.length;
+        if (oversized) continue;
+        if (dataLength > limitBytes) {
+          await drop();
+          continue;
+        }
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes >= SMALL_MESSAGE_BYTES) await flush();
       }
-    } finally {
-      this.busy = false;
-    }
-  }
-
-  /** Cuts the queue into batch files; each entry is its record line (with its DATA length), then its DATA. */
-  private files(pending: Pending[]): FileJob[] {
-    const out: FileJob[] = [];
-    let cur: FileJob | undefined;
-    for (const p of pending) {
-      let crc = 0;
-      for (const chunk of p.data) crc = crc32(chunk, crc);
-      const line = encodeRecordLine({ ...p.record, dataLength: p.dataLength, dataCrc32: crc });
-      const size = line.length + p.dataLength;
-      if (!cur || cur.members.length >= MAX_FILE_ENTRIES || cur.bytes + size > MAX_FILE_BYTES) {
-        const id = p.record.envelope.messageId;
-        cur = { file: { id, entries: [] }, members: [], path: join(this.messagesDir, spoolFileName(id)), buffers: [], bytes: 0, handedOut: false, spare: undefined };
-        out.push(cur);
+      // A client that vanished mid-DATA can end the stream without an error; never spool a truncated message.
+      if (!data.readableEnded) throw new Error('DATA ended before its terminating dot');
+      if (oversized) return { ok: false, reason: 'oversized', dataLength };
+      if (!fh) {
+        const { file, durable } = await this.batches.write(record, pending, pendingBytes);
+        return { ok: true, dataLength, file, durable };
       }
-      cur.file.entries.push({ record: p.record, at: cur.bytes, length: size });
-      cur.members.push(p);
-      cur.buffers.push(line, ...p.data);
-      cur.bytes += size;
-    }
-    return out;
-  }
-
-  /** The file's bytes are in it: tell whoever asked. A throwing callback is the caller's bug; the round goes on. */
-  private handOut(f: FileJob): void {
-    for (const p of f.members) {
-      if (!p.onWritten) continue;
-      f.handedOut = true;
-      try {
-        p.onWritten(f.file);
-      } catch {
-        // Nothing to undo here: the message's own promise still reports the disk's outcome.
-      }
-    }
-  }
-
-  private async round(pending: Pending[]): Promise<void> {
-    let files: FileJob[];
-    try {
-      files = this.files(pending);
+      await flush();
+      await fh.sync();
+      // Renamed while still open (the descriptor needs no name); the close runs alongside the directory fsync.
+      await rename(tmp, this.directory.path(id));
+      created = false;
+      const f = fh;
+      fh = undefined;
+      // Bytes are durable and the name is in place: a failing close can no longer lose or corrupt anything.
+      await Promise.all([f.close().catch(() => undefined), this.directory.messagesDirSync.sync()]);
+      return { ok: true, dataLength, file: { id, entries: [{ record, at: 0 }] }, durable: DURABLE };
     } catch (err) {
-      for (const p of pending) p.reject(err as Error);
-      return;
+      if (fh) await fh.close().catch(() => undefined);
+      if (created) await rm(tmp, { force: true });
+      throw err;
     }
-    // A spare where one is ready (from here on nothing throws before the round owns it); else the file is created
-    // under its first message's id.
-    for (const f of files) {
-      const spare = this.spares?.take();
-      if (spare) {
-        f.spare = spare;
-        f.file.id = spare.id;
-        f.path = join(this.messagesDir, spoolFileName(spare.id));
-      }
-      this.writing.add(f.file.id);
-    }
-    try {
-      await this.roundOf(files);
-    } finally {
-      for (const f of files) this.writing.delete(f.file.id);
-    }
-  }
-
-  private async roundOf(files: FileJob[]): Promise<void> {
-    // Each file: open its spare, or create it in messages/; write; then every file's fdatasync, alongside one fsync
-    // of messages/ if any file was created here (it starts after the creates, so that it carries their names).
-    const created = files.map((f): number | Error => {
-      try {
-        if (f.spare) {
-          const fd = usableSpare(f.spare, f.path);
-          if (fd !== undefined) return fd;
-          // Removed or written behind our back: the other spares are suspect too. The file is created under its
-          // first message's id instead (the spare's name is left to whoever took it).
-          f.spare = undefined;
-          this.spares?.lost(f.path);
-          this.writing.delete(f.file.id);
-          f.file.id = f.members[0]!.record.envelope.messageId;
-          f.path = join(this.messagesDir, spoolFileName(f.file.id));
-          this.writing.add(f.file.id);
-        }
-        return openSync(f.path, 'wx');
-      } catch (err) {
-        return err as Error;
-      }
-    });
-    const dirSync = created.some((c, i) => typeof c === 'number' && !files[i]!.spare)
-      ? this.syncMessagesDir().then(
-          () => undefined,
-          // The errno stays on it: a full disk is answered 452, not 451.
-          (err: NodeJS.ErrnoException) => Object.assign(new Error(`fsync of the messages directory failed: ${err.message}`), { code: err.code }),
-        )
-      : Promise.resolve(undefined);
-    const results = await Promise.all(
-      files.map(async (f, i): Promise<Error | undefined> => {
-        const fd = created[i]!;
-        if (typeof fd !== 'number') return fd;
-        try {
-          await writevAll(fd, f.buffers, f.bytes);
-          const flushed = fdatasyncAsync(fd);
-          this.handOut(f);
-          await flushed;
-          // No check that the name is still this file's: from handOut on its jobs are in Redis, and a fast delivery
-          // may already have stored the messages and released (unlinked) the file while the disk flushed — the 250
-          // is true. A spare removed while idle is caught before it is written (usableSpare); once it holds mail
-          // only its own delivery removes it.
-          closeQuietly(fd);
-          return undefined;
-        } catch (err) {
-          closeQuietly(fd);
-          if (!f.handedOut) await rm(f.path, { force: true }).catch(() => undefined);
-          return err as Error;
-        }
-      }),
-    );
-    const dirErr = await dirSync;
-    if (dirErr) {
-      // The files created in this round are not durable by name: their clients hear 451 and resend, so those not
-      // handed out go (best effort: should the disk keep failing, a whole file that survives a crash is delivered
-      // by recovery — at-least-once, never lost). A spare's name was durable before the round: its messages stand.
-      const unnamed = (f: FileJob, i: number) => results[i] === undefined && !f.spare;
-      await Promise.all(files.map((f, i) => (unnamed(f, i) && !f.handedOut ? rm(f.path, { force: true }).catch(() => undefined) : undefined)));
-      files.forEach((f, i) => {
-        if (unnamed(f, i)) results[i] = dirErr;
-      });
-    }
-    files.forEach((f, i) => {
-      const err = results[i];
-      if (!err) this.events.batchFile?.(f.spare ? 'spare' : 'created');
-      for (const p of f.members) {
-        if (err) p.reject(err);
-        else p.resolve(f.file);
-      }
-    });
   }
 }

@@ -5,7 +5,7 @@ import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../store/put-message.js';
 import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
 import { SpoolFormatError } from '../spool/format.js';
-import { SpoolMissingError, type Spool, type SpoolReader } from '../spool/spool.js';
+import { SpoolMissingError, type OpenSpoolFile, type SpoolReader } from '../spool/reader.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
 import { notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
@@ -13,7 +13,7 @@ import type { Slots } from './slots.js';
 import { headerBlockFor, storedMessageStream } from './stored-message.js';
 
 export interface DeliverDeps {
-  spool: Spool;
+  spool: SpoolReader;
   aws: AwsClients;
   tuning: UploadTuning;
   /** Deliveries in flight across every job of the worker. */
@@ -89,16 +89,16 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
   const todo = data.messages.filter((m) => !done.has(m.envelope.messageId));
   const fail = (m: DeliveryMessage, err: unknown) => outcome.failed.push({ messageId: m.envelope.messageId, error: err as Error, unrecoverable: unrecoverable(err) });
 
-  let reader: SpoolReader | undefined;
+  let reader: OpenSpoolFile | undefined;
   try {
     // A retry with nothing left to deliver (a lone job whose release failed) needs no file.
-    if (todo.length > 0) reader = await deps.spool.reader(deps.spool.fileIdOf(data.spoolFile));
+    if (todo.length > 0) reader = await deps.spool.open(deps.spool.directory.fileIdOf(data.spoolFile));
   } catch (err) {
     if (data.release && err instanceof SpoolMissingError && deps.ranBefore) {
       for (const m of todo) done.add(m.envelope.messageId);
       outcome.foundReleased = todo.map((m) => m.envelope.messageId);
     } else if (data.release && err instanceof SpoolMissingError) {
-      // Jobs are added while their batch file is still being flushed (smtp/server.ts), so a machine that stopped in
+      // Jobs are added while their batch file is still being flushed (intake/intake.ts), so a machine that stopped in
       // between can leave a job whose file never reached the disk. Nobody was answered 250 for it.
       const why = new SpoolMissingError(
         `${err.message}, and no earlier run of this job released it: the machine stopped before the file reached the disk (its client was never answered 250 and sends the message again), or the file was deleted`,

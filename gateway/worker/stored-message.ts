@@ -10,8 +10,7 @@ import type { MessageEnvelope, SpooledRule } from '../spool/format.js';
 export function headerBlockFor(envelope: MessageEnvelope, rule: SpooledRule): Buffer {
   const text = buildHeaderBlock({
     mailFrom: envelope.mailFrom,
-    helo: envelope.helo,
-    clientIp: envelope.clientIp,
+    ...(envelope.clientIp !== undefined && envelope.helo !== undefined ? { helo: envelope.helo, clientIp: envelope.clientIp } : {}),
     ...(envelope.clientHostname ? { clientHostname: envelope.clientHostname } : {}),
     byHost: envelope.byHost,
     messageId: envelope.messageId,

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { childLogger, lineLogger } from '../runtime/log.js';
-import { Spool } from '../spool/spool.js';
+import { SpoolDirectory } from '../spool/directory.js';
+import { SpoolReader } from '../spool/reader.js';
 import type { DeliveryThreadData, FromThread, MetricEvent, ToThread } from './thread-protocol.js';
 import { DeliveryWorkers } from './worker.js';
 
@@ -41,7 +42,7 @@ const metrics = {
   awsError: (service: 's3' | 'kms' | 'sns', operation: string, error: string) => record(['awsError', service, operation, error]),
 };
 
-const spool = new Spool(data.runtime.settings.spoolDir);
+const spool = new SpoolDirectory(data.runtime.settings.spoolDir);
 let workers: DeliveryWorkers | undefined;
 
 port.on('message', (m: ToThread) => {
@@ -61,7 +62,7 @@ port.on('message', (m: ToThread) => {
 try {
   // The accepting thread owns incoming/: never clear it from here.
   await spool.init({ clearIncoming: false });
-  workers = new DeliveryWorkers(data.runtime, spool, log, { prefix: data.prefix, metrics });
+  workers = new DeliveryWorkers(data.runtime, new SpoolReader(spool), log, { prefix: data.prefix, metrics });
   workers.start();
   post({ t: 'started' });
 } catch (err) {

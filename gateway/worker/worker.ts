@@ -4,7 +4,7 @@ import type { DeliveryMetrics } from '../observability/metrics.js';
 import { cappedExponentialBackoff, DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from '../queue/jobs.js';
 import { bullConnection } from '../redis/connection.js';
 import type { GatewayRuntime } from '../runtime/settings.js';
-import type { Spool } from '../spool/spool.js';
+import type { SpoolReader } from '../spool/reader.js';
 import { AwsClients } from './aws.js';
 import { deliver, jobError, type DeliveryOutcome, type DeliveryResult } from './deliver.js';
 import { Slots } from './slots.js';
@@ -40,7 +40,7 @@ export class DeliveryWorkers {
 
   constructor(
     private readonly runtime: GatewayRuntime,
-    private readonly spool: Spool,
+    private readonly spool: SpoolReader,
     private readonly log: Logger,
     private readonly opts: DeliveryWorkersOptions,
   ) {
@@ -120,7 +120,7 @@ export class DeliveryWorkers {
     this.releases = new Worker<ReleaseJobData, boolean>(
       SPOOL_QUEUE,
       this.counted(SPOOL_QUEUE, async (job) => {
-        const removed = await this.spool.remove(this.spool.fileIdOf(job.data.spoolFile));
+        const removed = await this.spool.directory.remove(this.spool.directory.fileIdOf(job.data.spoolFile));
         this.log.debug({ spoolFile: job.data.spoolFile, jobId: job.id, messageIds: job.data.messageIds, removed }, 'every rule of every message delivered; spool file released');
         return removed;
       }),
@@ -158,7 +158,7 @@ export class DeliveryWorkers {
    */
   private async release(job: Job<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>, data: DeliveryJobData, outcome: DeliveryOutcome): Promise<void> {
     try {
-      const removed = await this.spool.remove(this.spool.fileIdOf(data.spoolFile));
+      const removed = await this.spool.directory.remove(this.spool.directory.fileIdOf(data.spoolFile));
       this.log.debug({ spoolFile: data.spoolFile, jobId: job.id, removed }, 'every message delivered; spool file released');
     } catch (err) {
       await job.updateData({ ...data, done: outcome.done, stored: [] }).catch((e: Error) => this.log.warn({ jobId: job.id, err: e.message }, 'could not record delivery progress; the retry redoes the whole job'));

@@ -23,9 +23,9 @@ export type DmarcResult = 'pass' | 'fail' | 'none' | 'temperror' | 'permerror';
 export interface HeaderBlockInput {
   /** Envelope MAIL FROM, bare; `""` for the null reverse-path (bounces), written `Return-Path: <>`. */
   mailFrom: string;
-  /** The HELO/EHLO argument as the client sent it. */
-  helo: string;
-  clientIp: string;
+  /** The HELO/EHLO argument as the client sent it; with `clientIp`, absent for mail that did not come over SMTP. */
+  helo?: string;
+  clientIp?: string;
   /** Verified reverse-DNS name of the client; omit when unknown. */
   clientHostname?: string;
   /** The receiving host named in `by`: SES writes inbound-smtp.<region>.amazonaws.com, a gateway its own name. */
@@ -93,7 +93,10 @@ function normalizeIp(ip: string): string {
  * unknown rDNS ⇒ `from helo (unknown [ip])`; IPv6 ⇒ the RFC 5321 address literal `[IPv6:addr]` (Received-SPF's
  * `client-ip=` stays the bare address, as RFC 7208 writes it).
  */
-function receivedValue(i: HeaderBlockInput, ip: string): string {
+function receivedValue(i: HeaderBlockInput, ip: string | undefined): string {
+  // Mail that did not come over SMTP (replay) has no client to name: Received then starts at `by`, as a local
+  // submission's does (RFC 5322 lets every clause of the trace field be absent).
+  if (ip === undefined || i.helo === undefined) return [`by ${i.byHost} with local id ${i.messageId}`, ` for ${i.recipients[0]};`, ` ${formatReceivedDate(i.receivedAt)}`].join('\r\n');
   const literal = isIPv6(ip) ? `[IPv6:${ip}]` : `[${ip}]`;
   return [
     `from ${i.helo} (${i.clientHostname ?? 'unknown'} ${literal})`,
@@ -148,12 +151,13 @@ function checkFields(i: HeaderBlockInput): void {
 export function buildHeaderBlock(input: HeaderBlockInput): string {
   if (input.recipients.length === 0) throw new RangeError('no recipient: SES stores only mail a rule matched');
   checkFields(input);
-  const ip = normalizeIp(input.clientIp);
+  const ip = input.clientIp === undefined ? undefined : normalizeIp(input.clientIp);
   const fields = [`Return-Path: <${input.mailFrom}>`, `Received: ${receivedValue(input, ip)}`];
   if (input.scan) fields.push(`X-SES-Spam-Verdict: ${input.scan.spam}`, `X-SES-Virus-Verdict: ${input.scan.virus}`);
 
   const methods: string[] = [];
   if (input.spf) {
+    if (ip === undefined || input.helo === undefined) throw new RangeError('an SPF result needs the SMTP client it was checked for');
     const { result, domain } = input.spf;
     const spf = `${result} (spfCheck: ${spfExplanation(result, domain, ip)}) client-ip=${ip}; envelope-from=${input.mailFrom}; helo=${input.helo};`;
     fields.push(`Received-SPF: ${spf}`);

@@ -39,7 +39,7 @@ const ROWS: Parts[] = [
   { label: 'gateway SMTP front, spool and queue stubbed' },
   { label: '+ spool (fsync\'d batch files)', spool: true },
   { label: '+ Redis jobs (spool stubbed: a job per message)', redis: true },
-  { label: '+ accepted log line (spool and queue stubbed)', log: true },
+  { label: '+ the accept log at info (spool and queue stubbed)', log: true },
   { label: 'all of it (= mailroom smtp)', spool: true, redis: true, log: true },
 ];
 
@@ -65,7 +65,9 @@ async function front(port: number, parts: Parts, dir: string, redisUrl: string):
   const { resolveRuntime } = await import('../../gateway/runtime/settings.js');
   const { parseConfig } = await import('../../shared/config/index.js');
   const { silentLogger, createLogger } = await import('../../gateway/runtime/log.js');
-  const { Spool } = await import('../../gateway/spool/spool.js');
+  const { SpoolDirectory } = await import('../../gateway/spool/directory.js');
+  const { SpoolWriter } = await import('../../gateway/spool/writer.js');
+  const { Intake } = await import('../../gateway/intake/intake.js');
   const { Enqueuer } = await import('../../gateway/queue/enqueue.js');
   const config = {
     region: 'us-east-1',
@@ -75,30 +77,30 @@ async function front(port: number, parts: Parts, dir: string, redisUrl: string):
     gateway: { hostname: 'mx.bench.test', spoolDir: join(dir, 'spool'), smtp: { port, reverseDns: false, maxConnections: 200 } },
   };
   const runtime = resolveRuntime(parseConfig(config as never), {}, 'bench');
-  type Front = ConstructorParameters<typeof SmtpFront>[0];
-  let spool: Front['spool'];
-  if (parts.spool) {
-    const s = new Spool(join(dir, 'spool'), { spareFiles: true }); // as the gateway's SMTP front
-    await s.init({ clearIncoming: true });
-    spool = s;
-  } else {
-    spool = {
+  type Parts = ConstructorParameters<typeof Intake>[0];
+  const directory = new SpoolDirectory(join(dir, 'spool'), { spareFiles: !!parts.spool }); // as the gateway's SMTP front
+  await directory.init({ clearIncoming: true });
+  let writer: Parts['writer'];
+  if (parts.spool) writer = new SpoolWriter(directory);
+  else {
+    writer = {
       receive: async (record: { envelope: { messageId: string } }, data: AsyncIterable<Buffer>) => {
         let n = 0;
         for await (const c of data) n += c.length;
-        return { ok: true, dataLength: n, file: { id: record.envelope.messageId, entries: [] } };
+        return { ok: true, dataLength: n, file: { id: record.envelope.messageId, entries: [] }, durable: Promise.resolve() };
       },
-      remove: async () => true,
-    } as unknown as Front['spool'];
+      owns: () => false,
+    } as unknown as Parts['writer'];
   }
-  let enqueuer: Front['enqueuer'];
+  let jobs: Parts['jobs'];
   if (parts.redis) {
     const e = new Enqueuer({ redis: { url: redisUrl, cluster: false }, prefix: `parts-${process.pid}`, timeoutMs: 5_000, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } }, silentLogger());
     await e.ready(10_000);
-    enqueuer = e;
-  } else enqueuer = { enqueue: async () => undefined } as unknown as Front['enqueuer'];
+    jobs = e;
+  } else jobs = { add: async () => undefined } as unknown as Parts['jobs'];
   const log = parts.log ? createLogger({ name: 'bench' }) : silentLogger();
-  await new SmtpFront({ runtime, spool, enqueuer, inFlight: new Set(), log }).listen();
+  const intake = new Intake({ directory, writer, jobs, log, jobsTimeoutMs: 5_000, maxMessageBytes: runtime.config.maxMessageSize, identity: { byHost: 'mx.bench.test', accountId: '123456789012', region: 'us-east-1' } });
+  await new SmtpFront({ runtime, intake, spoolDir: directory.dir, log }).listen();
 }
 
 async function cpuTicks(pid: number): Promise<number> {

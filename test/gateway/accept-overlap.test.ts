@@ -13,9 +13,9 @@ import { streamLogger } from '../../gateway/runtime/log.js';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import { DELIVERIES_QUEUE, deliveryJobId, SPOOL_QUEUE } from '../../gateway/queue/jobs.js';
 import { SmtpFront } from '../../gateway/smtp/server.js';
-import { Spool } from '../../gateway/spool/spool.js';
+import { Intake } from '../../gateway/intake/intake.js';
 import { tempDir } from '../support/files.js';
-import { interceptDirSync, type DirSync } from '../support/spool.js';
+import { interceptDirSync, TestSpool, type DirSync } from '../support/spool.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { ACCOUNT, RawSmtp, rawMessage, REGION, runtimeFor, waitFor } from './helpers.js';
 
@@ -34,7 +34,7 @@ afterAll(async () => {
 
 interface Harness {
   port: number;
-  spool: Spool;
+  spool: TestSpool;
   deliveries: Queue;
   /** The flows' parents (spool/release). */
   releases: Queue;
@@ -68,16 +68,25 @@ async function start(name: string, opts: { enqueueTimeoutMs?: number; twoRules?:
     for (const l of d.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
   });
   const log = streamLogger(out);
-  const spool = new Spool(runtime.settings.spoolDir);
+  const spool = new TestSpool(runtime.settings.spoolDir);
   await spool.init({ clearIncoming: true });
   const h = { dirSync: { mode: 'pass' } as DirSync, dirSyncCalls: 0 } as Harness;
-  interceptDirSync(spool, h);
+  interceptDirSync(spool.directory, h);
   const enqueuer = new Enqueuer(
     { redis: runtime.settings.redis, prefix: name, timeoutMs: enqueueTimeoutMs, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } },
     log,
   );
   await enqueuer.ready(10_000);
-  const front = new SmtpFront({ runtime, spool, enqueuer, inFlight: new Set(), log });
+  const intake = new Intake({
+    directory: spool.directory,
+    writer: spool.writer,
+    jobs: enqueuer,
+    log,
+    jobsTimeoutMs: enqueueTimeoutMs,
+    maxMessageBytes: runtime.config.maxMessageSize,
+    identity: { byHost: runtime.settings.hostname, accountId: runtime.config.accountId, region: runtime.config.region },
+  });
+  const front = new SmtpFront({ runtime, intake, spoolDir: runtime.settings.spoolDir, log });
   const addr = await front.listen();
   const deliveries = new Queue(DELIVERIES_QUEUE, { connection: { url: redis.url } as never, prefix: name });
   const releases = new Queue(SPOOL_QUEUE, { connection: { url: redis.url } as never, prefix: name });
@@ -89,6 +98,8 @@ async function start(name: string, opts: { enqueueTimeoutMs?: number; twoRules?:
     lines,
     stop: async () => {
       await front.stop();
+      await intake.settled();
+      intake.close();
       await deliveries.close();
       await releases.close();
       await enqueuer.close();
@@ -112,7 +123,7 @@ async function openSession(port: number): Promise<RawSmtp> {
 /** The one batch file in messages/, once it is there: its id. */
 async function writtenFile(h: Harness): Promise<string> {
   const names = await waitFor('the batch file in messages/', async () => {
-    const n = await readdir(h.spool.messagesDir);
+    const n = await readdir(h.spool.directory.messagesDir);
     return n.length === 1 ? n : undefined;
   });
   return names[0]!.replace(/\.msg$/, '');
@@ -180,16 +191,16 @@ describe('jobs added while the disk flushes', () => {
     cleanups.push(async () => c.close());
     c.write('\r\n.\r\n');
     expect(await c.reply(10_000)).toMatch(/^451 4\.3\.0 /);
-    const names = await readdir(h.spool.messagesDir);
+    const names = await readdir(h.spool.directory.messagesDir);
     expect(names).toHaveLength(1);
     const fileId = names[0]!.replace(/\.msg$/, '');
     expect(await h.deliveries.getJob(fileId)).toBeDefined();
     // What was written is whole: the delivery would store exactly it.
     const file = await h.spool.openFile(fileId);
     expect(file.entries.map((e) => e.record.envelope.messageId)).toEqual([fileId]);
-    const warned = await waitFor('the warning', async () => h.lines.find((l) => l.msg === 'the disk failed after the jobs were added; the message will be delivered from its spool file (and may arrive again from the client)'));
+    const warned = await waitFor('the warning', async () => h.lines.find((l) => l.msg === 'the jobs went in although the message was refused; it will be delivered from its spool file (and may arrive again from its sender)'));
     expect(warned.messageId).toBe(fileId);
-    expect(h.lines.some((l) => l.msg === 'spool write failed; replying 451' && l.messageId === fileId)).toBe(true);
+    expect(h.lines.some((l) => l.msg === 'spool write failed; message refused' && l.messageId === fileId)).toBe(true);
 
     h.dirSync = { mode: 'pass' };
     const d = await openSession(h.port);
@@ -214,7 +225,7 @@ describe('jobs added while the disk flushes', () => {
     cleanups.push(async () => c.close());
     c.write('\r\n.\r\n');
     expect(await c.reply(10_000)).toMatch(/^451 4\.3\.0 /);
-    await waitFor('the abandoned file removed', async () => ((await readdir(h.spool.messagesDir)).length === 0 ? true : undefined), 5_000);
-    expect(h.lines.some((l) => l.msg === 'the disk failed after the jobs were added; the message will be delivered from its spool file (and may arrive again from the client)')).toBe(false);
+    await waitFor('the abandoned file removed', async () => ((await readdir(h.spool.directory.messagesDir)).length === 0 ? true : undefined), 5_000);
+    expect(h.lines.some((l) => l.msg === 'the jobs went in although the message was refused; it will be delivered from its spool file (and may arrive again from its sender)')).toBe(false);
   });
 });

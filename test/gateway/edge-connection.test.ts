@@ -8,6 +8,7 @@ import { open, readdir, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../gateway/gateway.js';
+import { SpoolReader } from '../../gateway/spool/reader.js';
 import { tempDir } from '../support/files.js';
 import { spooledMessage } from '../support/spool.js';
 import { canMountTmpfs, mountTmpfs } from '../support/tmpfs.js';
@@ -382,14 +383,15 @@ describe('spool space', () => {
       expect(await send('streamed, fits in what is left', 0.7 * MiB)).toMatch(/^250 Ok /);
       // Batched (in memory, written in one go): a short write, then ENOSPC.
       expect(await send('batched, too big for what is left', 200 * 1024)).toBe('452 4.3.1 mx.enospc.test Insufficient system storage, try again later');
-      expect(lines.filter((l) => l.msg === 'spool file system full; replying 452')).toHaveLength(2);
+      expect(lines.filter((l) => l.msg === 'spool file system full; message refused')).toHaveLength(2);
       // Nothing partial kept: the two accepted messages are spooled, each whole; no partial file in incoming/.
       expect(await gw.spool.countSpooled()).toBe(2);
       expect(await readdir(join(fs.path, 'spool', 'incoming'))).toEqual([]);
       for (const id of await gw.spool.list()) {
-        const f = await gw.spool.openFile(id);
+        const reader = new SpoolReader(gw.spool);
+        const f = await reader.entries(id);
         expect(f.entries).toHaveLength(1);
-        const m = await spooledMessage(gw.spool, id, f.entries[0]!.at, f.entries[0]!.record.envelope.messageId);
+        const m = await spooledMessage({ reader }, id, f.entries[0]!.at, f.entries[0]!.record.envelope.messageId);
         // Whole: the file ends where the entry's DATA ends, and the DATA starts with the message as sent.
         expect((await stat(m.path)).size).toBe(m.dataOffset + m.dataLength);
         const fh = await open(m.path, 'r');

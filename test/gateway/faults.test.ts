@@ -20,9 +20,9 @@ import { SPOOL_QUEUE } from '../../gateway/queue/jobs.js';
 import { DeliveryWorkers } from '../../gateway/worker/worker.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { SpoolRecovery } from '../../gateway/intake/recovery.js';
-import { Spool } from '../../gateway/spool/spool.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
-import { spooledFiles, spoolFileHolding } from '../support/spool.js';
+import { spooledFiles, spoolFileHolding, TestSpool } from '../support/spool.js';
+import type { SpoolReader } from '../../gateway/spool/reader.js';
 import { mailroomCli, writeConfig } from './child.js';
 import { ACCOUNT, awsClients, capturedLog, createBuckets, listKeys, rawMessage, REGION, run, runtimeFor, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
 
@@ -149,17 +149,19 @@ describe('stopped while Redis is down', () => {
     let stoppedAt = 0;
     // The release job's processor: Redis goes away and the gateway is told to stop while it runs.
     const spool = {
-      fileIdOf: (f: string) => f,
-      remove: async () => {
-        removes++;
-        if (removes === 1) {
-          await redis.stop();
-          stopping = workers.stop().then(() => void (stoppedAt = performance.now()));
-          await new Promise((r) => setTimeout(r, 300));
-        }
-        return true;
+      directory: {
+        fileIdOf: (f: string) => f,
+        remove: async () => {
+          removes++;
+          if (removes === 1) {
+            await redis.stop();
+            stopping = workers.stop().then(() => void (stoppedAt = performance.now()));
+            await new Promise((r) => setTimeout(r, 300));
+          }
+          return true;
+        },
       },
-    } as unknown as Spool;
+    } as unknown as SpoolReader;
     const workers = new DeliveryWorkers(runtime, spool, silentLogger(), { prefix });
     workers.start();
     const queue = new Queue(SPOOL_QUEUE, { connection: { host: '127.0.0.1', port: redis.port }, prefix });
@@ -189,7 +191,7 @@ describe('workers while Redis is down', () => {
   it('log the outage once, not every retry of every connection, and say when Redis is back', async () => {
     const redis = await startRedis();
     const { log, lines } = capturedLog();
-    const workers = new DeliveryWorkers(runtimeFor(config('log-outage', redis.url, 'redis-outage')), {} as Spool, log, { prefix: 'log-outage' });
+    const workers = new DeliveryWorkers(runtimeFor(config('log-outage', redis.url, 'redis-outage')), {} as SpoolReader, log, { prefix: 'log-outage' });
     workers.start();
     const about = (what: RegExp) => lines.filter((l) => what.test(l.msg));
     try {
@@ -211,7 +213,7 @@ describe('workers while Redis is down', () => {
 describe('Redis that stops answering', () => {
   it('fails a spool recovery pass within enqueueTimeoutMs, so the next pass runs, instead of holding recovery until Redis answers', async () => {
     const redis = await startRedis();
-    const spool = new Spool(join(dir.path, 'stall'));
+    const spool = new TestSpool(join(dir.path, 'stall'));
     const enqueuer = new Enqueuer({ redis: { url: redis.url, cluster: false }, prefix: 'stall', timeoutMs: 500, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } }, silentLogger());
     let stopped = false;
     try {
@@ -224,8 +226,8 @@ describe('Redis that stops answering', () => {
         envelope: { messageId: id, receivedAt: new Date().toISOString(), mailFrom: '', helo: 'h.example', clientIp: '127.0.0.1', tls: false, byHost: 'mx.example', accountId: ACCOUNT, region: REGION },
         rules: [{ name: 'all', recipients: ['user@example.com'], scanEnabled: false, s3Action: { bucketName: 'redis-outage', objectKeyPrefix: 'in' } }],
       };
-      expect((await spool.receive(record, Object.assign(Readable.from([Buffer.from(msg('stalled'))]), { sizeExceeded: false }))).ok).toBe(true);
-      const recovery = new SpoolRecovery(spool, enqueuer, new Set(), silentLogger());
+      expect((await spool.receive(record, Readable.from([Buffer.from(msg('stalled'))]))).ok).toBe(true);
+      const recovery = new SpoolRecovery(spool, enqueuer, (id) => spool.writer.owns(id), silentLogger(), 5_000);
 
       // Frozen, not gone: connections stay open and nothing answers (a hung server, a partition without resets).
       process.kill(redis.pid, 'SIGSTOP');
@@ -352,8 +354,8 @@ describe('S3 refusing', () => {
     try {
       // Ending together, so all but the first share a spool file (and so a delivery job).
       const sent = await sendTogether(gw.port, to, Array.from({ length: 12 }, (_, i) => msg(`batch-${i}`)));
-      const spool = new Spool(join(dir.path, 'batch'));
-      const files = await Promise.all((await spooledFiles(spool.dir)).map((name) => spool.openFile(spool.fileIdOf(name))));
+      const spool = new TestSpool(join(dir.path, 'batch'));
+      const files = await Promise.all((await spooledFiles(spool.dir)).map((name) => spool.openFile(spool.directory.fileIdOf(name))));
       const batch = files.find((f) => f.entries.length > 1)!;
       expect(batch, 'a spool file holding several messages').toBeDefined();
       const [victim, ...others] = batch.entries.map((e) => e.record.envelope.messageId);

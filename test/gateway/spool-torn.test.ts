@@ -13,11 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Enqueuer } from '../../gateway/queue/enqueue.js';
 import { SpoolFormatError, type SpoolFile, type SpoolRecord } from '../../gateway/spool/format.js';
 import { SpoolRecovery } from '../../gateway/intake/recovery.js';
-import { Spool } from '../../gateway/spool/spool.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { tempDir } from '../support/files.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
-import { spooledMessage } from '../support/spool.js';
+import { spooledMessage, TestSpool } from '../support/spool.js';
 import { capturedLog } from './helpers.js';
 
 let redis: RedisServer;
@@ -41,9 +40,9 @@ function record(): SpoolRecord {
 }
 
 /** Five messages ending together: the first goes out alone, the other four share the next batch file. */
-async function batchOfFour(spool: Spool): Promise<SpoolFile> {
+async function batchOfFour(spool: TestSpool): Promise<SpoolFile> {
   const files = await Promise.all(
-    Array.from({ length: 5 }, (_, i) => spool.receive(record(), Object.assign(Readable.from([Buffer.from(`Subject: ${i}\r\n\r\n${'body '.repeat(200 + i)}\r\n`)]), { sizeExceeded: false }))),
+    Array.from({ length: 5 }, (_, i) => spool.receive(record(), Readable.from([Buffer.from(`Subject: ${i}\r\n\r\n${'body '.repeat(200 + i)}\r\n`)]))),
   );
   const file = files.map((f) => (f.ok ? f.file : undefined)).find((f) => f && f.entries.length === 4);
   if (!file) throw new Error('expected a batch file of four');
@@ -52,7 +51,7 @@ async function batchOfFour(spool: Spool): Promise<SpoolFile> {
 
 describe('torn batch files after a crash', () => {
   it('are set aside by recovery, untouched and not delivered; whole files and whole entries are enqueued', async () => {
-    const spool = new Spool(join(dir.path, 'spool'));
+    const spool = new TestSpool(join(dir.path, 'spool'));
     const { log, lines } = capturedLog();
     const enqueuer = new Enqueuer({ redis: { url: redis.url, cluster: false }, prefix: 'torn', timeoutMs: 5_000, policy: { attempts: 3, backoffBaseMs: 100, keepCompleted: 10 } }, log);
     try {
@@ -85,14 +84,14 @@ describe('torn batch files after a crash', () => {
       await expect(spooledMessage(spool, zeroedEntry.id, zeroedEntry.entries[1]!.at)).rejects.toBeInstanceOf(SpoolFormatError);
 
       const before = await spool.list();
-      const recovery = new SpoolRecovery(spool, enqueuer, new Set(), log);
+      const recovery = new SpoolRecovery(spool, enqueuer, (id) => spool.writer.owns(id), log, 5_000);
       const result = await recovery.run();
       // Six single-message files, the whole batch (4), the two whole entries of the file cut between them.
       expect(result).toEqual({ checked: before.length, requeued: 6 + 4 + 2 });
 
-      expect((await readdir(spool.damagedDir)).sort()).toEqual(torn.map((f) => `${f.id}.msg`).sort());
+      expect((await readdir(spool.directory.damagedDir)).sort()).toEqual(torn.map((f) => `${f.id}.msg`).sort());
       for (const [i, f] of torn.entries()) {
-        expect((await readFile(join(spool.damagedDir, `${f.id}.msg`))).equals(tornBytes[i]!), `${f.id} kept as it was`).toBe(true);
+        expect((await readFile(join(spool.directory.damagedDir, `${f.id}.msg`))).equals(tornBytes[i]!), `${f.id} kept as it was`).toBe(true);
         expect(await enqueuer.hasJobs(f.id)).toBe(false);
       }
       const left = await spool.list();
@@ -108,7 +107,7 @@ describe('torn batch files after a crash', () => {
       // Nothing is met again: the next pass finds every file with its jobs (and the empty one, left alone).
       expect(await recovery.run()).toEqual({ checked: left.length, requeued: 0 });
       expect(await readFile(path(empty))).toHaveLength(0);
-      const restarted = new Spool(spool.dir);
+      const restarted = new TestSpool(spool.dir);
       await restarted.init({ clearIncoming: true });
       expect((await restarted.list()).sort()).toEqual(left.filter((id) => id !== empty.id).sort());
     } finally {

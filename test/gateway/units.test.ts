@@ -14,10 +14,10 @@ import { overridesFrom, resolveRuntime } from '../../gateway/runtime/settings.js
 import { Credentials } from '../../gateway/smtp/auth.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
-import { Spool, SpoolMissingError } from '../../gateway/spool/spool.js';
+import { SpoolMissingError } from '../../gateway/spool/reader.js';
 import { isOutOfSpace, SpoolFreeSpace } from '../../gateway/spool/free-space.js';
 import { tempDir } from '../support/files.js';
-import { spooledMessage } from '../support/spool.js';
+import { spooledMessage, TestSpool } from '../support/spool.js';
 import { notificationFor } from '../../gateway/worker/notify.js';
 import { headerBlockFor } from '../../gateway/worker/stored-message.js';
 import { deliver } from '../../gateway/worker/deliver.js';
@@ -238,12 +238,12 @@ describe('spool and job contract', () => {
 
   it('writes record + DATA, reads them back, refuses oversize without keeping it, removes', async () => {
     const dir = await tempDir();
-    const spool = new Spool(dir.path);
+    const spool = new TestSpool(dir.path);
     try {
       await spool.init({ clearIncoming: true });
       const id = newMessageId();
       const data = Buffer.from('Subject: x\r\n\r\nbody with "quotes" and \n bare LF\r\n');
-      const r = await spool.receive(record(id), Object.assign(Readable.from([data.subarray(0, 5), data.subarray(5)]), { sizeExceeded: false }));
+      const r = await spool.receive(record(id), Readable.from([data.subarray(0, 5), data.subarray(5)]));
       expect(r).toMatchObject({ ok: true, dataLength: data.length, file: { id, entries: [{ at: 0 }] } });
       const msg = await spooledMessage(spool, id);
       expect(msg.record.envelope.messageId).toBe(id);
@@ -255,9 +255,7 @@ describe('spool and job contract', () => {
       expect(await spool.list()).toEqual([id]);
 
       const big = newMessageId();
-      const stream = Object.assign(Readable.from([Buffer.alloc(10), Buffer.alloc(10)]), { sizeExceeded: false });
-      stream.on('data', () => (stream.sizeExceeded = true));
-      expect((await spool.receive(record(big), stream)).ok).toBe(false);
+      expect((await spool.receive(record(big), Readable.from([Buffer.alloc(10), Buffer.alloc(10)]), 15)).ok).toBe(false);
       expect(await spool.list()).toEqual([id]);
 
       expect(await spool.remove(id)).toBe(true);
@@ -298,13 +296,13 @@ describe('spool and job contract', () => {
 
   it('a lone job whose spool file is gone on a later run counts its messages done (an earlier run released them); on its first run, or as a flow child, it fails them for good', async () => {
     const dir = await tempDir();
-    const spool = new Spool(dir.path);
+    const spool = new TestSpool(dir.path);
     try {
       await spool.init({ clearIncoming: true });
       const [a, b] = [newMessageId(), newMessageId()];
       const job = spoolFileJobs({ id: a, entries: [{ record: record(a), at: 0 }, { record: record(b), at: 812 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
       // No AWS is reached: the file is missing before anything is read.
-      const deps = { spool, aws: undefined as never, tuning: { multipartThresholdBytes: 1, partSizeBytes: 1, queueSize: 1 }, slots: new Slots(2), ranBefore: true };
+      const deps = { spool: spool.reader, aws: undefined as never, tuning: { multipartThresholdBytes: 1, partSizeBytes: 1, queueSize: 1 }, slots: new Slots(2), ranBefore: true };
       const lone = await deliver(job.data as DeliveryJobData, deps);
       expect(lone.failed).toEqual([]);
       expect(lone.foundReleased).toEqual([a, b]);
