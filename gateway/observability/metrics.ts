@@ -59,7 +59,7 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly rejectedTotal = this.registry.add(
     new Counter('mailroom_smtp_rejected_total', 'Refusals the gateway wrote, by reply code class, code and reason (RFC 3463 name).', ['class', 'code', 'reason'] as const),
   );
-  readonly connections = this.registry.add(new Gauge('mailroom_smtp_connections', 'Open SMTP connections (sampled at scrape).', []));
+  readonly connections = this.registry.add(new Gauge('mailroom_smtp_connections', 'Open SMTP connections on every listener, each holding a slot of gateway.smtp.maxConnections (sampled at scrape).', []));
   readonly deliveriesInFlight = this.registry.add(new Gauge('mailroom_deliveries_in_flight', 'Deliveries (S3 action of one rule for one message) running now.', []));
   readonly deliveriesTotal = this.registry.add(new Counter('mailroom_deliveries_total', 'Finished delivery attempts by result (retry = failed, will be tried again).', ['result'] as const));
   readonly uploadBytes = this.registry.add(new Counter('mailroom_upload_bytes_total', 'Bytes stored in S3 (header block + DATA, ciphertext when encrypted).', []));

@@ -82,6 +82,11 @@ export class EdgePolicy {
     return this.total;
   }
 
+  /** Client addresses holding at least one slot. */
+  get connectedClients(): number {
+    return this.perClient.size;
+  }
+
   /** Takes one message from the client's token bucket; a refusal says when the next token is there. */
   takeMessage(address: string): SmtpReply | undefined {
     if (this.ratePerMs === 0 || this.isTrusted(address)) return undefined;

@@ -1,0 +1,91 @@
+/**
+ * Sessions at the edge, counted: every admitted connection holds one slot of the overall and per-client limits until
+ * its session ends — plain, after STARTTLS, on the implicit-TLS port, cut off mid-handshake — and the slot, the
+ * per-client count and the `mailroom_smtp_connections` gauge come back to zero. The implicit-TLS port decides
+ * before the handshake and gives the handshake its own timeout. Real sockets, Redis, TLS; no workers.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
+import { hashPassword } from '../../gateway/smtp/auth.js';
+import { tempDir } from '../support/files.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { LineClient } from './edge-helpers.js';
+import { ACCOUNT, REGION, runtimeFor, selfSignedCert, testLogger, waitFor } from './helpers.js';
+
+export const USER = 'relay-one';
+export const PASSWORD = 'correct horse battery staple';
+let redis: RedisServer;
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let gw: RunningGateway;
+
+beforeAll(async () => {
+  [redis, dir] = await Promise.all([startRedis(), tempDir('mailroom-edge-sessions-')]);
+  const tls = await selfSignedCert(dir.path);
+  await writeFile(join(dir.path, 'users'), `${USER}:${await hashPassword(PASSWORD, { ln: 10, r: 8, p: 1 })}\n`);
+  const runtime = runtimeFor({
+    region: REGION,
+    accountId: ACCOUNT,
+    ruleSetName: 'edge-sessions',
+    rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'unused' } }],
+    gateway: {
+      hostname: 'mx.sessions.test',
+      spoolDir: join(dir.path, 'spool'),
+      http: { port: 0 },
+      smtp: {
+        port: 0,
+        reverseDns: false,
+        greetingDelayMs: 0,
+        // Loopback is trusted by default, which would exempt every test client from the per-client limit.
+        trustedNetworks: [],
+        maxConnections: 20,
+        maxConnectionsPerClient: 4,
+        tls: { ...tls, implicitPort: 0, watch: false },
+        auth: { mode: 'optional', usersFile: join(dir.path, 'users') },
+      },
+      redis: { url: redis.url, prefix: 'edge-sessions' },
+    },
+  });
+  gw = await startGateway(runtime, { smtp: true, workers: false }, testLogger());
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  await redis?.stop();
+  await dir?.remove();
+});
+
+const ports = () => gw.smtp!.addresses;
+
+async function gauge(): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${gw.httpAddress!.port}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const line = (await r.text()).split('\n').find((l) => l.startsWith('mailroom_smtp_connections '));
+  return Number(line?.split(' ')[1]);
+}
+
+/** Every slot given back: the overall count, the per-client counts and the gauge. */
+async function allSlotsFree(): Promise<void> {
+  await waitFor('every connection slot given back', async () => gw.smtp!.edge.openConnections === 0 && gw.smtp!.edge.connectedClients === 0, 10_000, 50);
+  expect(await gauge()).toBe(0);
+}
+
+describe('connection slots', () => {
+  it('STARTTLS sessions give their slot back: six in a row from one address (limit 4), then a plain session', async () => {
+    for (let i = 0; i < 6; i++) {
+      const c = await LineClient.open(ports().smtp!.port, { localAddress: '127.0.0.21' });
+      expect(await c.reply(), `session ${i + 1}`).toMatch(/^220 /);
+      expect(await c.command('EHLO client.example.net')).toMatch(/STARTTLS/);
+      expect(await c.startTls()).toMatch(/^220 /);
+      expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+      expect(await c.command('QUIT')).toMatch(/^221 /);
+      await c.untilClosed();
+    }
+    await allSlotsFree();
+    const plain = await LineClient.open(ports().smtp!.port, { localAddress: '127.0.0.21' });
+    expect(await plain.reply()).toMatch(/^220 /);
+    expect(await plain.command('QUIT')).toMatch(/^221 /);
+    await plain.untilClosed();
+    await allSlotsFree();
+  });
+});
