@@ -138,16 +138,8 @@ export class SmtpFront {
       },
       ...extra,
     });
-    const admit = (ip: string): Admission => {
-      const a = this.edge.admit(ip);
-      if (!a.ok) {
-        deps.log.info({ client: ip, code: a.reply.responseCode, reason: a.reply.message }, 'connection refused');
-        return { ok: false, reply: this.counted(a.reply) };
-      }
-      return { ok: true, release: a.release, greetingDelayMs: this.edge.greetingDelayMs(ip) };
-    };
     const add = (name: ListenerName, port: number, extra: SMTPServerOptions) => {
-      const smtp = new EdgeSmtpServer(options(extra), admit);
+      const smtp = new EdgeSmtpServer(options(extra), tls?.handshakeTimeoutMs ?? 0);
       smtp.on('error', (err: Error & { code?: string }) => {
         // Client-side socket trouble is routine on an MX; keep it at debug.
         deps.log.debug({ listener: name, err: err.message, code: err.code }, 'smtp connection error');
@@ -166,7 +158,7 @@ export class SmtpFront {
     await this.freeSpace.start();
     for (const { name, smtp, port } of this.servers) {
       const listener = new EdgeListener(name, { proxies: this.edge.proxies, headerTimeoutMs: proxyProtocol.headerTimeoutMs, maxSockets: 2 * this.deps.runtime.settings.smtp.maxConnections, log: this.deps.log }, (socket, client) =>
-        smtp.connect(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }),
+        smtp.startSession(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }, this.admit(name, client.remoteAddress)),
       );
       let addr: AddressInfo;
       try {
@@ -226,6 +218,21 @@ export class SmtpFront {
         this.deps.log.warn({ dir, err: (err as Error).message }, 'cannot watch TLS files; reload with SIGHUP');
       }
     }
+  }
+
+  /**
+   * Admission at TCP accept, on every listener: the receipt filters and connection limits, decided before any TLS
+   * handshake. On the implicit-TLS port a refusal is a closed connection (no reply without a handshake), still
+   * logged and counted by the reply it stands for.
+   */
+  private admit(listener: ListenerName, ip: string): Admission {
+    const a = this.edge.admit(ip);
+    if (!a.ok) {
+      const closed = listener === 'smtps';
+      this.deps.log.info({ listener, client: ip, code: a.reply.responseCode, reason: a.reply.message }, closed ? 'connection refused; closed before the TLS handshake' : 'connection refused');
+      return { ok: false, reply: this.counted(a.reply) };
+    }
+    return { ok: true, release: a.release, greetingDelayMs: this.edge.greetingDelayMs(ip) };
   }
 
   /** Every refusal the gateway writes passes here on its way to the client, for the rejected-by-reason metric. */

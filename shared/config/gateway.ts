@@ -25,6 +25,10 @@ export const GatewayTlsSchema = z
       .boolean()
       .default(true)
       .describe('Reload the certificate and key when their files change (SIGHUP always reloads); new sessions get the new certificate, open ones keep theirs.'),
+    handshakeTimeoutMs: ms(
+      10_000,
+      'How long a client of the implicit-TLS port may take to complete its TLS handshake before the connection is closed (its connection slot is taken when it connects, so an idle one must not hold it for socketTimeoutMs)',
+    ),
   })
   .strict();
 

@@ -5,6 +5,7 @@
  * before the handshake and gives the handshake its own timeout. Real sockets, Redis, TLS; no workers.
  */
 import { writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
@@ -41,7 +42,8 @@ beforeAll(async () => {
         trustedNetworks: [],
         maxConnections: 20,
         maxConnectionsPerClient: 4,
-        tls: { ...tls, implicitPort: 0, watch: false },
+        tls: { ...tls, implicitPort: 0, watch: false, handshakeTimeoutMs: 1_500 },
+        receiptFilters: { block: ['127.0.0.66'] },
         auth: { mode: 'optional', usersFile: join(dir.path, 'users') },
       },
       redis: { url: redis.url, prefix: 'edge-sessions' },
@@ -86,6 +88,53 @@ describe('connection slots', () => {
     expect(await plain.reply()).toMatch(/^220 /);
     expect(await plain.command('QUIT')).toMatch(/^221 /);
     await plain.untilClosed();
+    await allSlotsFree();
+  });
+});
+
+describe('the implicit-TLS port', () => {
+  /** A plain TCP connection that sends nothing; resolves `closed` when the server drops it. */
+  async function idle(port: number, localAddress: string): Promise<{ socket: Socket; closed: Promise<number> }> {
+    const socket = connect({ port, host: '127.0.0.1', localAddress });
+    socket.on('error', () => undefined);
+    const opened = Date.now();
+    const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - opened)));
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    return { socket, closed };
+  }
+
+  it('45 idle connections from one address hold only its per-client share before the handshake; another client is served; the idle ones are closed after tls.handshakeTimeoutMs', async () => {
+    const port = ports().smtps!.port;
+    const idles = await Promise.all(Array.from({ length: 45 }, () => idle(port, '127.0.0.31')));
+    // Those over the per-client limit (4) are closed at once, before any handshake.
+    const early = await Promise.all(idles.map((i) => Promise.race([i.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 500))])));
+    expect(early.filter((t) => t === undefined)).toHaveLength(4);
+    expect(gw.smtp!.edge.openConnections).toBe(4);
+
+    const other = await LineClient.open(port, { tls: true, localAddress: '127.0.0.32' });
+    expect(await other.reply()).toMatch(/^220 mx\.sessions\.test ESMTP/);
+    expect(await other.command('QUIT')).toMatch(/^221 /);
+    await other.untilClosed();
+
+    // The four admitted ones never started a handshake: closed after the handshake timeout (1.5 s here).
+    const lasted = await Promise.all(idles.map((i) => i.closed));
+    for (const ms of lasted.sort((a, b) => b - a).slice(0, 4)) {
+      expect(ms).toBeGreaterThanOrEqual(1_400);
+      expect(ms).toBeLessThan(8_000);
+    }
+    await allSlotsFree();
+  });
+
+  it('a blocked address is closed before the handshake (no TLS work for it); an allowed one gets its greeting', async () => {
+    const port = ports().smtps!.port;
+    const err = await LineClient.open(port, { tls: true, localAddress: '127.0.0.66' }).then(
+      (c) => (c.close(), undefined),
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(/socket disconnected|ECONNRESET|socket hang up/i);
+    const ok = await LineClient.open(port, { tls: true, localAddress: '127.0.0.67' });
+    expect(await ok.reply()).toMatch(/^220 /);
+    ok.close();
     await allSlotsFree();
   });
 });
