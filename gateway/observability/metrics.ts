@@ -36,6 +36,7 @@ const RFC3463: Record<string, string> = {
   '4.5': 'congestion',
   '5.2': 'syntax_error',
   '5.3': 'too_many_recipients',
+  '6.0': 'media_error',
   '7.0': 'security_policy',
   '7.1': 'not_authorized',
   '7.8': 'auth_failed',

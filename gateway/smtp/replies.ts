@@ -17,6 +17,9 @@ export const replies = {
   unknownRecipient: (address: string) => new SmtpReply(550, `5.1.1 <${address}>: Recipient address rejected: no receipt rule accepts it`),
   tlsRequired: (address: string) => new SmtpReply(530, `5.7.0 <${address}>: Must issue a STARTTLS command first: a receipt rule for this recipient requires TLS`),
   tooBig: (limit: number) => new SmtpReply(552, `5.3.4 Message size exceeds fixed maximum message size of ${limit} bytes`),
+  /** RFC 5322: a message starts with a header field (or an empty line); this one starts with a folded continuation. */
+  startsWithContinuation: () =>
+    new SmtpReply(554, '5.6.0 Message refused: its first line starts with a space or tab, a header continuation with no header field before it; start the message with a header field or an empty line'),
   localError: () => new SmtpReply(451, '4.3.0 Local error in processing; the message was not accepted, try again later'),
   /** RFC 5321's 452 "insufficient system storage": the sender keeps the message and retries. */
   systemFull: (host: string) => new SmtpReply(452, `4.3.1 ${host} Insufficient system storage, try again later`),

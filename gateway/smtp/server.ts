@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { ConfigError } from '../../shared/config/index.js';
-import { headerFieldProblem } from '../../shared/ses/header-block.js';
+import { continuesHeaderBlock, headerFieldProblem } from '../../shared/ses/header-block.js';
 import { withAsciiDomain } from '../../shared/ses/address.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import type { Logger } from '../log.js';
@@ -48,6 +48,9 @@ function readTlsFile(path: string, field: string): Buffer {
 }
 
 /** smtp-server writes `[ip]` when the PTR lookup found nothing; the Received header then says `unknown`. */
+/** DATA that would fold into the gateway's header block (see continuesHeaderBlock) is refused, never stored. */
+const refuseContinuation = (head: Buffer): SmtpReply | undefined => (continuesHeaderBlock(head) ? replies.startsWithContinuation() : undefined);
+
 function resolvedHostname(session: SMTPServerSession): string | undefined {
   const h = session.clientHostname;
   return h && !h.startsWith('[') ? h : undefined;
@@ -385,12 +388,16 @@ export class SmtpFront {
           // Before the writer lets go of the file (its round ends), so recovery never sees it unclaimed.
           inFlight.add(file.id);
           enqueuer.begin(file);
-        });
+        }, refuseContinuation);
       } catch (err) {
         const full = isOutOfSpace(err);
         log.error({ ...meta, err: (err as Error).message }, full ? 'spool file system full; replying 452' : 'spool write failed; replying 451');
         if (begun) settled = this.abandonUnflushed(begun, meta);
         throw full ? replies.systemFull(runtime.settings.hostname) : replies.localError();
+      }
+      if (!received.ok && received.reason === 'refused') {
+        log.info({ ...meta, bytes: received.dataLength }, 'message starts with a continuation line; replying 554');
+        throw received.refusal;
       }
       if (!received.ok) {
         log.info({ ...meta, bytes: received.dataLength, limit: runtime.config.maxMessageSize }, 'message too big; replying 552');

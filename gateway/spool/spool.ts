@@ -49,7 +49,10 @@ export interface SpoolReader {
 }
 
 /** `file`: the spool file now holding the message (shared with the other messages of its batch). */
-export type ReceiveResult = { ok: true; dataLength: number; file: SpoolFile } | { ok: false; reason: 'oversized'; dataLength: number };
+export type ReceiveResult =
+  | { ok: true; dataLength: number; file: SpoolFile }
+  | { ok: false; reason: 'oversized'; dataLength: number }
+  | { ok: false; reason: 'refused'; refusal: Error; dataLength: number };
 
 export class SpoolMissingError extends Error {
   override name = 'SpoolMissingError';
@@ -216,8 +219,16 @@ export class Spool {
    * `onWritten`: for a message written whole into a batch file, called with that file once its bytes are in it,
    * while the disk still flushes (see writer.ts); from then on, should the flush fail, the file stays and removing
    * it is the caller's decision. Not called for a streamed message (its file is named only once durable).
+   *
+   * `check`: judges DATA by its first bytes (the first chunk); an error it returns refuses the message like an
+   * oversized one — nothing written, the rest drained — and comes back as the result's `refusal`.
    */
-  async receive(record: SpoolRecord, data: Readable & { sizeExceeded?: boolean }, onWritten?: (file: SpoolFile) => void): Promise<ReceiveResult> {
+  async receive(
+    record: SpoolRecord,
+    data: Readable & { sizeExceeded?: boolean },
+    onWritten?: (file: SpoolFile) => void,
+    check?: (head: Buffer) => Error | undefined,
+  ): Promise<ReceiveResult> {
     const id = record.envelope.messageId;
     const tmp = join(this.incomingDir, spoolFileName(id));
     let fh: FileHandle | undefined;
@@ -226,7 +237,8 @@ export class Spool {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let dataLength = 0;
-    let oversized = false;
+    let dropped = false;
+    let refusal: Error | undefined;
     const flush = async () => {
       if (!fh) {
         fh = await open(tmp, 'wx');
@@ -240,7 +252,7 @@ export class Spool {
       await writeAll(fh, buf);
     };
     const drop = async () => {
-      oversized = true;
+      dropped = true;
       pending = [];
       pendingBytes = 0;
       const f = fh;
@@ -251,8 +263,13 @@ export class Spool {
     };
     try {
       for await (const chunk of data as AsyncIterable<Buffer>) {
+        const first = dataLength === 0 && chunk.length > 0;
         dataLength += chunk.length;
-        if (oversized) continue;
+        if (dropped) continue;
+        if (first && check && (refusal = check(chunk))) {
+          await drop();
+          continue;
+        }
         if (data.sizeExceeded) {
           await drop();
           continue;
@@ -264,8 +281,9 @@ export class Spool {
       // A client that vanished mid-DATA can end the stream without an error; never spool a truncated message.
       if (!data.readableEnded) throw new Error('DATA ended before its terminating dot');
       // The flag is final only once the stream ended: the last chunk may be the one that crossed the limit.
-      if (!oversized && data.sizeExceeded) await drop();
-      if (oversized) return { ok: false, reason: 'oversized', dataLength };
+      if (!dropped && data.sizeExceeded) await drop();
+      if (refusal) return { ok: false, reason: 'refused', refusal, dataLength };
+      if (dropped) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
         // The whole message is in memory: the writer makes it durable in a batch file with the others that ended
         // meanwhile (written into a spare and fdatasync'd, or created and fdatasync'd alongside a directory fsync; on

@@ -1,6 +1,7 @@
+import type { Readable } from 'node:stream';
 import { UnrecoverableError } from 'bullmq';
 import { HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
-import { HeaderInjectionError } from '../../shared/ses/header-block.js';
+import { continuesHeaderBlock, HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../../shared/store/put-message.js';
 import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
@@ -69,6 +70,11 @@ export interface DeliveryResult {
   delivered: MessageDelivery[];
 }
 
+async function firstBytes(stream: Readable): Promise<Buffer> {
+  for await (const chunk of stream) return chunk as Buffer;
+  return Buffer.alloc(0);
+}
+
 const unrecoverable = (err: unknown) => err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError;
 
 /**
@@ -119,6 +125,10 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
             const started = Date.now();
             try {
               const msg = await r.entry(m.at, id, m.length);
+              // Behind the SMTP front's refusal, for files spooled before it: DATA never folds into the gateway's block.
+              if (continuesHeaderBlock(msg.data ?? (await firstBytes(deps.spool.dataStream(msg, 1))))) {
+                throw new HeaderInjectionError('DATA', 'starts with a space or tab, which would continue the header block before it');
+              }
               const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m));
               const key = objectKey(action.objectKeyPrefix, id);
               let storedBytes = 0;

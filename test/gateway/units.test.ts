@@ -325,6 +325,48 @@ describe('spool and job contract', () => {
     }
   });
 
+  it('a check on the first bytes refuses DATA like an oversized message: nothing kept, the refusal handed back', async () => {
+    const dir = await tempDir();
+    const spool = new Spool(dir.path);
+    try {
+      await spool.init({ clearIncoming: true });
+      const refusal = new Error('refused');
+      const checked: string[] = [];
+      const check = (head: Buffer) => (checked.push(head.toString('latin1')), head[0] === 0x20 ? refusal : undefined);
+      const stream = (...parts: string[]) => Object.assign(Readable.from(parts.map((p) => Buffer.from(p, 'latin1'))), { sizeExceeded: false });
+      const r = await spool.receive(record(newMessageId()), stream('', ' PASS\r\n', 'Subject: x\r\n\r\nbody'), undefined, check);
+      expect(r).toEqual({ ok: false, reason: 'refused', refusal, dataLength: 25 });
+      expect(await spool.list()).toEqual([]);
+      const ok = newMessageId();
+      expect((await spool.receive(record(ok), stream('Subject: x\r\n', ' folded\r\n\r\nbody'), undefined, check)).ok).toBe(true);
+      // Judged once, on the first bytes only: a folded line further down is the sender's own header.
+      expect(checked).toEqual([' PASS\r\n', 'Subject: x\r\n']);
+      expect(await spool.list()).toEqual([ok]);
+    } finally {
+      await spool.close();
+      await dir.remove();
+    }
+  });
+
+  it('a spooled message whose DATA would continue the header block (spooled before the SMTP front refused it) fails for good, before anything is stored', async () => {
+    const dir = await tempDir();
+    const spool = new Spool(dir.path);
+    try {
+      await spool.init({ clearIncoming: true });
+      const id = newMessageId();
+      const received = await spool.receive(record(id), Object.assign(Readable.from([Buffer.from(' PASS\r\nSubject: x\r\n\r\nbody')]), { sizeExceeded: false }));
+      expect(received.ok).toBe(true);
+      const job = spoolFileJobs({ id, entries: [{ record: record(id), at: 0 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+      // No AWS client: the refusal must come before any S3 request.
+      const out = await deliver(job.data as DeliveryJobData, { spool, aws: undefined as never, tuning: { multipartThresholdBytes: 1, partSizeBytes: 1, queueSize: 1 }, slots: new Slots(1), ranBefore: false });
+      expect(out.failed.map((f) => [f.messageId, f.unrecoverable, f.error.name])).toEqual([[id, true, 'HeaderInjectionError']]);
+      expect(out.stored).toEqual([]);
+    } finally {
+      await spool.close();
+      await dir.remove();
+    }
+  });
+
   it('a job of the previous release (one message, one rule) reads as a batch of one', () => {
     const id = newMessageId();
     const rec = record(id);
