@@ -1,6 +1,7 @@
 import { objectKey } from '../ses/object-key.js';
 import { commonHeaders, destination } from './common-headers.js';
 import { parseHeaderBlock } from './headers.js';
+import { fitNotification } from './size.js';
 import type { DmarcPolicy, ReceivedNotification, Receipt, VerdictStatus } from './types.js';
 
 /** The SNS `Subject` SES publishes the notification with (spec §4.1). */
@@ -36,7 +37,7 @@ export interface ReceivedNotificationInput {
 
 /**
  * The notification object, with keys inserted in the wire order of spec §4.2 (JSON.stringify keeps insertion
- * order, so the object literals below *are* the format).
+ * order, so the object literals below *are* the format), bounded so that it always fits SNS (size.ts).
  */
 export function buildReceivedNotification(input: ReceivedNotificationInput): ReceivedNotification {
   const { processingTimeMillis: ms } = input;
@@ -65,7 +66,7 @@ export function buildReceivedNotification(input: ReceivedNotificationInput): Rec
     },
   };
 
-  return {
+  return fitNotification({
     notificationType: 'Received',
     mail: {
       timestamp,
@@ -77,7 +78,7 @@ export function buildReceivedNotification(input: ReceivedNotificationInput): Rec
       commonHeaders: commonHeaders(parsed.allHeaders),
     },
     receipt,
-  };
+  });
 }
 
 /** Compact JSON, non-ASCII as raw UTF-8 (as in the 2024 sample; `\u` escaping is UNCONFIRMED, spec §8.10). */

@@ -160,6 +160,19 @@ describe('DATA is stored exactly as received', () => {
   });
 });
 
+describe('a header that grows the notification', () => {
+  it('a To: of 9,000 addresses (170 KB) is stored whole and announced: the notification fits SNS, cut and marked headersTruncated', async () => {
+    const to = Array.from({ length: 9_000 }, (_, i) => `recipient-${String(i).padStart(5, '0')}@example.com`).join(', ');
+    const payload = `Subject: to everyone${CRLF}To: ${to}${CRLF}${CRLF}body`;
+    const n = await expectStoredExactly(await send(payload), bin(payload + CRLF));
+    expect(Buffer.byteLength(JSON.stringify(n))).toBeLessThanOrEqual(256 * 1024);
+    expect(n.mail.headersTruncated).toBe(true);
+    expect(n.mail.destination[0]).toBe('recipient-00000@example.com');
+    expect(n.mail.destination.length).toBeLessThan(9_000);
+    expect(n.mail.commonHeaders.subject).toBe('to everyone');
+  });
+});
+
 describe('internationalised domains', () => {
   // smtp-server decodes every domain to Unicode; MTAs send A-labels and rules hold them.
   const utf8 = (s: string) => Buffer.from(s, 'utf8');
