@@ -21,6 +21,8 @@ export interface DeliveryMetrics {
   deliveryFinished(result: 'delivered' | 'retry' | 'failed'): void;
   uploaded(bytes: number, seconds: number): void;
   awsError(service: AwsService, operation: string, error: string): void;
+  /** A stored message whose notification SNS refused for good (it is not announced). */
+  notificationRefused(error: string): void;
 }
 
 /** RFC 3463 subject.detail names for the enhanced codes gateways write; others are labelled by the code itself. */
@@ -68,6 +70,9 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly s3Errors = this.registry.add(new Counter('mailroom_s3_errors_total', 'Failed S3 requests by operation and error name.', ['operation', 'error'] as const));
   readonly kmsErrors = this.registry.add(new Counter('mailroom_kms_errors_total', 'Failed KMS requests by operation and error name.', ['operation', 'error'] as const));
   readonly snsErrors = this.registry.add(new Counter('mailroom_sns_errors_total', 'Failed SNS requests by operation and error name.', ['operation', 'error'] as const));
+  readonly notificationsRefused = this.registry.add(
+    new Counter('mailroom_notifications_refused_total', 'Stored messages whose notification SNS refused for good (never announced; the delivery job is in the failed set), by error name.', ['error'] as const),
+  );
   readonly queueJobs = this.registry.add(new Gauge('mailroom_queue_jobs', 'This node\'s jobs by queue and state (sampled from Redis at scrape).', ['queue', 'state'] as const));
   readonly spoolFiles = this.registry.add(new Gauge('mailroom_spool_files', 'Spool files (one message, or a batch of small ones that arrived together) awaiting delivery (sampled at scrape).', []));
   readonly spoolBytes = this.registry.add(new Gauge('mailroom_spool_bytes', 'Bytes of spooled messages on disk (sampled at scrape).', []));
@@ -113,5 +118,9 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   awsError(service: AwsService, operation: string, error: string): void {
     const c = service === 's3' ? this.s3Errors : service === 'kms' ? this.kmsErrors : this.snsErrors;
     c.inc({ operation, error });
+  }
+
+  notificationRefused(error: string): void {
+    this.notificationsRefused.inc({ error });
   }
 }

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { UnrecoverableError } from 'bullmq';
-import { HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
+import { HEADER_READ_LIMIT, NotificationTooLargeError, type ReceivedNotification } from '../../shared/notification/index.js';
 import { continuesHeaderBlock, HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../../shared/store/put-message.js';
@@ -9,7 +9,7 @@ import { SpoolFormatError } from '../spool/format.js';
 import { SpoolMissingError, type Spool, type SpoolReader } from '../spool/spool.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
-import { notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
+import { isPermanentSnsRefusal, notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
 import type { Slots } from './slots.js';
 import { headerBlockFor, storedMessageStream } from './stored-message.js';
 
@@ -41,8 +41,13 @@ export interface MessageDelivery {
 export interface MessageFailure {
   messageId: string;
   error: Error;
-  /** No retry can fix it: the spool entry is gone or damaged, or the envelope cannot go into a header. */
+  /**
+   * No retry can fix it: the spool entry is gone or damaged, the envelope or DATA cannot go behind the header
+   * block, or SNS refused the notification as written.
+   */
   unrecoverable: boolean;
+  /** Set when the message is stored (under this key) and only its notification failed. */
+  storedKey?: string;
 }
 
 export interface DeliveryOutcome {
@@ -75,7 +80,8 @@ async function firstBytes(stream: Readable): Promise<Buffer> {
   return Buffer.alloc(0);
 }
 
-const unrecoverable = (err: unknown) => err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError;
+const unrecoverable = (err: unknown) =>
+  err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError || err instanceof NotificationTooLargeError || (err instanceof Error && isPermanentSnsRefusal(err));
 
 /**
  * One rule's S3 action for the messages of one delivery job: each is stored (header block + DATA, encrypted when the
@@ -93,7 +99,10 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
   const stored = new Set(data.stored);
   const outcome: DeliveryOutcome = { bucket: action.bucketName, rule: rule.name, encrypted: !!action.kmsKeyArn, delivered: [], failed: [], done: [], stored: [], foundReleased: [] };
   const todo = data.messages.filter((m) => !done.has(m.envelope.messageId));
-  const fail = (m: DeliveryMessage, err: unknown) => outcome.failed.push({ messageId: m.envelope.messageId, error: err as Error, unrecoverable: unrecoverable(err) });
+  const fail = (m: DeliveryMessage, err: unknown) => {
+    const id = m.envelope.messageId;
+    outcome.failed.push({ messageId: id, error: err as Error, unrecoverable: unrecoverable(err), ...(stored.has(id) ? { storedKey: objectKey(action.objectKeyPrefix, id) } : {}) });
+  };
 
   let reader: SpoolReader | undefined;
   try {
