@@ -403,6 +403,17 @@ describe('commonHeaders', () => {
     expect(decodeEncodedWords('=?x-unknown?Q?abc?= plain')).toBe('=?x-unknown?Q?abc?= plain');
     expect(decodeEncodedWords('no words, =? not one ?=')).toBe('no words, =? not one ?=');
   });
+
+  it('a decoded subject may hold CR, LF and NUL: kept, and escaped in the JSON (which stays valid)', () => {
+    const encoded = `=?utf-8?B?${Buffer.from('line one\r\nBcc: x@y.example\0end').toString('base64')}?=`;
+    const n = buildReceivedNotification({ ...INPUT_2019, headerBlock: `Subject: ${encoded}\r\n\r\n` });
+    expect(n.mail.commonHeaders.subject).toBe('line one\r\nBcc: x@y.example\0end');
+    const json = serializeNotification(n);
+    expect(json).toContain('"subject":"line one\\r\\nBcc: x@y.example\\u0000end"');
+    expect(JSON.parse(json)).toEqual(n);
+    // The raw field in `headers` keeps the encoded-word as written.
+    expect(n.mail.headers).toEqual([{ name: 'Subject', value: encoded }]);
+  });
 });
 
 describe('buildReceivedNotification', () => {

@@ -5,7 +5,7 @@ import { createSecureContext } from 'node:tls';
 import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { ConfigError } from '../../shared/config/index.js';
 import { continuesHeaderBlock, headerFieldProblem } from '../../shared/ses/header-block.js';
-import { withAsciiDomain } from '../../shared/ses/address.js';
+import { recipientKey, uniqueRecipients, withAsciiDomain } from '../../shared/ses/address.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import type { Logger } from '../log.js';
 import type { SmtpMetrics } from '../observability/metrics.js';
@@ -297,9 +297,10 @@ export class SmtpFront {
     if (problem) return cb(this.counted(replies.badAddress('recipient address', problem)));
     const rcpt = withAsciiDomain(address.address);
     const limit = this.deps.runtime.settings.smtp.maxRecipients;
-    const listed = session.envelope.rcptTo;
-    // A recipient given again replaces its entry (smtp-server's rule), so it never counts against the limit.
-    if (listed.length >= limit && !listed.some((r) => r.address.toLowerCase() === address.address.toLowerCase())) return cb(this.counted(replies.tooManyRecipients(limit)));
+    // A recipient given again — the same mailbox however its domain is written — is accepted and stored once
+    // (uniqueRecipients at DATA), so it never counts against the limit.
+    const listed = new Set(session.envelope.rcptTo.map((r) => recipientKey(r.address)));
+    if (listed.size >= limit && !listed.has(recipientKey(address.address))) return cb(this.counted(replies.tooManyRecipients(limit)));
     const r = this.router.route(rcpt, session.secure);
     if (!r.ok) {
       this.deps.log.info({ session: session.id, rcpt, code: r.reply.responseCode }, 'recipient refused');
@@ -349,7 +350,7 @@ export class SmtpFront {
   private async accept(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const { runtime, spool, enqueuer, inFlight, log } = this.deps;
     const messageId = newMessageId();
-    const recipients = session.envelope.rcptTo.map((r) => withAsciiDomain(r.address));
+    const recipients = uniqueRecipients(session.envelope.rcptTo.map((r) => r.address));
     const rules = this.router.rulesFor(recipients, session.secure);
     const mailFrom = session.envelope.mailFrom ? withAsciiDomain(session.envelope.mailFrom.address) : '';
     const clientHostname = resolvedHostname(session);

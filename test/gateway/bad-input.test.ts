@@ -221,6 +221,25 @@ describe('internationalised domains', () => {
   });
 });
 
+describe('recipients that normalise to one address', () => {
+  it('an ideographic dot, a full-width letter, a soft hyphen or another case in the domain: accepted, listed once', async () => {
+    const utf8 = (t: string) => Buffer.from(t, 'utf8');
+    const c = await RawSmtp.connect(gw.port);
+    try {
+      await c.command('EHLO client.example.net');
+      expect(await c.command('MAIL FROM:<sender@origin.example> SMTPUTF8')).toMatch(/^250/);
+      for (const rcpt of ['x@example\u3002com', 'x@\uff45xample.com', 'x@exa\u00admple.com', 'x@EXAMPLE.com', 'x@example.com', 'y@example.com']) {
+        expect(await c.command(utf8(`RCPT TO:<${rcpt}>`)), rcpt).toMatch(/^250/);
+      }
+      const m = /^250 Ok ([0-9a-v]{40})$/.exec(await c.data(`Subject: one each${CRLF}${CRLF}body`));
+      expect(m).not.toBeNull();
+      expect((await notificationOf(m![1]!)).receipt.recipients).toEqual(['x@example.com', 'y@example.com']);
+    } finally {
+      c.close();
+    }
+  });
+});
+
 describe('a client that does not wait for 354', () => {
   // Against RFC 2920, but real senders ("blast" pipeliners) do it: whole transactions, bodies included, in one write.
   it('gets every transaction of one write accepted and its QUIT answered', async () => {
