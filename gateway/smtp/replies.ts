@@ -27,6 +27,7 @@ export const replies = {
   badAddress: (what: string, problem: string) => new SmtpReply(553, `5.1.7 ${what} ${problem}`),
   /** RFC 5321 §4.5.3.1.10: 452 for too many recipients, which the sender delivers in a later transaction. */
   tooManyRecipients: (limit: number) => new SmtpReply(452, `4.5.3 Too many recipients: at most ${limit} per message, send the rest in another transaction`),
+  tooManyRecipientBytes: (limit: number) => new SmtpReply(452, `4.5.3 Too many recipients: their addresses add up to more than ${limit} bytes, send the rest in another transaction`),
   accepted: (messageId: string) => `Ok ${messageId}`,
   /** LMTP's per-recipient reply: the same id for every recipient (one message, as SES stores it). */
   acceptedFor: (messageId: string, rcpt: string) => `Ok ${messageId} <${rcpt}>`,

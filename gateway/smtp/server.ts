@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { ConfigError } from '../../shared/config/index.js';
+import { RECIPIENTS_MAX_BYTES, recipientsBytes } from '../../shared/notification/size.js';
 import { continuesHeaderBlock, headerFieldProblem } from '../../shared/ses/header-block.js';
 import { recipientKey, uniqueRecipients, withAsciiDomain } from '../../shared/ses/address.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
@@ -300,7 +301,12 @@ export class SmtpFront {
     // A recipient given again — the same mailbox however its domain is written — is accepted and stored once
     // (uniqueRecipients at DATA), so it never counts against the limit.
     const listed = new Set(session.envelope.rcptTo.map((r) => recipientKey(r.address)));
-    if (listed.size >= limit && !listed.has(recipientKey(address.address))) return cb(this.counted(replies.tooManyRecipients(limit)));
+    if (!listed.has(recipientKey(address.address))) {
+      if (listed.size >= limit) return cb(this.counted(replies.tooManyRecipients(limit)));
+      // The notification lists them all (receipt.recipients): bounded in bytes too, so it always fits SNS.
+      const recipients = uniqueRecipients([...session.envelope.rcptTo.map((r) => r.address), rcpt]);
+      if (recipientsBytes(recipients) > RECIPIENTS_MAX_BYTES) return cb(this.counted(replies.tooManyRecipientBytes(RECIPIENTS_MAX_BYTES)));
+    }
     const r = this.router.route(rcpt, session.secure);
     if (!r.ok) {
       this.deps.log.info({ session: session.id, rcpt, code: r.reply.responseCode }, 'recipient refused');

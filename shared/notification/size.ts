@@ -23,6 +23,20 @@ export const SNS_MAX_MESSAGE_BYTES = 262_144;
 export const NOTIFICATION_MAX_BYTES = SNS_MAX_MESSAGE_BYTES - 1024;
 /** The per-field bound: SES's header limit. */
 export const NOTIFICATION_FIELD_MAX_BYTES = SES_LIMITS.notificationHeaderBytes;
+/**
+ * `receipt.recipients`, serialized, at most: a quarter of the document, whatever gateway.smtp.maxRecipients says
+ * (100 recipients of the longest address SMTP allows take about 26 KB). Enforced at RCPT, where the sender can be
+ * told to send the rest in another transaction.
+ */
+export const RECIPIENTS_MAX_BYTES = 64 * 1024;
+
+/** The bytes `recipients` take in `receipt.recipients`. */
+export function recipientsBytes(recipients: readonly string[]): number {
+  return jsonBytes(recipients);
+}
+
+const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
+const jsonBytes = (v: unknown) => utf8Bytes(JSON.stringify(v));
 
 export class NotificationTooLargeError extends Error {
   override name = 'NotificationTooLargeError';
@@ -31,8 +45,6 @@ export class NotificationTooLargeError extends Error {
 const LIST_KEYS = ['from', 'sender', 'replyTo', 'to', 'cc', 'bcc'] as const;
 const VALUE_KEYS = ['returnPath', 'date', 'messageId', 'subject'] as const;
 
-const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
-const jsonBytes = (v: unknown) => utf8Bytes(JSON.stringify(v));
 
 /** `s` cut to at most `maxBytes` of UTF-8, never inside a character. */
 export function cutUtf8(s: string, maxBytes: number): string {

@@ -42,6 +42,7 @@ beforeAll(async () => {
         trustedNetworks: [],
         maxConnections: 20,
         maxConnectionsPerClient: 4,
+        maxRecipients: 1_000,
         tls: { ...tls, implicitPort: 0, watch: false, handshakeTimeoutMs: 1_500 },
         receiptFilters: { block: ['127.0.0.66'] },
         auth: { mode: 'optional', usersFile: join(dir.path, 'users') },
@@ -135,6 +136,28 @@ describe('the implicit-TLS port', () => {
     const ok = await LineClient.open(port, { tls: true, localAddress: '127.0.0.67' });
     expect(await ok.reply()).toMatch(/^220 /);
     ok.close();
+    await allSlotsFree();
+  });
+});
+
+describe('recipients', () => {
+  it('are bounded in bytes as well as in number: past 64 KiB of addresses, RCPT gets 452 4.5.3 (the notification lists them all)', async () => {
+    const c = await LineClient.open(ports().smtp!.port, { localAddress: '127.0.0.41' });
+    try {
+      expect(await c.reply()).toMatch(/^220 /);
+      await c.command('EHLO client.example.net');
+      expect(await c.command('MAIL FROM:<a@origin.example>')).toMatch(/^250/);
+      // 248-byte addresses, 251 bytes each in JSON: 261 of them fit in 65,536 bytes, the 262nd does not.
+      const address = (i: number) => `${'r'.repeat(232)}${String(i).padStart(4, '0')}@example.com`;
+      expect(JSON.stringify(address(0)).length + 1).toBe(251);
+      for (let i = 0; i < 261; i++) expect(await c.command(`RCPT TO:<${address(i)}>`), `recipient ${i}`).toMatch(/^250/);
+      expect(await c.command(`RCPT TO:<${address(261)}>`)).toBe('452 4.5.3 Too many recipients: their addresses add up to more than 65536 bytes, send the rest in another transaction');
+      // One already listed is not counted twice.
+      expect(await c.command(`RCPT TO:<${address(0).toUpperCase()}>`)).toMatch(/^250/);
+      expect(await c.command('RCPT TO:<short@example.com>')).toMatch(/^250/);
+    } finally {
+      c.close();
+    }
     await allSlotsFree();
   });
 });
