@@ -6,9 +6,13 @@ import { Counter, Gauge, Histogram, Registry } from './registry.js';
  * Label values are bounded: reply codes, RFC 3463 names, AWS operation and error names — never addresses or ids.
  */
 
+/** How an AUTH ended: `locked_out` and `busy` were refused without a password check (454). */
+export type AuthResult = 'success' | 'failure' | 'locked_out' | 'busy' | 'error';
+
 /** What the SMTP front reports. Optional everywhere so the front runs without metrics. */
 export interface SmtpMetrics {
   accepted(bytes: number): void;
+  auth(result: AuthResult): void;
   /** A refusal the gateway wrote; `reason` defaults to the RFC 3463 name of the reply's enhanced status code. */
   rejected(reply: { responseCode?: number; message: string }, reason?: string): void;
 }
@@ -62,6 +66,9 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly rejectedTotal = this.registry.add(
     new Counter('mailroom_smtp_rejected_total', 'Refusals the gateway wrote, by reply code class, code and reason (RFC 3463 name).', ['class', 'code', 'reason'] as const),
   );
+  readonly authTotal = this.registry.add(
+    new Counter('mailroom_smtp_auth_total', 'SMTP AUTH attempts by result: success, failure (wrong credentials), locked_out (too many failures from the address: refused unchecked), busy (too many checks waiting), error.', ['result'] as const),
+  );
   readonly connections = this.registry.add(new Gauge('mailroom_smtp_connections', 'Open SMTP connections on every listener, each holding a slot of gateway.smtp.maxConnections (sampled at scrape).', []));
   readonly deliveriesInFlight = this.registry.add(new Gauge('mailroom_deliveries_in_flight', 'Deliveries (S3 action of one rule for one message) running now.', []));
   readonly deliveriesTotal = this.registry.add(new Counter('mailroom_deliveries_total', 'Finished delivery attempts by result (retry = failed, will be tried again).', ['result'] as const));
@@ -94,6 +101,10 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   accepted(bytes: number): void {
     this.acceptedTotal.inc();
     this.acceptedBytes.inc({}, bytes);
+  }
+
+  auth(result: AuthResult): void {
+    this.authTotal.inc({ result });
   }
 
   rejected(reply: { responseCode?: number; message: string }, reason?: string): void {

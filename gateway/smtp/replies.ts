@@ -41,5 +41,7 @@ export const replies = {
   authRequired: () => new SmtpReply(530, '5.7.0 Authentication required'),
   authFailed: () => new SmtpReply(535, '5.7.8 Authentication credentials invalid'),
   authUnavailable: () => new SmtpReply(454, '4.7.0 Temporary authentication failure, try again later'),
+  authLockedOut: (ip: string, retryS: number) => new SmtpReply(454, `4.7.0 Too many failed authentication attempts from [${ip}], try again in ${retryS} s`),
+  authTooManyFailures: (host: string, limit: number) => new SmtpReply(421, `4.7.0 ${host} Too many failed authentication attempts on this connection (limit ${limit}), closing connection`),
   authNeedsTls: () => new SmtpReply(538, '5.7.11 Encryption required for requested authentication mechanism: issue STARTTLS first'),
 };

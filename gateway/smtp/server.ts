@@ -18,6 +18,7 @@ import type { InFlightFiles } from '../spool/in-flight.js';
 import type { Spool } from '../spool/spool.js';
 import { EdgeListener } from '../net/listener.js';
 import { Credentials } from './auth.js';
+import { AuthFailures, CheckQueue, ChecksBusyError } from './auth-limits.js';
 import { EdgePolicy } from './edge.js';
 import { replies, SmtpReply } from './replies.js';
 import { RecipientRouter } from './routing.js';
@@ -72,6 +73,10 @@ export class SmtpFront {
   readonly addresses: Partial<Record<ListenerName, AddressInfo>> = {};
   private readonly listeners: EdgeListener[] = [];
   private readonly credentials: Credentials | undefined;
+  private readonly authFailures: AuthFailures;
+  private readonly authChecks: CheckQueue;
+  /** Failed AUTH attempts per session (connection), until it closes. */
+  private readonly authFailuresOf = new Map<string, number>();
   private tlsPair: { key: Buffer; cert: Buffer } | undefined;
   private readonly tlsWatchers: FSWatcher[] = [];
   private readonly router: RecipientRouter;
@@ -98,6 +103,8 @@ export class SmtpFront {
     const tls = settings.smtp.tls;
     const auth = settings.smtp.auth;
     this.edge = new EdgePolicy(settings.smtp, settings.hostname);
+    this.authFailures = new AuthFailures(auth.maxFailuresPerClient, auth.failureWindowMs);
+    this.authChecks = new CheckQueue(auth.maxConcurrentChecks, auth.maxQueuedChecks);
     if (auth.mode !== 'off') {
       this.credentials = Credentials.load(auth.usersFile);
       if (this.credentials.size === 0) {
@@ -139,6 +146,7 @@ export class SmtpFront {
       // DATA is still being written keeps it until written (onData's settle).
       onClose: (session) => {
         if (!this.busy.has(session.id)) this.freeSpace.release(session.id);
+        this.authFailuresOf.delete(session.id);
       },
       ...extra,
     });
@@ -245,18 +253,51 @@ export class SmtpFront {
     return reply;
   }
 
+  /**
+   * AUTH with its limits (auth-limits.ts): an address over its failures is refused unchecked (454), a check waits for
+   * a free slot or is refused when too many wait (454), a failure is answered after failureDelayMs, and the
+   * connection's last allowed failure gets 421 and the connection closed.
+   */
   private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void {
-    const { log } = this.deps;
+    const { log, metrics, runtime } = this.deps;
+    const limits = runtime.settings.smtp.auth;
+    const client = session.remoteAddress;
+    const meta = { session: session.id, client, method: auth.method };
     // Neither the user name nor the password is logged: only that a login happened and how it ended.
-    if (!session.secure && !this.edge.authPlaintext.has(session.remoteAddress)) return cb(this.counted(replies.authNeedsTls()));
+    if (!session.secure && !this.edge.authPlaintext.has(client)) return cb(this.counted(replies.authNeedsTls()));
     if ((auth.method !== 'PLAIN' && auth.method !== 'LOGIN') || !this.credentials) return cb(this.counted(replies.authFailed()));
-    this.credentials.verify(auth.username ?? '', auth.password ?? '').then(
+    const credentials = this.credentials;
+    /** A refusal counted against the connection; its last allowed one closes it. */
+    const refuse = (reply: SmtpReply) => {
+      const failures = (this.authFailuresOf.get(session.id) ?? 0) + 1;
+      this.authFailuresOf.set(session.id, failures);
+      const last = failures >= limits.maxFailuresPerConnection;
+      if (last) log.info({ ...meta, failures }, 'too many failed AUTH attempts on one connection; closing it');
+      setTimeout(() => cb(this.counted(last ? replies.authTooManyFailures(runtime.settings.hostname, limits.maxFailuresPerConnection) : reply)), limits.failureDelayMs).unref();
+    };
+    const lockedMs = this.authFailures.lockedFor(client);
+    if (lockedMs > 0) {
+      metrics?.auth('locked_out');
+      log.info(meta, 'AUTH refused unchecked: too many failed attempts from this address');
+      return refuse(replies.authLockedOut(client, Math.max(1, Math.ceil(lockedMs / 1000))));
+    }
+    this.authChecks.run(() => credentials.verify(auth.username ?? '', auth.password ?? '')).then(
       (ok) => {
-        log.info({ session: session.id, client: session.remoteAddress, method: auth.method, ok }, ok ? 'authenticated' : 'authentication failed');
-        if (ok) cb(null, { user: auth.username });
-        else cb(this.counted(replies.authFailed()));
+        log.info({ ...meta, ok }, ok ? 'authenticated' : 'authentication failed');
+        metrics?.auth(ok ? 'success' : 'failure');
+        if (ok) return cb(null, { user: auth.username });
+        if (this.authFailures.fail(client)) {
+          log.warn({ client, failures: limits.maxFailuresPerClient, windowMs: limits.failureWindowMs }, 'AUTH locked for this address: too many failed attempts; it gets 454 until the oldest leaves the window');
+        }
+        refuse(replies.authFailed());
       },
       (err: Error) => {
+        if (err instanceof ChecksBusyError) {
+          metrics?.auth('busy');
+          log.info(meta, 'AUTH refused: too many password checks waiting');
+          return cb(this.counted(replies.authUnavailable()));
+        }
+        metrics?.auth('error');
         log.error({ session: session.id, err: err.message }, 'authentication check failed');
         cb(this.counted(replies.authUnavailable()));
       },

@@ -15,8 +15,9 @@ import { startRedis, type RedisServer } from '../support/redis.js';
 import { LineClient } from './edge-helpers.js';
 import { ACCOUNT, REGION, runtimeFor, selfSignedCert, testLogger, waitFor } from './helpers.js';
 
-export const USER = 'relay-one';
-export const PASSWORD = 'correct horse battery staple';
+const USER = 'relay-one';
+const PASSWORD = 'correct horse battery staple';
+const FAILURE_DELAY_MS = 200;
 let redis: RedisServer;
 let dir: Awaited<ReturnType<typeof tempDir>>;
 let gw: RunningGateway;
@@ -45,7 +46,16 @@ beforeAll(async () => {
         maxRecipients: 1_000,
         tls: { ...tls, implicitPort: 0, watch: false, handshakeTimeoutMs: 1_500 },
         receiptFilters: { block: ['127.0.0.66'] },
-        auth: { mode: 'optional', usersFile: join(dir.path, 'users') },
+        auth: {
+          mode: 'optional',
+          usersFile: join(dir.path, 'users'),
+          plaintextFrom: ['127.0.0.0/8'],
+          failureDelayMs: FAILURE_DELAY_MS,
+          maxFailuresPerClient: 5,
+          failureWindowMs: 60_000,
+          maxConcurrentChecks: 1,
+          maxQueuedChecks: 1,
+        },
       },
       redis: { url: redis.url, prefix: 'edge-sessions' },
     },
@@ -158,6 +168,67 @@ describe('recipients', () => {
     } finally {
       c.close();
     }
+    await allSlotsFree();
+  });
+});
+
+describe('AUTH limits', () => {
+  const plain = (user: string, password: string) => `AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`;
+  async function session(localAddress: string): Promise<LineClient> {
+    const c = await LineClient.open(ports().smtp!.port, { localAddress });
+    expect(await c.reply()).toMatch(/^220 /);
+    expect(await c.command('EHLO relay.example.net')).toMatch(/AUTH PLAIN LOGIN/);
+    return c;
+  }
+  async function metric(result: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${gw.httpAddress!.port}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`mailroom_smtp_auth_total{result="${result}"} `));
+    return Number(line?.split(' ')[1] ?? 0);
+  }
+
+  it('per connection: failures are answered after failureDelayMs, the third gets 421 4.7.0 and the connection closes', async () => {
+    const failuresBefore = await metric('failure');
+    const c = await session('127.0.0.51');
+    for (let i = 0; i < 2; i++) {
+      const t = Date.now();
+      expect(await c.command(plain(USER, `wrong ${i}`))).toBe('535 5.7.8 Authentication credentials invalid');
+      expect(Date.now() - t).toBeGreaterThanOrEqual(FAILURE_DELAY_MS - 10);
+    }
+    expect(await c.command(plain(USER, 'wrong 2'))).toBe('421 4.7.0 mx.sessions.test Too many failed authentication attempts on this connection (limit 3), closing connection');
+    await c.untilClosed();
+    expect(await metric('failure')).toBe(failuresBefore + 3);
+    await allSlotsFree();
+  });
+
+  it('per client address: after 5 failures in the window, AUTH gets 454 4.7.0 unchecked, the right password too; another address logs in', async () => {
+    const lockedBefore = await metric('locked_out');
+    const a = await session('127.0.0.52');
+    for (let i = 0; i < 2; i++) expect(await a.command(plain(USER, `wrong ${i}`))).toMatch(/^535 /);
+    a.close();
+    const b = await session('127.0.0.52');
+    for (let i = 0; i < 2; i++) expect(await b.command(plain(USER, `wrong ${i}`))).toMatch(/^535 /);
+    b.close();
+    const c = await session('127.0.0.52');
+    expect(await c.command(plain(USER, 'wrong again'))).toMatch(/^535 /); // the fifth
+    expect(await c.command(plain(USER, PASSWORD))).toMatch(/^454 4\.7\.0 Too many failed authentication attempts from \[127\.0\.0\.52\], try again in (5\d|60) s$/);
+    c.close();
+    expect(await metric('locked_out')).toBe(lockedBefore + 1);
+    const other = await session('127.0.0.53');
+    expect(await other.command(plain(USER, PASSWORD))).toMatch(/^235 /);
+    other.close();
+    await allSlotsFree();
+  });
+
+  it('password checks run one at a time here (maxConcurrentChecks 1) with one waiting (maxQueuedChecks 1): the rest get 454 at once', async () => {
+    const busyBefore = await metric('busy');
+    // Unknown users cost a full-strength scrypt (the constant-time dummy), long enough to overlap.
+    const clients = await Promise.all(['127.0.0.54', '127.0.0.55', '127.0.0.56', '127.0.0.57'].map(session));
+    for (const c of clients) c.write(`${plain('nobody', 'x')}\r\n`);
+    const answers = await Promise.all(clients.map((c) => c.reply()));
+    for (const c of clients) c.close();
+    expect(answers.filter((r) => r.startsWith('535 ')).length).toBe(2);
+    expect(answers.filter((r) => r === '454 4.7.0 Temporary authentication failure, try again later').length).toBe(2);
+    expect(await metric('busy')).toBe(busyBefore + 2);
     await allSlotsFree();
   });
 });
