@@ -49,10 +49,10 @@ function readTlsFile(path: string, field: string): Buffer {
   }
 }
 
-/** smtp-server writes `[ip]` when the PTR lookup found nothing; the Received header then says `unknown`. */
 /** DATA that would fold into the gateway's header block (see continuesHeaderBlock) is refused, never stored. */
 const refuseContinuation = (head: Buffer): SmtpReply | undefined => (continuesHeaderBlock(head) ? replies.startsWithContinuation() : undefined);
 
+/** smtp-server writes `[ip]` when the PTR lookup found nothing; the Received header then says `unknown`. */
 function resolvedHostname(session: SMTPServerSession): string | undefined {
   const h = session.clientHostname;
   return h && !h.startsWith('[') ? h : undefined;
