@@ -2,7 +2,8 @@
  * Sessions at the edge, counted: every admitted connection holds one slot of the overall and per-client limits until
  * its session ends — plain, after STARTTLS, on the implicit-TLS port, cut off mid-handshake — and the slot, the
  * per-client count and the `mailroom_smtp_connections` gauge come back to zero. The implicit-TLS port decides
- * before the handshake and gives the handshake its own timeout. Real sockets, Redis, TLS; no workers.
+ * before the handshake and gives the handshake its own timeout. Recipients are bounded in bytes; AUTH failures per
+ * connection and per address, and password checks at once. Real sockets, Redis, TLS; no workers.
  */
 import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
