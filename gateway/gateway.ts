@@ -122,7 +122,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       const spoolSampler = new SpoolSampler(spool);
       metrics.registry.collect(() => d.sample(metrics));
       metrics.registry.collect(() => spoolSampler.sample(metrics));
-      metrics.registry.collect(async () => metrics.connections.set({}, running.smtp?.server.connections.size ?? 0));
+      metrics.registry.collect(async () => metrics.connections.set({}, running.smtp?.edge.openConnections ?? 0));
       http = new OpsHttpServer({ registry: metrics.registry, readiness, log });
       running.httpAddress = await http.listen(settings.http.host, settings.http.port);
     }

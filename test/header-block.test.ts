@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   buildHeaderBlock,
+  continuesHeaderBlock,
   formatReceivedDate,
   HeaderInjectionError,
   headerFieldProblem,
@@ -157,5 +158,14 @@ describe('header field safety', () => {
       expect(error).toBeInstanceOf(HeaderInjectionError);
       expect((error as HeaderInjectionError).field).toBe(field);
     }
+  });
+
+  it('DATA that starts with a space or tab would continue the block: parsed, it extends the last verdict', () => {
+    expect(continuesHeaderBlock(Buffer.from(' PASS\r\n'))).toBe(true);
+    expect(continuesHeaderBlock(Buffer.from('\tx'))).toBe(true);
+    for (const ok of ['', '\r\nbody', 'Subject: x', 'no colon', '\r x']) expect(continuesHeaderBlock(Buffer.from(ok))).toBe(false);
+    // What the check prevents: the sender's bytes inside the gateway's own field.
+    const parsed = parseHeaderBlock(buildHeaderBlock(base) + ' PASS\r\n\r\n');
+    expect(parsed.headers.at(-1)?.value).toMatch(/ PASS$/);
   });
 });

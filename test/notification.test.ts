@@ -9,8 +9,11 @@ import {
   commonHeaders,
   decodeEncodedWords,
   destination,
+  fitNotification,
   headerBlockLength,
   headerBlockOf,
+  NOTIFICATION_MAX_BYTES,
+  NotificationTooLargeError,
   parseHeaderBlock,
   readHeaderBlock,
   readHeaderBlockFromFile,
@@ -400,6 +403,17 @@ describe('commonHeaders', () => {
     expect(decodeEncodedWords('=?x-unknown?Q?abc?= plain')).toBe('=?x-unknown?Q?abc?= plain');
     expect(decodeEncodedWords('no words, =? not one ?=')).toBe('no words, =? not one ?=');
   });
+
+  it('a decoded subject may hold CR, LF and NUL: kept, and escaped in the JSON (which stays valid)', () => {
+    const encoded = `=?utf-8?B?${Buffer.from('line one\r\nBcc: x@y.example\0end').toString('base64')}?=`;
+    const n = buildReceivedNotification({ ...INPUT_2019, headerBlock: `Subject: ${encoded}\r\n\r\n` });
+    expect(n.mail.commonHeaders.subject).toBe('line one\r\nBcc: x@y.example\0end');
+    const json = serializeNotification(n);
+    expect(json).toContain('"subject":"line one\\r\\nBcc: x@y.example\\u0000end"');
+    expect(JSON.parse(json)).toEqual(n);
+    // The raw field in `headers` keeps the encoded-word as written.
+    expect(n.mail.headers).toEqual([{ name: 'Subject', value: encoded }]);
+  });
 });
 
 describe('buildReceivedNotification', () => {
@@ -458,5 +472,58 @@ describe('buildReceivedNotification', () => {
     const n = buildReceivedNotification({ ...INPUT_2019, headerBlock, recipients });
     recipients.push('later@y.example');
     expect(n.receipt.recipients).toEqual(['b@y.example']);
+  });
+});
+
+describe('the notification always fits SNS', () => {
+  const FIELD = SES_LIMITS.notificationHeaderBytes;
+  const bytes = (n: unknown) => Buffer.byteLength(serializeNotification(n as never));
+  const build = (headerBlock: string | Buffer) => buildReceivedNotification({ ...INPUT_2019, headerBlock });
+
+  it('a To: of 9,000 addresses (170 KB): destination and to keep their first addresses up to 10 KB each, headersTruncated, under 256 KB', () => {
+    const addresses = Array.from({ length: 9_000 }, (_, i) => `recipient-${String(i).padStart(5, '0')}@example.com`);
+    const block = `From: a@x.example\r\nTo: ${addresses.join(', ')}\r\nSubject: many\r\n\r\nbody`;
+    expect(block.length).toBeGreaterThan(170_000);
+    const n = build(block);
+    expect(bytes(n)).toBeLessThanOrEqual(NOTIFICATION_MAX_BYTES);
+    expect(n.mail.headersTruncated).toBe(true);
+    // Whole addresses, in order, as many as 10,240 bytes hold.
+    const fit = Math.floor(FIELD / addresses[0]!.length);
+    expect(n.mail.destination).toEqual(addresses.slice(0, fit));
+    expect(n.mail.commonHeaders.to).toEqual(addresses.slice(0, fit));
+    expect(n.mail.commonHeaders.subject).toBe('many');
+    expect(n.mail.commonHeaders.from).toEqual(['a@x.example']);
+  });
+
+  it('a subject (or date, message id) over 10 KB is cut at a character boundary', () => {
+    const n = build(`Subject: ${'é'.repeat(6_000)}\r\nMessage-ID: <${'m'.repeat(20_000)}@x>\r\n\r\n`);
+    expect(n.mail.commonHeaders.subject).toBe('é'.repeat(FIELD / 2));
+    expect(Buffer.byteLength(n.mail.commonHeaders.messageId!)).toBe(FIELD);
+    expect(n.mail.headersTruncated).toBe(true);
+  });
+
+  it('headers that JSON must escape (controls become \\u0000, 6 bytes each) are halved, largest first, until the document fits', () => {
+    // Every field derived from the block at its per-field bound, in the bytes that cost the most once serialized.
+    const ctl = (len: number) => '\x01'.repeat(len);
+    const list = (len: number) => Array.from({ length: len / 2 }, () => '\x01').join(',');
+    const fields = ['From', 'Sender', 'Reply-To', 'To', 'Cc', 'Bcc'].map((name) => `${name}: ${list(FIELD)}\r\n`);
+    const single = ['Return-Path', 'Date', 'Message-ID', 'Subject'].map((name) => `${name}: ${ctl(FIELD)}\r\n`);
+    const block = [...fields, ...single, `X-Pad: ${ctl(30_000)}\r\n`, '\r\n'].join('');
+    const n = build(block);
+    const json = serializeNotification(n);
+    expect(Buffer.byteLength(json)).toBeLessThanOrEqual(NOTIFICATION_MAX_BYTES);
+    expect(n.mail.headersTruncated).toBe(true);
+    // The per-field bound keeps all 5,120 elements of a 10 KB list; the halving took more.
+    expect(n.mail.commonHeaders.to!.length).toBeLessThan(FIELD / 2);
+    expect(JSON.parse(json)).toEqual(n);
+    // The envelope and the receipt are never cut.
+    expect(n.receipt.recipients).toEqual(INPUT_2019.recipients);
+    expect(n.mail.source).toBe(INPUT_2019.source);
+  });
+
+  it('a document already under the limit is left as built (the 2019 sample is byte-identical, above)', () => {
+    const n = build('Subject: short\r\n\r\n');
+    expect(n.mail.headersTruncated).toBe(false);
+    expect(() => fitNotification(n, 10)).toThrow(NotificationTooLargeError);
   });
 });

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { dataStartProblem } from '../../shared/ses/header-block.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import type { Logger } from '../runtime/log.js';
@@ -42,7 +43,9 @@ export type Refusal =
   /** The disk or Redis failed: try again later. */
   | { kind: 'unavailable'; reason: string }
   /** No receipt rule takes it: nothing would deliver it. */
-  | { kind: 'no-rule' };
+  | { kind: 'no-rule' }
+  /** The DATA cannot be stored as sent (it would continue the gateway's header block); `reason` says why and the fix. */
+  | { kind: 'malformed'; reason: string };
 
 export type AcceptOutcome =
   | { accepted: true; messageId: string; dataLength: number }
@@ -138,11 +141,15 @@ export class Intake {
     try {
       let received;
       try {
-        received = await writer.receive(this.record(messageId, message), body, maxMessageBytes);
+        received = await writer.receive(this.record(messageId, message), body, maxMessageBytes, dataStartProblem);
       } catch (err) {
         const full = isOutOfSpace(err);
         log.error({ ...fields, err: (err as Error).message }, full ? 'spool file system full; message refused' : 'spool write failed; message refused');
         return refuse(full ? { kind: 'no-space' } : { kind: 'unavailable', reason: 'the spool could not be written' });
+      }
+      if (!received.ok && received.reason === 'refused') {
+        log.info({ ...fields, bytes: received.dataLength }, 'message starts with a continuation line; refused');
+        return refuse({ kind: 'malformed', reason: received.why });
       }
       if (!received.ok) {
         log.info({ ...fields, bytes: received.dataLength, limit: maxMessageBytes }, 'message too big; refused');

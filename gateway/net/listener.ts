@@ -14,7 +14,8 @@ export interface ClientAddress {
 /**
  * A TCP listener in front of smtp-server: it owns the socket from accept, reads a PROXY header (v1 or v2) from
  * trusted load balancers only, and then hands the socket — positioned after the header — to `handoff`, which
- * starts the SMTP session with the real client address. A trusted peer that sends no valid header within the
+ * decides admission by the real client address and starts the SMTP session (on the implicit-TLS port, before the
+ * handshake). A trusted peer that sends no valid header within the
  * timeout is closed without a reply: it is not an SMTP client, and a reply would go to the wrong party.
  */
 export class EdgeListener {
@@ -49,7 +50,7 @@ export class EdgeListener {
       );
     });
     // A hard ceiling on open sockets, above the admission limits (which answer 421): sockets still in a PROXY header
-    // or an implicit-TLS handshake are not admitted yet, and a flood of them must not exhaust descriptors.
+    // are not admitted yet (their client address is in the header), and a flood of them must not exhaust descriptors.
     this.server.maxConnections = opts.maxSockets;
   }
 

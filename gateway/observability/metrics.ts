@@ -6,9 +6,13 @@ import { Counter, Gauge, Histogram, Registry } from './registry.js';
  * Label values are bounded: reply codes, RFC 3463 names, AWS operation and error names — never addresses or ids.
  */
 
+/** How an AUTH ended: `locked_out` and `busy` were refused without a password check (454). */
+export type AuthResult = 'success' | 'failure' | 'locked_out' | 'busy' | 'error';
+
 /** What the SMTP front reports. Optional everywhere so the front runs without metrics. */
 export interface SmtpMetrics {
   accepted(bytes: number): void;
+  auth(result: AuthResult): void;
   /** A refusal the gateway wrote; `reason` defaults to the RFC 3463 name of the reply's enhanced status code. */
   rejected(reply: { responseCode?: number; message: string }, reason?: string): void;
 }
@@ -21,6 +25,8 @@ export interface DeliveryMetrics {
   deliveryFinished(result: 'delivered' | 'retry' | 'failed'): void;
   uploaded(bytes: number, seconds: number): void;
   awsError(service: AwsService, operation: string, error: string): void;
+  /** A stored message whose notification SNS refused for good (it is not announced). */
+  notificationRefused(error: string): void;
 }
 
 /** RFC 3463 subject.detail names for the enhanced codes gateways write; others are labelled by the code itself. */
@@ -36,6 +42,7 @@ const RFC3463: Record<string, string> = {
   '4.5': 'congestion',
   '5.2': 'syntax_error',
   '5.3': 'too_many_recipients',
+  '6.0': 'media_error',
   '7.0': 'security_policy',
   '7.1': 'not_authorized',
   '7.8': 'auth_failed',
@@ -59,7 +66,10 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly rejectedTotal = this.registry.add(
     new Counter('mailroom_smtp_rejected_total', 'Refusals the gateway wrote, by reply code class, code and reason (RFC 3463 name).', ['class', 'code', 'reason'] as const),
   );
-  readonly connections = this.registry.add(new Gauge('mailroom_smtp_connections', 'Open SMTP connections (sampled at scrape).', []));
+  readonly authTotal = this.registry.add(
+    new Counter('mailroom_smtp_auth_total', 'SMTP AUTH attempts by result: success, failure (wrong credentials), locked_out (too many failures from the address: refused unchecked), busy (too many checks waiting), error.', ['result'] as const),
+  );
+  readonly connections = this.registry.add(new Gauge('mailroom_smtp_connections', 'Open SMTP connections on every listener, each holding a slot of gateway.smtp.maxConnections (sampled at scrape).', []));
   readonly deliveriesInFlight = this.registry.add(new Gauge('mailroom_deliveries_in_flight', 'Deliveries (S3 action of one rule for one message) running now.', []));
   readonly deliveriesTotal = this.registry.add(new Counter('mailroom_deliveries_total', 'Finished delivery attempts by result (retry = failed, will be tried again).', ['result'] as const));
   readonly uploadBytes = this.registry.add(new Counter('mailroom_upload_bytes_total', 'Bytes stored in S3 (header block + DATA, ciphertext when encrypted).', []));
@@ -67,6 +77,9 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   readonly s3Errors = this.registry.add(new Counter('mailroom_s3_errors_total', 'Failed S3 requests by operation and error name.', ['operation', 'error'] as const));
   readonly kmsErrors = this.registry.add(new Counter('mailroom_kms_errors_total', 'Failed KMS requests by operation and error name.', ['operation', 'error'] as const));
   readonly snsErrors = this.registry.add(new Counter('mailroom_sns_errors_total', 'Failed SNS requests by operation and error name.', ['operation', 'error'] as const));
+  readonly notificationsRefused = this.registry.add(
+    new Counter('mailroom_notifications_refused_total', 'Stored messages whose notification SNS refused for good (never announced; the delivery job is in the failed set), by error name.', ['error'] as const),
+  );
   readonly queueJobs = this.registry.add(new Gauge('mailroom_queue_jobs', 'This node\'s jobs by queue and state (sampled from Redis at scrape).', ['queue', 'state'] as const));
   readonly spoolFiles = this.registry.add(new Gauge('mailroom_spool_files', 'Spool files (one message, or a batch of small ones that arrived together) awaiting delivery (sampled at scrape).', []));
   readonly spoolBytes = this.registry.add(new Gauge('mailroom_spool_bytes', 'Bytes of spooled messages on disk (sampled at scrape).', []));
@@ -88,6 +101,10 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   accepted(bytes: number): void {
     this.acceptedTotal.inc();
     this.acceptedBytes.inc({}, bytes);
+  }
+
+  auth(result: AuthResult): void {
+    this.authTotal.inc({ result });
   }
 
   rejected(reply: { responseCode?: number; message: string }, reason?: string): void {
@@ -112,5 +129,9 @@ export class GatewayMetrics implements SmtpMetrics, DeliveryMetrics {
   awsError(service: AwsService, operation: string, error: string): void {
     const c = service === 's3' ? this.s3Errors : service === 'kms' ? this.kmsErrors : this.snsErrors;
     c.inc({ operation, error });
+  }
+
+  notificationRefused(error: string): void {
+    this.notificationsRefused.inc({ error });
   }
 }

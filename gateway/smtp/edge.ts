@@ -51,7 +51,7 @@ export class EdgePolicy {
 
   /**
    * Admits a connection or says why not. An admitted connection holds a slot until `release` is called (once,
-   * when its socket closes). Refused ones hold nothing.
+   * when its session ends, whichever socket ends it; a second call does nothing). Refused ones hold nothing.
    */
   admit(address: string): { ok: true; release: () => void } | { ok: false; reply: SmtpReply } {
     const filtered = this.filter(address);
@@ -80,6 +80,11 @@ export class EdgePolicy {
 
   get openConnections(): number {
     return this.total;
+  }
+
+  /** Client addresses holding at least one slot. */
+  get connectedClients(): number {
+    return this.perClient.size;
   }
 
   /** Takes one message from the client's token bucket; a refusal says when the next token is there. */

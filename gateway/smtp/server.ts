@@ -1,8 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { SMTPServer, SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { ConfigError } from '../../shared/config/index.js';
+import { RECIPIENTS_MAX_BYTES, recipientsBytes } from '../../shared/notification/size.js';
 import { headerFieldProblem } from '../../shared/ses/header-block.js';
-import { withAsciiDomain } from '../../shared/ses/address.js';
+import { recipientKey, uniqueRecipients, withAsciiDomain } from '../../shared/ses/address.js';
 import type { Intake, IntakeMessage, Refusal } from '../intake/intake.js';
 import type { Logger } from '../runtime/log.js';
 import type { SmtpMetrics } from '../observability/metrics.js';
@@ -10,6 +11,7 @@ import type { GatewayRuntime } from '../runtime/settings.js';
 import { SpoolFreeSpace } from '../spool/free-space.js';
 import { EdgeListener } from '../net/listener.js';
 import { Credentials } from './auth.js';
+import { AuthFailures, CheckQueue, ChecksBusyError } from './auth-limits.js';
 import { EdgePolicy } from './edge.js';
 import { replies, SmtpReply } from './replies.js';
 import { TlsCertificate } from './tls.js';
@@ -41,6 +43,8 @@ function refusalReply(refusal: Refusal, host: string): SmtpReply {
       return replies.tooBig(refusal.limitBytes);
     case 'no-space':
       return replies.systemFull(host);
+    case 'malformed':
+      return replies.malformed(refusal.reason);
     case 'unavailable':
     case 'no-rule':
       return replies.localError();
@@ -63,6 +67,10 @@ export class SmtpFront {
   private readonly listeners: EdgeListener[] = [];
   private readonly credentials: Credentials | undefined;
   private readonly certificate: TlsCertificate | undefined;
+  private readonly authFailures: AuthFailures;
+  private readonly authChecks: CheckQueue;
+  /** Failed AUTH attempts per session (connection), until it closes. */
+  private readonly authFailuresOf = new Map<string, number>();
   private readonly router: RecipientRouter;
   private draining = false;
   /** Sessions whose DATA is being accepted; shutdown lets them finish. */
@@ -87,6 +95,8 @@ export class SmtpFront {
     const tls = settings.smtp.tls;
     const auth = settings.smtp.auth;
     this.edge = new EdgePolicy(settings.smtp, settings.hostname);
+    this.authFailures = new AuthFailures(auth.maxFailuresPerClient, auth.failureWindowMs);
+    this.authChecks = new CheckQueue(auth.maxConcurrentChecks, auth.maxQueuedChecks);
     if (auth.mode !== 'off') {
       this.credentials = Credentials.load(auth.usersFile);
       if (this.credentials.size === 0) {
@@ -128,19 +138,12 @@ export class SmtpFront {
       // DATA is still being written keeps it until written (onData's settle).
       onClose: (session) => {
         if (!this.busy.has(session.id)) this.freeSpace.release(session.id);
+        this.authFailuresOf.delete(session.id);
       },
       ...extra,
     });
-    const admit = (ip: string): Admission => {
-      const a = this.edge.admit(ip);
-      if (!a.ok) {
-        deps.log.info({ client: ip, code: a.reply.responseCode, reason: a.reply.message }, 'connection refused');
-        return { ok: false, reply: this.counted(a.reply) };
-      }
-      return { ok: true, release: a.release, greetingDelayMs: this.edge.greetingDelayMs(ip) };
-    };
     const add = (name: ListenerName, port: number, extra: SMTPServerOptions) => {
-      const smtp = new EdgeSmtpServer(options(extra), admit);
+      const smtp = new EdgeSmtpServer(options(extra), tls?.handshakeTimeoutMs ?? 0);
       smtp.on('error', (err: Error & { code?: string }) => {
         // Client-side socket trouble is routine on an MX; keep it at debug.
         deps.log.debug({ listener: name, err: err.message, code: err.code }, 'smtp connection error');
@@ -159,7 +162,7 @@ export class SmtpFront {
     await this.freeSpace.start();
     for (const { name, smtp, port } of this.servers) {
       const listener = new EdgeListener(name, { proxies: this.edge.proxies, headerTimeoutMs: proxyProtocol.headerTimeoutMs, maxSockets: 2 * this.deps.runtime.settings.smtp.maxConnections, log: this.deps.log }, (socket, client) =>
-        smtp.connect(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }),
+        smtp.startSession(socket, { remoteAddress: client.remoteAddress, remotePort: client.remotePort }, this.admit(name, client.remoteAddress)),
       );
       let addr: AddressInfo;
       try {
@@ -187,24 +190,72 @@ export class SmtpFront {
     for (const { smtp } of this.servers) smtp.updateSecureContext(pair);
   }
 
+  /**
+   * Admission at TCP accept, on every listener: the receipt filters and connection limits, decided before any TLS
+   * handshake. On the implicit-TLS port a refusal is a closed connection (no reply without a handshake), still
+   * logged and counted by the reply it stands for.
+   */
+  private admit(listener: ListenerName, ip: string): Admission {
+    const a = this.edge.admit(ip);
+    if (!a.ok) {
+      const closed = listener === 'smtps';
+      this.deps.log.info({ listener, client: ip, code: a.reply.responseCode, reason: a.reply.message }, closed ? 'connection refused; closed before the TLS handshake' : 'connection refused');
+      return { ok: false, reply: this.counted(a.reply) };
+    }
+    return { ok: true, release: a.release, greetingDelayMs: this.edge.greetingDelayMs(ip) };
+  }
+
   /** Every refusal the gateway writes passes here on its way to the client, for the rejected-by-reason metric. */
   private counted(reply: SmtpReply): SmtpReply {
     this.deps.metrics?.rejected(reply);
     return reply;
   }
 
+  /**
+   * AUTH with its limits (auth-limits.ts): an address over its failures is refused unchecked (454), a check waits for
+   * a free slot or is refused when too many wait (454), a failure is answered after failureDelayMs, and the
+   * connection's last allowed failure gets 421 and the connection closed.
+   */
   private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void {
-    const { log } = this.deps;
+    const { log, metrics, runtime } = this.deps;
+    const limits = runtime.settings.smtp.auth;
+    const client = session.remoteAddress;
+    const meta = { session: session.id, client, method: auth.method };
     // Neither the user name nor the password is logged: only that a login happened and how it ended.
-    if (!session.secure && !this.edge.authPlaintext.has(session.remoteAddress)) return cb(this.counted(replies.authNeedsTls()));
+    if (!session.secure && !this.edge.authPlaintext.has(client)) return cb(this.counted(replies.authNeedsTls()));
     if ((auth.method !== 'PLAIN' && auth.method !== 'LOGIN') || !this.credentials) return cb(this.counted(replies.authFailed()));
-    this.credentials.verify(auth.username ?? '', auth.password ?? '').then(
+    const credentials = this.credentials;
+    /** A refusal counted against the connection; its last allowed one closes it. */
+    const refuse = (reply: SmtpReply) => {
+      const failures = (this.authFailuresOf.get(session.id) ?? 0) + 1;
+      this.authFailuresOf.set(session.id, failures);
+      const last = failures >= limits.maxFailuresPerConnection;
+      if (last) log.info({ ...meta, failures }, 'too many failed AUTH attempts on one connection; closing it');
+      setTimeout(() => cb(this.counted(last ? replies.authTooManyFailures(runtime.settings.hostname, limits.maxFailuresPerConnection) : reply)), limits.failureDelayMs).unref();
+    };
+    const lockedMs = this.authFailures.lockedFor(client);
+    if (lockedMs > 0) {
+      metrics?.auth('locked_out');
+      log.info(meta, 'AUTH refused unchecked: too many failed attempts from this address');
+      return refuse(replies.authLockedOut(client, Math.max(1, Math.ceil(lockedMs / 1000))));
+    }
+    this.authChecks.run(() => credentials.verify(auth.username ?? '', auth.password ?? '')).then(
       (ok) => {
-        log.info({ session: session.id, client: session.remoteAddress, method: auth.method, ok }, ok ? 'authenticated' : 'authentication failed');
-        if (ok) cb(null, { user: auth.username });
-        else cb(this.counted(replies.authFailed()));
+        log.info({ ...meta, ok }, ok ? 'authenticated' : 'authentication failed');
+        metrics?.auth(ok ? 'success' : 'failure');
+        if (ok) return cb(null, { user: auth.username });
+        if (this.authFailures.fail(client)) {
+          log.warn({ client, failures: limits.maxFailuresPerClient, windowMs: limits.failureWindowMs }, 'AUTH locked for this address: too many failed attempts; it gets 454 until the oldest leaves the window');
+        }
+        refuse(replies.authFailed());
       },
       (err: Error) => {
+        if (err instanceof ChecksBusyError) {
+          metrics?.auth('busy');
+          log.info(meta, 'AUTH refused: too many password checks waiting');
+          return cb(this.counted(replies.authUnavailable()));
+        }
+        metrics?.auth('error');
         log.error({ session: session.id, err: err.message }, 'authentication check failed');
         cb(this.counted(replies.authUnavailable()));
       },
@@ -246,9 +297,15 @@ export class SmtpFront {
     if (problem) return cb(this.counted(replies.badAddress('recipient address', problem)));
     const rcpt = withAsciiDomain(address.address);
     const limit = this.deps.runtime.settings.smtp.maxRecipients;
-    const listed = session.envelope.rcptTo;
-    // A recipient given again replaces its entry (smtp-server's rule), so it never counts against the limit.
-    if (listed.length >= limit && !listed.some((r) => r.address.toLowerCase() === address.address.toLowerCase())) return cb(this.counted(replies.tooManyRecipients(limit)));
+    // A recipient given again — the same mailbox however its domain is written — is accepted and stored once
+    // (uniqueRecipients at DATA), so it never counts against the limit.
+    const listed = new Set(session.envelope.rcptTo.map((r) => recipientKey(r.address)));
+    if (!listed.has(recipientKey(address.address))) {
+      if (listed.size >= limit) return cb(this.counted(replies.tooManyRecipients(limit)));
+      // The notification lists them all (receipt.recipients): bounded in bytes too, so it always fits SNS.
+      const recipients = uniqueRecipients([...session.envelope.rcptTo.map((r) => r.address), rcpt]);
+      if (recipientsBytes(recipients) > RECIPIENTS_MAX_BYTES) return cb(this.counted(replies.tooManyRecipientBytes(RECIPIENTS_MAX_BYTES)));
+    }
     const r = this.router.route(rcpt, session.secure);
     if (!r.ok) {
       this.deps.log.info({ session: session.id, rcpt, code: r.reply.responseCode }, 'recipient refused');
@@ -303,7 +360,7 @@ export class SmtpFront {
 
   /** The transaction as the intake takes it: the envelope in its stored form and the rules each recipient matched. */
   private intakeMessage(session: SMTPServerSession): IntakeMessage {
-    const recipients = session.envelope.rcptTo.map((r) => withAsciiDomain(r.address));
+    const recipients = uniqueRecipients(session.envelope.rcptTo.map((r) => r.address));
     const hostname = resolvedHostname(session);
     return {
       mailFrom: session.envelope.mailFrom ? withAsciiDomain(session.envelope.mailFrom.address) : '',

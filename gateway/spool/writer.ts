@@ -19,7 +19,11 @@ export interface SpoolEvents extends SpareEvents {
  * A received message's bytes are in `file` (shared with the other messages of its batch); `durable` settles once the
  * disk has them and the file's name. For a streamed message both happened before `receive` resolved.
  */
-export type Received = { ok: true; dataLength: number; file: SpoolFile; durable: Promise<void> } | { ok: false; reason: 'oversized'; dataLength: number };
+export type Received =
+  | { ok: true; dataLength: number; file: SpoolFile; durable: Promise<void> }
+  | { ok: false; reason: 'oversized'; dataLength: number }
+  /** `check` found the first bytes unfit to store: `why` says how. */
+  | { ok: false; reason: 'refused'; why: string; dataLength: number };
 
 /** Writes all of `buf` (a short write on a regular file is rare but allowed). */
 async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
@@ -59,9 +63,10 @@ export class SpoolWriter {
   /**
    * Streams DATA to disk behind the record line; resolves once its bytes are in a file. Past `limitBytes` writing
    * stops and the rest of DATA is drained and dropped, so an oversized message never costs more than the limit in
-   * disk and nothing in memory. Rejects (nothing kept) when the stream fails or ends without its end of data.
+   * disk and nothing in memory. `check` judges DATA by its first bytes (the first chunk); what it finds refuses the
+   * message the same way. Rejects (nothing kept) when the stream fails or ends without its end of data.
    */
-  async receive(record: SpoolRecord, data: Readable, limitBytes: number): Promise<Received> {
+  async receive(record: SpoolRecord, data: Readable, limitBytes: number, check?: (head: Buffer) => string | undefined): Promise<Received> {
     const id = record.envelope.messageId;
     const tmp = join(this.directory.incomingDir, spoolFileName(id));
     let fh: FileHandle | undefined;
@@ -70,7 +75,8 @@ export class SpoolWriter {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let dataLength = 0;
-    let oversized = false;
+    let dropped = false;
+    let why: string | undefined;
     const flush = async () => {
       if (!fh) {
         fh = await open(tmp, 'wx');
@@ -84,7 +90,7 @@ export class SpoolWriter {
       await writeAll(fh, buf);
     };
     const drop = async () => {
-      oversized = true;
+      dropped = true;
       pending = [];
       pendingBytes = 0;
       const f = fh;
@@ -95,8 +101,13 @@ export class SpoolWriter {
     };
     try {
       for await (const chunk of data as AsyncIterable<Buffer>) {
+        const first = dataLength === 0 && chunk.length > 0;
         dataLength += chunk.length;
-        if (oversized) continue;
+        if (dropped) continue;
+        if (first && check && (why = check(chunk)) !== undefined) {
+          await drop();
+          continue;
+        }
         if (dataLength > limitBytes) {
           await drop();
           continue;
@@ -107,7 +118,8 @@ export class SpoolWriter {
       }
       // A client that vanished mid-DATA can end the stream without an error; never spool a truncated message.
       if (!data.readableEnded) throw new Error('DATA ended before its terminating dot');
-      if (oversized) return { ok: false, reason: 'oversized', dataLength };
+      if (why !== undefined) return { ok: false, reason: 'refused', why, dataLength };
+      if (dropped) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
         const { file, durable } = await this.batches.write(record, pending, pendingBytes);
         return { ok: true, dataLength, file, durable };

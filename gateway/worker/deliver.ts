@@ -1,6 +1,7 @@
+import type { Readable } from 'node:stream';
 import { UnrecoverableError } from 'bullmq';
-import { HEADER_READ_LIMIT, type ReceivedNotification } from '../../shared/notification/index.js';
-import { HeaderInjectionError } from '../../shared/ses/header-block.js';
+import { HEADER_READ_LIMIT, NotificationTooLargeError, type ReceivedNotification } from '../../shared/notification/index.js';
+import { continuesHeaderBlock, HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../store/put-message.js';
 import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
@@ -8,7 +9,7 @@ import { SpoolFormatError } from '../spool/format.js';
 import { SpoolMissingError, type OpenSpoolFile, type SpoolReader } from '../spool/reader.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
-import { notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
+import { isPermanentSnsRefusal, notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
 import type { Slots } from './slots.js';
 import { headerBlockFor, storedMessageStream } from './stored-message.js';
 
@@ -40,8 +41,13 @@ export interface MessageDelivery {
 export interface MessageFailure {
   messageId: string;
   error: Error;
-  /** No retry can fix it: the spool entry is gone or damaged, or the envelope cannot go into a header. */
+  /**
+   * No retry can fix it: the spool entry is gone or damaged, the envelope or DATA cannot go behind the header
+   * block, or SNS refused the notification as written.
+   */
   unrecoverable: boolean;
+  /** Set when the message is stored (under this key) and only its notification failed. */
+  storedKey?: string;
 }
 
 export interface DeliveryOutcome {
@@ -69,7 +75,13 @@ export interface DeliveryResult {
   delivered: MessageDelivery[];
 }
 
-const unrecoverable = (err: unknown) => err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError;
+async function firstBytes(stream: Readable): Promise<Buffer> {
+  for await (const chunk of stream) return chunk as Buffer;
+  return Buffer.alloc(0);
+}
+
+const unrecoverable = (err: unknown) =>
+  err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError || err instanceof NotificationTooLargeError || (err instanceof Error && isPermanentSnsRefusal(err));
 
 /**
  * One rule's S3 action for the messages of one delivery job: each is stored (header block + DATA, encrypted when the
@@ -87,7 +99,10 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
   const stored = new Set(data.stored);
   const outcome: DeliveryOutcome = { bucket: action.bucketName, rule: rule.name, encrypted: !!action.kmsKeyArn, delivered: [], failed: [], done: [], stored: [], foundReleased: [] };
   const todo = data.messages.filter((m) => !done.has(m.envelope.messageId));
-  const fail = (m: DeliveryMessage, err: unknown) => outcome.failed.push({ messageId: m.envelope.messageId, error: err as Error, unrecoverable: unrecoverable(err) });
+  const fail = (m: DeliveryMessage, err: unknown) => {
+    const id = m.envelope.messageId;
+    outcome.failed.push({ messageId: id, error: err as Error, unrecoverable: unrecoverable(err), ...(stored.has(id) ? { storedKey: objectKey(action.objectKeyPrefix, id) } : {}) });
+  };
 
   let reader: OpenSpoolFile | undefined;
   try {
@@ -119,6 +134,10 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
             const started = Date.now();
             try {
               const msg = await r.entry(m.at, id, m.length);
+              // Behind the SMTP front's refusal, for files spooled before it: DATA never folds into the gateway's block.
+              if (continuesHeaderBlock(msg.data ?? (await firstBytes(deps.spool.dataStream(msg, 1))))) {
+                throw new HeaderInjectionError('DATA', 'starts with a space or tab, which would continue the header block before it');
+              }
               const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m));
               const key = objectKey(action.objectKeyPrefix, id);
               let storedBytes = 0;

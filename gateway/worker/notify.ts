@@ -44,6 +44,43 @@ export interface NotificationToPublish {
 
 export type PublishOutcome = { ok: true; snsMessageId?: string } | { ok: false; error: Error };
 
+/** One entry of a PublishBatch call that SNS listed as Failed: named by its Code. */
+export class SnsEntryError extends Error {
+  constructor(
+    code: string,
+    message: string,
+    readonly senderFault: boolean,
+  ) {
+    super(message);
+    this.name = code;
+  }
+}
+
+/** SNS's codes (and the SDK's names for them) for a request it refuses as written: the same request always fails. */
+const REFUSES_THE_REQUEST = new Set([
+  'InvalidParameter',
+  'InvalidParameterException',
+  'InvalidParameterValue',
+  'InvalidParameterValueException',
+  'ParameterValueInvalid',
+  'ValidationException',
+  'BatchRequestTooLong',
+  'BatchRequestTooLongException',
+]);
+
+/**
+ * Whether SNS refused the notification itself, so that publishing it again can never succeed (a message too long, a
+ * parameter it rejects — the job's rule carries its topic ARN, so a config fix does not change the job either).
+ * Errors an operator can fix while the job waits stay retryable: missing permission (AuthorizationError), a topic
+ * not there yet (NotFound), a KMS key of an encrypted topic, throttling and server errors.
+ */
+export function isPermanentSnsRefusal(err: Error): boolean {
+  if (!REFUSES_THE_REQUEST.has(err.name)) return false;
+  if (err instanceof SnsEntryError) return err.senderFault;
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return status !== undefined && status >= 400 && status < 500;
+}
+
 /** SNS PublishBatch limits: entries per call, and bytes of Message + Subject summed over the call. */
 const BATCH_MAX_ENTRIES = 10;
 const BATCH_MAX_BYTES = 262_144;
@@ -89,14 +126,18 @@ async function publishBatch(
     out = await publishBatchRequest(sns, { topicArn, entries: batch.map((b) => b.entry) }, abortSignal ? { abortSignal } : {});
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
+    // SNS counts a batch's bytes its own way: one that it finds too long goes again, an entry per call.
+    if (batch.length > 1 && /^BatchRequestTooLong/.test(error.name)) {
+      for (const one of batch) await publishBatch(sns, topicArn, [{ key: one.key, entry: { ...one.entry, Id: 'n0' } }], outcomes, abortSignal);
+      return;
+    }
     for (const { key } of batch) outcomes.set(key, { ok: false, error });
     return;
   }
   const results = new Map<string, PublishOutcome>();
   for (const s of out.Successful) results.set(s.Id, { ok: true, ...(s.MessageId !== undefined ? { snsMessageId: s.MessageId } : {}) });
   for (const f of out.Failed) {
-    const error = new Error(`SNS PublishBatch entry failed: ${f.Message ?? '(no message)'} (SenderFault: ${String(f.SenderFault)})`);
-    error.name = f.Code ?? 'PublishBatchEntryFailed';
+    const error = new SnsEntryError(f.Code || 'PublishBatchEntryFailed', `SNS PublishBatch entry failed: ${f.Message ?? '(no message)'} (SenderFault: ${String(f.SenderFault)})`, f.SenderFault === true);
     results.set(f.Id, { ok: false, error });
   }
   for (const { key, entry } of batch) {

@@ -40,6 +40,7 @@ const metrics = {
   deliveryFinished: (result: 'delivered' | 'retry' | 'failed') => record(['deliveryFinished', result]),
   uploaded: (bytes: number, seconds: number) => record(['uploaded', bytes, seconds]),
   awsError: (service: 's3' | 'kms' | 'sns', operation: string, error: string) => record(['awsError', service, operation, error]),
+  notificationRefused: (error: string) => record(['notificationRefused', error]),
 };
 
 const spool = new SpoolDirectory(data.runtime.settings.spoolDir);

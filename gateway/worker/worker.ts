@@ -93,7 +93,12 @@ export class DeliveryWorkers {
         }
         if (outcome.failed.length > 0) {
           for (const f of outcome.failed) {
-            this.log.warn({ messageId: f.messageId, rule: data.rule.name, jobId: job.id, attempt, err: f.error.message, errName: f.error.name, unrecoverable: f.unrecoverable }, 'message not delivered in this attempt');
+            const meta = { messageId: f.messageId, rule: data.rule.name, jobId: job.id, attempt, err: f.error.message, errName: f.error.name, unrecoverable: f.unrecoverable };
+            if (f.unrecoverable && f.storedKey !== undefined) {
+              // Stored, and never to be announced: no retry can change what SNS refused. Said loudly, and counted.
+              this.log.error({ ...meta, bucket: outcome.bucket, key: f.storedKey, topicArn: data.rule.s3Action.topicArn }, 'SNS refused the notification for good: the message is stored but not announced; the job goes to the failed set');
+              metrics?.notificationRefused(f.error.name);
+            } else this.log.warn(meta, 'message not delivered in this attempt');
           }
           // Recorded before the job fails, so the retry redoes only what failed (and only publishes what is stored).
           await job.updateData({ ...data, done: outcome.done, stored: outcome.stored }).catch((err: Error) => this.log.warn({ jobId: job.id, err: err.message }, 'could not record delivery progress; the retry redoes the whole job'));

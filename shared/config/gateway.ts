@@ -25,6 +25,10 @@ export const GatewayTlsSchema = z
       .boolean()
       .default(true)
       .describe('Reload the certificate and key when their files change (SIGHUP always reloads); new sessions get the new certificate, open ones keep theirs.'),
+    handshakeTimeoutMs: ms(
+      10_000,
+      'How long a client of the implicit-TLS port may take to complete its TLS handshake before the connection is closed (its connection slot is taken when it connects, so an idle one must not hold it for socketTimeoutMs)',
+    ),
   })
   .strict();
 
@@ -61,6 +65,27 @@ export const GatewayAuthSchema = z
       .optional()
       .describe('File of "user:$scrypt$ln=..,r=..,p=..$salt$hash" lines (make them with `mailroom smtp-user <name>`). MAILROOM_SMTP_USERS (same lines, newline- or comma-separated) adds to it. Never logged.'),
     plaintextFrom: cidrList('Clients that may AUTH without TLS (a relay on the same host, tests); everyone else must STARTTLS first (538).'),
+    failureDelayMs: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(1_000)
+      .describe('A failed AUTH (535) and an AUTH refused for too many failures (454, 421) are answered after this pause, which slows password guessing on every connection. 0 = at once.'),
+    maxFailuresPerConnection: z.number().int().positive().default(3).describe('Failed AUTH attempts per connection: the last one allowed is answered 421 4.7.0 and the connection is closed.'),
+    maxFailuresPerClient: z
+      .number()
+      .int()
+      .positive()
+      .default(10)
+      .describe('Failed AUTH attempts from one client address within failureWindowMs; from then on its AUTH gets 454 4.7.0 without a password check until the oldest failure leaves the window. trustedNetworks are not exempt.'),
+    failureWindowMs: ms(900_000, 'The sliding window of maxFailuresPerClient'),
+    maxConcurrentChecks: z
+      .number()
+      .int()
+      .positive()
+      .default(2)
+      .describe('Password checks running at once. Each is a scrypt (about 32 MB and tens of milliseconds with the default cost) on the thread pool the spool\'s disk flushes also wait in, so a flood of logins must not take all of it.'),
+    maxQueuedChecks: z.number().int().nonnegative().default(32).describe('Password checks waiting for one of maxConcurrentChecks; beyond that, AUTH gets 454 4.7.0 (try again later) at once.'),
   })
   .strict();
 

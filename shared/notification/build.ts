@@ -1,6 +1,7 @@
 import { objectKey } from '../ses/object-key.js';
 import { commonHeaders, destination } from './common-headers.js';
 import { parseHeaderBlock } from './headers.js';
+import { fitNotification } from './size.js';
 import type { DmarcPolicy, ReceivedNotification, Receipt, VerdictStatus } from './types.js';
 
 /** The SNS `Subject` SES publishes the notification with (docs/ses-format.md#publication). */
@@ -35,8 +36,9 @@ export interface ReceivedNotificationInput {
 }
 
 /**
- * The notification object, with keys inserted in the wire order of docs/ses-format.md#notification-document (JSON.stringify keeps insertion
- * order, so the object literals below *are* the format).
+ * The notification object, with keys inserted in the wire order of docs/ses-format.md#notification-document
+ * (JSON.stringify keeps insertion order, so the object literals below *are* the format), bounded so that it always
+ * fits SNS (size.ts).
  */
 export function buildReceivedNotification(input: ReceivedNotificationInput): ReceivedNotification {
   const { processingTimeMillis: ms } = input;
@@ -65,7 +67,7 @@ export function buildReceivedNotification(input: ReceivedNotificationInput): Rec
     },
   };
 
-  return {
+  return fitNotification({
     notificationType: 'Received',
     mail: {
       timestamp,
@@ -77,7 +79,7 @@ export function buildReceivedNotification(input: ReceivedNotificationInput): Rec
       commonHeaders: commonHeaders(parsed.allHeaders),
     },
     receipt,
-  };
+  });
 }
 
 /** Compact JSON, non-ASCII as raw UTF-8 (as in the 2024 sample; `\u` escaping is UNCONFIRMED, docs/ses-format.md#notification-details). */

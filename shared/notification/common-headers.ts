@@ -10,7 +10,10 @@ import type { CommonHeaders, MailHeader } from './types.js';
  * - Address fields (from, sender, replyTo, to, cc, bcc) join every occurrence of their header; the single-valued
  *   ones (returnPath, date, messageId, subject) take the first, as JavaMail does. An address header with no
  *   element is left out.
- * - Address elements stay as written (trimmed; encoded-words not decoded); only `subject` is RFC 2047-decoded.
+ * - Address elements stay as written (trimmed; encoded-words not decoded); only `subject` is RFC 2047-decoded, so
+ *   it may hold any character an encoded-word carries, CR, LF and NUL included: consumers get them JSON-escaped
+ *   (`\r`, `\n`, `\u0000`) and must not paste the subject into a header or a log line unchecked.
+ * - Sizes are bounded when the notification is built (size.ts).
  */
 
 /**

@@ -18,6 +18,27 @@ export function withAsciiDomain(address: string): string {
   return ascii ? `${address.slice(0, at + 1)}${ascii}` : address;
 }
 
+/**
+ * What makes two envelope recipients one mailbox: the A-label form, compared without case (as smtp-server compares a
+ * repeated RCPT). `x@example。com`, `x@ｅxample.com` and `x@exa<U+00AD>mple.com` all map to `x@example.com`.
+ */
+export function recipientKey(address: string): string {
+  return withAsciiDomain(address).toLowerCase();
+}
+
+/** Envelope recipients in A-label form, each mailbox once (its first spelling, in SMTP order). */
+export function uniqueRecipients(addresses: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const a of addresses) {
+    const key = recipientKey(a);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(withAsciiDomain(a));
+  }
+  return out;
+}
+
 /** The ASCII form of a domain written in Unicode, or undefined when it is not a domain (or is ASCII already). */
 export function asciiDomainFor(domain: string): string | undefined {
   // eslint-disable-next-line no-control-regex

@@ -69,6 +69,21 @@ export function isHeaderFieldSafe(value: string): boolean {
   return headerFieldProblem(value) === undefined;
 }
 
+/**
+ * True when DATA starting with these bytes would continue the block's last field: a first line that starts with a
+ * space or tab is, to every header parser, a folded continuation of the field before it — here a verdict or the
+ * Received trace. No RFC 5322 message starts so (it starts with a field, or an empty line when it has no header),
+ * and SES stores DATA verbatim behind its block, so such DATA is refused rather than rewritten.
+ */
+export function continuesHeaderBlock(data: Uint8Array): boolean {
+  return data.length > 0 && (data[0] === 0x20 || data[0] === 0x09);
+}
+
+/** Why DATA starting with these bytes cannot be stored behind a header block, with the fix; undefined when it can. */
+export function dataStartProblem(head: Uint8Array): string | undefined {
+  return continuesHeaderBlock(head) ? 'its first line starts with a space or tab, a header continuation with no header field before it; start the message with a header field or an empty line' : undefined;
+}
+
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const pad2 = (n: number) => String(n).padStart(2, '0');

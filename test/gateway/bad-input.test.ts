@@ -29,6 +29,8 @@ beforeAll(async () => {
       { name: 'all', recipients: ['example.com'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'in', topicArn: t.topicArn } },
       // пример.рф, as DNS (and SES's rules) write it.
       { name: 'idn', recipients: ['xn--e1afmkfd.xn--p1ai'], s3Action: { bucketName: BUCKET, objectKeyPrefix: 'idn', topicArn: t.topicArn } },
+      // Verdict headers in the stored block: the last of them is what a continuation line would extend.
+      { name: 'scan', recipients: ['scan.example'], scanEnabled: true, s3Action: { bucketName: BUCKET, objectKeyPrefix: 'scan', topicArn: t.topicArn } },
     ],
     gateway: { hostname: HOST, spoolDir: join(backends.dir.path, 'spool'), smtp: { port: 0, reverseDns: false }, redis: { url: backends.redis.url, prefix: 'bad' }, worker: { concurrency: 4 } },
   });
@@ -158,6 +160,19 @@ describe('DATA is stored exactly as received', () => {
   });
 });
 
+describe('a header that grows the notification', () => {
+  it('a To: of 9,000 addresses (170 KB) is stored whole and announced: the notification fits SNS, cut and marked headersTruncated', async () => {
+    const to = Array.from({ length: 9_000 }, (_, i) => `recipient-${String(i).padStart(5, '0')}@example.com`).join(', ');
+    const payload = `Subject: to everyone${CRLF}To: ${to}${CRLF}${CRLF}body`;
+    const n = await expectStoredExactly(await send(payload), bin(payload + CRLF));
+    expect(Buffer.byteLength(JSON.stringify(n))).toBeLessThanOrEqual(256 * 1024);
+    expect(n.mail.headersTruncated).toBe(true);
+    expect(n.mail.destination[0]).toBe('recipient-00000@example.com');
+    expect(n.mail.destination.length).toBeLessThan(9_000);
+    expect(n.mail.commonHeaders.subject).toBe('to everyone');
+  });
+});
+
 describe('internationalised domains', () => {
   // smtp-server decodes every domain to Unicode; MTAs send A-labels and rules hold them.
   const utf8 = (s: string) => Buffer.from(s, 'utf8');
@@ -206,6 +221,25 @@ describe('internationalised domains', () => {
   });
 });
 
+describe('recipients that normalise to one address', () => {
+  it('an ideographic dot, a full-width letter, a soft hyphen or another case in the domain: accepted, listed once', async () => {
+    const utf8 = (t: string) => Buffer.from(t, 'utf8');
+    const c = await RawSmtp.connect(gw.port);
+    try {
+      await c.command('EHLO client.example.net');
+      expect(await c.command('MAIL FROM:<sender@origin.example> SMTPUTF8')).toMatch(/^250/);
+      for (const rcpt of ['x@example\u3002com', 'x@\uff45xample.com', 'x@exa\u00admple.com', 'x@EXAMPLE.com', 'x@example.com', 'y@example.com']) {
+        expect(await c.command(utf8(`RCPT TO:<${rcpt}>`)), rcpt).toMatch(/^250/);
+      }
+      const m = /^250 Ok ([0-9a-v]{40})$/.exec(await c.data(`Subject: one each${CRLF}${CRLF}body`));
+      expect(m).not.toBeNull();
+      expect((await notificationOf(m![1]!)).receipt.recipients).toEqual(['x@example.com', 'y@example.com']);
+    } finally {
+      c.close();
+    }
+  });
+});
+
 describe('a client that does not wait for 354', () => {
   // Against RFC 2920, but real senders ("blast" pipeliners) do it: whole transactions, bodies included, in one write.
   it('gets every transaction of one write accepted and its QUIT answered', async () => {
@@ -241,6 +275,66 @@ describe('the recipient limit', () => {
       expect((await notificationOf(m![1]!)).receipt.recipients).toHaveLength(100);
     } finally {
       c.close();
+    }
+  });
+});
+
+describe("DATA cannot write into the gateway's header block", () => {
+  /** One message to `rcpt` on a fresh session; the reply to the end of DATA. */
+  async function sendTo(rcpt: string, payload: string): Promise<string> {
+    const c = await RawSmtp.connect(gw.port);
+    try {
+      expect(await c.command('EHLO client.example.net')).toMatch(/^250/);
+      expect(await c.command('MAIL FROM:<sender@origin.example>')).toMatch(/^250/);
+      expect(await c.command(`RCPT TO:<${rcpt}>`)).toMatch(/^250/);
+      return await c.data(payload);
+    } finally {
+      c.close();
+    }
+  }
+  /** The gateway's own fields as it wrote them: name and value of each, in the notification's words. */
+  const ownFields = (n: ReceivedNotification, count: number) => n.mail.headers.slice(0, count);
+
+  it('a first line that starts with a space or tab (a continuation with no field before it) is refused with 554 5.6.0; nothing is stored', async () => {
+    const before = (await listKeys(backends.aws, BUCKET)).length;
+    for (const [rcpt, payload] of [
+      ['user@scan.example', ` PASS${CRLF}Subject: x${CRLF}${CRLF}body`],
+      ['user@example.com', `\tby evil.example with SMTP id forged;${CRLF}Subject: x${CRLF}${CRLF}body`],
+    ] as const) {
+      expect(await sendTo(rcpt, payload)).toMatch(/^554 5\.6\.0 /);
+    }
+    expect((await listKeys(backends.aws, BUCKET)).length).toBe(before);
+  });
+
+  it('the session stays usable after the refusal', async () => {
+    const c = await RawSmtp.connect(gw.port);
+    try {
+      await c.command('EHLO client.example.net');
+      await c.command('MAIL FROM:<sender@origin.example>');
+      await c.command('RCPT TO:<user@scan.example>');
+      expect(await c.data(` PASS${CRLF}${CRLF}body`)).toMatch(/^554 5\.6\.0 /);
+      expect(await c.command('MAIL FROM:<sender@origin.example>')).toMatch(/^250/);
+      expect(await c.command('RCPT TO:<user@scan.example>')).toMatch(/^250/);
+      expect(await c.data(`Subject: fine${CRLF}${CRLF}body`)).toMatch(/^250 Ok /);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('DATA starting with an empty line, or with a line that is no field, leaves the verdict headers as the gateway wrote them', async () => {
+    for (const payload of [`${CRLF}only a body`, `no colon on this line${CRLF}Subject: x${CRLF}${CRLF}body`]) {
+      const reply = await sendTo('user@scan.example', payload);
+      const m = /^250 Ok ([0-9a-v]{40})$/.exec(reply);
+      expect(m, reply).not.toBeNull();
+      const n = await notificationOf(m![1]!);
+      expect(ownFields(n, 4).map((h) => [h.name, h.name.startsWith('X-SES') ? h.value : 'ok'])).toEqual([
+        ['Return-Path', 'ok'],
+        ['Received', 'ok'],
+        ['X-SES-Spam-Verdict', 'GRAY'],
+        ['X-SES-Virus-Verdict', 'GRAY'],
+      ]);
+      const stored = await rawObject(backends.aws, BUCKET, `scan/${m![1]!}`);
+      expect(stored.toString('latin1')).toContain(`X-SES-Virus-Verdict: GRAY${CRLF}${payload}${CRLF}`);
     }
   });
 });

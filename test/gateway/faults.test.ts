@@ -24,7 +24,8 @@ import { newMessageId } from '../../shared/ses/message-id.js';
 import { spooledFiles, spoolFileHolding, TestSpool } from '../support/spool.js';
 import type { SpoolReader } from '../../gateway/spool/reader.js';
 import { mailroomCli, writeConfig } from './child.js';
-import { ACCOUNT, awsClients, capturedLog, createBuckets, listKeys, rawMessage, REGION, run, runtimeFor, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { ACCOUNT, awsClients, capturedLog, createBuckets, createTopicWithQueue, listKeys, rawMessage, receiveSns, REGION, run, runtimeFor, sendRaw, sendTogether, startTestGateway, waitFor, type AwsFixture } from './helpers.js';
+import { startGateway } from '../../gateway/gateway.js';
 
 let moto: Moto;
 let restoreEnv: () => void;
@@ -431,6 +432,83 @@ describe.skipIf(!canChattr)('a spool file that cannot be deleted', () => {
       await run('chattr', ['-i', messagesDir]).catch(() => undefined);
       await workers?.stop();
       await front.stop();
+    }
+  }, 60_000);
+});
+
+/**
+ * A loopback proxy in front of moto's SNS that makes chosen notifications too long: entries whose Message contains
+ * `marker` go on padded past 256 KB, so moto refuses them as SNS does (Failed, InvalidParameter, SenderFault).
+ */
+function snsProxy(target: string, marker: string): Promise<{ server: Server; url: string; padded: () => number }> {
+  let padded = 0;
+  const t = new URL(target);
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body = Buffer.concat(chunks);
+      const form = new URLSearchParams(body.toString('utf8'));
+      if (form.get('Action') === 'PublishBatch') {
+        for (const [k, v] of [...form]) {
+          if (k.endsWith('.Message') && v.includes(marker)) {
+            form.set(k, v + ' '.repeat(300_000));
+            padded++;
+          }
+        }
+        body = Buffer.from(form.toString(), 'utf8');
+      }
+      const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, 'content-length': String(body.length) } }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      up.end(body);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, padded: () => padded })));
+}
+
+describe('SNS refusing a notification for good', () => {
+  let redis: RedisServer;
+  let proxy: Awaited<ReturnType<typeof snsProxy>>;
+  const saved = process.env.AWS_ENDPOINT_URL_SNS;
+  afterAll(async () => {
+    if (saved === undefined) delete process.env.AWS_ENDPOINT_URL_SNS;
+    else process.env.AWS_ENDPOINT_URL_SNS = saved;
+    proxy?.server.close();
+    await redis?.stop();
+  });
+
+  it('fails the job at once (failed set, error log, metric), keeps the stored object; other messages are announced', async () => {
+    redis = await startRedis();
+    proxy = await snsProxy(moto.endpoint, 'sns-refuses');
+    process.env.AWS_ENDPOINT_URL_SNS = proxy.url;
+    const topic = await createTopicWithQueue(aws, 'refusing');
+    const cfg = config('sns-refusal', redis.url, 's3-outage', { backoffBaseMs: 1_000, backoffMaxMs: 5_000 });
+    cfg.rules[0]!.s3Action.topicArn = topic.topicArn;
+    const { log, lines } = capturedLog();
+    const gw = await startGateway(runtimeFor(cfg), { smtp: true, workers: true }, log);
+    const deliveries = new Queue('deliveries', { connection: { host: '127.0.0.1', port: redis.port }, prefix: gw.queuePrefix });
+    try {
+      const refused = await sendRaw(gw.smtpAddress!.port, to, msg('sns-refuses'));
+      const fine = await sendRaw(gw.smtpAddress!.port, to, msg('announced'));
+      const failed = await waitFor('the refused job in the failed set', async () => (await deliveries.getFailed()).find((j) => j.failedReason.includes(refused.messageId)), 10_000, 100);
+      expect(failed.attemptsMade).toBe(1);
+      expect(failed.failedReason).toMatch(/InvalidParameter: SNS PublishBatch entry failed: .*Message too long/);
+      expect(proxy.padded()).toBe(1);
+      // Stored, and said so: where it is, and that it was not announced.
+      expect(await listKeys(aws, 's3-outage', 'in/')).toContain(`in/${refused.messageId}`);
+      const line = lines.find((l) => l.msg.startsWith('SNS refused the notification for good'));
+      expect(line).toMatchObject({ level: 50, messageId: refused.messageId, bucket: 's3-outage', key: `in/${refused.messageId}`, errName: 'InvalidParameter' });
+      expect(await gw.metrics.registry.render()).toContain('mailroom_notifications_refused_total{error="InvalidParameter"} 1');
+      // The spool file stays with the failed job (`mailroom queue retry` publishes again once SNS would take it).
+      expect(await spoolFileHolding(join(dir.path, 'sns-refusal'), refused.messageId)).toBeDefined();
+      const [announced] = await receiveSns(aws, topic.queueUrl, 1, 10_000);
+      expect(JSON.parse(announced!.Message).mail.messageId).toBe(fine.messageId);
+    } finally {
+      await deliveries.close();
+      await gw.stop();
     }
   }, 60_000);
 });

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildReceivedNotification, serializeNotification, SNS_SUBJECT, type ReceivedNotification } from '../../shared/notification/index.js';
-import { publishNotifications, type NotificationToPublish } from '../../gateway/worker/notify.js';
+import { isPermanentSnsRefusal, publishNotifications, type NotificationToPublish } from '../../gateway/worker/notify.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import { awsClients, createTopicWithQueue, receiveSns, type AwsFixture } from './helpers.js';
 
@@ -257,5 +257,51 @@ describe('publishNotifications failures (loopback SNS)', () => {
     const outcome = (await publishNotifications(sns, TOPIC_ARN, items(1))).get('k0');
     expect(calls).toHaveLength(3);
     expect(outcome?.ok === false && outcome.error).toBeInstanceOf(Error);
+  });
+
+  it('tells a refusal of the notification itself (never retried) from what an operator can fix or time heals', async () => {
+    const { sns } = stubSns(async () => ({
+      Failed: [
+        { Id: 'n0', Code: 'InvalidParameter', SenderFault: true, Message: 'Invalid parameter: Message too long' },
+        { Id: 'n1', Code: 'InternalError', SenderFault: false, Message: 'x' },
+        { Id: 'n2', Code: 'KMSAccessDenied', SenderFault: true, Message: 'the topic key is not usable' },
+      ],
+    }));
+    const outcomes = await publishNotifications(sns, TOPIC_ARN, items(3));
+    const permanent = (k: string) => {
+      const o = outcomes.get(k);
+      return o?.ok === false && isPermanentSnsRefusal(o.error);
+    };
+    expect([permanent('k0'), permanent('k1'), permanent('k2')]).toEqual([true, false, false]);
+
+    for (const [name, status, expected] of [
+      ['InvalidParameter', 400, true],
+      ['ParameterValueInvalid', 400, true],
+      ['AuthorizationError', 403, false],
+      ['NotFound', 404, false],
+      ['Throttled', 400, false],
+    ] as const) {
+      const { sns: one } = stubSns(async () => {
+        throw { name, status, message: 'refused' };
+      });
+      const o = (await publishNotifications(one, TOPIC_ARN, items(1))).get('k0');
+      expect(o?.ok === false && isPermanentSnsRefusal(o.error), name).toBe(expected);
+    }
+  });
+
+  it('a call SNS finds too long (BatchRequestTooLong) goes again an entry per call', async () => {
+    const { sns, calls } = stubSns(async (input) => {
+      if (input.PublishBatchRequestEntries.length > 1) throw { name: 'BatchRequestTooLong', status: 400, message: 'The length of all the messages put together is more than the limit.' };
+      return allOk(input);
+    });
+    const outcomes = await publishNotifications(sns, TOPIC_ARN, items(3));
+    expect(calls.map((c) => c.PublishBatchRequestEntries.map((e) => e.Id))).toEqual([['n0', 'n1', 'n2'], ['n0'], ['n0'], ['n0']]);
+    expect([...outcomes.values()].every((o) => o.ok)).toBe(true);
+    // Alone and still too long: refused for good.
+    const { sns: alone } = stubSns(async () => {
+      throw { name: 'BatchRequestTooLong', status: 400, message: 'too long' };
+    });
+    const o = (await publishNotifications(alone, TOPIC_ARN, items(1))).get('k0');
+    expect(o?.ok === false && isPermanentSnsRefusal(o.error)).toBe(true);
   });
 });

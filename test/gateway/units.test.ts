@@ -12,6 +12,7 @@ import { newMessageId } from '../../shared/ses/message-id.js';
 import { cappedExponentialBackoff, deliveryBatch, deliveryJobId, isSpoolFileJobId, spoolFileJobs, type DeliveryJobData } from '../../gateway/queue/jobs.js';
 import { overridesFrom, resolveRuntime } from '../../gateway/runtime/settings.js';
 import { Credentials } from '../../gateway/smtp/auth.js';
+import { AuthFailures, CheckQueue, ChecksBusyError } from '../../gateway/smtp/auth-limits.js';
 import { RecipientRouter } from '../../gateway/smtp/routing.js';
 import type { SpoolRecord } from '../../gateway/spool/format.js';
 import { SpoolMissingError } from '../../gateway/spool/reader.js';
@@ -323,6 +324,49 @@ describe('spool and job contract', () => {
     }
   });
 
+  it('a check on the first bytes refuses DATA like an oversized message: nothing kept, the reason handed back', async () => {
+    const dir = await tempDir();
+    const spool = new TestSpool(dir.path);
+    try {
+      await spool.init({ clearIncoming: true });
+      const checked: string[] = [];
+      const check = (head: Buffer) => (checked.push(head.toString('latin1')), head[0] === 0x20 ? 'refused' : undefined);
+      const stream = (...parts: string[]) => Readable.from(parts.map((p) => Buffer.from(p, 'latin1')));
+      const r = await spool.writer.receive(record(newMessageId()), stream('', ' PASS\r\n', 'Subject: x\r\n\r\nbody'), Infinity, check);
+      expect(r).toEqual({ ok: false, reason: 'refused', why: 'refused', dataLength: 25 });
+      expect(await spool.list()).toEqual([]);
+      const ok = newMessageId();
+      const accepted = await spool.writer.receive(record(ok), stream('Subject: x\r\n', ' folded\r\n\r\nbody'), Infinity, check);
+      expect(accepted.ok).toBe(true);
+      if (accepted.ok) await accepted.durable;
+      // Judged once, on the first bytes only: a folded line further down is the sender's own header.
+      expect(checked).toEqual([' PASS\r\n', 'Subject: x\r\n']);
+      expect(await spool.list()).toEqual([ok]);
+    } finally {
+      await spool.close();
+      await dir.remove();
+    }
+  });
+
+  it('a spooled message whose DATA would continue the header block (spooled before the SMTP front refused it) fails for good, before anything is stored', async () => {
+    const dir = await tempDir();
+    const spool = new TestSpool(dir.path);
+    try {
+      await spool.init({ clearIncoming: true });
+      const id = newMessageId();
+      const received = await spool.receive(record(id), Readable.from([Buffer.from(' PASS\r\nSubject: x\r\n\r\nbody')]));
+      expect(received.ok).toBe(true);
+      const job = spoolFileJobs({ id, entries: [{ record: record(id), at: 0 }] }, { attempts: 5, backoffBaseMs: 100, keepCompleted: 10 });
+      // No AWS client: the refusal must come before any S3 request.
+      const out = await deliver(job.data as DeliveryJobData, { spool: spool.reader, aws: undefined as never, tuning: { multipartThresholdBytes: 1, partSizeBytes: 1, queueSize: 1 }, slots: new Slots(1), ranBefore: false });
+      expect(out.failed.map((f) => [f.messageId, f.unrecoverable, f.error.name])).toEqual([[id, true, 'HeaderInjectionError']]);
+      expect(out.stored).toEqual([]);
+    } finally {
+      await spool.close();
+      await dir.remove();
+    }
+  });
+
   it('a job of the previous release (one message, one rule) reads as a batch of one', () => {
     const id = newMessageId();
     const rec = record(id);
@@ -383,6 +427,50 @@ describe('gateway.worker.thread', () => {
   it('"auto" uses a delivery thread only with a second CPU for it; "yes" and "no" say so', async () => {
     const { useDeliveryThread } = await import('../../cli/commands/gateway.js');
     expect([useDeliveryThread('auto', 1), useDeliveryThread('auto', 2), useDeliveryThread('yes', 1), useDeliveryThread('no', 8)]).toEqual([false, true, true, false]);
+  });
+});
+
+describe('AUTH limits', () => {
+  it('failures per address in a sliding window: locked at the limit until the oldest leaves the window; IPv4-mapped is the same address', () => {
+    let t = 1_000_000;
+    const f = new AuthFailures(3, 60_000, () => t);
+    expect(f.fail('192.0.2.1')).toBe(false);
+    t += 10_000;
+    expect(f.fail('::ffff:192.0.2.1')).toBe(false);
+    t += 10_000;
+    expect(f.lockedFor('192.0.2.1')).toBe(0);
+    expect(f.fail('192.0.2.1')).toBe(true);
+    expect(f.lockedFor('192.0.2.1')).toBe(40_000);
+    expect(f.lockedFor('192.0.2.2')).toBe(0);
+    t += 40_000; // the first failure leaves the window
+    expect(f.lockedFor('192.0.2.1')).toBe(0);
+    expect(f.fail('192.0.2.1')).toBe(true);
+    expect(f.lockedFor('192.0.2.1')).toBe(10_000);
+  });
+
+  it('password checks: at most `concurrency` at once, at most `maxQueued` waiting, the rest refused at once', async () => {
+    const q = new CheckQueue(2, 1);
+    let running = 0;
+    let most = 0;
+    const releases: Array<() => void> = [];
+    const check = () =>
+      q.run(async () => {
+        most = Math.max(most, ++running);
+        await new Promise<void>((r) => releases.push(r));
+        running--;
+        return true;
+      });
+    const settle = () => new Promise((r) => setImmediate(r));
+    const accepted = [check(), check(), check()];
+    await expect(check()).rejects.toBeInstanceOf(ChecksBusyError);
+    await settle();
+    expect([running, releases.length]).toEqual([2, 2]);
+    releases.shift()!(); // the first ends: the waiting one takes its slot
+    await settle();
+    expect([running, releases.length]).toEqual([2, 2]);
+    for (const r of releases.splice(0)) r();
+    expect(await Promise.all(accepted)).toEqual([true, true, true]);
+    expect(most).toBe(2);
   });
 });
 

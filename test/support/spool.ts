@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { SpoolDirectory, type SpoolDirectoryOptions } from '../../gateway/spool/directory.js';
 import type { SpoolFile, SpoolRecord } from '../../gateway/spool/format.js';
 import { SpoolReader, type OpenSpoolFile, type SpooledMessage } from '../../gateway/spool/reader.js';
-import { SpoolWriter, type SpoolEvents } from '../../gateway/spool/writer.js';
+import { SpoolWriter, type Received, type SpoolEvents } from '../../gateway/spool/writer.js';
 
 /**
  * A spool's three parts over one directory, as the gateway wires them (gateway.ts), with the disk side of an accept
@@ -33,7 +33,7 @@ export class TestSpool {
     return this.directory.close();
   }
 
-  async receive(record: SpoolRecord, data: Readable, limitBytes = Infinity): Promise<{ ok: true; dataLength: number; file: SpoolFile } | { ok: false; reason: 'oversized'; dataLength: number }> {
+  async receive(record: SpoolRecord, data: Readable, limitBytes = Infinity): Promise<{ ok: true; dataLength: number; file: SpoolFile } | Exclude<Received, { ok: true }>> {
     const r = await this.writer.receive(record, data, limitBytes);
     if (!r.ok) return r;
     await r.durable;
