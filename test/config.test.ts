@@ -334,6 +334,11 @@ describe('mailroom validate', () => {
       expect(ok.stdout).toBe(
         'ok: rule set "mailroom-inbound" in us-east-1 (account 123456789012): 1 rule (1 enabled), 1 bucket, 0 encrypted with KMS, 0 notifying SNS; max message 41943040 bytes\n',
       );
+      // Rules encrypted with a key the stack creates (infra.createKmsKeys) count as encrypted, as do those naming one.
+      const infra = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', join(ROOT, 'examples/infra.json')]);
+      expect(infra.stdout).toBe(
+        'ok: rule set "mailroom-inbound" in us-east-1 (account 123456789012): 3 rules (3 enabled), 2 buckets, 3 encrypted with KMS, 2 notifying SNS; max message 41943040 bytes\n',
+      );
       const missing = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', join(dir.path, 'nope.json')]).catch((e: { code: number; stderr: string }) => e);
       expect(missing).toMatchObject({ code: 1 });
       expect((missing as { stderr: string }).stderr).toContain('(file): file not found\n    fix: pass the path of a mailroom JSON config');

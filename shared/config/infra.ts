@@ -125,6 +125,12 @@ export const InfraSettingsSchema = z
   .strict();
 export type InfraSettings = z.infer<typeof InfraSettingsSchema>;
 
+/** The created key (its name in infra.createKmsKeys) that encrypts a rule's mail, when the rule is bound to one. */
+export function createdKmsKeyOfRule(infra: Pick<InfraSettings, 'createKmsKeys'> | undefined, ruleName: string): string | undefined {
+  if (!infra) return undefined;
+  return Object.entries(infra.createKmsKeys).find(([, k]) => k.rules.includes(ruleName))?.[0];
+}
+
 /** The parts of the whole config the infra checks need (kept structural so this file does not import schema.ts). */
 export interface InfraCheckInput {
   region: string;
