@@ -16,6 +16,7 @@ import {
 } from './aws.js';
 import { Construct, Fn, TerraformOutput, type ITerraformDependable } from './framework.js';
 import { GatewayWriterAccess, type GatewayWriterRule } from './gateway-writer.js';
+import { legacyRuleConstructId, logicalIdUnder, RULE_SET_ID, ruleConstructId } from './ids.js';
 import { policyDocument } from './policy.js';
 import { DeliveryBucket, DeliveryKey, DeliveryRole, DeliveryTopic, type AccountContext, type DeliveryResource, type ManualStatements } from './resources.js';
 import { S3Action } from './s3-action.js';
@@ -52,7 +53,7 @@ export class MailroomReceiving extends Construct {
     const ctx: AccountContext = { accountId: cfg.accountId, region: cfg.region, partition: partitionOf(cfg.region) };
     const ruleArnOf = (ruleName: string) => receiptRuleArn({ partition: ctx.partition, region: cfg.region, accountId: cfg.accountId, ruleSetName: cfg.ruleSetName, ruleName });
 
-    this.ruleSet = new SesReceiptRuleSet(this, 'rule-set', { ruleSetName: cfg.ruleSetName });
+    this.ruleSet = new SesReceiptRuleSet(this, RULE_SET_ID, { ruleSetName: cfg.ruleSetName });
 
     // --- keys -------------------------------------------------------------------------------------------------
     for (const [name, k] of Object.entries(infra.createKmsKeys)) {
@@ -132,10 +133,15 @@ export class MailroomReceiving extends Construct {
     const all: DeliveryResource[] = [...this.createdKeys.values(), ...this.referencedKeys.values(), ...this.buckets.values(), ...this.topics.values(), ...this.roles.values()];
     for (const r of all) r.finish();
 
+    const ruleIds = new Set(cfg.rules.map((r) => ruleConstructId(r.name)));
     let previous: SesReceiptRule | undefined;
     for (const b of bound) {
       const dependsOn = dedupe(b.resources.flatMap((r) => r.dependables));
-      const rule: SesReceiptRule = new SesReceiptRule(this, `rule-${idOf(b.rule.name)}`, {
+      const ruleId = ruleConstructId(b.rule.name);
+      // A rule deployed under its old id keeps its state (a new address alone would destroy and recreate it).
+      const legacyId = legacyRuleConstructId(b.rule.name);
+      const legacyAddress = legacyId !== ruleId && !ruleIds.has(legacyId) && legacyId !== RULE_SET_ID ? `aws_ses_receipt_rule.${logicalIdUnder(this, legacyId)}` : undefined;
+      const rule: SesReceiptRule = new SesReceiptRule(this, ruleId, {
         name: b.rule.name,
         ruleSetName: this.ruleSet.ruleSetName,
         // Chained on the previous rule's resource: the set keeps config order, and rules are created one by one.
@@ -147,6 +153,7 @@ export class MailroomReceiving extends Construct {
         s3Action: [b.config],
         dependsOn,
       });
+      if (legacyAddress) rule.moveFromId(legacyAddress);
       this.rules.set(b.rule.name, rule);
       previous = rule;
     }
