@@ -151,6 +151,8 @@ export class MailroomReceiving extends Construct {
         scanEnabled: b.rule.scanEnabled,
         ...(b.rule.recipients.length > 0 ? { recipients: b.rule.recipients } : {}),
         s3Action: [b.config],
+        // SES's Stop action after the delivery: the rules after this one do not run for the recipients it matched.
+        ...(b.rule.stopAction ? { stopAction: [{ scope: b.rule.stopAction.scope, position: b.config.position + 1 }] } : {}),
         dependsOn,
       });
       if (legacyAddress) rule.moveFromId(legacyAddress);

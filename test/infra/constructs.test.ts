@@ -320,6 +320,26 @@ describe('receipt rules', () => {
     expect(archiveDeps.some((d) => d.startsWith('aws_s3_bucket_policy') || d.startsWith('aws_kms') || d.startsWith('aws_sns'))).toBe(false);
   });
 
+  it("stopAction: SES's Stop action after the S3 action (scope RuleSet, position 2); none without it", () => {
+    const cfg = clone(example);
+    cfg.rules[0]!.stopAction = { scope: 'RuleSet' };
+    const r = one(synth(cfg).json, 'aws_ses_receipt_rule', (x) => x.name === 'support')[1];
+    expect(r.s3_action[0].position).toBe(1);
+    expect(r.stop_action).toEqual([{ scope: 'RuleSet', position: 2 }]);
+    expect(rule('support').stop_action).toBeUndefined();
+  });
+
+  it('synth warns, as validate does, when a rule without a KMS key also stores mail of an encrypted rule', () => {
+    const cfg = clone(example);
+    (cfg.infra.createKmsKeys as { mail: { rules: string[] } }).mail.rules = ['support'];
+    const { stack: s } = synth(cfg);
+    // "archive" (alias/aws/ses) matches all of example.com after "catch-all": its recipients get a plaintext copy too.
+    expect(s.warnings.filter((w) => w.startsWith('rules['))).toEqual([
+      expect.stringMatching(/^rules\[1\]\.recipients: rule "catch-all" \(no KMS key\) also matches recipients of rule "support" \(KMS key\), e\.g\. support@example\.com: .* Fix: add "stopAction"/),
+      expect.stringMatching(/^rules\[1\]\.recipients: rule "catch-all" \(no KMS key\) comes before rule "archive" \(KMS key\) and also matches its recipients/),
+    ]);
+  });
+
   it('no active rule set unless asked', () => {
     expect(all(json, 'aws_ses_active_receipt_rule_set')).toHaveLength(0);
     expect(json.output.active_rule_set!.value).toBe('(not activated: infra.activateRuleSet is false)');
