@@ -45,6 +45,9 @@ export class MailroomReceiving extends Construct {
   readonly gatewayWriter?: GatewayWriterAccess;
   /** Things the user must know that do not stop the synth (printed as synth warnings by MailroomStack). */
   readonly warnings: string[] = [];
+  /** What the user should know about the stack as configured (printed as synth info by MailroomStack). */
+  readonly notes: string[] = [];
+  private readonly mailKeyNames: string[] = [];
 
   constructor(scope: Construct, id: string, props: MailroomReceivingProps) {
     super(scope, id);
@@ -55,9 +58,18 @@ export class MailroomReceiving extends Construct {
 
     this.ruleSet = new SesReceiptRuleSet(this, RULE_SET_ID, { ruleSetName: cfg.ruleSetName });
 
+    // Stored mail outlives the stack unless the config says otherwise: what holds it and what decrypts it is guarded.
+    const keepMail = !infra.allowMailDestroy;
+
     // --- keys -------------------------------------------------------------------------------------------------
+    const bucketKeyNames = new Set(Object.values(infra.buckets).flatMap((b) => (b.encryption?.createdKmsKey !== undefined ? [b.encryption.createdKmsKey] : [])));
     for (const [name, k] of Object.entries(infra.createKmsKeys)) {
-      this.createdKeys.set(name, new DeliveryKey(this, `kms-${idOf(name)}`, { ctx, kind: 'created', name, alias: k.alias, description: k.description, deletionWindowInDays: k.deletionWindowInDays }));
+      const encryptsMail = k.rules.length > 0 || bucketKeyNames.has(name);
+      this.createdKeys.set(
+        name,
+        new DeliveryKey(this, `kms-${idOf(name)}`, { ctx, kind: 'created', name, alias: k.alias, description: k.description, deletionWindowInDays: k.deletionWindowInDays, preventDestroy: keepMail && encryptsMail }),
+      );
+      if (encryptsMail) this.mailKeyNames.push(name);
     }
     const keyByArn = (arn: string): DeliveryKey => {
       let key = this.referencedKeys.get(arn);
@@ -91,6 +103,7 @@ export class MailroomReceiving extends Construct {
           objectLockEnabled: s?.objectLock?.enabled ?? false,
           abortIncompleteMultipartUploadDays: s?.abortIncompleteMultipartUploadDays ?? 7,
           forceDestroy: s?.forceDestroy ?? false,
+          preventDestroy: keepMail,
         });
         this.buckets.set(name, b);
       }
@@ -170,7 +183,10 @@ export class MailroomReceiving extends Construct {
       this.warnings.push(
         `infra.activateRuleSet: this stack makes "${cfg.ruleSetName}" THE active receipt rule set of ${cfg.region} for account ${cfg.accountId}. ` +
           'There is one per account and region: applying replaces whatever set receives mail there now, and destroying the stack disables receiving for the region. ' +
-          (infra.allowActiveRuleSetDestroy ? 'allowActiveRuleSetDestroy is true: `destroy` WILL disable receiving.' : 'The resource has prevent_destroy; set allowActiveRuleSetDestroy to true to let `destroy` remove it.'),
+          (infra.allowActiveRuleSetDestroy
+            ? 'allowActiveRuleSetDestroy is true: `destroy` WILL disable receiving.'
+            : 'The resource has prevent_destroy: `destroy` stops with Terraform\'s "Instance cannot be destroyed" (aws_ses_active_receipt_rule_set) and changes nothing ' +
+              'until you set infra.allowActiveRuleSetDestroy to true (or activate another rule set by hand and `terraform state rm` this resource).'),
       );
     }
 
@@ -207,6 +223,30 @@ export class MailroomReceiving extends Construct {
       this.gatewayWriter = new GatewayWriterAccess(this, 'gateway-writer', { ctx, policyName: gw.policyName, rules, role: gw.role });
       for (const name of this.gatewayWriter.awsManagedKeyRules) {
         this.warnings.push(`infra.gatewayWriter: ${awsManagedKeyForGateway(name)}`);
+      }
+    }
+
+    // --- what destroy keeps ---------------------------------------------------------------------------------------
+    const createdBuckets = [...this.buckets.values()].filter((b) => b.bucket).map((b) => b.name);
+    const mailKeys = this.mailKeyNames.map((n) => `"${n}"`);
+    const guarded = [
+      ...(createdBuckets.length > 0 ? [`bucket${createdBuckets.length === 1 ? '' : 's'} ${createdBuckets.join(', ')}`] : []),
+      ...(mailKeys.length > 0 ? [`KMS key${mailKeys.length === 1 ? '' : 's'} ${mailKeys.join(', ')} (infra.createKmsKeys)`] : []),
+    ].join(' and ');
+    if (guarded && keepMail) {
+      this.notes.push(
+        `destroy keeps the mail: ${guarded} have prevent_destroy, so \`destroy\` stops with Terraform's "Instance cannot be destroyed" before it changes anything, and stored mail stays readable. ` +
+          'To delete them and the mail in them, set infra.allowMailDestroy to true (and forceDestroy on each bucket that still holds mail), run `deploy`, then `destroy`.',
+      );
+    } else if (guarded) {
+      this.warnings.push(
+        `infra.allowMailDestroy is true: \`destroy\` deletes ${guarded}. Deleted keys are scheduled for deletion; once the deletion window ends, mail encrypted under them can never be read again. ` +
+          'S3 refuses to delete a bucket that still holds mail unless its forceDestroy is true (set it, then `deploy` once, before `destroy`); when it refuses, Terraform has already removed the bucket\'s policy, public access block, encryption and lifecycle settings, but the keys of its mail are kept (they are destroyed only after their bucket).',
+      );
+    }
+    for (const [name, b] of Object.entries(infra.buckets)) {
+      if (b.forceDestroy && keepMail && this.buckets.get(name)?.bucket) {
+        this.warnings.push(`infra.buckets.${name}.forceDestroy has no effect while infra.allowMailDestroy is false: \`destroy\` keeps the bucket and its mail.`);
       }
     }
 
