@@ -1,16 +1,22 @@
 /**
- * Writes .terraform/terraform-offline.rc (a Terraform CLI config using a local provider mirror) and prints the export line:
+ * For raw `terraform` commands offline (`npm run deploy:offline` needs none of this): writes a Terraform CLI config
+ * that installs hashicorp/aws from a local filesystem mirror to $XDG_CONFIG_HOME/mailroom/terraform-offline.rc
+ * (~/.config/mailroom/ by default; never into the checkout) and prints the line that points Terraform at it:
  *
- *   eval "$(npx tsx infra/offline-rc.ts)"   # then: npx cdktf deploy
+ *   eval "$(npx tsx infra/offline-rc.ts)"   # then e.g.: terraform -chdir=cdktf.out/stacks/mailroom plan
  */
-import { resolve } from 'node:path';
-import { findProviderMirror, mirrorCandidates, writeCliConfig, AWS_PROVIDER_VERSION } from './terraform-offline.js';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { AWS_PROVIDER_VERSION, findProviderMirror, mirrorCandidates, writeCliConfig } from './terraform-offline.js';
 
 const mirror = findProviderMirror();
 if (!mirror) {
-  console.error(`no filesystem mirror with hashicorp/aws ${AWS_PROVIDER_VERSION} found; looked in:\n  ${mirrorCandidates().join('\n  ')}\nset MAILROOM_TF_PLUGIN_MIRROR to its directory`);
+  console.error(
+    `no filesystem mirror with hashicorp/aws ${AWS_PROVIDER_VERSION} found; looked in:\n  ${mirrorCandidates().join('\n  ')}\n` +
+      'set MAILROOM_TF_PLUGIN_MIRROR to the directory that holds registry.terraform.io/hashicorp/aws/',
+  );
   process.exit(1);
 }
-const file = writeCliConfig(resolve('.terraform'), mirror) // .terraform/ is git-ignored;
+const file = writeCliConfig(join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'mailroom'), mirror);
 console.error(`# provider mirror: ${mirror}`);
 console.log(`export TF_CLI_CONFIG_FILE=${JSON.stringify(file)} CHECKPOINT_DISABLE=1`);

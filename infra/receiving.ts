@@ -16,6 +16,7 @@ import {
 } from './aws.js';
 import { Construct, Fn, TerraformOutput, type ITerraformDependable } from './framework.js';
 import { GatewayWriterAccess, type GatewayWriterRule } from './gateway-writer.js';
+import { legacyRuleConstructId, logicalIdUnder, RULE_SET_ID, ruleConstructId } from './ids.js';
 import { policyDocument } from './policy.js';
 import { DeliveryBucket, DeliveryKey, DeliveryRole, DeliveryTopic, type AccountContext, type DeliveryResource, type ManualStatements } from './resources.js';
 import { S3Action } from './s3-action.js';
@@ -44,6 +45,9 @@ export class MailroomReceiving extends Construct {
   readonly gatewayWriter?: GatewayWriterAccess;
   /** Things the user must know that do not stop the synth (printed as synth warnings by MailroomStack). */
   readonly warnings: string[] = [];
+  /** What the user should know about the stack as configured (printed as synth info by MailroomStack). */
+  readonly notes: string[] = [];
+  private readonly mailKeyNames: string[] = [];
 
   constructor(scope: Construct, id: string, props: MailroomReceivingProps) {
     super(scope, id);
@@ -52,11 +56,20 @@ export class MailroomReceiving extends Construct {
     const ctx: AccountContext = { accountId: cfg.accountId, region: cfg.region, partition: partitionOf(cfg.region) };
     const ruleArnOf = (ruleName: string) => receiptRuleArn({ partition: ctx.partition, region: cfg.region, accountId: cfg.accountId, ruleSetName: cfg.ruleSetName, ruleName });
 
-    this.ruleSet = new SesReceiptRuleSet(this, 'rule-set', { ruleSetName: cfg.ruleSetName });
+    this.ruleSet = new SesReceiptRuleSet(this, RULE_SET_ID, { ruleSetName: cfg.ruleSetName });
+
+    // Stored mail outlives the stack unless the config says otherwise: what holds it and what decrypts it is guarded.
+    const keepMail = !infra.allowMailDestroy;
 
     // --- keys -------------------------------------------------------------------------------------------------
+    const bucketKeyNames = new Set(Object.values(infra.buckets).flatMap((b) => (b.encryption?.createdKmsKey !== undefined ? [b.encryption.createdKmsKey] : [])));
     for (const [name, k] of Object.entries(infra.createKmsKeys)) {
-      this.createdKeys.set(name, new DeliveryKey(this, `kms-${idOf(name)}`, { ctx, kind: 'created', name, alias: k.alias, description: k.description, deletionWindowInDays: k.deletionWindowInDays }));
+      const encryptsMail = k.rules.length > 0 || bucketKeyNames.has(name);
+      this.createdKeys.set(
+        name,
+        new DeliveryKey(this, `kms-${idOf(name)}`, { ctx, kind: 'created', name, alias: k.alias, description: k.description, deletionWindowInDays: k.deletionWindowInDays, preventDestroy: keepMail && encryptsMail }),
+      );
+      if (encryptsMail) this.mailKeyNames.push(name);
     }
     const keyByArn = (arn: string): DeliveryKey => {
       let key = this.referencedKeys.get(arn);
@@ -90,6 +103,7 @@ export class MailroomReceiving extends Construct {
           objectLockEnabled: s?.objectLock?.enabled ?? false,
           abortIncompleteMultipartUploadDays: s?.abortIncompleteMultipartUploadDays ?? 7,
           forceDestroy: s?.forceDestroy ?? false,
+          preventDestroy: keepMail,
         });
         this.buckets.set(name, b);
       }
@@ -132,10 +146,15 @@ export class MailroomReceiving extends Construct {
     const all: DeliveryResource[] = [...this.createdKeys.values(), ...this.referencedKeys.values(), ...this.buckets.values(), ...this.topics.values(), ...this.roles.values()];
     for (const r of all) r.finish();
 
+    const ruleIds = new Set(cfg.rules.map((r) => ruleConstructId(r.name)));
     let previous: SesReceiptRule | undefined;
     for (const b of bound) {
       const dependsOn = dedupe(b.resources.flatMap((r) => r.dependables));
-      const rule: SesReceiptRule = new SesReceiptRule(this, `rule-${idOf(b.rule.name)}`, {
+      const ruleId = ruleConstructId(b.rule.name);
+      // A rule deployed under its old id keeps its state (a new address alone would destroy and recreate it).
+      const legacyId = legacyRuleConstructId(b.rule.name);
+      const legacyAddress = legacyId !== ruleId && !ruleIds.has(legacyId) && legacyId !== RULE_SET_ID ? `aws_ses_receipt_rule.${logicalIdUnder(this, legacyId)}` : undefined;
+      const rule: SesReceiptRule = new SesReceiptRule(this, ruleId, {
         name: b.rule.name,
         ruleSetName: this.ruleSet.ruleSetName,
         // Chained on the previous rule's resource: the set keeps config order, and rules are created one by one.
@@ -145,8 +164,11 @@ export class MailroomReceiving extends Construct {
         scanEnabled: b.rule.scanEnabled,
         ...(b.rule.recipients.length > 0 ? { recipients: b.rule.recipients } : {}),
         s3Action: [b.config],
+        // SES's Stop action after the delivery: the rules after this one do not run for the recipients it matched.
+        ...(b.rule.stopAction ? { stopAction: [{ scope: b.rule.stopAction.scope, position: b.config.position + 1 }] } : {}),
         dependsOn,
       });
+      if (legacyAddress) rule.moveFromId(legacyAddress);
       this.rules.set(b.rule.name, rule);
       previous = rule;
     }
@@ -161,7 +183,10 @@ export class MailroomReceiving extends Construct {
       this.warnings.push(
         `infra.activateRuleSet: this stack makes "${cfg.ruleSetName}" THE active receipt rule set of ${cfg.region} for account ${cfg.accountId}. ` +
           'There is one per account and region: applying replaces whatever set receives mail there now, and destroying the stack disables receiving for the region. ' +
-          (infra.allowActiveRuleSetDestroy ? 'allowActiveRuleSetDestroy is true: `destroy` WILL disable receiving.' : 'The resource has prevent_destroy; set allowActiveRuleSetDestroy to true to let `destroy` remove it.'),
+          (infra.allowActiveRuleSetDestroy
+            ? 'allowActiveRuleSetDestroy is true: `destroy` WILL disable receiving.'
+            : 'The resource has prevent_destroy: `destroy` stops with Terraform\'s "Instance cannot be destroyed" (aws_ses_active_receipt_rule_set) and changes nothing ' +
+              'until you set infra.allowActiveRuleSetDestroy to true (or activate another rule set by hand and `terraform state rm` this resource).'),
       );
     }
 
@@ -198,6 +223,30 @@ export class MailroomReceiving extends Construct {
       this.gatewayWriter = new GatewayWriterAccess(this, 'gateway-writer', { ctx, policyName: gw.policyName, rules, role: gw.role });
       for (const name of this.gatewayWriter.awsManagedKeyRules) {
         this.warnings.push(`infra.gatewayWriter: ${awsManagedKeyForGateway(name)}`);
+      }
+    }
+
+    // --- what destroy keeps ---------------------------------------------------------------------------------------
+    const createdBuckets = [...this.buckets.values()].filter((b) => b.bucket).map((b) => b.name);
+    const mailKeys = this.mailKeyNames.map((n) => `"${n}"`);
+    const guarded = [
+      ...(createdBuckets.length > 0 ? [`bucket${createdBuckets.length === 1 ? '' : 's'} ${createdBuckets.join(', ')}`] : []),
+      ...(mailKeys.length > 0 ? [`KMS key${mailKeys.length === 1 ? '' : 's'} ${mailKeys.join(', ')} (infra.createKmsKeys)`] : []),
+    ].join(' and ');
+    if (guarded && keepMail) {
+      this.notes.push(
+        `destroy keeps the mail: ${guarded} have prevent_destroy, so \`destroy\` stops with Terraform's "Instance cannot be destroyed" before it changes anything, and stored mail stays readable. ` +
+          'To delete them and the mail in them, set infra.allowMailDestroy to true (and forceDestroy on each bucket that still holds mail), run `deploy`, then `destroy`.',
+      );
+    } else if (guarded) {
+      this.warnings.push(
+        `infra.allowMailDestroy is true: \`destroy\` deletes ${guarded}. Deleted keys are scheduled for deletion; once the deletion window ends, mail encrypted under them can never be read again. ` +
+          'S3 refuses to delete a bucket that still holds mail unless its forceDestroy is true (set it, then `deploy` once, before `destroy`); when it refuses, Terraform has already removed the bucket\'s policy, public access block, encryption and lifecycle settings, but the keys of its mail are kept (they are destroyed only after their bucket).',
+      );
+    }
+    for (const [name, b] of Object.entries(infra.buckets)) {
+      if (b.forceDestroy && keepMail && this.buckets.get(name)?.bucket) {
+        this.warnings.push(`infra.buckets.${name}.forceDestroy has no effect while infra.allowMailDestroy is false: \`destroy\` keeps the bucket and its mail.`);
       }
     }
 

@@ -44,13 +44,24 @@ export interface ManualStatements {
   statements: PolicyStatement[];
 }
 
-/** Alphanumeric Sid suffix from a name (`deliver-to-s3` → `DeliverToS3`). */
-export function sidPart(name: string): string {
-  return name
-    .split(/[^A-Za-z0-9]+/)
-    .filter(Boolean)
-    .map((w) => w[0]!.toUpperCase() + w.slice(1))
-    .join('');
+const WORDS = /^[a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*$/;
+const ESCAPES: Record<string, string> = { Z: 'ZZ', '-': 'Zh', '.': 'Zd', _: 'Zu' };
+
+/**
+ * The Sid of the bucket policy statement that lets SES put for one rule: alphanumeric (what every AWS policy
+ * accepts) and distinct for every pair of names SES accepts. Lowercase words joined by "-" read as CamelCase
+ * (`catch-all` → `CatchAll`; the capitals mark where a word began, so the name can be read back). Any other name is
+ * written as "x" + the name with Z, "-", "." and "_" as ZZ, Zh, Zd and Zu (`support.v2` → `xsupportZdv2`): it starts
+ * lowercase, so it can be neither a CamelCase form nor another escaped name.
+ */
+export function sesPutSid(ruleName: string): string {
+  const part = WORDS.test(ruleName)
+    ? ruleName
+        .split('-')
+        .map((w) => w[0]!.toUpperCase() + w.slice(1))
+        .join('')
+    : 'x' + [...ruleName].map((c) => ESCAPES[c] ?? c).join('');
+  return `AllowSESPutsForRule${part}`;
 }
 
 function sesCondition(ctx: AccountContext, ruleArns: string[]) {
@@ -71,6 +82,8 @@ export interface DeliveryBucketProps {
   objectLockEnabled: boolean;
   abortIncompleteMultipartUploadDays: number;
   forceDestroy: boolean;
+  /** prevent_destroy: `destroy` refuses as a whole instead of deleting the mail (infra.allowMailDestroy off). */
+  preventDestroy: boolean;
 }
 
 export class DeliveryBucket extends Construct implements DeliveryResource {
@@ -81,6 +94,7 @@ export class DeliveryBucket extends Construct implements DeliveryResource {
   readonly bucket?: S3Bucket;
   private readonly created: ITerraformDependable[] = [];
   private readonly puts = new Map<string, { prefix: string; ruleArn: string; ruleName: string }>();
+  private readonly mailKeys = new Set<DeliveryKey>();
   private policy?: S3BucketPolicy;
 
   constructor(scope: Construct, id: string, private readonly props: DeliveryBucketProps) {
@@ -96,6 +110,7 @@ export class DeliveryBucket extends Construct implements DeliveryResource {
       bucket: props.name,
       forceDestroy: props.forceDestroy,
       ...(props.objectLockEnabled ? { objectLockEnabled: true } : {}),
+      ...(props.preventDestroy ? { lifecycle: { preventDestroy: true } } : {}),
     });
     const pab = new S3BucketPublicAccessBlock(this, 'public-access-block', {
       provider,
@@ -144,6 +159,11 @@ export class DeliveryBucket extends Construct implements DeliveryResource {
   }
   private nameRef?: string;
 
+  /** A key that objects in this bucket are encrypted under (a rule's client-side key, or the bucket's SSE-KMS key). */
+  storesMailEncryptedWith(key: DeliveryKey): void {
+    this.mailKeys.add(key);
+  }
+
   /** Bucket policy statement letting SES put `<prefix>*` for exactly this rule (docs/ses-format.md#bucket-policy, CDK's prefix scoping). */
   grantSesPut(prefix: string, ruleName: string, ruleArn: string): void {
     this.puts.set(ruleName, { prefix, ruleArn, ruleName });
@@ -151,7 +171,7 @@ export class DeliveryBucket extends Construct implements DeliveryResource {
 
   statements(): PolicyStatement[] {
     return [...this.puts.values()].map((p) => ({
-      Sid: `AllowSESPutsForRule${sidPart(p.ruleName)}`,
+      Sid: sesPutSid(p.ruleName),
       Effect: 'Allow',
       Principal: { Service: SES_PRINCIPAL },
       Action: 's3:PutObject',
@@ -161,6 +181,14 @@ export class DeliveryBucket extends Construct implements DeliveryResource {
   }
 
   finish(): void {
+    if (this.bucket) {
+      // Terraform destroys what depends on a resource before the resource: with the bucket depending on the keys of
+      // its mail, a key is scheduled for deletion only once its bucket is gone — never while S3 still refuses to
+      // delete a bucket full of mail encrypted under it. (Its policy, public access block and settings refer to the
+      // bucket, so Terraform removes them first whatever is done here; prevent_destroy is what keeps those.)
+      const keys = [...this.mailKeys, ...(this.sseKmsKey ? [this.sseKmsKey] : [])].flatMap((k) => (k.key ? [`${k.key.terraformResourceType}.${k.key.friendlyUniqueId}`] : []));
+      if (keys.length > 0) this.bucket.dependsOn = [...new Set([...(this.bucket.dependsOn ?? []), ...keys])];
+    }
     const statements = this.statements();
     if (statements.length === 0 || this.mode === 'reference') return;
     this.policy = new S3BucketPolicy(this, 'policy', {
@@ -186,7 +214,7 @@ export class DeliveryBucket extends Construct implements DeliveryResource {
 // KMS key
 
 export type DeliveryKeyProps =
-  | { ctx: AccountContext; kind: 'created'; name: string; alias?: string | undefined; description?: string | undefined; deletionWindowInDays: number }
+  | { ctx: AccountContext; kind: 'created'; name: string; alias?: string | undefined; description?: string | undefined; deletionWindowInDays: number; preventDestroy: boolean }
   | { ctx: AccountContext; kind: 'referenced'; arn: string; mode: 'policy' | 'reference' };
 
 /**
@@ -213,6 +241,7 @@ export class DeliveryKey extends Construct implements DeliveryResource {
         deletionWindowInDays: props.deletionWindowInDays,
         keyUsage: 'ENCRYPT_DECRYPT',
         customerMasterKeySpec: 'SYMMETRIC_DEFAULT',
+        ...(props.preventDestroy ? { lifecycle: { preventDestroy: true } } : {}),
       });
       if (props.alias) new KmsAlias(this, 'alias', { name: props.alias, targetKeyId: this.key.keyId });
     }

@@ -40,7 +40,10 @@ export class S3Action {
     const prefix = rule.s3Action.objectKeyPrefix;
     const resources: DeliveryResource[] = [bucket];
     const customerKey = key && !('awsManagedSesArn' in key) ? key : undefined;
-    if (customerKey) resources.push(customerKey);
+    if (customerKey) {
+      resources.push(customerKey);
+      bucket.storesMailEncryptedWith(customerKey);
+    }
     if (bucket.sseKmsKey) resources.push(bucket.sseKmsKey);
     if (topic) {
       resources.push(topic);

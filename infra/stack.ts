@@ -33,6 +33,7 @@ export class MailroomStack extends TerraformStack {
   readonly config: ReceivingConfig;
   readonly receiving: MailroomReceiving;
   readonly warnings: string[];
+  readonly notes: string[];
   readonly provider: AwsProvider;
   private readonly regionProviders = new Map<string, AwsProvider>();
 
@@ -59,6 +60,8 @@ export class MailroomStack extends TerraformStack {
     });
     this.warnings = [...loaded.warnings, ...this.receiving.warnings];
     if (props.endpointUrl) this.warnings.push(`AWS_ENDPOINT_URL is set: the provider talks to ${props.endpointUrl}, not AWS.`);
+    this.notes = this.receiving.notes;
     for (const w of this.warnings) Annotations.of(this).addWarning(w);
+    for (const n of this.notes) Annotations.of(this).addInfo(n);
   }
 }

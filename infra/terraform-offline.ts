@@ -1,6 +1,7 @@
 /**
  * Offline Terraform: find a filesystem mirror holding hashicorp/aws and write a CLI config that installs the
- * provider from it and never from the registry. Used by the tests and by `infra/offline-rc.ts` for users.
+ * provider from it and never from the registry. Used by `infra/offline.ts` and `infra/offline-rc.ts` for users, and
+ * by the tests.
  */
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -10,25 +11,30 @@ import { join } from 'node:path';
 export const AWS_PROVIDER_VERSION = '5.100.0';
 export const AWS_PROVIDER_SOURCE = 'registry.terraform.io/hashicorp/aws';
 
+/** Terraform's name for this OS and CPU (`linux_amd64`, `darwin_arm64`, `windows_amd64`). */
 export function platformDir(): string {
   const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
-  return `${process.platform}_${arch}`;
+  return `${process.platform === 'win32' ? 'windows' : process.platform}_${arch}`;
 }
 
-/** Places mirrors usually live; MAILROOM_TF_PLUGIN_MIRROR first. */
+/**
+ * Where to look for a mirror, in order: MAILROOM_TF_PLUGIN_MIRROR, then Terraform's own implied local mirror
+ * directories for this OS (see Terraform's CLI configuration docs), then the plugin cache (TF_PLUGIN_CACHE_DIR,
+ * same layout).
+ */
 export function mirrorCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const home = homedir();
-  return [
-    env.MAILROOM_TF_PLUGIN_MIRROR,
-    '/opt/tf-plugins',
-    '/opt/terraform/plugins',
-    join(home, '.terraform.d', 'plugins'),
-    join(home, '.local', 'share', 'terraform', 'plugins'),
-    '/usr/local/share/terraform/plugins',
-    '/usr/share/terraform/plugins',
-    env.TF_PLUGIN_CACHE_DIR,
-    join(home, '.terraform.d', 'plugin-cache'),
-  ].filter((p): p is string => typeof p === 'string' && p !== '');
+  const implied =
+    process.platform === 'win32'
+      ? [join(env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'terraform.d', 'plugins'), join(env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'HashiCorp', 'Terraform', 'plugins')]
+      : process.platform === 'darwin'
+        ? [join(home, '.terraform.d', 'plugins'), join(home, 'Library', 'Application Support', 'io.terraform', 'plugins'), '/Library/Application Support/io.terraform/plugins']
+        : [
+            join(home, '.terraform.d', 'plugins'),
+            join(env.XDG_DATA_HOME || join(home, '.local', 'share'), 'terraform', 'plugins'),
+            ...(env.XDG_DATA_DIRS || '/usr/local/share:/usr/share').split(':').filter(Boolean).map((d) => join(d, 'terraform', 'plugins')),
+          ];
+  return [env.MAILROOM_TF_PLUGIN_MIRROR, ...implied, env.TF_PLUGIN_CACHE_DIR].filter((p): p is string => typeof p === 'string' && p !== '');
 }
 
 /** True when `dir` holds hashicorp/aws at `version` in the unpacked or the packed mirror layout. */

@@ -261,6 +261,97 @@ describe('recipients and buckets', () => {
   });
 });
 
+describe('stop action', () => {
+  it('is SES\'s StopAction: scope RuleSet, the only scope SES has (and the default)', () => {
+    const c = base();
+    c.rules[0]!.stopAction = {};
+    expect(parseConfig(c).config.rules[0]!.stopAction).toEqual({ scope: 'RuleSet' });
+    c.rules[0]!.stopAction = { scope: 'RuleSet' };
+    expect(parseConfig(c).config.rules[0]!.stopAction).toEqual({ scope: 'RuleSet' });
+    (c.rules[0] as Record<string, unknown>).stopAction = { scope: 'Rule' };
+    expect(only(c)).toEqual({ path: 'rules[0].stopAction.scope', message: '"Rule" is not one of the allowed values', fix: 'use "RuleSet"' });
+    delete c.rules[0]!.stopAction;
+    expect(parseConfig(c).config.rules[0]!.stopAction).toBeUndefined();
+  });
+});
+
+describe('rule overlap', () => {
+  const KEY = 'arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d';
+  /** The issue's setup: an encrypted "support" rule before an unencrypted rule for the whole domain. */
+  function supportAndRest(): ReturnType<typeof base> {
+    const c = base();
+    c.rules = [
+      { name: 'support', recipients: ['support@acme.example'], s3Action: { bucketName: 'acme-mail', objectKeyPrefix: 'support/', kmsKeyArn: KEY } },
+      { name: 'everything-else', recipients: ['acme.example'], s3Action: { bucketName: 'acme-mail', objectKeyPrefix: 'inbox/' } },
+    ];
+    return c;
+  }
+  const overlapWarnings = (c: unknown) => parseConfig(c).warnings.filter((w) => !w.includes('objectKeyPrefix'));
+
+  it('warns when a rule without a KMS key also stores mail of an encrypted rule\'s recipients, with the fix', () => {
+    expect(overlapWarnings(supportAndRest())).toEqual([
+      'rules[1].recipients: rule "everything-else" (no KMS key) also matches recipients of rule "support" (KMS key), e.g. support@acme.example: ' +
+        'SES runs every rule that matches a recipient, so their mail is also stored without KMS encryption, under s3://acme-mail/inbox/. ' +
+        'Fix: add "stopAction": {"scope": "RuleSet"} to rule "support" (no later rule runs for the recipients it matched), or narrow the recipients of "everything-else".',
+    ]);
+  });
+
+  it('says nothing once the encrypted rule stops the rule set, or when the rules share no recipient', () => {
+    const stopped = supportAndRest();
+    stopped.rules[0]!.stopAction = { scope: 'RuleSet' };
+    expect(overlapWarnings(stopped)).toEqual([]);
+    const apart = supportAndRest();
+    apart.rules[1]!.recipients = ['.acme.example']; // subdomains only: support@acme.example is not among them
+    expect(overlapWarnings(apart)).toEqual([]);
+    const disabled = supportAndRest();
+    disabled.rules[1]!.enabled = false;
+    expect(overlapWarnings(disabled)).toEqual([]);
+  });
+
+  it('counts a key from infra.createKmsKeys, an empty recipient list (everyone) and subdomain conditions', () => {
+    const c = supportAndRest();
+    delete c.rules[0]!.s3Action.kmsKeyArn;
+    c.rules[0]!.recipients = ['.acme.example'];
+    c.rules[1]!.recipients = [];
+    (c as Record<string, unknown>).infra = { createKmsKeys: { mail: { rules: ['support'] } } };
+    const [w, ...more] = overlapWarnings(c);
+    expect(more).toEqual([]);
+    expect(w).toMatch(/^rules\[1\]\.recipients: rule "everything-else" \(no KMS key\) also matches recipients of rule "support" \(KMS key\), e\.g\. [^@\s]+@[a-z0-9-]+\.acme\.example: /);
+  });
+
+  it('an unencrypted rule before the encrypted one: move the encrypted rule first', () => {
+    const c = supportAndRest();
+    c.rules.reverse();
+    expect(overlapWarnings(c)).toEqual([
+      'rules[0].recipients: rule "everything-else" (no KMS key) comes before rule "support" (KMS key) and also matches its recipients, e.g. support@acme.example: ' +
+        'SES runs both, so their mail is also stored without KMS encryption, under s3://acme-mail/inbox/. ' +
+        'Fix: move rule "support" before "everything-else" and add "stopAction": {"scope": "RuleSet"} to it, or narrow the recipients of "everything-else".',
+    ]);
+    c.rules[0]!.stopAction = {}; // now "support" never runs for them at all
+    expect(overlapWarnings(c)).toEqual([
+      'rules[0].recipients: rule "everything-else" (no KMS key) comes before rule "support" (KMS key) and stops the rule set for recipients they share, e.g. support@acme.example: ' +
+        'their mail is stored only without KMS encryption, under s3://acme-mail/inbox/, and never by "support". ' +
+        'Fix: move rule "support" before "everything-else", or narrow the recipients of "everything-else".',
+    ]);
+  });
+
+  it('a stop before a rule that requires TLS lets its recipients\' mail in without TLS', () => {
+    const c = base();
+    c.rules = [
+      { name: 'first', recipients: ['example.com'], stopAction: {}, s3Action: { bucketName: 'mail-bucket', objectKeyPrefix: 'first/' } },
+      { name: 'secure', recipients: ['secure@example.com'], tlsPolicy: 'Require', s3Action: { bucketName: 'mail-bucket', objectKeyPrefix: 'secure/' } },
+    ];
+    expect(overlapWarnings(c)).toEqual([
+      'rules[0].stopAction: rule "first" stops the rule set before rule "secure" (tlsPolicy "Require") for recipients they share, e.g. secure@example.com: ' +
+        '"secure" never runs for them, so their mail is accepted without TLS. ' +
+        'Fix: move rule "secure" before "first", set the tlsPolicy of "first" to "Require", or narrow the recipients of "first".',
+    ]);
+    // Without the stop both rules run, and a recipient that a Require rule matches is refused without TLS.
+    delete c.rules[0]!.stopAction;
+    expect(overlapWarnings(c)).toEqual([]);
+  });
+});
+
 describe('shape errors', () => {
   it('lists every problem at once, shape and SES rules together', () => {
     const c = base() as Record<string, unknown> & ReturnType<typeof base>;
@@ -333,6 +424,11 @@ describe('mailroom validate', () => {
       const ok = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', join(ROOT, 'examples/minimal.json')]);
       expect(ok.stdout).toBe(
         'ok: rule set "mailroom-inbound" in us-east-1 (account 123456789012): 1 rule (1 enabled), 1 bucket, 0 encrypted with KMS, 0 notifying SNS; max message 41943040 bytes\n',
+      );
+      // Rules encrypted with a key the stack creates (infra.createKmsKeys) count as encrypted, as do those naming one.
+      const infra = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', join(ROOT, 'examples/infra.json')]);
+      expect(infra.stdout).toBe(
+        'ok: rule set "mailroom-inbound" in us-east-1 (account 123456789012): 3 rules (3 enabled), 2 buckets, 3 encrypted with KMS, 2 notifying SNS; max message 41943040 bytes\n',
       );
       const missing = await run('node', [join(ROOT, 'bin/mailroom.js'), 'validate', join(dir.path, 'nope.json')]).catch((e: { code: number; stderr: string }) => e);
       expect(missing).toMatchObject({ code: 1 });

@@ -1,5 +1,5 @@
 import type { ReceiptRule, ReceivingConfig } from '../../shared/config/index.js';
-import { parseRecipientCondition, ruleMatchesRecipient, type RecipientCondition } from '../../shared/ses/recipients.js';
+import { parseRecipientCondition, rulesRunFor, type RecipientCondition } from '../../shared/ses/recipients.js';
 import type { SpooledRule } from '../spool/format.js';
 import { replies, type SmtpReply } from './replies.js';
 
@@ -12,9 +12,10 @@ export type RouteResult = { ok: true; rules: ReceiptRule[] } | { ok: false; repl
 
 /**
  * Decides each RCPT TO as SES does (docs/ses-format.md#evaluation): the enabled rules whose recipient conditions match
- * (exact address, its +label variants, domain, .subdomain; no conditions = everyone), in rule-set order.
+ * (exact address, its +label variants, domain, .subdomain; no conditions = everyone), in rule-set order, up to and
+ * including the first with a Stop action (`stopAction`): the rules after it do not run for this recipient.
  *
- * TLS choice: a recipient is refused (530) on a plain connection when ANY rule matching it requires TLS — SES bounces
+ * TLS choice: a recipient is refused (530) on a plain connection when ANY rule that runs for it requires TLS — SES bounces
  * mail a Require rule would have received without TLS, and silently delivering to the other rules only would split
  * one recipient's mail across rules without anyone noticing.
  */
@@ -36,7 +37,7 @@ export class RecipientRouter {
   }
 
   route(address: string, secure: boolean): RouteResult {
-    const matched = this.rules.filter((r) => ruleMatchesRecipient(r.conditions, address)).map((r) => r.rule);
+    const matched = rulesRunFor(this.rules, address, (r) => r.conditions, (r) => r.rule.stopAction !== undefined).map((r) => r.rule);
     if (matched.length === 0) return { ok: false, reply: replies.unknownRecipient(address) };
     if (!secure && matched.some((r) => r.tlsPolicy === 'Require')) return { ok: false, reply: replies.tlsRequired(address) };
     return { ok: true, rules: matched };

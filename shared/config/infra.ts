@@ -47,7 +47,10 @@ export const InfraBucketSchema = z
       .describe('Default encryption SSE-KMS with this customer key (the bucket key is used). Absent: SSE-S3.'),
     objectLock: ObjectLockSchema.optional(),
     abortIncompleteMultipartUploadDays: z.number().int().positive().default(7),
-    forceDestroy: z.boolean().default(false).describe('Let `destroy` delete a bucket that still holds mail.'),
+    forceDestroy: z
+      .boolean()
+      .default(false)
+      .describe('With infra.allowMailDestroy: let `destroy` delete this bucket with the mail still in it (without it, S3 refuses to delete a bucket that is not empty).'),
   })
   .strict();
 
@@ -113,6 +116,12 @@ export const InfraSettingsSchema = z
       .boolean()
       .default(false)
       .describe('Without it the active-set resource has prevent_destroy: destroying it would disable receiving for the whole region.'),
+    allowMailDestroy: z
+      .boolean()
+      .default(false)
+      .describe(
+        'DELETES STORED MAIL. Without it, every bucket this stack creates and every KMS key it creates to encrypt mail have prevent_destroy: `destroy` refuses before it changes anything, and the mail stays readable. With it, `destroy` deletes those buckets (with the mail in them, if forceDestroy) and schedules those keys for deletion: once the deletion window ends, mail encrypted under them can never be read again.',
+      ),
     domains: z.array(InfraDomainSchema).default([]),
     buckets: z.record(z.string(), InfraBucketSchema).default({}).describe('Keyed by s3Action.bucketName; unlisted buckets are created.'),
     kmsKeys: z.record(z.string(), InfraReferencedKeySchema).default({}).describe('Keyed by s3Action.kmsKeyArn; unlisted keys are referenced.'),
@@ -124,6 +133,12 @@ export const InfraSettingsSchema = z
   })
   .strict();
 export type InfraSettings = z.infer<typeof InfraSettingsSchema>;
+
+/** The created key (its name in infra.createKmsKeys) that encrypts a rule's mail, when the rule is bound to one. */
+export function createdKmsKeyOfRule(infra: Pick<InfraSettings, 'createKmsKeys'> | undefined, ruleName: string): string | undefined {
+  if (!infra) return undefined;
+  return Object.entries(infra.createKmsKeys).find(([, k]) => k.rules.includes(ruleName))?.[0];
+}
 
 /** The parts of the whole config the infra checks need (kept structural so this file does not import schema.ts). */
 export interface InfraCheckInput {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
+import { createdKmsKeyOfRule } from './infra.js';
 import { ConfigError, toProblems, type ConfigProblem } from './problems.js';
 import { ReceivingConfigSchema, type ReceivingConfig } from './schema.js';
 import { checkSesRules, sesWarnings } from './ses-rules.js';
@@ -86,7 +87,7 @@ export function loadConfigFile(file: string): LoadedConfig {
 /** One line a human can check at a glance. */
 export function summarizeConfig(cfg: ReceivingConfig): string {
   const enabled = cfg.rules.filter((r) => r.enabled).length;
-  const kms = cfg.rules.filter((r) => r.s3Action.kmsKeyArn).length;
+  const kms = cfg.rules.filter((r) => r.s3Action.kmsKeyArn !== undefined || createdKmsKeyOfRule(cfg.infra, r.name) !== undefined).length;
   const topics = cfg.rules.filter((r) => r.s3Action.topicArn).length;
   const buckets = new Set(cfg.rules.map((r) => r.s3Action.bucketName));
   return `rule set "${cfg.ruleSetName}" in ${cfg.region} (account ${cfg.accountId}): ${cfg.rules.length} rule${cfg.rules.length === 1 ? '' : 's'} (${enabled} enabled), ${buckets.size} bucket${buckets.size === 1 ? '' : 's'}, ${kms} encrypted with KMS, ${topics} notifying SNS; max message ${cfg.maxMessageSize} bytes`;

@@ -31,6 +31,13 @@ export const S3ActionSchema = z
   })
   .strict();
 
+/** `StopAction` of the SES API; its optional TopicArn (a stop notification) is not offered. */
+export const StopActionSchema = z
+  .object({
+    scope: z.literal('RuleSet').default('RuleSet').describe('The only scope SES has: stop evaluating the rule set.'),
+  })
+  .strict();
+
 export const ReceiptRuleSchema = z
   .object({
     name: z.string().describe('Receipt rule name: letters, digits, _ - . ; starts and ends alphanumeric; ≤ 64 chars.'),
@@ -42,6 +49,9 @@ export const ReceiptRuleSchema = z
     tlsPolicy: z.enum(['Require', 'Optional']).default('Optional').describe('Require: mail not received over TLS is refused.'),
     scanEnabled: z.boolean().default(false).describe('Scan for spam and viruses and add the X-SES-*-Verdict headers.'),
     s3Action: S3ActionSchema,
+    stopAction: StopActionSchema.optional().describe(
+      "SES's Stop action, after the S3 action: no later rule of the set runs for the recipients this rule matched (other recipients of the same message are not affected).",
+    ),
   })
   .strict();
 

@@ -6,6 +6,7 @@ import { checkRuleName, checkRuleSetName } from '../ses/names.js';
 import { MAX_OBJECT_KEY_PREFIX_BYTES } from '../ses/object-key.js';
 import { parseRecipientCondition } from '../ses/recipients.js';
 import { DEFAULT_RECEIVING_REGIONS } from '../ses/regions.js';
+import { ruleOverlapWarnings, type OverlapInput } from './rule-overlap.js';
 
 /** The shape checkSesRules sees: the config after field parsing, before SES's cross-field rules. */
 interface ParsedConfig {
@@ -186,7 +187,7 @@ export function awsManagedKeyForGateway(ruleName: string): string {
 }
 
 /** Things SES accepts but that are almost certainly mistakes, or may not work; reported without failing validation. */
-export function sesWarnings(cfg: { rules: Array<{ name: string; s3Action: { objectKeyPrefix: string; kmsKeyArn?: string | undefined } }>; gateway?: unknown }): string[] {
+export function sesWarnings(cfg: OverlapInput & { gateway?: unknown }): string[] {
   const out: string[] = [];
   cfg.rules.forEach((rule, i) => {
     const p = rule.s3Action.objectKeyPrefix;
@@ -198,5 +199,6 @@ export function sesWarnings(cfg: { rules: Array<{ name: string; s3Action: { obje
       out.push(`rules[${i}].s3Action.kmsKeyArn: ${awsManagedKeyForGateway(rule.name)}`);
     }
   });
+  out.push(...ruleOverlapWarnings(cfg));
   return out;
 }

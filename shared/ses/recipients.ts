@@ -60,3 +60,18 @@ export function recipientMatches(condition: RecipientCondition, address: string)
 export function ruleMatchesRecipient(conditions: readonly RecipientCondition[], address: string): boolean {
   return conditions.length === 0 || conditions.some((c) => recipientMatches(c, address));
 }
+
+/**
+ * The rules SES runs for one recipient: those whose conditions match it, in rule-set order, up to and including the
+ * first with a Stop action — SES's stop ends the evaluation of the rule set for the recipients that rule matched.
+ * Give it the enabled rules only.
+ */
+export function rulesRunFor<R>(rules: readonly R[], address: string, conditionsOf: (rule: R) => readonly RecipientCondition[], stops: (rule: R) => boolean): R[] {
+  const out: R[] = [];
+  for (const rule of rules) {
+    if (!ruleMatchesRecipient(conditionsOf(rule), address)) continue;
+    out.push(rule);
+    if (stops(rule)) break;
+  }
+  return out;
+}

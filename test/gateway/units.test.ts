@@ -228,6 +228,18 @@ describe('recipient routing', () => {
       ['domain', ['b@example.com', 'support@example.com']],
     ]);
   });
+  it("a rule with SES's Stop action ends evaluation for the recipients it matched, and only for them", () => {
+    const stopping = new RecipientRouter(
+      parseConfig({ ...base, rules: [{ ...base.rules[0]!, stopAction: { scope: 'RuleSet' } }, ...base.rules.slice(1), { name: 'secure-support', recipients: ['support@example.com'], tlsPolicy: 'Require', s3Action: { bucketName: 'bucket-5' } }] }).config,
+    );
+    expect(stopping.route('support+tag@example.com', false)).toMatchObject({ ok: true, rules: [{ name: 'exact' }] });
+    // The Require rule after the stop never runs for support@, so it does not decide the TLS reply.
+    expect(stopping.route('support@example.com', false)).toMatchObject({ ok: true, rules: [{ name: 'exact' }] });
+    expect(stopping.rulesFor(['b@example.com', 'support@example.com'], false).map((r) => [r.name, r.recipients])).toEqual([
+      ['exact', ['support@example.com']],
+      ['domain', ['b@example.com']],
+    ]);
+  });
 });
 
 describe('spool and job contract', () => {

@@ -320,6 +320,26 @@ describe('receipt rules', () => {
     expect(archiveDeps.some((d) => d.startsWith('aws_s3_bucket_policy') || d.startsWith('aws_kms') || d.startsWith('aws_sns'))).toBe(false);
   });
 
+  it("stopAction: SES's Stop action after the S3 action (scope RuleSet, position 2); none without it", () => {
+    const cfg = clone(example);
+    cfg.rules[0]!.stopAction = { scope: 'RuleSet' };
+    const r = one(synth(cfg).json, 'aws_ses_receipt_rule', (x) => x.name === 'support')[1];
+    expect(r.s3_action[0].position).toBe(1);
+    expect(r.stop_action).toEqual([{ scope: 'RuleSet', position: 2 }]);
+    expect(rule('support').stop_action).toBeUndefined();
+  });
+
+  it('synth warns, as validate does, when a rule without a KMS key also stores mail of an encrypted rule', () => {
+    const cfg = clone(example);
+    (cfg.infra.createKmsKeys as { mail: { rules: string[] } }).mail.rules = ['support'];
+    const { stack: s } = synth(cfg);
+    // "archive" (alias/aws/ses) matches all of example.com after "catch-all": its recipients get a plaintext copy too.
+    expect(s.warnings.filter((w) => w.startsWith('rules['))).toEqual([
+      expect.stringMatching(/^rules\[1\]\.recipients: rule "catch-all" \(no KMS key\) also matches recipients of rule "support" \(KMS key\), e\.g\. support@example\.com: .* Fix: add "stopAction"/),
+      expect.stringMatching(/^rules\[1\]\.recipients: rule "catch-all" \(no KMS key\) comes before rule "archive" \(KMS key\) and also matches its recipients/),
+    ]);
+  });
+
   it('no active rule set unless asked', () => {
     expect(all(json, 'aws_ses_active_receipt_rule_set')).toHaveLength(0);
     expect(json.output.active_rule_set!.value).toBe('(not activated: infra.activateRuleSet is false)');
@@ -337,7 +357,8 @@ describe('rule set activation (opt-in)', () => {
     expect(active.depends_on.every((d: string) => d.startsWith('aws_ses_receipt_rule.'))).toBe(true);
     const w = out.stack.warnings.find((x) => x.startsWith('infra.activateRuleSet'));
     expect(w).toBe(
-      'infra.activateRuleSet: this stack makes "mailroom-inbound" THE active receipt rule set of us-east-1 for account 123456789012. There is one per account and region: applying replaces whatever set receives mail there now, and destroying the stack disables receiving for the region. The resource has prevent_destroy; set allowActiveRuleSetDestroy to true to let `destroy` remove it.',
+      'infra.activateRuleSet: this stack makes "mailroom-inbound" THE active receipt rule set of us-east-1 for account 123456789012. There is one per account and region: applying replaces whatever set receives mail there now, and destroying the stack disables receiving for the region. ' +
+        'The resource has prevent_destroy: `destroy` stops with Terraform\'s "Instance cannot be destroyed" (aws_ses_active_receipt_rule_set) and changes nothing until you set infra.allowActiveRuleSetDestroy to true (or activate another rule set by hand and `terraform state rm` this resource).',
     );
     // The warning reaches `cdktf synth` output as an annotation.
     expect(out.stack.node.metadata.filter((m) => m.type === '@cdktf/warn').map((a) => String(a.data))).toContain(w);
@@ -349,6 +370,45 @@ describe('rule set activation (opt-in)', () => {
     const out = synth(cfg);
     expect(one(out.json, 'aws_ses_active_receipt_rule_set')[1].lifecycle).toEqual({ prevent_destroy: false });
     expect(out.stack.warnings.join('\n')).toContain('allowActiveRuleSetDestroy is true: `destroy` WILL disable receiving.');
+  });
+});
+
+describe('destroy keeps the mail (infra.allowMailDestroy off by default)', () => {
+  it('created buckets and the created key that encrypts their mail have prevent_destroy; a key only for a topic does not', () => {
+    for (const [, b] of all(json, 'aws_s3_bucket')) expect(b.lifecycle).toEqual({ prevent_destroy: true });
+    expect(one(json, 'aws_kms_key')[1].lifecycle).toEqual({ prevent_destroy: true });
+    const cfg = clone(example);
+    (cfg.infra.createKmsKeys as Record<string, unknown>).topic = {};
+    (cfg.infra.topics as Record<string, { encryption: unknown }>)[TOPIC]!.encryption = { createdKmsKey: 'topic' };
+    const topicKey = one(synth(cfg).json, 'aws_kms_key', (k) => k.description === 'mailroom: SES receiving key topic')[1];
+    expect(topicKey.lifecycle).toBeUndefined();
+  });
+
+  it('a bucket depends on the keys of its mail, so Terraform destroys a key only after its bucket is gone', () => {
+    expect(bucket('mailroom-inbound-mail')[1].depends_on).toEqual([ref('aws_kms_key', keyId)]);
+    // The archive bucket's mail is encrypted under alias/aws/ses, which the stack does not own.
+    expect(bucket('mailroom-archive-eu')[1].depends_on).toBeUndefined();
+  });
+
+  it('says what destroy keeps, and how to let it delete the mail', () => {
+    expect(stack.notes).toEqual([
+      'destroy keeps the mail: buckets mailroom-inbound-mail, mailroom-archive-eu and KMS key "mail" (infra.createKmsKeys) have prevent_destroy, so `destroy` stops with Terraform\'s "Instance cannot be destroyed" before it changes anything, and stored mail stays readable. ' +
+        'To delete them and the mail in them, set infra.allowMailDestroy to true (and forceDestroy on each bucket that still holds mail), run `deploy`, then `destroy`.',
+    ]);
+    expect(stack.node.metadata.filter((m) => m.type === '@cdktf/info').map((a) => String(a.data))).toEqual(stack.notes);
+    const cfg = clone(example);
+    (cfg.infra.buckets as Record<string, Record<string, unknown>>)['mailroom-inbound-mail']!.forceDestroy = true;
+    expect(synth(cfg).stack.warnings).toContain('infra.buckets.mailroom-inbound-mail.forceDestroy has no effect while infra.allowMailDestroy is false: `destroy` keeps the bucket and its mail.');
+  });
+
+  it('infra.allowMailDestroy lifts the guard and says what destroy deletes', () => {
+    const cfg = clone(example);
+    cfg.infra.allowMailDestroy = true;
+    const out = synth(cfg);
+    for (const [, b] of all(out.json, 'aws_s3_bucket')) expect(b.lifecycle).toBeUndefined();
+    expect(one(out.json, 'aws_kms_key')[1].lifecycle).toBeUndefined();
+    expect(out.stack.notes).toEqual([]);
+    expect(out.stack.warnings.find((w) => w.startsWith('infra.allowMailDestroy'))).toMatch(/^infra\.allowMailDestroy is true: `destroy` deletes buckets mailroom-inbound-mail, mailroom-archive-eu and KMS key "mail" \(infra\.createKmsKeys\)\. .*the keys of its mail are kept/);
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * Deploy test: `terraform apply` of examples/infra.json into moto_server, then the AWS APIs confirm that the bucket
  * policy, key policy, topic policy, roles and rules are exactly what the stack synthesized; a second plan shows no
- * changes; destroy completes.
+ * changes; destroy refuses while the mail is guarded, and completes with infra.allowMailDestroy.
  *
  * moto 5.2.1 gaps, patched in test/infra/support/moto_ses_patched.py (not in the stack): CreateReceiptRule's
  * IamRoleArn check compares an ARN with role ids (always fails); alias/aws/ses does not exist in moto's KMS until
@@ -14,6 +14,8 @@
 import { GetBucketEncryptionCommand, GetBucketLifecycleConfigurationCommand, GetBucketLocationCommand, GetBucketOwnershipControlsCommand, GetBucketPolicyCommand, GetPublicAccessBlockCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetKeyPolicyCommand, GetKeyRotationStatusCommand, KMSClient, ListAliasesCommand } from '@aws-sdk/client-kms';
 import { GetTopicAttributesCommand, SNSClient } from '@aws-sdk/client-sns';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../shared/config/load.js';
 import { awsQuery, xmlAll, xmlText } from './support/aws-query.js';
@@ -173,8 +175,20 @@ describe.skipIf(unavailable !== undefined)('deploy examples/infra.json into moto
     expect(plan.stdout).toContain('No changes.');
   }, 150_000);
 
-  it('destroy completes and removes everything', async () => {
+  it('destroy refuses while the buckets and the key are guarded (the default), and changes nothing', async () => {
+    const destroy = await terraform(tf, dir, ['destroy', '-auto-approve', '-input=false', '-no-color'], { timeoutMs: 120_000, env });
+    expect(destroy.code, describeRun(destroy)).toBe(1);
+    expect(destroy.stderr).toContain('Instance cannot be destroyed');
+    expect(destroy.stdout).not.toContain('Destroying...');
+    const got = await clients.s3.send(new GetBucketPolicyCommand({ Bucket: 'mailroom-inbound-mail' }));
+    expect(JSON.parse(got.Policy!)).toEqual(resolved(one(stackJson, 'aws_s3_bucket_policy')[1].policy as string));
+  }, 150_000);
+
+  it('with infra.allowMailDestroy, destroy completes and removes everything', async () => {
     const count = Object.values(stackJson.resource).reduce((n, r) => n + Object.keys(r).length, 0);
+    const cfg = JSON.parse(readFileSync('examples/infra.json', 'utf8')) as { infra: Record<string, unknown> };
+    cfg.infra.allowMailDestroy = true;
+    stackDirFile(dir, synth(cfg, { endpointUrl: moto.endpoint }).text);
     const destroy = await terraform(tf, dir, ['destroy', '-auto-approve', '-input=false', '-no-color'], { timeoutMs: 180_000, env });
     timings.destroy = destroy.ms;
     expect(destroy.code, describeRun(destroy)).toBe(0);
@@ -184,3 +198,8 @@ describe.skipIf(unavailable !== undefined)('deploy examples/infra.json into moto
     expect(all(stackJson, 'aws_ses_receipt_rule')).toHaveLength(3);
   }, 200_000);
 });
+
+/** Replaces the synthesized stack in a working directory that terraform already initialised. */
+function stackDirFile(dir: string, synthesized: string): void {
+  writeFileSync(join(dir, 'cdk.tf.json'), synthesized);
+}
