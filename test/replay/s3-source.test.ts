@@ -200,6 +200,24 @@ describe('s3:// source', () => {
     }
   });
 
+  it('mailroom replay s3://… --dry-run --json, configured through the environment as every command is', async () => {
+    const config = join(dir.path, 'mailroom.json');
+    writeFileSync(config, JSON.stringify({ region: REGION, accountId: ACCOUNT, ruleSetName: 'replay', rules: [{ name: 'archive', recipients: ['example.com'], s3Action: { bucketName: 'archive', objectKeyPrefix: 'replayed' } }] }));
+    const env = { PATH: process.env.PATH, HOME: dir.path, ...moto.env };
+    const cli = join(import.meta.dirname, '..', '..', 'bin', 'mailroom.js');
+    const r = await run('node', [cli, 'replay', `s3://${BUCKET}/${PREFIX}/`, '--config', config, '--dry-run', '--json'], { env, timeout: 60_000 }).then(
+      (x) => ({ code: 0, stdout: x.stdout }),
+      (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }),
+    );
+    expect(r.code).toBe(1);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.at(-1)).toMatchObject({ type: 'summary', stored: 5, malformed: 2 });
+    const ruby = events.find((e) => e.location === `s3://${BUCKET}/${stored.get('ruby')!.key}`)!;
+    expect(ruby).toMatchObject({ mailFrom: 'alice@sender.example', recipients: ['support@example.com'], timestamp: '2024-10-04T08:09:10.000Z', timestampSource: 'Received (SES header block)', dataLength: stored.get('ruby')!.data.length });
+    expect(ruby.rules).toEqual([{ rule: 'archive', bucket: 'archive', key: `replayed/${String(ruby.messageId)}` }]);
+    expect(ruby.messageId).not.toBe(stored.get('ruby')!.block.messageId); // a new id: the old one names the old object
+  });
+
   it('a bucket that does not exist, and a prefix with nothing under it, are reported', async () => {
     expect((await read('s3://no-such-bucket/x/')).problems.map((p) => [p.kind, p.location, p.reason])).toEqual([['failed', 's3://no-such-bucket/x/', expect.stringMatching(/^cannot be listed: /)]]);
     expect((await read(`s3://${BUCKET}/nothing-here/`)).problems.map((p) => [p.kind, p.reason])).toEqual([['failed', 'holds no objects: check the bucket and the object key prefix']]);
