@@ -1,5 +1,6 @@
-import { createReadStream } from 'node:fs';
-import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import { close as closeFd, createReadStream, open as openFd, read as readFd } from 'node:fs';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { chain } from './chain.js';
 import { CrlfNormalizer, crlfStream } from './crlf.js';
 import { DataMeter, notMailReason, verifyingStream, type MeteredData } from './data-meter.js';
 import { parseDateHeader, parseFromLineDate } from './dates.js';
@@ -68,7 +69,7 @@ export async function* mboxSource(options: MboxSourceOptions): AsyncGenerator<So
       return;
     }
     const bodyEnd = endOffset - done.dropped;
-    ready.push(preparedItem(path, variant, where, { ...c, bodyEnd, data: done.data }, realPath));
+    ready.push(preparedItem(file, variant, where, { ...c, bodyEnd, data: done.data }, realPath));
   };
 
   const decoder = new MboxDecoder({
@@ -88,6 +89,13 @@ export async function* mboxSource(options: MboxSourceOptions): AsyncGenerator<So
     },
   });
 
+  let file: SharedFile;
+  try {
+    file = await SharedFile.open(path);
+  } catch (err) {
+    yield new ReplayProblem('failed', path, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    return;
+  }
   const input = createReadStream(path, { highWaterMark: READ_CHUNK });
   let first = true;
   try {
@@ -112,6 +120,7 @@ export async function* mboxSource(options: MboxSourceOptions): AsyncGenerator<So
     return;
   } finally {
     input.destroy();
+    file.release();
   }
   if (decoder.ambiguousLines > 0) {
     yield new SourceNote(
@@ -132,8 +141,38 @@ function splitFromLine(line: string): { sender: string | undefined; rest: string
   return { sender: m[1], rest: m[2]! };
 }
 
+/**
+ * One descriptor for the whole file, shared by the scan and every message's second read (positional reads, so
+ * they never disturb each other): an open and a close per message cost more than the rest of a small message's
+ * reading. It is closed when the scan is done and every message read or given up.
+ */
+class SharedFile {
+  private refs = 1;
+  private constructor(readonly fd: number) {}
+
+  static open(path: string): Promise<SharedFile> {
+    return new Promise((resolve, reject) => openFd(path, 'r', (err, fd) => (err ? reject(err) : resolve(new SharedFile(fd)))));
+  }
+
+  /** Another holder; the function it returns lets go (once, however often it is called). */
+  hold(): () => void {
+    this.refs++;
+    let held = true;
+    return () => {
+      if (held) {
+        held = false;
+        this.release();
+      }
+    };
+  }
+
+  release(): void {
+    if (--this.refs === 0) closeFd(this.fd, () => {});
+  }
+}
+
 function preparedItem(
-  path: string,
+  file: SharedFile,
   variant: MboxVariant,
   where: string,
   m: { offset: number; line: number; bodyStart: number; bodyEnd: number; sender: string | undefined; date: Date | undefined; data: MeteredData },
@@ -144,6 +183,7 @@ function preparedItem(
   const dateHeader = m.data.headers.find((h) => h.name.toLowerCase() === 'date');
   const headerDate = dateHeader ? parseDateHeader(dateHeader.value) : undefined;
   if (headerDate) times.push({ at: headerDate, from: 'Date header' });
+  const release = file.hold();
   const message: PreparedMessage = {
     location: where,
     identity: `mbox:${realPath}:${m.offset}`,
@@ -152,16 +192,55 @@ function preparedItem(
     headers: m.data.headers,
     hints: m.sender !== undefined ? { fromLineSender: m.sender } : {},
     times,
-    body: () => mboxMessageBody(path, variant, m, where),
-    discard: () => {},
+    body: () => {
+      const body = mboxMessageBody(file.fd, variant, m, where);
+      body.once('close', release);
+      return body;
+    },
+    discard: () => release(),
   };
   return { location: where, prepare: async () => message };
 }
 
 /** One message's DATA, read again from its byte range and checked against the first read. */
-function mboxMessageBody(path: string, variant: MboxVariant, m: { bodyStart: number; bodyEnd: number; line: number; data: MeteredData }, where: string): Readable {
-  const raw = m.bodyEnd > m.bodyStart ? createReadStream(path, { start: m.bodyStart, end: m.bodyEnd - 1, highWaterMark: 256 * 1024 }) : Readable.from([]);
-  return pipeline(raw, unquoteStream(variant, m.bodyStart, m.line + 1), crlfStream(), verifyingStream(m.data, where), () => {});
+function mboxMessageBody(fd: number, variant: MboxVariant, m: { bodyStart: number; bodyEnd: number; line: number; data: MeteredData }, where: string): Readable {
+  return chain(rangeReader(fd, m.bodyStart, m.bodyEnd), unquoteStream(variant, m.bodyStart, m.line + 1), crlfStream(), verifyingStream(m.data, where));
+}
+
+const RANGE_CHUNK = 256 * 1024;
+
+/**
+ * Bytes [start, end) of an open file by positional reads. Unlike fs.ReadStream it never closes the descriptor (it
+ * is shared), and it is not done being destroyed while a read is in flight, so the descriptor outlives every read.
+ */
+function rangeReader(fd: number, start: number, end: number): Readable {
+  let position = start;
+  let reading = false;
+  let destroyed: (() => void) | undefined;
+  return new Readable({
+    highWaterMark: RANGE_CHUNK,
+    read() {
+      const want = Math.min(RANGE_CHUNK, end - position);
+      if (want <= 0) {
+        this.push(null);
+        return;
+      }
+      reading = true;
+      const buffer = Buffer.allocUnsafe(want);
+      readFd(fd, buffer, 0, want, position, (err, got) => {
+        reading = false;
+        if (destroyed) return destroyed();
+        if (err) return this.destroy(err);
+        if (got === 0) return this.destroy(new Error('the file ended before this message did: was it cut since it was read?'));
+        position += got;
+        this.push(got < want ? buffer.subarray(0, got) : buffer);
+      });
+    },
+    destroy(err, done) {
+      if (reading) destroyed = () => done(err);
+      else done(err);
+    },
+  });
 }
 
 /** The quoting of one message's byte range undone, as a stream stage. */

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { chain } from './chain.js';
 import { CrlfNormalizer, crlfStream } from './crlf.js';
 import { DataMeter, notMailReason, tooBig, verifyingStream } from './data-meter.js';
 import { parseDateHeader } from './dates.js';
@@ -85,7 +86,7 @@ export async function prepareMessageFile(o: MessageFileOptions): Promise<Prepare
     hints: {},
     times,
     body(): Readable {
-      const out = pipeline(createReadStream(o.path, { highWaterMark: READ_CHUNK }), crlfStream(), verifyingStream(data, o.location), () => {});
+      const out = chain(createReadStream(o.path, { highWaterMark: READ_CHUNK }), crlfStream(), verifyingStream(data, o.location));
       out.once('close', release);
       return out;
     },

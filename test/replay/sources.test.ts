@@ -83,6 +83,26 @@ describe('mbox', () => {
     expect(again.messages.map((m) => [m.prepared.identity, m.prepared.contentTag])).toEqual(got.messages.map((m) => [m.prepared.identity, m.prepared.contentTag]));
   });
 
+  it('shares one descriptor for the messages\' second reads and closes it once every message is read or given up', async () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    const bodies: Array<import('node:stream').Readable> = [];
+    let n = 0;
+    for await (const item of openSource(join(a.dir, a.manifest.mboxrd.path), sourceOptions())) {
+      if (item instanceof ReplayProblem || !('prepare' in item)) continue;
+      const m = await item.prepare();
+      if (n++ % 3 === 2) m.discard();
+      else bodies.push(m.body());
+    }
+    expect(fds()).toBe(before + 1); // the scan is done; bodies still to be read hold the file open
+    for (const [i, b] of bodies.entries()) {
+      if (i % 2) b.destroy(); // given up halfway: an in-flight read finishes before the file may close
+      else for await (const _ of b as AsyncIterable<Buffer>) void _;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fds()).toBe(before);
+  });
+
   it('a file cut in the middle of a line: its last message is reported where it starts, the others are whole', async () => {
     const path = join(a.dir, 'cut-midline.mbox');
     const got = await readArg(path, { mboxVariant: 'mboxo' });
