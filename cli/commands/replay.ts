@@ -2,7 +2,6 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { kmsClient, s3Client } from '../../shared/aws/clients.js';
 import { ConfigError } from '../../shared/config/index.js';
-import { headerFieldProblem } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { loadRuntime, overridesFrom, type GatewayRuntime } from '../../gateway/settings.js';
 import { newCounters, runReplay, type ReplayCounters } from '../../gateway/replay/driver.js';
@@ -129,7 +128,7 @@ export function replayFlags(values: ReturnType<typeof parse<typeof OPTIONS>>['va
   if (values.to !== undefined) {
     flags.to = values.to.map((t) => {
       const a = storedAddress(t);
-      if (!a || headerFieldProblem(a)) throw new UsageError(`--to "${t}" is not an address: write it as local@domain (repeat --to for each recipient)`);
+      if (!a) throw new UsageError(`--to "${t}" is not an address: write it as local@domain (repeat --to for each recipient)`);
       return a;
     });
   }
@@ -260,6 +259,7 @@ function messageEvent(plan: ReplayPlan, dryRun: boolean) {
     recipientsSource: plan.recipientsSource,
     timestamp: a.receivedAt?.toISOString() ?? null,
     timestampSource: plan.timestampSource,
+    client: a.client ?? null,
     dataLength: plan.message.dataLength ?? null,
     rules: targets(plan),
   };

@@ -86,12 +86,14 @@ export class Planner {
     const recipients = env.recipients.filter((a) => taken.has(a));
 
     const time = this.o.timestamp === 'source' ? m.times.find((t) => isPlausibleReceiptTime(t.at)) : undefined;
+    const client = m.hints.storedBlock?.client;
     const accept: ReplayAcceptMessage = {
       mailFrom: env.mailFrom,
       recipients,
       rules,
       messageId: replayMessageId(this.idKey, m.identity, m.contentTag),
       ...(time ? { receivedAt: time.at } : {}),
+      ...(client ? { client: { ip: client.ip, ...(client.hostname ? { hostname: client.hostname } : {}), helo: client.helo, tls: false } } : {}),
     };
     return {
       message: m,

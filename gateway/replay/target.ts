@@ -27,6 +27,12 @@ export interface ReplayAcceptMessage {
   messageId: string;
   /** The source's receipt time; absent with `--timestamp now` (the accept path then uses its own clock). */
   receivedAt?: Date;
+  /**
+   * The SMTP client the source recorded: only a stored SES or gateway object does (its Received field). Without it,
+   * re-storing the object would drop the original client from the new header block. TLS is not recorded there
+   * (SES writes `with SMTP` either way): false.
+   */
+  client?: { ip: string; hostname?: string; helo: string; tls: boolean };
 }
 
 export type AcceptOutcome =

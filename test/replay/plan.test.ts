@@ -86,6 +86,36 @@ describe('envelope', () => {
   });
 });
 
+describe('a stored SES object', () => {
+  it("takes MAIL FROM, the one recipient, the time and the original client from the stored block, and nothing from the DATA's own fields", () => {
+    const stored: PreparedMessage = {
+      ...mbox.get('plain')!,
+      hints: {
+        storedBlock: {
+          length: 100,
+          mailFrom: 'bounce@lists.example',
+          messageId: 'q041v1u3p6g5bust1o2se9of7vf685mtivi7ci01',
+          recipient: 'sales@example.com',
+          receivedAt: new Date('2024-10-04T08:09:10Z'),
+          byHost: 'inbound-smtp.us-east-1.amazonaws.com',
+          client: { helo: 'mail.sender.example', hostname: 'mail.sender.example', ip: '192.0.2.10' },
+          signedBySes: true,
+        },
+      },
+      times: [{ at: new Date('2024-10-04T08:09:10Z'), from: 'Received (SES header block)' }],
+    };
+    const p = plan(stored);
+    expect(p.accept).toMatchObject({
+      mailFrom: 'bounce@lists.example',
+      recipients: ['sales@example.com'],
+      receivedAt: new Date('2024-10-04T08:09:10Z'),
+      client: { ip: '192.0.2.10', hostname: 'mail.sender.example', helo: 'mail.sender.example', tls: false },
+    });
+    expect([p.mailFromSource, p.recipientsSource]).toEqual(['Return-Path of the stored header block', 'Received "for" of the stored header block (the only recipient it records)']);
+    expect(plan(mbox.get('plain')!).accept.client).toBeUndefined();
+  });
+});
+
 describe('receipt rules', () => {
   it('the rules SMTP would match, in rule-set order, disabled rules left out, TLS Require not applied to replay', () => {
     const p = plan(mbox.get('plain')!);
