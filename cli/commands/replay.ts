@@ -46,7 +46,8 @@ options:
                            through, so damaged input shows)
   --json                   JSON lines on stdout: one per message, problem and note, the summary last
   --spool-dir DIR, --redis-url URL, --deliver
-                           the accept path's spool and queue, as for \`mailroom smtp\` (storing: see below)
+                           for storing, through the gateway's accept path (spool, queue, workers): not wired
+                           in this build, which replays with --dry-run only
 
 Envelope, unless --from/--to say: MAIL FROM from Return-Path (or the mbox From line); recipients from
 X-Original-To or Delivered-To, else To and Cc. Problems are printed on stderr with where they are (file:line

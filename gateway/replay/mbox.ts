@@ -42,6 +42,13 @@ interface Current {
 
 export async function* mboxSource(options: MboxSourceOptions): AsyncGenerator<SourceItem | ReplayProblem | SourceNote> {
   const { path, realPath, variant } = options;
+  let file: SharedFile;
+  try {
+    file = await SharedFile.open(path);
+  } catch (err) {
+    yield new ReplayProblem('failed', path, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    return;
+  }
   const ready: Array<SourceItem | ReplayProblem> = [];
   let current: Current | undefined;
 
@@ -89,13 +96,6 @@ export async function* mboxSource(options: MboxSourceOptions): AsyncGenerator<So
     },
   });
 
-  let file: SharedFile;
-  try {
-    file = await SharedFile.open(path);
-  } catch (err) {
-    yield new ReplayProblem('failed', path, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
-    return;
-  }
   const input = createReadStream(path, { highWaterMark: READ_CHUNK });
   let first = true;
   try {
