@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isMessageId, newMessageId, SETUP_NOTIFICATION_MESSAGE_ID } from '../shared/ses/message-id.js';
+import { createHash } from 'node:crypto';
+import { isMessageId, messageIdFromBytes, newMessageId, SETUP_NOTIFICATION_MESSAGE_ID } from '../shared/ses/message-id.js';
 import { objectKey, setupNotificationKey } from '../shared/ses/object-key.js';
 import { parseRecipientCondition, ruleMatchesRecipient, type RecipientCondition } from '../shared/ses/recipients.js';
 
@@ -54,6 +55,19 @@ describe('message ids (docs/ses-format.md#message-id)', () => {
     // Each of the first 38 positions takes (nearly) all 32 symbols; the 39th all four of 0/8/g/o.
     for (let pos = 0; pos < 38; pos++) expect(new Set(ids.map((id) => id[pos])).size).toBeGreaterThanOrEqual(30);
     expect(new Set(ids.map((id) => id[38]))).toEqual(new Set(['0', '8', 'g', 'o']));
+  });
+  it('derives ids in the same format from given bytes: the same bytes give the same id, the bytes are left as they were', () => {
+    const digest = (i: number) => createHash('sha512').update(`message ${i}`).digest();
+    const ids = Array.from({ length: 5000 }, (_, i) => messageIdFromBytes(digest(i)));
+    for (const id of ids) expect(isMessageId(id)).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (let pos = 0; pos < 38; pos++) expect(new Set(ids.map((id) => id[pos])).size).toBeGreaterThanOrEqual(30);
+    expect(new Set(ids.map((id) => id[38]))).toEqual(new Set(['0', '8', 'g', 'o']));
+    const bytes = digest(7);
+    const copy = Buffer.from(bytes);
+    expect(messageIdFromBytes(bytes)).toBe(ids[7]);
+    expect(bytes.equals(copy)).toBe(true);
+    expect(() => messageIdFromBytes(Buffer.alloc(38))).toThrow(/needs 39 bytes/);
   });
 });
 

@@ -9,6 +9,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   smtp: { summary: 'run only the SMTP front (accept, spool, enqueue)', load: async () => (await import('./smtp.js')).smtp },
   worker: { summary: 'run only the delivery workers (S3, KMS, SNS)', load: async () => (await import('./worker.js')).worker },
   local: { summary: 'run everything on this machine for a first try (npm start)', load: async () => (await import('./local.js')).local },
+  replay: { summary: 'store mail from mbox, Maildir, .eml files or another bucket as SES would have', load: async () => (await import('./replay.js')).replay },
   queue: { summary: 'show delivery counts; list and retry failed deliveries', load: async () => (await import('./queue.js')).queue },
   'smtp-user': { summary: 'print a credentials line for SMTP AUTH (password from stdin)', load: async () => (await import('./smtp-user.js')).smtpUser },
 };

@@ -12,6 +12,10 @@ export interface StoredMessage {
   /** Plaintext length when known. */
   length?: number;
   metadata: Record<string, string>;
+  /** The object as S3 describes it: its ETag, last change and stored (ciphertext) length. */
+  etag?: string;
+  lastModified?: Date;
+  storedLength?: number;
 }
 
 export class ObjectNotFoundError extends Error {
@@ -30,18 +34,25 @@ export async function openStoredMessage(
   kmsFor: (region: string | undefined) => KMSClient,
   bucket: string,
   key: string,
+  /** `ifMatch`: read this version of the object only (S3 answers 412 PreconditionFailed if it changed). */
+  options: { ifMatch?: string } = {},
 ): Promise<StoredMessage> {
   let res;
   try {
-    res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(options.ifMatch ? { IfMatch: options.ifMatch } : {}) }));
   } catch (err) {
     if (err instanceof NoSuchKey || (err as Error).name === 'NoSuchKey') throw new ObjectNotFoundError(bucket, key);
     throw err;
   }
   const raw = res.Body as Readable;
   const metadata = res.Metadata ?? {};
+  const described = {
+    ...(res.ETag !== undefined ? { etag: res.ETag } : {}),
+    ...(res.LastModified !== undefined ? { lastModified: res.LastModified } : {}),
+    ...(res.ContentLength !== undefined ? { storedLength: res.ContentLength } : {}),
+  };
   if (!hasEnvelope(metadata)) {
-    return { body: raw, encrypted: false, ...(res.ContentLength !== undefined ? { length: res.ContentLength } : {}), metadata };
+    return { body: raw, encrypted: false, ...(res.ContentLength !== undefined ? { length: res.ContentLength } : {}), metadata, ...described };
   }
   try {
     const env = parseEnvelope(metadata);
@@ -49,7 +60,7 @@ export async function openStoredMessage(
     const decipher = createDecipherStream(dataKey, env);
     raw.on('error', (e) => decipher.destroy(e));
     raw.pipe(decipher);
-    return { body: decipher, encrypted: true, ...(env.unencryptedLength !== undefined ? { length: env.unencryptedLength } : {}), metadata };
+    return { body: decipher, encrypted: true, ...(env.unencryptedLength !== undefined ? { length: env.unencryptedLength } : {}), metadata, ...described };
   } catch (err) {
     raw.destroy();
     throw err;

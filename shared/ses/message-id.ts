@@ -17,7 +17,23 @@ const PENULTIMATE_CODES = Buffer.from(PENULTIMATE, 'latin1');
 
 /** Built in place over the random bytes and read as one string: one id per accepted message, on the accept path. */
 export function newMessageId(): string {
-  const r = nextIdBytes();
+  return idOver(nextIdBytes());
+}
+
+/** How many bytes `messageIdFromBytes` reads: 5 bits from each of the first 38, 2 from the 39th (192 bits). */
+export const MESSAGE_ID_SOURCE_BYTES = ID_BYTES;
+
+/**
+ * The id in SES's shape over caller-supplied bytes (at least 39, e.g. a keyed hash), for ids that must come out the
+ * same every time, such as a replayed message's. The bytes must be uniformly distributed for the id to be.
+ */
+export function messageIdFromBytes(bytes: Uint8Array): string {
+  if (bytes.length < ID_BYTES) throw new RangeError(`a message id needs ${ID_BYTES} bytes, got ${bytes.length}`);
+  return idOver(Buffer.from(bytes.subarray(0, ID_BYTES)));
+}
+
+/** Rewrites `r` (39 bytes, owned by the caller) into the id's characters. */
+function idOver(r: Buffer): string {
   for (let i = 0; i < 38; i++) r[i] = ALPHABET_CODES[r[i]! & 31]!;
   r[38] = PENULTIMATE_CODES[r[38]! & 3]!;
   return r.toString('latin1') + '1';
