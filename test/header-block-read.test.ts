@@ -46,6 +46,8 @@ describe('readStoredHeaderBlock', () => {
       { ...gatewayInput, clientHostname: 'mail.sender.example', scan: { spam: 'GRAY', virus: 'GRAY' } },
       { ...gatewayInput, clientIp: '2001:db8::25', mailFrom: '' },
       { ...gatewayInput, clientIp: '::ffff:192.0.2.10' },
+      // Replayed mail with no SMTP client: `Received: by … with local id …`.
+      (({ helo: _h, clientIp: _ip, clientHostname: _n, ...rest }) => rest)(gatewayInput),
       {
         ...gatewayInput,
         byHost: 'inbound-smtp.us-east-1.amazonaws.com',
@@ -67,7 +69,7 @@ describe('readStoredHeaderBlock', () => {
       expect(r.block.recipient).toBe(input.recipients[0]);
       expect(r.block.byHost).toBe(input.byHost);
       expect(r.block.receivedAt.toISOString()).toBe('2024-10-04T08:09:10.000Z'); // seconds: what the block keeps
-      expect(r.block.client).toEqual({ helo: input.helo, ...(input.clientHostname ? { hostname: input.clientHostname } : {}), ip: input.clientIp.replace(/^::ffff:/, '') });
+      expect(r.block.client).toEqual(input.clientIp === undefined ? undefined : { helo: input.helo, ...(input.clientHostname ? { hostname: input.clientHostname } : {}), ip: input.clientIp.replace(/^::ffff:/, '') });
       expect(r.block.scan).toEqual(input.scan ? { spam: input.scan.spam, virus: input.scan.virus } : undefined);
       expect(r.block.receivedSpf !== undefined).toBe(input.spf !== undefined);
       expect(r.block.authenticationResults?.startsWith('amazonses.com;')).toBe(input.spf ? true : undefined);

@@ -1,9 +1,9 @@
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { kmsClient, s3Client } from '../../shared/aws/clients.js';
+import { kmsClient, s3Client } from '../../gateway/aws/clients.js';
 import { ConfigError } from '../../shared/config/index.js';
 import { objectKey } from '../../shared/ses/object-key.js';
-import { loadRuntime, overridesFrom, type GatewayRuntime } from '../../gateway/settings.js';
+import { loadRuntime, overridesFrom, type GatewayRuntime } from '../../gateway/runtime/settings.js';
 import { newCounters, runReplay, type ReplayCounters } from '../../gateway/replay/driver.js';
 import { storedAddress } from '../../gateway/replay/envelope.js';
 import type { MboxVariant } from '../../gateway/replay/mbox-decoder.js';
@@ -13,8 +13,8 @@ import { openSource } from '../../gateway/replay/sources.js';
 import type { ReplayProblem, SourceNote } from '../../gateway/replay/source.js';
 import { dryRunTarget } from '../../gateway/replay/target.js';
 import { estimateTotals } from '../../gateway/replay/totals.js';
-import { parse } from '../args.js';
-import { UsageError, type Command } from '../command.js';
+import { parse } from '../command/args.js';
+import { UsageError, type Command } from '../command/command.js';
 
 const USAGE = `usage: mailroom replay <source>… --config <file> [options]
 

@@ -1,7 +1,7 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { Readable } from 'node:stream';
-import { explainAwsError } from '../../shared/aws/explain-error.js';
+import { explainAwsError } from '../../gateway/aws/explain-error.js';
 import { EnvelopeError, ObjectNotFoundError, openStoredMessage, TAG_BYTES, type StoredMessage } from '../../shared/envelope/index.js';
 import { readStoredHeaderBlock, type StoredHeaderBlock } from '../../shared/ses/header-block-read.js';
 import { SETUP_NOTIFICATION_MESSAGE_ID } from '../../shared/ses/message-id.js';

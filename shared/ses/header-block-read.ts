@@ -4,7 +4,7 @@
  * with the original DATA behind a new block instead of two blocks.
  *
  * The block is recognised by its fields in SES's order: `Return-Path`, SES's `Received` (`… by <host> with SMTP id
- * <message id> for <recipient>; <date>`), then, each at most once and in this order, the scan verdicts, SES's
+ * <message id> for <recipient>; <date>`, or `with local` for replayed mail that had no SMTP client), then, each at most once and in this order, the scan verdicts, SES's
  * `Received-SPF` (`spfCheck:` wording) and `Authentication-Results` (authserv-id `amazonses.com`), `X-SES-RECEIPT` and
  * `X-SES-DKIM-SIGNATURE`. The first field out of that sequence is the sender's own header block — which may hold its
  * own `Return-Path` and `Received` fields further down; those stay.
@@ -119,7 +119,7 @@ export function parseReceivedDate(text: string): Date | undefined {
   return at;
 }
 
-const RECEIVED = /^(?:from (.+?) )?by (\S+) with SMTP id ([0-9a-v]{20,64}) for (\S+?);\s*(.+)$/;
+const RECEIVED = /^(?:from (.+?) )?by (\S+) with (?:SMTP|local) id ([0-9a-v]{20,64}) for (\S+?);\s*(.+)$/;
 const FROM_CLAUSE = /^(\S+) \((\S+) \[(?:IPv6:)?([^\]\s]+)\]\)$/;
 
 /**

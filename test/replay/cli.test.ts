@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newCounters } from '../../gateway/replay/driver.js';
 import { ProgressDisplay } from '../../gateway/replay/progress.js';
 import { replayFlags } from '../../cli/commands/replay.js';
-import { UsageError } from '../../cli/command.js';
+import { UsageError } from '../../cli/command/command.js';
 import { isMessageId } from '../../shared/ses/message-id.js';
 import { tempDir } from '../support/files.js';
 import { writeArchives, type Archives } from './helpers.js';

@@ -17,7 +17,7 @@ import { openSource } from '../../gateway/replay/sources.js';
 import { buildHeaderBlock, type HeaderBlockInput } from '../../shared/ses/header-block.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { objectKey } from '../../shared/ses/object-key.js';
-import { putMessage } from '../../shared/store/put-message.js';
+import { putMessage } from '../../gateway/store/put-message.js';
 import { tempDir } from '../support/files.js';
 import { startMoto, type Moto } from '../support/moto.js';
 import { readSource, sourceOptions } from './helpers.js';
