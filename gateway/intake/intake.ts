@@ -7,7 +7,7 @@ import { within } from '../runtime/timeout.js';
 import type { SpoolDirectory } from '../spool/directory.js';
 import type { MessageEnvelope, SpoolFile, SpoolRecord, SpooledRule } from '../spool/format.js';
 import { isOutOfSpace } from '../spool/free-space.js';
-import type { SpoolWriter } from '../spool/writer.js';
+import { BodyError, type SpoolWriter } from '../spool/writer.js';
 import { AcceptLog } from './accept-log.js';
 import { InFlight } from './in-flight.js';
 
@@ -42,6 +42,8 @@ export type Refusal =
   | { kind: 'no-space' }
   /** The disk or Redis failed: try again later. */
   | { kind: 'unavailable'; reason: string }
+  /** The message's own stream failed or ended early (a client gone mid-DATA, a bad replay source): nothing kept. */
+  | { kind: 'body-failed'; reason: string }
   /** No receipt rule takes it: nothing would deliver it. */
   | { kind: 'no-rule' }
   /** The DATA cannot be stored as sent (it would continue the gateway's header block); `reason` says why and the fix. */
@@ -143,6 +145,10 @@ export class Intake {
       try {
         received = await writer.receive(this.record(messageId, message), body, maxMessageBytes, dataStartProblem);
       } catch (err) {
+        if (err instanceof BodyError) {
+          log.info({ ...fields, err: err.message }, 'message body failed before its end; refused');
+          return refuse({ kind: 'body-failed', reason: err.message });
+        }
         const full = isOutOfSpace(err);
         log.error({ ...fields, err: (err as Error).message }, full ? 'spool file system full; message refused' : 'spool write failed; message refused');
         return refuse(full ? { kind: 'no-space' } : { kind: 'unavailable', reason: 'the spool could not be written' });

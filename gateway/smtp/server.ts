@@ -46,6 +46,7 @@ function refusalReply(refusal: Refusal, host: string): SmtpReply {
     case 'malformed':
       return replies.malformed(refusal.reason);
     case 'unavailable':
+    case 'body-failed':
     case 'no-rule':
       return replies.localError();
   }

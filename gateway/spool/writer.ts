@@ -36,6 +36,26 @@ async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
 
 const DURABLE = Promise.resolve();
 
+/** The message's own stream failed or ended early (a client gone mid-DATA, a replay source that turned out bad). */
+export class BodyError extends Error {
+  override name = 'BodyError';
+}
+
+/** The chunks of `data`; an error of the stream itself comes out as a BodyError, apart from the spool's own errors. */
+async function* chunksOf(data: Readable): AsyncGenerator<Buffer> {
+  const it = (data as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  for (;;) {
+    let r: IteratorResult<Buffer>;
+    try {
+      r = await it.next();
+    } catch (err) {
+      throw new BodyError((err as Error).message);
+    }
+    if (r.done) return;
+    yield r.value;
+  }
+}
+
 /**
  * The accepting side of the spool: a message's DATA onto disk behind its record line, never held whole.
  *
@@ -64,7 +84,8 @@ export class SpoolWriter {
    * Streams DATA to disk behind the record line; resolves once its bytes are in a file. Past `limitBytes` writing
    * stops and the rest of DATA is drained and dropped, so an oversized message never costs more than the limit in
    * disk and nothing in memory. `check` judges DATA by its first bytes (the first chunk); what it finds refuses the
-   * message the same way. Rejects (nothing kept) when the stream fails or ends without its end of data.
+   * message the same way. Rejects (nothing kept) when the stream fails or ends without its end of data (BodyError),
+   * or when the disk fails.
    */
   async receive(record: SpoolRecord, data: Readable, limitBytes: number, check?: (head: Buffer) => string | undefined): Promise<Received> {
     const id = record.envelope.messageId;
@@ -100,7 +121,7 @@ export class SpoolWriter {
       created = false;
     };
     try {
-      for await (const chunk of data as AsyncIterable<Buffer>) {
+      for await (const chunk of chunksOf(data)) {
         const first = dataLength === 0 && chunk.length > 0;
         dataLength += chunk.length;
         if (dropped) continue;
@@ -117,7 +138,7 @@ export class SpoolWriter {
         if (pendingBytes >= SMALL_MESSAGE_BYTES) await flush();
       }
       // A client that vanished mid-DATA can end the stream without an error; never spool a truncated message.
-      if (!data.readableEnded) throw new Error('DATA ended before its terminating dot');
+      if (!data.readableEnded) throw new BodyError('DATA ended before its terminating dot');
       if (why !== undefined) return { ok: false, reason: 'refused', why, dataLength };
       if (dropped) return { ok: false, reason: 'oversized', dataLength };
       if (!fh) {
