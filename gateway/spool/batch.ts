@@ -5,7 +5,11 @@ import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 import type { Spare, SpareFiles } from './spares.js';
-import type { SpoolEvents } from './writer.js';
+
+/** Reported per batch file made in a round: written into a spare (one disk flush) or created there (two). */
+export interface BatchEvents {
+  batchFile?(file: 'spare' | 'created'): void;
+}
 
 /**
  * Durable writes of whole small messages, in batch files, one round at a time (group commit).
@@ -125,7 +129,7 @@ export class BatchWriter {
     /** fsync of `messages/`, shared with the other renames and unlinks there (spool.ts GroupSync). */
     private readonly syncMessagesDir: () => Promise<void>,
     private readonly spares?: SpareFiles,
-    private readonly events: Pick<SpoolEvents, 'batchFile'> = {},
+    private readonly events: BatchEvents = {},
   ) {}
 
   /** True while `id` is a file this writer is writing, or one of its spares. */

@@ -1,7 +1,7 @@
 import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BatchWriter } from './batch.js';
+import { BatchWriter, type BatchEvents } from './batch.js';
 import type { SpoolDirectory } from './directory.js';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 import type { SpareEvents } from './spares.js';
@@ -10,10 +10,7 @@ import type { SpareEvents } from './spares.js';
 export const SMALL_MESSAGE_BYTES = 256 * 1024;
 
 /** For logs and metrics; called synchronously from the spool's paths, so they must be cheap and must not throw. */
-export interface SpoolEvents extends SpareEvents {
-  /** A batch file was made in a round: written into a spare (one disk flush) or created there (two). */
-  batchFile?(file: 'spare' | 'created'): void;
-}
+export interface SpoolEvents extends SpareEvents, BatchEvents {}
 
 /**
  * A received message's bytes are in `file` (shared with the other messages of its batch); `durable` settles once the
@@ -70,7 +67,7 @@ export class SpoolWriter {
 
   constructor(
     private readonly directory: SpoolDirectory,
-    events: Pick<SpoolEvents, 'batchFile'> = {},
+    events: BatchEvents = {},
   ) {
     this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events);
   }
