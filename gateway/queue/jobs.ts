@@ -136,17 +136,20 @@ export function spoolFileJobs(file: SpoolFile, policy: JobPolicy): FlowJob {
   const spoolFile = spoolFileName(file.id);
   // Grouped by the rule's definition as well as its name: messages of one file were accepted under one config, but
   // should two snapshots of a rule ever differ, each keeps its own.
-  const groups = new Map<string, { rule: DeliveryRule; messages: DeliveryMessage[] }>();
+  // Messages of one process share the config's rule objects, so the same snapshot is usually the same object: only
+  // when it is not is the definition compared (one JSON encoding per distinct snapshot, not per message).
+  const groups: Array<{ rule: DeliveryRule; action: object; key?: string; messages: DeliveryMessage[] }> = [];
+  const keyOf = (g: { rule: DeliveryRule; key?: string }) => (g.key ??= JSON.stringify(g.rule));
   for (const { record, at, length } of file.entries) {
     for (const { recipients, ...rule } of record.rules) {
-      const key = JSON.stringify(rule);
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = { rule, messages: [] }));
+      const same = (g: (typeof groups)[number]) => g.rule.name === rule.name && (g.action === rule.s3Action ? g.rule.scanEnabled === rule.scanEnabled : keyOf(g) === JSON.stringify(rule));
+      let g = groups.find(same);
+      if (!g) groups.push((g = { rule, action: rule.s3Action, messages: [] }));
       g.messages.push({ at, ...(length !== undefined ? { length } : {}), envelope: record.envelope, recipients });
     }
   }
-  if (groups.size === 1) {
-    const { rule, messages } = groups.values().next().value!;
+  if (groups.length === 1) {
+    const { rule, messages } = groups[0]!;
     return { name: DELIVER_JOB, queueName: DELIVERIES_QUEUE, data: { v: 2, spoolFile, rule, messages, release: true } satisfies DeliveryJobData, opts: deliveryJobOptions(file.id, policy) };
   }
   const named = new Map<string, number>();
@@ -155,7 +158,7 @@ export function spoolFileJobs(file: SpoolFile, policy: JobPolicy): FlowJob {
     queueName: SPOOL_QUEUE,
     data: { v: 1, spoolFile, messageIds: file.entries.map((e) => e.record.envelope.messageId) } satisfies ReleaseJobData,
     opts: { jobId: file.id, attempts: policy.attempts, backoff: { type: BACKOFF_TYPE, delay: policy.backoffBaseMs }, removeOnComplete: { count: policy.keepCompleted }, removeOnFail: false },
-    children: [...groups.values()].map(({ rule, messages }) => {
+    children: groups.map(({ rule, messages }) => {
       const n = (named.get(rule.name) ?? 0) + 1;
       named.set(rule.name, n);
       return {

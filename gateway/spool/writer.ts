@@ -38,21 +38,6 @@ export class BodyError extends Error {
   override name = 'BodyError';
 }
 
-/** The chunks of `data`; an error of the stream itself comes out as a BodyError, apart from the spool's own errors. */
-async function* chunksOf(data: Readable): AsyncGenerator<Buffer> {
-  const it = (data as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  for (;;) {
-    let r: IteratorResult<Buffer>;
-    try {
-      r = await it.next();
-    } catch (err) {
-      throw new BodyError((err as Error).message);
-    }
-    if (r.done) return;
-    yield r.value;
-  }
-}
-
 /**
  * The accepting side of the spool: a message's DATA onto disk behind its record line, never held whole.
  *
@@ -86,7 +71,8 @@ export class SpoolWriter {
    */
   async receive(record: SpoolRecord, data: Readable, limitBytes: number, check?: (head: Buffer) => string | undefined): Promise<Received> {
     const id = record.envelope.messageId;
-    const tmp = join(this.directory.incomingDir, spoolFileName(id));
+    // Named only for a message that turns out to need streaming: most never do.
+    let tmp = '';
     let fh: FileHandle | undefined;
     let created = false;
     // DATA gathered in memory; the record line is written first only if the message turns out to need streaming.
@@ -97,6 +83,7 @@ export class SpoolWriter {
     let why: string | undefined;
     const flush = async () => {
       if (!fh) {
+        tmp = join(this.directory.incomingDir, spoolFileName(id));
         fh = await open(tmp, 'wx');
         created = true;
         pending.unshift(encodeRecordLine(record));
@@ -117,8 +104,12 @@ export class SpoolWriter {
       if (created) await unlink(tmp);
       created = false;
     };
+    // The stream's own failure is the body's, not the disk's: the intake refuses the two differently.
+    let bodyFailed = false;
+    const onError = () => (bodyFailed = true);
+    data.once('error', onError);
     try {
-      for await (const chunk of chunksOf(data)) {
+      for await (const chunk of data as AsyncIterable<Buffer>) {
         const first = dataLength === 0 && chunk.length > 0;
         dataLength += chunk.length;
         if (dropped) continue;
@@ -155,7 +146,9 @@ export class SpoolWriter {
     } catch (err) {
       if (fh) await fh.close().catch(() => undefined);
       if (created) await rm(tmp, { force: true });
-      throw err;
+      throw bodyFailed ? new BodyError((err as Error).message) : err;
+    } finally {
+      data.off('error', onError);
     }
   }
 }
