@@ -73,7 +73,7 @@ interface AwsErrorLike {
   $metadata?: { httpStatusCode?: number };
 }
 
-const THROTTLE_RE = /^(Throttl\w*|.*ThrottlingException|RequestLimitExceeded|TooManyRequestsException|SlowDown)$/;
+const THROTTLE_RE = /Throttl|RequestLimitExceeded|TooManyRequests|SlowDown/;
 const CONNECTION_RE = /^(ECONNREFUSED|ECONNRESET|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ECONNABORTED)$/;
 
 /**
