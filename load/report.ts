@@ -83,7 +83,7 @@ const CHARTS = String.raw`
       title: title, width: width(el), height: 280,
       scales: Object.assign({ x: { time: false } }, (extra && extra.scales) || {}),
       axes: [Object.assign({ label: 'seconds into the run' }, (extra && extra.xAxis) || {}), { label: yLabel, size: 70 }],
-      series: [{ label: (extra && extra.xLabel) || 's' }].concat(series.map(function (s, i) {
+      series: [{ label: (extra && extra.xLabel) || 'second' }].concat(series.map(function (s, i) {
         return { label: s, stroke: palette[i % palette.length], width: 2, spanGaps: false, points: { show: data[0].length < 120 } };
       })),
       legend: { live: true }
