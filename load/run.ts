@@ -183,7 +183,10 @@ async function runSmtp(opts: SmtpLoadOptions, io: LoadIO, signal: AbortSignal): 
     const router = new RecipientRouter(config);
     for (const a of to) {
       const r = router.route(a, secure);
-      if (!r.ok) notes.push(`${a}: ${r.reply.message} — expect the target to refuse it`);
+      if (!r.ok) {
+        notes.push(`${a}: ${r.reply.message} — expect the target to refuse it`);
+        io.stderr.write(`mailroom load: note: ${a}: ${r.reply.message} — expect the target to refuse it\n`);
+      }
     }
     copies = router.rulesFor(to, secure).map((r) => ({ rule: r.name, s3Action: r.s3Action }));
   }
