@@ -142,7 +142,12 @@ async function execute(params: {
   let leftovers: Leftover[] = [];
   try {
     if (topics) {
-      await topics.start();
+      try {
+        await topics.start();
+      } catch (err) {
+        const e = err as Error;
+        throw new Refused(`--watch-topic: could not set up the temporary queue: ${e.name}: ${e.message} — check the rules' topic ARNs, and that the credentials may create SQS queues and subscribe them to the topics (docs/load.md#delivery)`);
+      }
       progress.say(`mailroom load: watching ${topics.queues.map((q) => q.queueUrl).join(', ')} (removed at the end)`);
     }
     progress.start();

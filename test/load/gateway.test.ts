@@ -124,6 +124,32 @@ describe('against the gateway on moto', () => {
     expect(j.delivery.notes.join(' ')).toMatch(/objects are under s3:\/\/load-mail\/inbox\//);
   });
 
+  it('Ctrl-C: no new messages, those in flight finish, the temporary queue is removed, the figures so far printed', async () => {
+    const r = await loadCli(['smtp', '--target', `127.0.0.1:${gw.port}`, '--config', cfgFile, '--rate', '20', '--duration', '60s', '--watch-topic', '--json'], { env: motoEnv, interrupt: { when: /watching .*mailroom-load-/, afterMs: 2_000 } });
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/SIGINT: stopping — no new messages; finishing those in flight and removing the temporary queue/);
+    const j = r.json!;
+    expect(j.endedBy).toBe('interrupted');
+    expect(j.counts.sent).toBeGreaterThan(10);
+    expect(j.counts.sent).toBeLessThan(200);
+    expect(j.counts.accepted + j.counts.failed + j.counts.interrupted).toBe(j.counts.sent);
+    expect(j.delivery.leftovers).toEqual([]);
+    expect(r.ms).toBeLessThan(30_000);
+    const queues = (await backends.aws.sqs.send(new ListQueuesCommand({}))).QueueUrls ?? [];
+    expect(queues.filter((q) => q.includes('mailroom-load-'))).toEqual([]);
+    await receiveSns(backends.aws, topic.queueUrl, j.counts.accepted, 30_000); // what it did send, out of the way
+  });
+
+  it('a watch that cannot start (a topic that does not exist) removes the queue it already made and says why', async () => {
+    const missing = { ...config(), rules: [{ ...config().rules[0]!, s3Action: { ...config().rules[0]!.s3Action, topicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:no-such-topic` } }] };
+    const file = await writeConfig(backends.dir.path, 'missing-topic.json', { ...missing, gateway: { ...missing.gateway, smtp: { port: gw.port } } });
+    const r = await loadCli(['smtp', '--target', `127.0.0.1:${gw.port}`, '--config', file, '--count', '5', '--watch-topic', '--json'], { env: motoEnv });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--watch-topic: could not set up the temporary queue: .*(NotFound|does not exist).* check the rules' topic ARNs/i);
+    const queues = (await backends.aws.sqs.send(new ListQueuesCommand({}))).QueueUrls ?? [];
+    expect(queues.filter((q) => q.includes('mailroom-load-'))).toEqual([]);
+  });
+
   it('a gateway whose Redis is down answers 451: the run counts it as smtp-4xx 451 4.3.0 and ends on time', async () => {
     const redis: RedisServer = await startRedis();
     const down = await startTestGateway({ ...config(), rules: [config().rules[1]!], gateway: { ...config().gateway, spoolDir: `${backends.dir.path}/spool-451`, redis: { url: redis.url, prefix: 'load451', enqueueTimeoutMs: 1000 } } });
@@ -203,6 +229,22 @@ describe('against the S3 sink', () => {
     expect(st.publishBatches).toBeLessThan(st.publishes);
     expectOrdered(j.latency.store, 160);
     expectOrdered(j.latency.accept, 160);
+  });
+
+  it('load upload --rate: the open loop, response time from when each upload was due', async () => {
+    await fetch(`${endpoint}/__reset`, { method: 'POST' });
+    const file = await writeConfig(backends.dir.path, 'sink-rate.json', { region: REGION, accountId: ACCOUNT, ruleSetName: 'load-sink', rules: [rule()] });
+    const env = { AWS_ENDPOINT_URL: endpoint, AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' };
+    const r = await loadCli(['upload', '--config', file, '--rate', '100', '--count', '150', '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const j = r.json!;
+    expect(j.counts).toMatchObject({ scheduled: 150, accepted: 150, stored: 150, announced: 150 });
+    expect(j.parameters).toMatchObject({ rate: 100, concurrency: null, maxInFlight: 1024 });
+    expect(j.timeline.sent[0]).toBeGreaterThanOrEqual(80); // 100 due; the first uploads warm the SDK up
+    expect(j.timeline.sent.reduce((a, b) => a + b, 0)).toBe(150);
+    expectOrdered(j.latency.response, 150);
+    expect(j.latency.response!.p50).toBeGreaterThanOrEqual(j.latency.accept!.p50 - 0.001);
+    expect((await stats()).puts).toBe(150);
   });
 
   it('an S3 that answers 503 SlowDown: the run counts s3-slowdown and ends on time', async () => {

@@ -16,7 +16,10 @@ export interface CliRun {
 }
 
 /** `mailroom load <args>`; parses stdout as the --json result when it is one. */
-export function loadCli(args: string[], opts: { env?: Record<string, string | undefined>; stdin?: string; timeoutMs?: number } = {}): Promise<CliRun> {
+export function loadCli(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; stdin?: string; timeoutMs?: number; interrupt?: { when: RegExp; afterMs: number; signal?: NodeJS.Signals } } = {},
+): Promise<CliRun> {
   return new Promise((resolve) => {
     const t = performance.now();
     const env = { ...process.env, ...opts.env };
@@ -25,7 +28,15 @@ export function loadCli(args: string[], opts: { env?: Record<string, string | un
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let interrupted = false;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      // Like an operator's Ctrl-C once the run is under way.
+      if (opts.interrupt && !interrupted && opts.interrupt.when.test(stderr)) {
+        interrupted = true;
+        setTimeout(() => child.kill(opts.interrupt!.signal ?? 'SIGINT'), opts.interrupt.afterMs);
+      }
+    });
     child.stdin.end(opts.stdin ?? '');
     const kill = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 90_000);
     child.on('exit', (code) => {
