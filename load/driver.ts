@@ -73,7 +73,8 @@ export async function drive(opts: DriveOptions): Promise<DriveResult> {
   const stop = new AbortController();
   setMaxListeners(0, stop.signal); // one listener per message in flight
   const onAbort = () => stop.abort(opts.signal.reason);
-  opts.signal.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal.aborted) onAbort(); // interrupted while getting ready: nothing starts
+  else opts.signal.addEventListener('abort', onAbort, { once: true });
   const lanes: Lane[] = [];
   const newLane = () => {
     const l = opts.newLane(lanes.length);
