@@ -86,9 +86,10 @@ export function classifyAwsError(err: unknown, service: 's3' | 'kms' | 'sns', st
   const name = e.name || e.code || 'Error';
   const status = e.$metadata?.httpStatusCode;
   const message = oneLine(`${name}${status && status !== 599 ? ` (HTTP ${status})` : ''}: ${e.message ?? ''}`);
-  const errno = (err as NodeJS.ErrnoException).code;
+  // The errno, wherever it is: the name, the code, or (a hand-signed request that got no answer, status 599) the message.
+  const errno = [name, (err as NodeJS.ErrnoException).code ?? '', ...(/\b(E[A-Z_]{3,})\b/.exec(e.message ?? '')?.slice(1) ?? [])].find((x) => CONNECTION_RE.test(x) || x === 'ETIMEDOUT');
   if (name === 'TimeoutError' || name === 'RequestTimeout' || name === 'AbortError' || errno === 'ETIMEDOUT') return { class: 'timeout', code: `${service} ${name}`, stage, message };
-  if (CONNECTION_RE.test(name) || CONNECTION_RE.test(errno ?? '')) return { class: 'connection', code: `${service} ${CONNECTION_RE.test(name) ? name : errno}`, stage, message };
+  if (errno) return { class: 'connection', code: `${service} ${errno}`, stage, message };
   if (service === 's3' && (name === 'SlowDown' || status === 503)) return { class: 's3-slowdown', code: `${name}${status ? ` ${status}` : ''}`, stage, message };
   if (service === 'kms' && (THROTTLE_RE.test(name) || status === 429)) return { class: 'kms-throttling', code: name, stage, message };
   if (service === 'sns' && (THROTTLE_RE.test(name) || status === 429)) return { class: 'sns-throttling', code: name, stage, message };

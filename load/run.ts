@@ -139,7 +139,8 @@ async function execute(params: {
 }): Promise<{ run: DriveResult; leftovers: Leftover[] }> {
   const { opts, io, signal, recorder, tracker, topics, objects } = params;
   const progress = new Progress(io.stderr, { recorder, acceptedLabel: params.acceptedLabel, deliveries: () => (tracker ? { delivered: recorder.total('delivered'), expected: tracker.expected } : undefined) });
-  let leftovers: Leftover[] = [];
+  // Filled by the finally below, after the return value is made: it must be this same array.
+  const leftovers: Leftover[] = [];
   try {
     if (topics) {
       try {
@@ -162,7 +163,7 @@ async function execute(params: {
     progress.stop();
     await objects?.stop();
     if (topics) {
-      leftovers = await topics.stop().catch((err: Error) => topics.queues.map((q) => ({ what: `queue ${q.queueUrl}`, fix: `aws sqs delete-queue --region ${q.region} --queue-url ${q.queueUrl}`, error: err.message })));
+      leftovers.push(...(await topics.stop().catch((err: Error) => topics.queues.map((q) => ({ what: `queue ${q.queueUrl}`, fix: `aws sqs delete-queue --region ${q.region} --queue-url ${q.queueUrl}`, error: err.message })))));
       // Reached also when the load threw: say it here, the caller may never print a result.
       for (const l of leftovers) io.stderr.write(`mailroom load: NOT REMOVED: ${l.what} (${l.error}); remove it with: ${l.fix}\n`);
     }

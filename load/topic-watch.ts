@@ -29,6 +29,9 @@ export interface Leftover {
 
 const REQUEST_TIMEOUT_MS = 15_000;
 
+/** Already removed (by someone else): nothing left behind. */
+const gone = (err: unknown) => /NonExistentQueue|QueueDoesNotExist|NotFound/.test((err as Error).name ?? '');
+
 function sqsClient(region: string): SQSClient {
   return new SQSClient({ region, ...serviceEndpoint('sqs'), requestHandler: { requestTimeout: REQUEST_TIMEOUT_MS, connectionTimeout: 10_000 }, maxAttempts: 3 });
 }
@@ -131,6 +134,7 @@ export class TopicWatcher {
           try {
             await sns.send(new UnsubscribeCommand({ SubscriptionArn: s }));
           } catch (err) {
+            if (gone(err)) continue;
             left.push({ what: `subscription ${s}`, fix: `aws sns unsubscribe --region ${q.region} --subscription-arn ${s}`, error: (err as Error).message });
           }
         }
@@ -140,6 +144,7 @@ export class TopicWatcher {
       try {
         await this.client(q.region).send(new DeleteQueueCommand({ QueueUrl: q.queueUrl }));
       } catch (err) {
+        if (gone(err)) continue;
         left.push({ what: `queue ${q.queueUrl}`, fix: `aws sqs delete-queue --region ${q.region} --queue-url ${q.queueUrl}`, error: (err as Error).message });
       }
     }

@@ -18,6 +18,8 @@ describe('AWS errors', () => {
     expect(classifyAwsError(new S3Error('AccessDenied', 'denied', { httpStatusCode: 403 }), 's3', 'store')).toMatchObject({ class: 's3', code: 'AccessDenied 403' });
     expect(classifyAwsError(new KmsError('NotFoundException', 'no key', { httpStatusCode: 400 }), 'kms', 'store')).toMatchObject({ class: 'kms', code: 'NotFoundException 400' });
     expect(classifyAwsError(new S3Error('ECONNREFUSED', 'connect ECONNREFUSED', { httpStatusCode: 599 }), 's3', 'store')).toMatchObject({ class: 'connection', code: 's3 ECONNREFUSED' });
+    expect(classifyAwsError(new SnsError('Error', 'connect ECONNREFUSED 127.0.0.1:4566', { httpStatusCode: 599 }), 'sns', 'publish')).toMatchObject({ class: 'connection', code: 'sns ECONNREFUSED' });
+    expect(classifyAwsError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), 's3', 'store')).toMatchObject({ class: 'connection', code: 's3 ECONNRESET' });
     expect(classifyAwsError(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }), 'sns', 'publish').class).toBe('timeout');
     expect(classifyAwsError(new LoadTimeoutError('store', 5000), 's3', 'store')).toMatchObject({ class: 'timeout', code: 'store' });
   });

@@ -13,7 +13,9 @@ import { startSink, type SinkStats } from '../bench/s3-sink.js';
 import { freePort } from '../support/ports.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { startMailroom, writeConfig } from '../gateway/child.js';
-import { ACCOUNT, createBuckets, createKey, createTopicWithQueue, listKeys, receiveSns, REGION, startBackends, startTestGateway, storedBytes, waitFor, type Backends } from '../gateway/helpers.js';
+import { CreateTopicCommand } from '@aws-sdk/client-sns';
+import { startMoto } from '../support/moto.js';
+import { ACCOUNT, awsClients, createBuckets, createKey, createTopicWithQueue, listKeys, receiveSns, REGION, startBackends, startTestGateway, storedBytes, waitFor, type Backends } from '../gateway/helpers.js';
 import { loadCli } from './helpers.js';
 
 let backends: Backends;
@@ -245,6 +247,33 @@ describe('against the S3 sink', () => {
     expectOrdered(j.latency.response, 150);
     expect(j.latency.response!.p50).toBeGreaterThanOrEqual(j.latency.accept!.p50 - 0.001);
     expect((await stats()).puts).toBe(150);
+  });
+
+  it('when the queue cannot be removed (SQS gone mid-run), the run says what is left and the command that removes it', async () => {
+    const moto2 = await startMoto();
+    try {
+      const aws2 = awsClients(moto2);
+      const topicArn = (await aws2.sns.send(new CreateTopicCommand({ Name: 'sink' }))).TopicArn!;
+      aws2.destroy();
+      const file = await writeConfig(backends.dir.path, 'sink-leftover.json', { region: REGION, accountId: ACCOUNT, ruleSetName: 'load-sink', rules: [rule({ topicArn })] });
+      // S3 and KMS at the sink; SNS and SQS at a moto that is stopped once the queue is up.
+      const env = { AWS_ENDPOINT_URL: endpoint, AWS_ENDPOINT_URL_SNS: moto2.endpoint, AWS_ENDPOINT_URL_SQS: moto2.endpoint, AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' };
+      let stopped: Promise<void> | undefined;
+      const r = await loadCli(['upload', '--config', file, '--rate', '20', '--duration', '3s', '--timeout', '2s', '--watch-topic', '--delivery-wait', '1s', '--json'], {
+        env,
+        interrupt: { when: /watching /, afterMs: 1_500, signal: null, then: () => void (stopped = moto2.stop()) },
+      });
+      await stopped;
+      expect(stopped).toBeDefined();
+      expect(r.code, r.stderr).toBe(1);
+      const j = r.json!;
+      expect(j.delivery.leftovers.map((l) => l.what)).toEqual([expect.stringMatching(/^subscription arn:aws:sns:/), expect.stringMatching(/^queue http.*mailroom-load-/)]);
+      expect(j.delivery.leftovers[1]!.fix).toMatch(/^aws sqs delete-queue --region us-east-1 --queue-url http/);
+      expect(r.stderr).toMatch(/NOT REMOVED: queue .* remove it with: aws sqs delete-queue/);
+      expect(j.errors.list.find((e) => e.class === 'connection')?.code, JSON.stringify(j.errors.list)).toBe('sns ECONNREFUSED'); // the publishes after SNS went away
+    } finally {
+      await moto2.stop();
+    }
   });
 
   it('an S3 that answers 503 SlowDown: the run counts s3-slowdown and ends on time', async () => {

@@ -18,7 +18,13 @@ export interface CliRun {
 /** `mailroom load <args>`; parses stdout as the --json result when it is one. */
 export function loadCli(
   args: string[],
-  opts: { env?: Record<string, string | undefined>; stdin?: string; timeoutMs?: number; interrupt?: { when: RegExp; afterMs: number; signal?: NodeJS.Signals } } = {},
+  opts: {
+    env?: Record<string, string | undefined>;
+    stdin?: string;
+    timeoutMs?: number;
+    /** Once stderr matches `when`: after `afterMs`, send the process `signal` (an operator's Ctrl-C) and/or call `then`. */
+    interrupt?: { when: RegExp; afterMs: number; signal?: NodeJS.Signals | null; then?: () => void };
+  } = {},
 ): Promise<CliRun> {
   return new Promise((resolve) => {
     const t = performance.now();
@@ -34,7 +40,10 @@ export function loadCli(
       // Like an operator's Ctrl-C once the run is under way.
       if (opts.interrupt && !interrupted && opts.interrupt.when.test(stderr)) {
         interrupted = true;
-        setTimeout(() => child.kill(opts.interrupt!.signal ?? 'SIGINT'), opts.interrupt.afterMs);
+        setTimeout(() => {
+          if (opts.interrupt!.signal !== null) child.kill(opts.interrupt!.signal ?? 'SIGINT');
+          opts.interrupt!.then?.();
+        }, opts.interrupt.afterMs);
       }
     });
     child.stdin.end(opts.stdin ?? '');
