@@ -141,6 +141,7 @@ export class SmtpLane implements Lane {
     recorder.bytesSent += msg.bytes;
     try {
       const conn = this.conn && !this.dead ? this.conn : await this.connect();
+      if (timedOut) throw new LoadTimeoutError('CONN', target.timeoutMs); // connected, but too late for this message
       stage = 'MAIL FROM';
       const { reply, endOfData, refused } = await this.send(conn, msg);
       const at = performance.now();
@@ -211,8 +212,13 @@ export class SmtpLane implements Lane {
     this.failures++;
     const pause = Math.min(1000, 25 * 2 ** Math.min(this.failures, 6));
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, pause);
-      signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, pause);
+      signal.addEventListener('abort', done, { once: true });
     });
   }
 
