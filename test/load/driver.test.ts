@@ -24,8 +24,9 @@ describe('drive', () => {
     const log: Array<{ job: Job; at: number }> = [];
     const r = await drive({ shape: { kind: 'open', rate: 50 }, count: 25, durationMs: undefined, maxLanes: 100, timeoutMs: 1000, newLane: lanes(300, log, { n: 0 }), signal: new AbortController().signal });
     expect(r).toMatchObject({ scheduled: 25, unsent: 0, endedBy: 'count' });
+    // Waiting for the 300 ms replies would make them late by 300 ms and more; a loaded machine's stalls stay well under.
     const late = log.map((l) => l.at - l.job.due!);
-    expect(Math.max(...late)).toBeLessThan(50);
+    expect(Math.max(...late)).toBeLessThan(150);
     const limited: typeof log = [];
     const r2 = await drive({ shape: { kind: 'open', rate: 50 }, count: 50, durationMs: undefined, maxLanes: 2, timeoutMs: 300, newLane: lanes(1000, limited, { n: 0 }), signal: new AbortController().signal });
     // Two lanes held for 1 s each against 50 due in a second: after the timeout, what never started is unsent.
