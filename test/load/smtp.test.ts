@@ -3,6 +3,7 @@
  * slow, refusals and timeouts land in their error classes and the run still ends on time, STARTTLS and AUTH work
  * with the password kept off the command line, and what a bad argument or a remote target gets.
  */
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../support/files.js';
@@ -176,6 +177,23 @@ describe('the command line', () => {
     const r = await loadCli(['smtp', '--target', '192.0.2.10:25', ...TO, '--count', '1']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/192\.0\.2\.10:25 is not on this machine.*--allow-remote/);
+  });
+
+  it('refuses an upload to AWS itself, or to an endpoint off this machine, without --allow-remote', async () => {
+    const dir = await tempDir('mailroom-load-remote-');
+    try {
+      const file = join(dir.path, 'c.json');
+      await writeFile(file, JSON.stringify({ region: 'us-east-1', accountId: '123456789012', ruleSetName: 'r', rules: [{ name: 'in', recipients: ['example.com'], s3Action: { bucketName: 'load-mail', topicArn: 'arn:aws:sns:us-east-1:123456789012:t' } }] }));
+      const clean = { AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: undefined, AWS_ENDPOINT_URL_SNS: undefined, AWS_ENDPOINT_URL_KMS: undefined, AWS_REGION: 'us-east-1' };
+      const aws = await loadCli(['upload', '--config', file, '--count', '1'], { env: clean });
+      expect(aws.code).toBe(1);
+      expect(aws.stderr).toMatch(/the upload would go to S3: AWS itself .*; SNS: AWS itself .*--allow-remote/);
+      const off = await loadCli(['upload', '--config', file, '--count', '1'], { env: { ...clean, AWS_ENDPOINT_URL: 'http://192.0.2.7:4566' } });
+      expect(off.code).toBe(1);
+      expect(off.stderr).toMatch(/S3: http:\/\/192\.0\.2\.7:4566; SNS: http:\/\/192\.0\.2\.7:4566\. .*--allow-remote/);
+    } finally {
+      await dir.remove();
+    }
   });
 
   it('says which flag is wrong and how to write it', async () => {
