@@ -9,7 +9,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const compiled = new URL('../dist/cli/main.js', import.meta.url);
 /** A source file changed since the last build (a `git pull`, an edit): dist/ would run the old code without a word. */
 function newerSource(builtAt) {
-  for (const dir of ['cli', 'gateway', 'shared']) {
+  for (const dir of ['cli', 'gateway', 'load', 'shared']) {
     const root = new URL(`../${dir}/`, import.meta.url);
     if (!existsSync(root)) continue; // an image with only dist/
     for (const name of readdirSync(root, { recursive: true })) {

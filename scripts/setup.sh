@@ -14,6 +14,8 @@ ruby -e 'require "aws-sdk-kms"' >/dev/null 2>&1 || need+=(ruby-aws-sdk-kms)
 have swaks || need+=(swaks)
 # postfix: a private instance relays to the gateway in test/gateway/edge-postfix.test.ts (smtp-source/smtp-sink too).
 [ -x /usr/sbin/postfix ] || need+=(postfix)
+# chromium: headless, opens mailroom load's HTML report as a browser would (test/load/report.test.ts).
+have chromium || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

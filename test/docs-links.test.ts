@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
  */
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CODE_DIRS = ['bin', 'cli', 'docker', 'gateway', 'infra', 'scripts', 'shared', 'test'];
+const CODE_DIRS = ['bin', 'cli', 'docker', 'gateway', 'infra', 'load', 'scripts', 'shared', 'test'];
 
 /** Lines outside fenced code blocks, with their 1-based numbers. */
 function proseLines(text: string): Array<{ line: string; n: number }> {

@@ -11,5 +11,6 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   local: { summary: 'run everything on this machine for a first try (npm start)', load: async () => (await import('./local.js')).local },
   replay: { summary: 'store mail from mbox, Maildir, .eml files or another bucket as SES would have', load: async () => (await import('./replay.js')).replay },
   queue: { summary: 'show delivery counts; list and retry failed deliveries', load: async () => (await import('./queue.js')).queue },
+  load: { summary: 'load-test the upload path: SMTP to a gateway, or uploads in SES format', load: async () => (await import('./load.js')).load },
   'smtp-user': { summary: 'print a credentials line for SMTP AUTH (password from stdin)', load: async () => (await import('./smtp-user.js')).smtpUser },
 };

@@ -13,6 +13,8 @@
  *      involved in the sink runs). Also the calls SES's format needs, made directly with no gateway (GenerateDataKey
  *      + upload, a PublishBatch per 10): the endpoint's own ceiling for SES-identical delivery.
  *   4. Peak RSS (VmHWM) of a fresh `mailroom gateway` while 8 clients each send a 40 MB message at once (to the sink).
+ *   5. `mailroom load smtp` against smtp-sink next to smtp-source, same run: the load generator is not the bottleneck
+ *      (test/bench/load-generator.ts).
  *
  * Every step is bounded by a message count and a timeout. BENCH_STEPS=1,2 runs a subset; BENCH_PROFILE=<dir> runs
  * the gateway processes with --cpu-prof into <dir>; BENCH_NODE_ARGS adds node flags to them; BENCH_SCALE=0.5 shrinks the counts; BENCH_MOTO=0 skips moto; BENCH_HALF_RATE=900 fixes step 2's open-loop rate;
@@ -35,11 +37,12 @@ import { startMoto, type Moto } from '../support/moto.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { spooledFiles } from '../support/spool.js';
 import { SPARE_GROUP } from '../../gateway/spool/spares.js';
+import { loadGeneratorRows } from './load-generator.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
-const STEPS = new Set((process.env.BENCH_STEPS ?? '1,2,3,4').split(',').map((s) => s.trim()));
+const STEPS = new Set((process.env.BENCH_STEPS ?? '1,2,3,4,5').split(',').map((s) => s.trim()));
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 const n = (x: number) => Math.max(100, Math.round(x * SCALE));
 
@@ -678,6 +681,9 @@ async function main(): Promise<void> {
         }
       }
     }
+
+    // 5. the load generator's own ceiling
+    if (STEPS.has('5')) rows.push(...(await loadGeneratorRows(log, SCALE)));
 
     const cpu = cpus();
     console.log(`gateway benchmark — ${started.toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}, 10 KB messages, 20 sessions, loopback; load average ${load0.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at end`);

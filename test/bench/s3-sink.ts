@@ -4,8 +4,11 @@
  * satisfied, and discards every body. It stores nothing and checks no signatures: it exists to show what the
  * gateway itself costs when the storage behind it costs (almost) nothing.
  *
- * Run as its own process (so its CPU is not the measured process's): `tsx test/bench/s3-sink.ts [port]`; it prints
- * `listening <port>` and serves `GET /__stats` (JSON counters) and `POST /__reset`.
+ * Run as its own process (so its CPU is not the measured process's): `tsx test/bench/s3-sink.ts [port] [--slowdown]`;
+ * it prints `listening <port>` and serves `GET /__stats` (JSON counters) and `POST /__reset`.
+ *
+ * With `slowDown` (`--slowdown`) every S3 write is answered `503 SlowDown`, as S3 answers a prefix written faster than
+ * it can take: what an overloaded bucket looks like to a client (counted in `slowDowns`).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -20,10 +23,17 @@ export interface SinkStats {
   /** Messages published: one per Publish, one per PublishBatch entry. */
   publishes: number;
   publishBatches: number;
+  /** S3 writes answered 503 SlowDown (the slowDown option). */
+  slowDowns: number;
   other: number;
 }
 
-const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, other: 0 };
+export interface SinkOptions {
+  /** Answer every S3 write (PutObject, CreateMultipartUpload, UploadPart) with 503 SlowDown. */
+  slowDown?: boolean;
+}
+
+const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, slowDowns: 0, other: 0 };
 
 /** Reads and drops a body; resolves with its length (and its text when asked, for the small KMS/SNS requests). */
 function drain(req: IncomingMessage, keepText = false): Promise<{ length: number; text: string }> {
@@ -48,7 +58,15 @@ function xml(res: ServerResponse, body: string): void {
 
 const escapeXml = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
-async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** S3's own answer to a request rate it cannot take: 503 with the SlowDown code. */
+async function slowDown(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  await drain(req);
+  stats.slowDowns++;
+  res.writeHead(503, { 'content-type': 'application/xml', 'x-amz-request-id': 'sink' });
+  res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>sink</RequestId></Error>');
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, opts: SinkOptions): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://sink');
   const q = url.searchParams;
   if (url.pathname === '/__stats') {
@@ -98,6 +116,7 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   // S3, path style: /<bucket>/<key>
   const [, bucket = '', ...keyParts] = url.pathname.split('/');
   const key = decodeURIComponent(keyParts.join('/'));
+  if (opts.slowDown && ((req.method === 'PUT' && key) || (req.method === 'POST' && q.has('uploads')))) return slowDown(req, res);
   if (req.method === 'PUT' && q.has('uploadId') && q.has('partNumber')) {
     const { length } = await drain(req);
     stats.parts++;
@@ -132,9 +151,9 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   res.end();
 }
 
-export function startSink(port = 0): Promise<{ port: number; close: () => Promise<void> }> {
+export function startSink(port = 0, opts: SinkOptions = {}): Promise<{ port: number; close: () => Promise<void> }> {
   const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
-    handle(req, res).catch((err: Error) => {
+    handle(req, res, opts).catch((err: Error) => {
       res.writeHead(500);
       res.end(err.message);
     });
@@ -147,6 +166,6 @@ export function startSink(port = 0): Promise<{ port: number; close: () => Promis
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
-  const { port } = await startSink(Number(process.argv[2] ?? 0));
+  const { port } = await startSink(Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 0), { slowDown: process.argv.includes('--slowdown') });
   process.stdout.write(`listening ${port}\n`);
 }

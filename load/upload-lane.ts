@@ -1,0 +1,143 @@
+/**
+ * One message of `mailroom load upload`, through the code the delivery workers run for a stored copy: the SES header
+ * block (headerBlockFor), putMessage (the envelope encryption under the rule's KMS key, one signed PUT for a message
+ * in memory, a streamed PUT or multipart upload for a bigger one), the notification (notificationFor) and
+ * PublishBatch — with the workers' AWS clients (AwsClients: the gateway's timeouts, retries and checksum setting).
+ * Nothing of the format is written here; this only decides what goes in.
+ */
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { KMSServiceException } from '@aws-sdk/client-kms';
+import type { AwsClients } from '../gateway/worker/aws.js';
+import { notificationFor } from '../gateway/worker/notify.js';
+import { headerBlockFor, storedMessageStream } from '../gateway/worker/stored-message.js';
+import type { MessageEnvelope, SpooledRule } from '../gateway/spool/format.js';
+import { KmsError } from '../shared/aws/kms-data-key.js';
+import type { ReceiptRule } from '../shared/config/index.js';
+import { newMessageId } from '../shared/ses/message-id.js';
+import { objectKey } from '../shared/ses/object-key.js';
+import { putMessage, type UploadTuning } from '../shared/store/put-message.js';
+import type { Job, Lane } from './driver.js';
+import { classifyAwsError, interrupted, LoadTimeoutError } from './errors.js';
+import type { LoadMessage, MessageFactory } from './messages.js';
+import type { Publisher } from './publisher.js';
+import type { Recorder } from './recorder.js';
+
+/**
+ * The gateway keeps a message of up to 256 KiB in memory from SMTP to S3 and streams bigger ones from its spool file
+ * (docs/gateway.md#spool): the same split here sends each size down the same code path.
+ */
+const IN_MEMORY_BYTES = 256 * 1024;
+
+export interface UploadLaneDeps {
+  rule: ReceiptRule;
+  accountId: string;
+  region: string;
+  /** The recipients written in the header block and the notification (as if these had been RCPT TO). */
+  recipients: string[];
+  from: string;
+  aws: AwsClients;
+  tuning: UploadTuning;
+  messages: MessageFactory;
+  recorder: Recorder;
+  publisher: Publisher | undefined;
+  timeoutMs: number;
+  stats: { stored: number; announced: number };
+  /** Called when a message starts (its hand-over), for delivery tracking. */
+  onStart?(token: string, messageId: string, at: number): void;
+  onFailed?(token: string): void;
+}
+
+const byHost = hostname();
+
+const isKmsError = (err: unknown) => err instanceof KmsError || err instanceof KMSServiceException;
+
+export class UploadLane implements Lane {
+  constructor(private readonly d: UploadLaneDeps) {}
+
+  async run(job: Job, signal: AbortSignal): Promise<void> {
+    const { recorder, rule } = this.d;
+    const action = rule.s3Action;
+    const msg = this.d.messages.message(job.seq);
+    const id = newMessageId();
+    const envelope: MessageEnvelope = { messageId: id, receivedAt: new Date().toISOString(), mailFrom: this.d.from, helo: 'mailroom-load.invalid', clientIp: '127.0.0.1', tls: false, byHost, accountId: this.d.accountId, region: this.d.region };
+    const copy: SpooledRule = { name: rule.name, recipients: this.d.recipients, scanEnabled: rule.scanEnabled, s3Action: action };
+    const start = performance.now();
+    recorder.count('sent', start);
+    recorder.bytesSent += msg.bytes;
+    this.d.onStart?.(msg.token, id, start);
+
+    const ac = new AbortController();
+    let stage = 'store';
+    const timer = setTimeout(() => ac.abort(new LoadTimeoutError(stage, this.d.timeoutMs)), this.d.timeoutMs);
+    const onAbort = () => ac.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const headerBlock = headerBlockFor(envelope, copy);
+      const inMemory = msg.data && msg.bytes <= IN_MEMORY_BYTES ? Buffer.concat([headerBlock, msg.data]) : undefined;
+      const body = inMemory ?? storedMessageStream(headerBlock, dataStream(msg));
+      try {
+        await abortable(
+          putMessage({
+            s3: this.d.aws.s3(action.bucketRegion ?? this.d.region),
+            bucket: action.bucketName,
+            key: objectKey(action.objectKeyPrefix, id),
+            body,
+            length: headerBlock.length + msg.bytes,
+            ...(action.kmsKeyArn ? { encryption: { kms: this.d.aws.kms(action.kmsKeyArn, this.d.region), context: { messageId: id, ruleName: rule.name, accountId: this.d.accountId, kmsKeyArn: action.kmsKeyArn } } } : {}),
+            tuning: this.d.tuning,
+            abortSignal: ac.signal,
+          }),
+          ac.signal,
+        );
+      } finally {
+        if (!Buffer.isBuffer(body)) body.destroy();
+      }
+      const stored = performance.now();
+      this.d.stats.stored++;
+      recorder.latencyUs('store', (stored - start) * 1000, stored);
+      if (action.topicArn && this.d.publisher) {
+        stage = 'publish';
+        const notification = await notificationFor(envelope, { ...copy, s3Action: { ...action, topicArn: action.topicArn } }, headerBlock, inMemory ? { stored: inMemory } : dataStream(msg));
+        const out = await abortable(this.d.publisher.publish(id, notification), ac.signal);
+        if (!out.ok) throw out.error;
+        this.d.stats.announced++;
+      }
+      const done = performance.now();
+      recorder.count('accepted', done);
+      recorder.latencyUs('accept', (done - start) * 1000, done);
+      if (job.due !== undefined) recorder.latencyUs('response', (done - job.due) * 1000, done);
+    } catch (err) {
+      this.d.onFailed?.(msg.token);
+      if (interrupted(ac.signal)) recorder.count('interrupted');
+      else {
+        recorder.count('failed');
+        const e = ac.signal.aborted ? ac.signal.reason : err;
+        recorder.error(classifyAwsError(e, stage === 'publish' ? 'sns' : isKmsError(err) ? 'kms' : 's3', stage));
+      }
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+function dataStream(m: LoadMessage): Readable {
+  return m.stream ? m.stream() : Readable.from([m.data!]);
+}
+
+/** Rejects with the signal's reason as soon as it aborts, whatever `p` does. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}
