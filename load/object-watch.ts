@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { s3Client } from '../shared/aws/clients.js';
+import { s3Client } from '../gateway/aws/clients.js';
 import { objectKey } from '../shared/ses/object-key.js';
 import type { RuleCopy } from './deliveries.js';
 

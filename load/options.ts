@@ -2,8 +2,8 @@
  * `mailroom load smtp|upload` options: parsed with the project's parseArgs conventions (cli/args.ts), every error a
  * UsageError that names the flag and the fix.
  */
-import { parse } from '../cli/args.js';
-import { UsageError } from '../cli/command.js';
+import { parse } from '../cli/command/args.js';
+import { UsageError } from '../cli/command/command.js';
 import { parseDuration, parseRate, parseSize, parseWhole } from './units.js';
 
 /** Open loop: arrivals on a schedule that does not wait for replies. Closed loop: N at once, each waiting for its reply. */

@@ -2,7 +2,7 @@
  * The AUTH password: from an environment variable, else stdin — never a flag, where `ps` and shell history would
  * show it. On a terminal it is asked for without echo; from a pipe, the first line is taken.
  */
-import { UsageError } from '../cli/command.js';
+import { UsageError } from '../cli/command/command.js';
 
 interface PasswordIO {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (on: boolean) => unknown };

@@ -4,7 +4,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { serviceEndpoint, type AwsService } from '../shared/aws/endpoints.js';
+import { serviceEndpoint, type AwsService } from '../gateway/aws/endpoints.js';
 
 export function isLoopbackAddress(address: string): boolean {
   const a = address.replace(/^::ffff:/i, '');

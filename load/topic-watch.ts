@@ -8,8 +8,8 @@
 import { performance } from 'node:perf_hooks';
 import { SubscribeCommand, UnsubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteMessageBatchCommand, DeleteQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { snsClient } from '../shared/aws/clients.js';
-import { defaultRegion, serviceEndpoint } from '../shared/aws/endpoints.js';
+import { snsClient } from '../gateway/aws/clients.js';
+import { defaultRegion, serviceEndpoint } from '../gateway/aws/endpoints.js';
 import type { ReceivedNotification } from '../shared/notification/index.js';
 import { parseArn } from '../shared/ses/arn.js';
 

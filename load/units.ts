@@ -1,5 +1,5 @@
 /** The units `mailroom load` flags take: durations, sizes, counts and rates, each error naming the flag and the fix. */
-import { UsageError } from '../cli/command.js';
+import { UsageError } from '../cli/command/command.js';
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 const DURATION_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;

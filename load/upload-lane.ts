@@ -13,22 +13,23 @@ import type { AwsClients } from '../gateway/worker/aws.js';
 import { notificationFor } from '../gateway/worker/notify.js';
 import { headerBlockFor, storedMessageStream } from '../gateway/worker/stored-message.js';
 import type { MessageEnvelope, SpooledRule } from '../gateway/spool/format.js';
-import { KmsError } from '../shared/aws/kms-data-key.js';
+import { KmsError } from '../gateway/aws/kms-data-key.js';
 import type { ReceiptRule } from '../shared/config/index.js';
 import { newMessageId } from '../shared/ses/message-id.js';
 import { objectKey } from '../shared/ses/object-key.js';
-import { putMessage, type UploadTuning } from '../shared/store/put-message.js';
+import { putMessage, type UploadTuning } from '../gateway/store/put-message.js';
 import type { Job, Lane } from './driver.js';
 import { classifyAwsError, interrupted, LoadTimeoutError } from './errors.js';
 import type { LoadMessage, MessageFactory } from './messages.js';
 import type { Publisher } from './publisher.js';
 import type { Recorder } from './recorder.js';
+import { SMALL_MESSAGE_BYTES } from '../gateway/spool/writer.js';
 
 /**
- * The gateway keeps a message of up to 256 KiB in memory from SMTP to S3 and streams bigger ones from its spool file
+ * The gateway keeps a small message in memory from SMTP to S3 and streams bigger ones from its spool file
  * (docs/gateway.md#spool): the same split here sends each size down the same code path.
  */
-const IN_MEMORY_BYTES = 256 * 1024;
+const IN_MEMORY_BYTES = SMALL_MESSAGE_BYTES;
 
 export interface UploadLaneDeps {
   rule: ReceiptRule;

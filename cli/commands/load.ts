@@ -1,4 +1,4 @@
-import { UsageError, type Command } from '../command.js';
+import { UsageError, type Command } from '../command/command.js';
 
 const usage = `usage: mailroom load smtp   --target HOST:PORT [--tls starttls|implicit] [--auth USER] [--to ADDR]… [--config <file>]
        mailroom load upload --config <file> [--rule NAME]

@@ -2,9 +2,9 @@
 import { KMSServiceException } from '@aws-sdk/client-kms';
 import { describe, expect, it } from 'vitest';
 import { classifyAwsError, classifySmtpError, LoadTimeoutError, replyCode } from '../../load/errors.js';
-import { KmsError } from '../../shared/aws/kms-data-key.js';
-import { S3Error } from '../../shared/aws/s3-put-object.js';
-import { SnsError } from '../../shared/aws/sns-publish-batch.js';
+import { KmsError } from '../../gateway/aws/kms-data-key.js';
+import { S3Error } from '../../gateway/aws/s3-put-object.js';
+import { SnsError } from '../../gateway/aws/sns-publish-batch.js';
 
 describe('AWS errors', () => {
   it('S3 503 SlowDown, KMS and SNS throttling each have their class; others keep service and name', () => {
