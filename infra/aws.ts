@@ -18,7 +18,7 @@ export { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy/index.js'
 export { IamPolicy } from '@cdktf/provider-aws/lib/iam-policy/index.js';
 export { IamRolePolicyAttachment } from '@cdktf/provider-aws/lib/iam-role-policy-attachment/index.js';
 export { SesReceiptRuleSet } from '@cdktf/provider-aws/lib/ses-receipt-rule-set/index.js';
-export { SesReceiptRule, type SesReceiptRuleS3Action } from '@cdktf/provider-aws/lib/ses-receipt-rule/index.js';
+export { SesReceiptRule, type SesReceiptRuleS3Action, type SesReceiptRuleStopAction } from '@cdktf/provider-aws/lib/ses-receipt-rule/index.js';
 export { SesActiveReceiptRuleSet } from '@cdktf/provider-aws/lib/ses-active-receipt-rule-set/index.js';
 export { SesDomainIdentity } from '@cdktf/provider-aws/lib/ses-domain-identity/index.js';
 export { SesDomainDkim } from '@cdktf/provider-aws/lib/ses-domain-dkim/index.js';

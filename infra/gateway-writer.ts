@@ -1,15 +1,18 @@
 import { IamPolicy, IamRole, IamRolePolicyAttachment } from './aws.js';
-import { objectArnPattern } from './arns.js';
+import type { DeliveryBucket } from './delivery-bucket.js';
+import type { DeliveryKey } from './delivery-key.js';
+import type { DeliveryTopic } from './delivery-topic.js';
+import type { AccountContext } from './delivery.js';
 import { Construct } from './framework.js';
+import { awsManagedSesKeySelector, KeyPermissions } from './key-permissions.js';
 import { policyJson, uniq, type PolicyStatement } from './policy.js';
-import type { AccountContext, DeliveryBucket, DeliveryKey, DeliveryTopic } from './resources.js';
 
 /** What the gateway writes for one rule — the same bucket, prefix, key and topic SES uses. */
 export interface GatewayWriterRule {
   ruleName: string;
   bucket: DeliveryBucket;
   prefix: string;
-  key?: DeliveryKey | { awsManagedSesArn: string } | undefined;
+  key?: DeliveryKey | undefined;
   topic?: DeliveryTopic | undefined;
 }
 
@@ -33,10 +36,12 @@ export class GatewayWriterAccess extends Construct {
   readonly role?: IamRole;
   /** Rules configured with alias/aws/ses: the gateway may not be able to use that key at all (docs/ses-format.md#the-aws-managed-key-and-the-gateway). */
   readonly awsManagedKeyRules: string[];
+  private readonly keys = new KeyPermissions();
 
   constructor(scope: Construct, id: string, private readonly props: GatewayWriterAccessProps) {
     super(scope, id);
-    this.awsManagedKeyRules = props.rules.filter((r) => r.key && 'awsManagedSesArn' in r.key).map((r) => r.ruleName);
+    for (const r of props.rules) r.key?.grantUse(this.keys, r.ruleName);
+    this.awsManagedKeyRules = [...this.keys.awsManagedSesKeyRules];
     this.policy = new IamPolicy(this, 'policy', {
       name: props.policyName,
       description: 'mailroom gateway: write received mail exactly where SES does',
@@ -66,19 +71,12 @@ export class GatewayWriterAccess extends Construct {
         Sid: 'WriteMessages',
         Effect: 'Allow',
         Action: ['s3:AbortMultipartUpload', 's3:ListMultipartUploadParts', 's3:PutObject'],
-        Resource: uniq(rules.map((r) => objectArnPattern(ctx.partition, r.bucket.name, r.prefix))),
+        Resource: uniq(rules.map((r) => r.bucket.objectsArn(r.prefix))),
       },
     ];
     // One statement per customer key, limited to the rules that use it.
-    const byKey = new Map<string, string[]>();
-    const awsManaged: string[] = [];
-    for (const r of rules) {
-      if (!r.key) continue;
-      if ('awsManagedSesArn' in r.key) awsManaged.push(r.ruleName);
-      else byKey.set(r.key.arn, [...(byKey.get(r.key.arn) ?? []), r.ruleName]);
-    }
     let i = 0;
-    for (const [arn, names] of byKey) {
+    for (const [arn, names] of this.keys.customerKeys) {
       out.push({
         Sid: `EncryptMessages${++i}`,
         Effect: 'Allow',
@@ -92,16 +90,18 @@ export class GatewayWriterAccess extends Construct {
         },
       });
     }
+    const awsManaged = this.keys.awsManagedSesKeyRules;
     if (awsManaged.length > 0) {
+      const selector = awsManagedSesKeySelector(ctx);
       // UNCONFIRMED (docs/ses-format.md#the-aws-managed-key-and-the-gateway): whether a non-SES principal may use the AWS-managed key at all. The grant is
       // harmless if its key policy refuses; the stack warns at synth.
       out.push({
         Sid: 'EncryptMessagesAwsManagedSesKey',
         Effect: 'Allow',
         Action: 'kms:GenerateDataKey',
-        Resource: `arn:${ctx.partition}:kms:${ctx.region}:${ctx.accountId}:key/*`,
+        Resource: selector.Resource,
         Condition: {
-          'ForAnyValue:StringEquals': { 'kms:ResourceAliases': 'alias/aws/ses' },
+          ...selector.Condition,
           StringEquals: {
             'kms:EncryptionContext:aws:ses:source-account': ctx.accountId,
             'kms:EncryptionContext:aws:ses:rule-name': uniq(awsManaged),

@@ -4,7 +4,7 @@
  * drops from the readable part cannot make two addresses equal.
  */
 import { idOf } from './arns.js';
-import { Construct, TerraformStack } from './framework.js';
+import { Construct, TerraformStack, type TerraformResource } from './framework.js';
 
 /** The rule set's own construct id, a sibling of the rules'. */
 export const RULE_SET_ID = 'rule-set';
@@ -29,4 +29,19 @@ export function logicalIdUnder(scope: Construct, id: string): string {
   } finally {
     scope.node.tryRemoveChild(id);
   }
+}
+
+/**
+ * Where a rule's Terraform state is when it was deployed under its legacy id: only when that id differs from its
+ * own and is no other rule's (nor the rule set's) — a new address alone would destroy and recreate the rule.
+ */
+export function legacyRuleAddress(scope: Construct, ruleName: string, allRuleNames: string[]): string | undefined {
+  const legacyId = legacyRuleConstructId(ruleName);
+  if (legacyId === ruleConstructId(ruleName) || legacyId === RULE_SET_ID || allRuleNames.some((n) => ruleConstructId(n) === legacyId)) return undefined;
+  return `aws_ses_receipt_rule.${logicalIdUnder(scope, legacyId)}`;
+}
+
+/** `type.logical_id`: how `depends_on` names a resource of this stack. */
+export function addressOf(resource: TerraformResource): string {
+  return `${resource.terraformResourceType}.${resource.friendlyUniqueId}`;
 }

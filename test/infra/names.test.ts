@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { receiptRuleArn } from '../../shared/ses/arn.js';
 import { checkRuleName } from '../../shared/ses/names.js';
-import { sesPutSid } from '../../infra/resources.js';
+import { sesPutSid } from '../../infra/ses-put-sid.js';
 import { all, one, policy, synth } from './support/synth.js';
 
 const ALNUM = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'];
