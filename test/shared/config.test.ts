@@ -4,11 +4,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, receivingConfigJsonSchema, type ReceivingConfigInput } from '../shared/config/index.js';
-import { tempDir } from './support/files.js';
+import { ConfigError, parseConfig, receivingConfigJsonSchema, type ReceivingConfigInput } from '../../shared/config/index.js';
+import { tempDir } from '../support/files.js';
 
 const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..');
+const ROOT = join(import.meta.dirname, '..', '..');
 
 function base(): ReceivingConfigInput & { rules: Array<Record<string, unknown> & { s3Action: Record<string, unknown> }> } {
   return {
