@@ -1,0 +1,17 @@
+/** MAILROOM_SMTP_USERS: a malformed entry is refused by its number, never echoed. (Entries made by `mailroom smtp-user`: test/cli/smtp-user.test.ts.) */
+import { describe, expect, it } from 'vitest';
+import type { ConfigError } from '../../shared/config/index.js';
+import { Credentials } from '../../gateway/smtp/auth.js';
+
+describe('MAILROOM_SMTP_USERS', () => {
+  it('a malformed entry is refused by its number, without echoing the entry', () => {
+    expect(() => Credentials.load(undefined, { MAILROOM_SMTP_USERS: 'bob:$scrypt$ln=15,r=8,p=1$c2FsdA==$aGFzaA==,carol:secret' })).toThrow(
+      /MAILROOM_SMTP_USERS, entry 2 is not "user:\$scrypt\$/,
+    );
+    try {
+      Credentials.load(undefined, { MAILROOM_SMTP_USERS: 'carol:secret' });
+    } catch (err) {
+      expect(JSON.stringify((err as ConfigError).problems)).not.toContain('secret');
+    }
+  });
+});
