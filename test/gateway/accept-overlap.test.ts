@@ -157,7 +157,6 @@ describe('jobs added while the disk flushes', () => {
     expect(await replyWithin(c, 1_200)).toBeUndefined();
     release();
     expect(await c.reply(10_000)).toMatch(new RegExp(`^250 Ok ${fileId}$`));
-    expect(h.dirSyncCalls).toBeGreaterThan(0);
   });
 
   it('a file for two rules (a flow): its parent and both children are in Redis before the flush completes', async () => {
@@ -187,7 +186,7 @@ describe('jobs added while the disk flushes', () => {
     const names = await readdir(h.spool.directory.messagesDir);
     expect(names).toHaveLength(1);
     const fileId = names[0]!.replace(/\.msg$/, '');
-    expect(await h.deliveries.getJob(fileId)).toBeDefined();
+    expect((await h.deliveries.getJob(fileId))?.data.messages.map((m: { envelope: { messageId: string } }) => m.envelope.messageId)).toEqual([fileId]);
     // What was written is whole: the delivery would store exactly it.
     const file = await h.spool.openFile(fileId);
     expect(file.entries.map((e) => e.record.envelope.messageId)).toEqual([fileId]);

@@ -1,4 +1,5 @@
 /** The gateway's settings: defaults, the file, the environment and flags in that order, and errors that name the setting and the fix. */
+import { hostname as osHostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../shared/config/index.js';
 import { overridesFrom, resolveRuntime } from '../../gateway/runtime/settings.js';
@@ -12,7 +13,11 @@ describe('settings', () => {
     expect(fromFile.settings.smtp.host).toBe('127.0.0.1');
     expect(fromFile.settings.worker.concurrency).toBe(8);
     expect(fromFile.settings.upload.checksums).toBe('WHEN_REQUIRED');
-    expect(fromFile.settings.hostname.length).toBeGreaterThan(0);
+    // The greeting's and Received's own name: this machine's unless the file, MAILROOM_HOSTNAME or --hostname says.
+    expect(fromFile.settings.hostname).toBe(osHostname());
+    expect(resolveRuntime(parseConfig({ ...base, gateway: { ...base.gateway, hostname: 'mx.file.test' } }), {}, 'f').settings.hostname).toBe('mx.file.test');
+    expect(resolveRuntime(loaded, overridesFrom({}, { MAILROOM_HOSTNAME: 'mx.env.test' }), 'f').settings.hostname).toBe('mx.env.test');
+    expect(resolveRuntime(loaded, overridesFrom({ hostname: 'mx.flag.test' }, { MAILROOM_HOSTNAME: 'mx.env.test' }), 'f').settings.hostname).toBe('mx.flag.test');
 
     const env = { REDIS_URL: 'redis://env:6379', MAILROOM_SMTP_PORT: '2700', MAILROOM_CONCURRENCY: '3' };
     const viaEnv = resolveRuntime(loaded, overridesFrom({}, env), 'f');
@@ -72,7 +77,7 @@ describe('settings', () => {
       { path: 'gateway.redis.url', message: expect.stringContaining('a Redis Cluster has only database 0'), fix: 'drop the /<db> part of the URL' },
     ]);
     // The same prefix and URL are fine on a single Redis, and a tag anywhere in the prefix counts.
-    expect(parseConfig({ ...base, gateway: { redis: { url: 'redis://10.0.0.1:6379/2', prefix: 'mail' } } }).config.gateway).toBeDefined();
+    expect(parseConfig({ ...base, gateway: { redis: { url: 'redis://10.0.0.1:6379/2', prefix: 'mail' } } }).config.gateway?.redis).toMatchObject({ url: 'redis://10.0.0.1:6379/2', prefix: 'mail', cluster: false });
     const loaded = parseConfig({ ...base, gateway: { redis: { prefix: 'mx:{eu}' } } });
     expect(resolveRuntime(loaded, {}, 'f').settings.redis.cluster).toBe(false);
     expect(resolveRuntime(loaded, overridesFrom({}, { MAILROOM_REDIS_CLUSTER: 'yes' }), 'f').settings.redis.cluster).toBe(true);

@@ -1,5 +1,5 @@
 /** Every SES rule the shared validation enforces, with the exact message and fix a user sees. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, receivingConfigJsonSchema, type ReceivingConfigInput } from '../../shared/config/index.js';
@@ -46,9 +46,15 @@ describe('a valid config', () => {
     });
   });
 
-  it('ships examples that validate', () => {
-    for (const f of ['minimal.json', 'full.json']) {
-      expect(() => parseConfig(JSON.parse(readFileSync(join(ROOT, 'examples', f), 'utf8')), f)).not.toThrow();
+  it('ships examples that validate without warnings, every rule kept in order with its bucket', () => {
+    const examples = readdirSync(join(ROOT, 'examples')).filter((f) => f.endsWith('.json') && f !== 'mailroom.schema.json');
+    expect(examples).toEqual(expect.arrayContaining(['minimal.json', 'full.json']));
+    for (const f of examples) {
+      const raw = JSON.parse(readFileSync(join(ROOT, 'examples', f), 'utf8')) as { ruleSetName: string; rules: Array<{ name: string; s3Action: { bucketName: string } }> };
+      const { config, warnings } = parseConfig(raw, f);
+      expect(warnings, f).toEqual([]);
+      expect(config.ruleSetName, f).toBe(raw.ruleSetName);
+      expect(config.rules.map((r) => [r.name, r.s3Action.bucketName]), f).toEqual(raw.rules.map((r) => [r.name, r.s3Action.bucketName]));
     }
   });
 });
