@@ -51,7 +51,8 @@ export class Credentials {
         if (!line || line.startsWith('#')) return;
         const colon = line.indexOf(':');
         const m = colon > 0 ? PHC.exec(line.slice(colon + 1)) : null;
-        const where = `${source}, entry ${i + 1}`;
+        // The variable is already the problem's path: naming it twice would read "MAILROOM_SMTP_USERS: MAILROOM_SMTP_USERS, …".
+        const where = source === path ? `entry ${i + 1}` : `${source}, entry ${i + 1}`;
         if (!m) {
           const bcrypt = /^[^:]+:\$2[aby]\$/.test(line);
           throw new ConfigError(source, [

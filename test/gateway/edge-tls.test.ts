@@ -6,7 +6,6 @@
  */
 import { copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +17,7 @@ import { hashPassword } from '../../gateway/smtp/auth.js';
 import { tempDir } from '../support/files.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { LineClient } from './edge-helpers.js';
-import { ACCOUNT, REGION, runtimeFor, selfSignedCert, waitFor } from './helpers.js';
+import { ACCOUNT, capturedLog, REGION, runtimeFor, selfSignedCert, waitFor } from './helpers.js';
 
 const USER = 'relay-one';
 const PASSWORD = 'correct horse battery staple';
@@ -31,7 +30,8 @@ function edgeTlsRuntime(gateway: NonNullable<ReceivingConfigInput['gateway']>) {
   return runtimeFor({ region: REGION, accountId: ACCOUNT, ruleSetName: 'edge-tls', rules: [{ name: 'all', recipients: ['example.com'], s3Action: { bucketName: 'unused' } }], gateway });
 }
 let certs: { live: { certFile: string; keyFile: string }; first: { certFile: string; keyFile: string }; second: { certFile: string; keyFile: string } };
-const logLines: string[] = [];
+// Without the logger's net for sensitive fields: what the code hands the logger must carry no secret either.
+const { log, raw: logLines } = capturedLog('debug', { net: false });
 
 beforeAll(async () => {
   [redis, dir] = await Promise.all([startRedis(), tempDir('mailroom-edge-tls-')]);
@@ -56,13 +56,7 @@ beforeAll(async () => {
     },
     redis: { url: redis.url, prefix: 'edge-tls' },
   });
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  gw = await startGateway(runtime, { smtp: true, workers: false }, pino({ level: 'debug' }, sink));
+  gw = await startGateway(runtime, { smtp: true, workers: false }, log);
 }, 120_000);
 
 afterAll(async () => {

@@ -10,6 +10,7 @@ import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client }
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { createTransport } from 'nodemailer';
+import { pino } from 'pino';
 import { parseConfig, type ReceivingConfigInput } from '../../shared/config/index.js';
 import { openStoredMessage } from '../../shared/envelope/index.js';
 import { startGateway, type GatewayParts, type RunningGateway } from '../../gateway/gateway.js';
@@ -33,16 +34,23 @@ export function testLogger() {
   return process.env.LOG_LEVEL ? createLogger({ destination: 2 }) : silentLogger();
 }
 
-/** A logger whose JSON lines, parsed, collect in `lines`, for tests that assert what was logged. */
-export function capturedLog(level = 'info'): { log: Logger; lines: Array<Record<string, unknown> & { msg: string }> } {
+/**
+ * A logger whose JSON lines collect as written (`raw`) and parsed (`lines`), for tests that assert what was logged.
+ * `net: false` leaves out the logger's net for sensitive fields (a bare pino logger): what the code itself hands over.
+ */
+export function capturedLog(level = 'info', opts: { net?: boolean } = {}): { log: Logger; lines: Array<Record<string, unknown> & { msg: string }>; raw: string[] } {
   const lines: Array<Record<string, unknown> & { msg: string }> = [];
+  const raw: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown> & { msg: string });
+      for (const l of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        raw.push(l);
+        lines.push(JSON.parse(l) as Record<string, unknown> & { msg: string });
+      }
       cb();
     },
   });
-  return { log: streamLogger(sink, level), lines };
+  return { log: opts.net === false ? pino({ level }, sink) : streamLogger(sink, level), lines, raw };
 }
 
 export async function startTestGateway(config: ReceivingConfigInput, parts: GatewayParts = { smtp: true, workers: true }): Promise<RunningGateway & { port: number; runtime: GatewayRuntime }> {

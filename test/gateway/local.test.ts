@@ -33,8 +33,9 @@ describe('mailroom local', () => {
       expect(out).toContain(`swaks --server 127.0.0.1:${port} --from you@example.org --to someone@example.com`);
       const redisPort = Number(/Redis +redis:\/\/127\.0\.0\.1:(\d+) \(started here\)/.exec(out)?.[1]);
       const motoPort = Number(/AWS +http:\/\/127\.0\.0\.1:(\d+) \(moto, started here\)/.exec(out)?.[1]);
-      expect(redisPort).toBeGreaterThan(0);
-      expect(motoPort).toBeGreaterThan(0);
+      // The banner names the ports Redis and moto listen on (and which must be closed after SIGTERM, below).
+      expect(await listening(redisPort), `Redis at ${redisPort}`).toBe(true);
+      expect(await listening(motoPort), `moto at ${motoPort}`).toBe(true);
       expect(out).toMatch(/KMS key "local" created: arn:aws:kms:us-east-1:\d{12}:key\//);
 
       const sent = await sendRaw(port, { from: 'you@example.org', to: ['someone@example.com'] }, 'From: you@example.org\r\nTo: someone@example.com\r\nSubject: hello local\r\n\r\nhi\r\n');

@@ -1,9 +1,9 @@
 /** The logger's net for sensitive fields: top level and one level down, in a copy, on lines and child bindings. */
 import { execFile } from 'node:child_process';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { censorSensitive, childLogger, createLogger, logLevel, streamLogger } from '../../gateway/runtime/log.js';
+import { censorSensitive, childLogger, createLogger, logLevel } from '../../gateway/runtime/log.js';
+import { capturedLog } from './helpers.js';
 
 describe('censorSensitive', () => {
   it('replaces sensitive keys at the top and one level down, leaving the caller\'s object as it was', () => {
@@ -24,18 +24,12 @@ describe('censorSensitive', () => {
 
 describe('logger', () => {
   it('censors lines and the bindings of children made by childLogger', () => {
-    const out: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _e, cb) {
-        out.push(chunk.toString('utf8'));
-        cb();
-      },
-    });
-    const log = childLogger(streamLogger(sink, 'info'), { credentials: 'AKIA', node: 'n1' });
+    const captured = capturedLog('info');
+    const log = childLogger(captured.log, { credentials: 'AKIA', node: 'n1' });
     log.info({ messageId: 'm1', headers: { subject: 'private' }, session: { secret: 's3' } }, 'accepted');
-    const line = JSON.parse(out.join('')) as Record<string, unknown>;
-    expect(line).toMatchObject({ credentials: '[redacted]', node: 'n1', messageId: 'm1', headers: '[redacted]', session: { secret: '[redacted]' }, msg: 'accepted' });
-    expect(out.join('')).not.toMatch(/AKIA|private|s3"/);
+    expect(captured.lines).toHaveLength(1);
+    expect(captured.lines[0]).toMatchObject({ credentials: '[redacted]', node: 'n1', messageId: 'm1', headers: '[redacted]', session: { secret: '[redacted]' }, msg: 'accepted' });
+    expect(captured.raw.join('\n')).not.toMatch(/AKIA|private|s3"/);
   });
 });
 

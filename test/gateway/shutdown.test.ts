@@ -59,8 +59,8 @@ describe('SIGTERM', () => {
 
     busy.write('second half\r\n.\r\n');
     const accepted = await busy.reply(10_000);
-    const id = /^250 Ok ([0-9a-v]{40})$/.exec(accepted)?.[1];
-    expect(id, accepted).toBeDefined();
+    expect(accepted).toMatch(/^250 Ok [0-9a-v]{40}$/);
+    const id = accepted.slice('250 Ok '.length);
     expect(await busy.command('MAIL FROM:<sender@origin.example>')).toMatch(/^421 /);
     busy.close();
     expect(await exited).toBe(0);

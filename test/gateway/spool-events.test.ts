@@ -1,13 +1,12 @@
 /** The spool's events as metrics and log lines (gateway/observability/spool-events.ts). */
 import { describe, expect, it } from 'vitest';
-import { lineLogger } from '../../gateway/runtime/log.js';
 import { GatewayMetrics } from '../../gateway/observability/metrics.js';
 import { spoolEventsFor } from '../../gateway/observability/spool-events.js';
+import { capturedLog } from './helpers.js';
 
 describe('spool events', () => {
   it('counts batch files by kind, and logs failed spares at once, then at most once a minute with the count not logged', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const log = lineLogger((l) => lines.push(JSON.parse(l) as Record<string, unknown>), 'test', 'info');
+    const { log, lines } = capturedLog('info');
     const metrics = new GatewayMetrics('n1');
     let t = 1_000_000;
     const ev = spoolEventsFor(log, metrics, () => t);

@@ -11,8 +11,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeKeyPath, putObject, putTarget } from '../gateway/aws/s3-put-object.js';
-import { observeErrors } from '../gateway/aws/signed-request.js';
+import { encodeKeyPath, putObject, putTarget } from '../../gateway/aws/s3-put-object.js';
+import { observeErrors } from '../../gateway/aws/signed-request.js';
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 let server: Server;

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from './support/files.js';
+import { tempDir } from '../support/files.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
 const source = () => join(dir.path, 'gateway/smtp/server.ts');
@@ -14,7 +14,7 @@ beforeAll(async () => {
   mkdirSync(join(dir.path, 'bin'));
   mkdirSync(join(dir.path, 'dist/cli'), { recursive: true });
   mkdirSync(join(dir.path, 'gateway/smtp'), { recursive: true });
-  copyFileSync(new URL('../bin/mailroom.js', import.meta.url), join(dir.path, 'bin/mailroom.js'));
+  copyFileSync(new URL('../../bin/mailroom.js', import.meta.url), join(dir.path, 'bin/mailroom.js'));
   writeFileSync(join(dir.path, 'package.json'), '{"type":"module"}');
   writeFileSync(join(dir.path, 'dist/cli/main.js'), 'console.log("the build ran");\n');
   writeFileSync(source(), '// source\n');

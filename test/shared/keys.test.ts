@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { isMessageId, messageIdFromBytes, newMessageId, SETUP_NOTIFICATION_MESSAGE_ID } from '../shared/ses/message-id.js';
-import { objectKey, setupNotificationKey } from '../shared/ses/object-key.js';
-import { parseRecipientCondition, ruleMatchesRecipient, type RecipientCondition } from '../shared/ses/recipients.js';
+import { isMessageId, messageIdFromBytes, newMessageId, SETUP_NOTIFICATION_MESSAGE_ID } from '../../shared/ses/message-id.js';
+import { objectKey, setupNotificationKey } from '../../shared/ses/object-key.js';
+import { parseRecipientCondition, ruleMatchesRecipient, type RecipientCondition } from '../../shared/ses/recipients.js';
 
 describe('object keys (docs/ses-format.md#object-key)', () => {
   it('reproduces every observed SES key', () => {

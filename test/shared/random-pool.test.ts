@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { randomPool } from '../shared/random-pool.js';
+import { randomPool } from '../../shared/random-pool.js';
 
 describe('randomPool', () => {
   it('hands out fresh values of the asked size across refills; each value is its own copy', () => {

@@ -6,8 +6,8 @@ import {
   HeaderInjectionError,
   headerFieldProblem,
   type HeaderBlockInput,
-} from '../shared/ses/header-block.js';
-import { parseHeaderBlock } from '../shared/notification/headers.js';
+} from '../../shared/ses/header-block.js';
+import { parseHeaderBlock } from '../../shared/notification/headers.js';
 
 const MESSAGE_ID = '4f2f8gu2t8fkov1aidn6vb92k10gsrp1doa8de01';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildHeaderBlock, formatReceivedDate, type HeaderBlockInput } from '../shared/ses/header-block.js';
-import { parseReceivedDate, readStoredHeaderBlock, STORED_BLOCK_READ_LIMIT } from '../shared/ses/header-block-read.js';
+import { buildHeaderBlock, formatReceivedDate, type HeaderBlockInput } from '../../shared/ses/header-block.js';
+import { parseReceivedDate, readStoredHeaderBlock, STORED_BLOCK_READ_LIMIT } from '../../shared/ses/header-block-read.js';
 
 const MESSAGE_ID = '4f2f8gu2t8fkov1aidn6vb92k10gsrp1doa8de01';
 

@@ -23,9 +23,9 @@ import {
   unfoldHeaderValue,
   type MailHeader,
   type ReceivedNotificationInput,
-} from '../shared/notification/index.js';
-import { buildHeaderBlock } from '../shared/ses/header-block.js';
-import { SES_LIMITS } from '../shared/ses/limits.js';
+} from '../../shared/notification/index.js';
+import { buildHeaderBlock } from '../../shared/ses/header-block.js';
+import { SES_LIMITS } from '../../shared/ses/limits.js';
 
 /**
  * Spec §4.3, the 2019 notification [S20], verbatim except the "… sender's remaining headers …" placeholder element,

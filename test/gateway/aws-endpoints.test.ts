@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultRegion, serviceEndpoint } from '../gateway/aws/endpoints.js';
+import { defaultRegion, serviceEndpoint } from '../../gateway/aws/endpoints.js';
 
 describe('AWS endpoint conventions (every mailroom command)', () => {
   it('uses the per-service variable over AWS_ENDPOINT_URL, and path-style S3 whenever an endpoint is set', () => {

@@ -3,8 +3,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
-import { canonicalMatdesc, createDecipherStream, EnvelopeError, parseEnvelope, sesMatdesc } from '../shared/envelope/index.js';
-import { createGcmEncryptStream, gcmEncrypt } from '../shared/envelope/encrypt.js';
+import { canonicalMatdesc, createDecipherStream, EnvelopeError, parseEnvelope, sesMatdesc } from '../../shared/envelope/index.js';
+import { createGcmEncryptStream, gcmEncrypt } from '../../shared/envelope/encrypt.js';
 
 function sealed(plain: Buffer, key: Buffer, iv: Buffer): Buffer {
   const c = createCipheriv('aes-256-gcm', key, iv);

@@ -7,15 +7,15 @@ import { promisify } from 'node:util';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encryptionFor } from '../gateway/store/put-message.js';
-import { newMessageId } from '../shared/ses/message-id.js';
-import { objectKey } from '../shared/ses/object-key.js';
-import { putMessage } from '../gateway/store/put-message.js';
-import { tempDir } from './support/files.js';
-import { startMoto, type Moto } from './support/moto.js';
+import { encryptionFor } from '../../gateway/store/put-message.js';
+import { newMessageId } from '../../shared/ses/message-id.js';
+import { objectKey } from '../../shared/ses/object-key.js';
+import { putMessage } from '../../gateway/store/put-message.js';
+import { tempDir } from '../support/files.js';
+import { startMoto, type Moto } from '../support/moto.js';
 
 const run = promisify(execFile);
-const CLI = join(import.meta.dirname, '..', 'bin', 'mailroom.js');
+const CLI = join(import.meta.dirname, '..', '..', 'bin', 'mailroom.js');
 const BUCKET = 'get-bucket';
 const MESSAGE = Buffer.from('Return-Path: <a@example.com>\r\nSubject: hi\r\n\r\nbody\r\n.. dot-stuffed? no: stored as received\r\n');
 

@@ -8,8 +8,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDataKey, KmsError } from '../gateway/aws/kms-data-key.js';
-import { observeErrors } from '../gateway/aws/signed-request.js';
+import { generateDataKey, KmsError } from '../../gateway/aws/kms-data-key.js';
+import { observeErrors } from '../../gateway/aws/signed-request.js';
 
 let server: Server;
 let endpoint: string;
