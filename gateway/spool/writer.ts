@@ -70,85 +70,145 @@ export class SpoolWriter {
    * or when the disk fails.
    */
   async receive(record: SpoolRecord, data: Readable, limitBytes: number, check?: (head: Buffer) => string | undefined): Promise<Received> {
+    const head = await gatherHead(data, limitBytes, check);
+    if (!head.ended) return this.stream(record, data, head, limitBytes);
+    if (head.why !== undefined) return { ok: false, reason: 'refused', why: head.why, dataLength: head.dataLength };
+    if (head.dropped) return { ok: false, reason: 'oversized', dataLength: head.dataLength };
+    // The whole message is in memory: into a batch file with the others that ended meanwhile (batch.ts).
+    const { file, durable } = await this.batches.write(record, head.chunks, head.bytes);
+    return { ok: true, dataLength: head.dataLength, file, durable };
+  }
+
+  /** The rest of a message too big to gather: into a file of its own in incoming/, fsync'd, renamed into messages/. */
+  private async stream(record: SpoolRecord, data: Readable, head: Head, limitBytes: number): Promise<Received> {
     const id = record.envelope.messageId;
-    // Named only for a message that turns out to need streaming: most never do.
-    let tmp = '';
+    const tmp = join(this.directory.incomingDir, spoolFileName(id));
     let fh: FileHandle | undefined;
     let created = false;
-    // DATA gathered in memory; the record line is written first only if the message turns out to need streaming.
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let dataLength = 0;
+    let pending: Buffer[] = [encodeRecordLine(record), ...head.chunks];
+    let dataLength = head.dataLength;
     let dropped = false;
-    let why: string | undefined;
     const flush = async () => {
       if (!fh) {
-        tmp = join(this.directory.incomingDir, spoolFileName(id));
         fh = await open(tmp, 'wx');
         created = true;
-        pending.unshift(encodeRecordLine(record));
-        pendingBytes += pending[0]!.length;
       }
-      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
       pending = [];
-      pendingBytes = 0;
       await writeAll(fh, buf);
     };
     const drop = async () => {
       dropped = true;
       pending = [];
-      pendingBytes = 0;
       const f = fh;
       fh = undefined;
       if (f) await f.close();
       if (created) await unlink(tmp);
       created = false;
     };
-    // The stream's own failure is the body's, not the disk's: the intake refuses the two differently.
-    let bodyFailed = false;
-    const onError = () => (bodyFailed = true);
-    data.once('error', onError);
+    // The disk's failures are told from the stream's (a BodyError): the intake refuses the two differently.
+    let diskFailed = false;
+    const disk = async <T>(step: () => Promise<T>): Promise<T> => {
+      try {
+        return await step();
+      } catch (err) {
+        diskFailed = true;
+        throw err;
+      }
+    };
     try {
+      await disk(flush);
+      let pendingBytes = 0;
       for await (const chunk of data as AsyncIterable<Buffer>) {
-        const first = dataLength === 0 && chunk.length > 0;
         dataLength += chunk.length;
         if (dropped) continue;
-        if (first && check && (why = check(chunk)) !== undefined) {
-          await drop();
-          continue;
-        }
         if (dataLength > limitBytes) {
-          await drop();
+          await disk(drop);
           continue;
         }
         pending.push(chunk);
         pendingBytes += chunk.length;
-        if (pendingBytes >= SMALL_MESSAGE_BYTES) await flush();
+        if (pendingBytes >= SMALL_MESSAGE_BYTES) {
+          pendingBytes = 0;
+          await disk(flush);
+        }
       }
       // A client that vanished mid-DATA can end the stream without an error; never spool a truncated message.
       if (!data.readableEnded) throw new BodyError('DATA ended before its terminating dot');
-      if (why !== undefined) return { ok: false, reason: 'refused', why, dataLength };
       if (dropped) return { ok: false, reason: 'oversized', dataLength };
-      if (!fh) {
-        const { file, durable } = await this.batches.write(record, pending, pendingBytes);
-        return { ok: true, dataLength, file, durable };
-      }
-      await flush();
-      await fh.sync();
-      // Renamed while still open (the descriptor needs no name); the close runs alongside the directory fsync.
-      await rename(tmp, this.directory.path(id));
-      created = false;
-      const f = fh;
-      fh = undefined;
-      // Bytes are durable and the name is in place: a failing close can no longer lose or corrupt anything.
-      await Promise.all([f.close().catch(() => undefined), this.directory.messagesDirSync.sync()]);
+      await disk(async () => {
+        await flush();
+        await fh!.sync();
+        // Renamed while still open (the descriptor needs no name); the close runs alongside the directory fsync.
+        await rename(tmp, this.directory.path(id));
+        created = false;
+        const f = fh!;
+        fh = undefined;
+        // Bytes are durable and the name is in place: a failing close can no longer lose or corrupt anything.
+        await Promise.all([f.close().catch(() => undefined), this.directory.messagesDirSync.sync()]);
+      });
       return { ok: true, dataLength, file: { id, entries: [{ record, at: 0 }] }, durable: DURABLE };
     } catch (err) {
       if (fh) await fh.close().catch(() => undefined);
       if (created) await rm(tmp, { force: true });
-      throw bodyFailed ? new BodyError((err as Error).message) : err;
-    } finally {
-      data.off('error', onError);
+      throw diskFailed || err instanceof BodyError ? err : new BodyError((err as Error).message);
     }
   }
+}
+
+/** The first bytes of a message: all of it when it is small (`ended`), else the first SMALL_MESSAGE_BYTES or more. */
+type Head = { ended: boolean; chunks: Buffer[]; bytes: number; dataLength: number; dropped: boolean; why?: string };
+
+/**
+ * Reads DATA by its events until it ends or SMALL_MESSAGE_BYTES are in hand (then pauses it for the streamed path).
+ * Most mail ends here: events cost less per message than an async iterator over the stream.
+ */
+function gatherHead(data: Readable, limitBytes: number, check?: (head: Buffer) => string | undefined): Promise<Head> {
+  return new Promise<Head>((resolve, reject) => {
+    const head: Head = { ended: false, chunks: [], bytes: 0, dataLength: 0, dropped: false };
+    const drop = () => {
+      head.dropped = true;
+      head.chunks = [];
+      head.bytes = 0;
+    };
+    const onData = (chunk: Buffer) => {
+      const first = head.dataLength === 0 && chunk.length > 0;
+      head.dataLength += chunk.length;
+      if (head.dropped) return;
+      if (first && check && (head.why = check(chunk)) !== undefined) return drop();
+      if (head.dataLength > limitBytes) return drop();
+      head.chunks.push(chunk);
+      head.bytes += chunk.length;
+      if (head.bytes >= SMALL_MESSAGE_BYTES) {
+        data.pause();
+        finish();
+        resolve(head);
+      }
+    };
+    const onEnd = () => {
+      finish();
+      head.ended = true;
+      resolve(head);
+    };
+    const onError = (err: Error) => {
+      finish();
+      reject(new BodyError(err.message));
+    };
+    // A client that vanished mid-DATA can end the stream without an error; never spool a truncated message.
+    const onClose = () => {
+      if (data.readableEnded) return;
+      finish();
+      reject(new BodyError('DATA ended before its terminating dot'));
+    };
+    const finish = () => {
+      data.off('data', onData);
+      data.off('end', onEnd);
+      data.off('error', onError);
+      data.off('close', onClose);
+    };
+    data.on('data', onData);
+    data.once('end', onEnd);
+    data.once('error', onError);
+    data.once('close', onClose);
+  });
 }
