@@ -165,6 +165,12 @@ export class Intake {
       // Before anything awaits: recovery must never see this file unclaimed.
       this.inFlight.add(file.id);
       const jobs = this.opts.jobs.add(file);
+      // Usually Redis has answered before the disk: then no timer is needed to bound the wait.
+      let queued = false;
+      jobs.then(
+        () => (queued = true),
+        () => undefined,
+      );
       try {
         await received.durable;
       } catch (err) {
@@ -175,7 +181,7 @@ export class Intake {
       }
       // Redis's time limit runs from the end of the flush: a slow disk is no reason to refuse.
       try {
-        await within(jobs, this.opts.jobsTimeoutMs, () => new Error(`Redis did not confirm the jobs within ${this.opts.jobsTimeoutMs} ms`));
+        if (!queued) await within(jobs, this.opts.jobsTimeoutMs, () => new Error(`Redis did not confirm the jobs within ${this.opts.jobsTimeoutMs} ms`));
       } catch (err) {
         settling = this.abandon(file, jobs, fields);
         log.error({ ...fields, err: (err as Error).message }, 'jobs not confirmed by Redis; message refused');
