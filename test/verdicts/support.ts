@@ -29,13 +29,13 @@ function txtStrings(value: string): string {
   return parts.join(',');
 }
 
-/** dnsmasq on a free loopback port, authoritative-like for `.test`: the given TXT records, NXDOMAIN for the rest. */
-export async function startDns(dir: string, txt: Record<string, string>): Promise<Dns> {
+/** dnsmasq on a free loopback port, authoritative-like for `local` (`.test`): the given TXT records, NXDOMAIN for the rest. */
+export async function startDns(dir: string, txt: Record<string, string>, local: readonly string[] = ['test']): Promise<Dns> {
   const port = await freePort();
   const conf = join(dir, 'dnsmasq.conf');
   await writeFile(
     conf,
-    ['no-resolv', 'no-hosts', 'no-poll', 'bind-interfaces', 'listen-address=127.0.0.1', `port=${port}`, 'local=/test/', 'cache-size=0', ...Object.entries(txt).map(([name, value]) => `txt-record=${name},${txtStrings(value)}`), ''].join('\n'),
+    ['no-resolv', 'no-hosts', 'no-poll', 'bind-interfaces', 'listen-address=127.0.0.1', `port=${port}`, ...local.map((d) => `local=/${d}/`), 'cache-size=0', ...Object.entries(txt).map(([name, value]) => `txt-record=${name},${txtStrings(value)}`), ''].join('\n'),
   );
   const proc = startProcess('dnsmasq', ['--keep-in-foreground', `--conf-file=${conf}`, '--pid-file', '--user=root', '--log-facility=-']);
   const { Resolver } = (await import('node:dns')).promises;
