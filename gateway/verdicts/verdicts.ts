@@ -96,10 +96,17 @@ export class Verdicts {
     const { envelope, data } = subject;
     const input: ScanInput = Buffer.isBuffer(data) ? { size: data.length, open: () => bufferStream(data) } : data;
     const started = Date.now();
+    const authenticate = async (resolver: CachingResolver) => {
+      // A spool stream that a check stops reading early is closed here, never left holding its descriptor.
+      const message = Buffer.isBuffer(data) ? data : data.open();
+      try {
+        return await authenticateMessage(message, { mailFrom: envelope.mailFrom, ...(envelope.helo !== undefined ? { helo: envelope.helo } : {}), ...(envelope.clientIp ? { clientIp: envelope.clientIp } : {}) }, resolver.resolve);
+      } finally {
+        if (!Buffer.isBuffer(message)) message.destroy();
+      }
+    };
     const [auth, spam, virus] = await Promise.all([
-      this.checks.resolver
-        ? authenticateMessage(Buffer.isBuffer(data) ? data : data.open(), { mailFrom: envelope.mailFrom, ...(envelope.helo !== undefined ? { helo: envelope.helo } : {}), ...(envelope.clientIp ? { clientIp: envelope.clientIp } : {}) }, this.checks.resolver.resolve)
-        : undefined,
+      this.checks.resolver ? authenticate(this.checks.resolver) : undefined,
       scans && this.checks.spam
         ? this.checks.spam.scan(input, { messageId: envelope.messageId, mailFrom: envelope.mailFrom, ...(envelope.helo !== undefined ? { helo: envelope.helo } : {}), ...(envelope.clientIp ? { clientIp: envelope.clientIp } : {}), recipients: recipientsOf(subject.rules), byHost: envelope.byHost })
         : undefined,
