@@ -55,3 +55,23 @@ describe('SES verdicts from authentication and scan results', () => {
     expect('dmarcPolicy' in buildReceivedNotification({ ...input, verdicts: { ...v, dmarc: 'PASS' }, dmarcPolicy: 'reject' }).receipt).toBe(false);
   });
 });
+
+describe("scanners' answers", () => {
+  it('spamd: Spam True/False; a non-zero status or a missing Spam line is a failure', async () => {
+    const { parseSpamdReply } = await import('../../gateway/verdicts/spam.js');
+    expect(parseSpamdReply('SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: True ; 1002.3 / 5.0\r\n\r\n')).toEqual({ outcome: 'found', detail: 'score 1002.3 / 5.0' });
+    expect(parseSpamdReply('SPAMD/1.1 0 EX_OK\r\nSpam: False ; -1.0 / 5.0\r\n\r\n').outcome).toBe('clean');
+    expect(parseSpamdReply('SPAMD/1.0 76 Bad header line: xyz\r\n\r\n')).toEqual({ outcome: 'failed', detail: 'spamd: 76 Bad header line: xyz' });
+    expect(parseSpamdReply('SPAMD/1.1 0 EX_OK\r\n\r\n').outcome).toBe('failed');
+    expect(parseSpamdReply('HTTP/1.1 400 Bad Request\r\n').outcome).toBe('failed');
+  });
+
+  it("clamd: OK clean, FOUND found, a heuristic match uncertain, ERROR (its size limit among them) a failure", async () => {
+    const { parseClamdReply } = await import('../../gateway/verdicts/virus.js');
+    expect(parseClamdReply('stream: OK\0')).toEqual({ outcome: 'clean' });
+    expect(parseClamdReply('stream: Win.Test.EICAR_HDB-1 FOUND\0')).toEqual({ outcome: 'found', detail: 'Win.Test.EICAR_HDB-1' });
+    expect(parseClamdReply('stream: Heuristics.Encrypted.Zip FOUND\0').outcome).toBe('uncertain');
+    expect(parseClamdReply('INSTREAM size limit exceeded. ERROR\0')).toEqual({ outcome: 'failed', detail: 'clamd: INSTREAM size limit exceeded. ERROR' });
+    expect(parseClamdReply('').outcome).toBe('failed');
+  });
+});
