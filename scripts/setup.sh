@@ -14,11 +14,12 @@ ruby -e 'require "aws-sdk-kms"' >/dev/null 2>&1 || need+=(ruby-aws-sdk-kms)
 have swaks || need+=(swaks)
 # postfix: a private instance relays to the gateway in test/gateway/edge-postfix.test.ts (smtp-source/smtp-sink too).
 [ -x /usr/sbin/postfix ] || need+=(postfix)
-# The verdict tests (test/verdicts) run a real DNS server, SpamAssassin's spamd and ClamAV's clamd on loopback, and
+# The verdict tests (test/verdicts) run a real DNS server, SpamAssassin's spamd, rspamd and ClamAV's clamd on loopback, and
 # sign mail with Python's dkim as a DKIM signer independent of nodemailer's.
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 [ -x /usr/sbin/spamd ] || need+=(spamd spamassassin)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
+[ -x /usr/bin/rspamd ] || need+=(rspamd)
 [ -x /usr/bin/dkimsign ] || need+=(python3-dkim)
 
 if [ ${#need[@]} -gt 0 ]; then

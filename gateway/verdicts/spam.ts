@@ -68,7 +68,7 @@ const printable = (v: string | undefined) => (v !== undefined && /^[\x20-\x7e]+$
 /**
  * rspamd's normal worker over HTTP (`POST /checkv2` with the transaction in headers; a JSON reply whose `action`
  * decides): reject, add header and rewrite subject are found (FAIL), greylist and soft reject uncertain (GRAY), no
- * action clean (PASS); a message rspamd skipped was not scanned (GRAY).
+ * action clean (PASS) — unless rspamd skipped the message, then not scanned (GRAY).
  */
 export class Rspamd implements SpamScanner {
   constructor(private readonly settings: { endpoint: string; timeoutMs: number; maxBytes: number }) {}
@@ -123,10 +123,11 @@ export function parseRspamdReply(body: string): ScanResult {
     return { outcome: 'failed', detail: 'rspamd: its answer is not JSON' };
   }
   const detail = `action ${String(reply.action)}, score ${String(reply.score)} / ${String(reply.required_score)}`;
-  if (reply.is_skipped === true) return { outcome: 'not-scanned', detail: `rspamd skipped it (${detail})` };
   switch (reply.action) {
     case 'no action':
-      return { outcome: 'clean', detail };
+      // Skipped (a settings rule, a size limit): rspamd did not look, so "no action" says nothing. A skip with an
+      // action (GTUBE stops the checks with a reject) keeps its action.
+      return reply.is_skipped === true ? { outcome: 'not-scanned', detail: `rspamd skipped it (${detail})` } : { outcome: 'clean', detail };
     case 'greylist':
     case 'soft reject':
       return { outcome: 'uncertain', detail };

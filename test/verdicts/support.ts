@@ -41,7 +41,7 @@ export async function startDns(dir: string, txt: Record<string, string>, local: 
   const { Resolver } = (await import('node:dns')).promises;
   const probe = new Resolver({ timeout: 200, tries: 1 });
   probe.setServers([`127.0.0.1:${port}`]);
-  await waitFor('dnsmasq answering', async () => probe.resolveTxt('probe.test').then(() => true, (e: NodeJS.ErrnoException) => e.code === 'ENOTFOUND' || (proc.child.exitCode !== null ? Promise.reject(new Error(proc.output())) : false)), 10_000, 100);
+  await waitFor('dnsmasq answering', async () => probe.resolveTxt(`probe.${local[0] ?? 'test'}`).then(() => true, (e: NodeJS.ErrnoException) => e.code === 'ENOTFOUND' || (proc.child.exitCode !== null ? Promise.reject(new Error(proc.output())) : false)), 10_000, 100);
   return { server: `127.0.0.1:${port}`, port, stop: () => proc.stop() };
 }
 
@@ -57,6 +57,33 @@ export async function startSpamd(dir: string): Promise<Scanner> {
   await mkdir(dir, { recursive: true });
   const proc: Started = startProcess('spamd', [`--listen=127.0.0.1:${port}`, '-u', 'nobody', '-x', '-L', '--max-children=1', '--min-children=1', `--pidfile=${join(dir, 'spamd.pid')}`, '-s', 'stderr']);
   await waitFor('spamd answering PING', () => ping(port, 'PING SPAMC/1.5\r\n\r\n', /PONG/, proc), 60_000, 200);
+  return { endpoint: `127.0.0.1:${port}`, stop: () => proc.stop(), output: () => proc.output() };
+}
+
+/**
+ * rspamd's normal worker on a free loopback port, from a config of the test's own: no modules' DNS (a resolver that is
+ * not there), console logging, the actions' thresholds. GTUBE is rspamd's own (a reject), whatever the modules.
+ */
+export async function startRspamd(dir: string): Promise<Scanner> {
+  const port = await freePort();
+  await mkdir(dir, { recursive: true });
+  const conf = join(dir, 'rspamd.conf');
+  await writeFile(
+    conf,
+    [
+      'options {',
+      `  pidfile = "${join(dir, 'rspamd.pid')}";`,
+      `  temp_dir = "${dir}";`,
+      '  dns { nameserver = ["127.0.0.1:9"]; timeout = 0.5s; retransmits = 1; }',
+      '}',
+      'logging { type = "console"; level = "error"; }',
+      'actions { reject = 15; add_header = 6; greylist = 4; }',
+      `worker "normal" { bind_socket = "127.0.0.1:${port}"; mime = true; count = 1; }`,
+      '',
+    ].join('\n'),
+  );
+  const proc = startProcess('rspamd', ['-f', '-u', 'root', '-g', 'root', '-c', conf, '--no-fork']);
+  await waitFor('rspamd answering /ping', () => ping(port, 'GET /ping HTTP/1.0\r\n\r\n', /pong/, proc), 120_000, 500);
   return { endpoint: `127.0.0.1:${port}`, stop: () => proc.stop(), output: () => proc.output() };
 }
 
