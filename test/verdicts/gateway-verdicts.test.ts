@@ -173,6 +173,19 @@ describe('SPF, DKIM and DMARC in the header block and the notification', () => {
     });
   });
 
+  it('a message big enough to stream from its own spool file (600 KB): DKIM by Python dkim passes and both scanners read it from the spool', async () => {
+    const body = Array.from({ length: 9000 }, (_, i) => `Line ${i} of a long report, nothing to see here, just some words.`).join('\r\n') + '\r\n';
+    const data = await signWithDkimpy(backends.dir.path, py, plain('a@signed.test', 'big signed', body));
+    expect(data.length).toBeGreaterThan(256 * 1024);
+    await deliveredAs(data, 'a@signed.test', {
+      spf: { result: 'pass', domain: 'signed.test' },
+      dkim: [{ result: 'pass', domain: 'signed.test' }],
+      dmarc: { result: 'pass', headerFrom: 'signed.test' },
+      scan: CLEAN,
+      verdicts: { spamVerdict: 'PASS', virusVerdict: 'PASS', spfVerdict: 'PASS', dkimVerdict: 'PASS', dmarcVerdict: 'PASS' },
+    });
+  });
+
   it('a body changed after signing: dkim=fail (FAIL); DMARC fails under p=reject (FAIL, dmarcPolicy reject)', async () => {
     const signed = await signWithNodemailer(nm, { from: 'a@signed.test', to: 'support@example.com', subject: 'tampered', text: 'Please pay 10 EUR.' });
     const data = Buffer.from(signed.toString('latin1').replace('Please pay 10 EUR.', 'Please pay 99 EUR.'), 'latin1');
