@@ -22,6 +22,9 @@ export function connectOptions(endpoint: string): { host: string; port: number }
   return e;
 }
 
+/** After a request could not be written whole, how long a reply that explains it may take. */
+const REPLY_GRACE_MS = 1_000;
+
 /** A scanner's reply is a status line or a small JSON document; more than this is no answer of theirs. */
 export const MAX_REPLY_BYTES = 1024 * 1024;
 
@@ -58,8 +61,8 @@ export function exchange(endpoint: string, timeoutMs: number, send: (socket: Soc
     socket.once('connect', () => {
       send(socket).then(
         () => socket.end(),
-        // The reply may already say why (clamd's size limit): wait for it, within the deadline.
-        (err: Error) => (size === 0 && socket.destroyed ? finish(err) : undefined),
+        // The scanner may have stopped reading to say why (clamd's size limit): give its reply a moment to arrive.
+        (err: Error) => setTimeout(() => finish(err), REPLY_GRACE_MS).unref(),
       );
     });
   });

@@ -27,7 +27,11 @@ export class Clamd {
       );
       return parseClamdReply(reply.toString('utf8'));
     } catch (err) {
-      return { outcome: 'failed', detail: `clamd at ${this.settings.endpoint}: ${(err as Error).message}` };
+      // clamd answers a message over its StreamMaxLength and closes; when the close beats its answer to us, the
+      // write fails instead (EPIPE, ECONNRESET) and the answer is lost with the socket.
+      const code = (err as NodeJS.ErrnoException).code;
+      const hint = code === 'EPIPE' || code === 'ECONNRESET' ? ` (clamd closed the connection before the ${input.size}-byte message was sent: is its StreamMaxLength smaller?)` : '';
+      return { outcome: 'failed', detail: `clamd at ${this.settings.endpoint}: ${(err as Error).message}${hint}` };
     }
   }
 }

@@ -92,13 +92,13 @@ export const EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST
 export const EICAR_SIGNATURE = 'Mailroom.Test.EICAR';
 
 /** clamd on a unix socket in `dir`, its database one body signature (.ndb) for the EICAR string. */
-export async function startClamd(dir: string): Promise<Scanner> {
+export async function startClamd(dir: string, opts: { streamMaxLength?: string } = {}): Promise<Scanner> {
   await mkdir(join(dir, 'db'), { recursive: true });
   await writeFile(join(dir, 'db', 'test.ndb'), `${EICAR_SIGNATURE}:0:*:${Buffer.from('EICAR-STANDARD-ANTIVIRUS-TEST-FILE').toString('hex')}\n`);
   const socket = join(dir, 'clamd.sock');
   await writeFile(
     join(dir, 'clamd.conf'),
-    ['Foreground yes', `LocalSocket ${socket}`, `DatabaseDirectory ${join(dir, 'db')}`, `PidFile ${join(dir, 'clamd.pid')}`, 'StreamMaxLength 50M', 'LogVerbose no', ''].join('\n'),
+    ['Foreground yes', `LocalSocket ${socket}`, `DatabaseDirectory ${join(dir, 'db')}`, `PidFile ${join(dir, 'clamd.pid')}`, `StreamMaxLength ${opts.streamMaxLength ?? '50M'}`, 'LogVerbose no', ''].join('\n'),
   );
   const proc = startProcess('clamd', ['-c', join(dir, 'clamd.conf')]);
   await waitFor('clamd answering PING', () => ping(socket, 'zPING\0', /PONG/, proc), 60_000, 200);
