@@ -79,6 +79,17 @@ export class DeliveryWorkers {
       this.log,
     );
     const verdicts = this.verdicts;
+    if (verdicts) {
+      const { dns, authentication, scan } = settings;
+      this.log.info(
+        {
+          authentication: authentication.enabled,
+          ...(authentication.enabled ? { dnsServers: dns.servers.length > 0 ? dns.servers : 'system' } : {}),
+          ...Object.fromEntries(Object.entries(scan).map(([name, s]) => [name, (s as { endpoint: string }).endpoint])),
+        },
+        'verdicts on: computed once per message before its first copy is stored',
+      );
+    }
     this.deliveries = new Worker<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>(
       DELIVERIES_QUEUE,
       this.counted(DELIVERIES_QUEUE, async (job) => {
