@@ -41,7 +41,7 @@ export async function startDns(dir: string, txt: Record<string, string>, local: 
   const { Resolver } = (await import('node:dns')).promises;
   const probe = new Resolver({ timeout: 200, tries: 1 });
   probe.setServers([`127.0.0.1:${port}`]);
-  await waitFor('dnsmasq answering', async () => probe.resolveTxt(`probe.${local[0] ?? 'test'}`).then(() => true, (e: NodeJS.ErrnoException) => e.code === 'ENOTFOUND' || (proc.child.exitCode !== null ? Promise.reject(new Error(proc.output())) : false)), 10_000, 100);
+  await ready('dnsmasq answering', proc, async () => probe.resolveTxt(`probe.${local[0] ?? 'test'}`).then(() => true, (e: NodeJS.ErrnoException) => e.code === 'ENOTFOUND' || (proc.child.exitCode !== null ? Promise.reject(new Error(proc.output())) : false)), 10_000, 100);
   return { server: `127.0.0.1:${port}`, port, stop: () => proc.stop() };
 }
 
@@ -56,7 +56,7 @@ export async function startSpamd(dir: string): Promise<Scanner> {
   const port = await freePort();
   await mkdir(dir, { recursive: true });
   const proc: Started = startProcess('spamd', [`--listen=127.0.0.1:${port}`, '-u', 'nobody', '-x', '-L', '--max-children=1', '--min-children=1', `--pidfile=${join(dir, 'spamd.pid')}`, '-s', 'stderr']);
-  await waitFor('spamd answering PING', () => ping(port, 'PING SPAMC/1.5\r\n\r\n', /PONG/, proc), 60_000, 200);
+  await ready('spamd answering PING', proc, () => ping(port, 'PING SPAMC/1.5\r\n\r\n', /PONG/, proc), 60_000, 200);
   return { endpoint: `127.0.0.1:${port}`, stop: () => proc.stop(), output: () => proc.output() };
 }
 
@@ -83,7 +83,7 @@ export async function startRspamd(dir: string): Promise<Scanner> {
     ].join('\n'),
   );
   const proc = startProcess('rspamd', ['-f', '-u', 'root', '-g', 'root', '-c', conf, '--no-fork']);
-  await waitFor('rspamd answering /ping', () => ping(port, 'GET /ping HTTP/1.0\r\n\r\n', /pong/, proc), 120_000, 500);
+  await ready('rspamd answering /ping', proc, () => ping(port, 'GET /ping HTTP/1.0\r\n\r\n', /pong/, proc), 120_000, 500);
   return { endpoint: `127.0.0.1:${port}`, stop: () => proc.stop(), output: () => proc.output() };
 }
 
@@ -101,8 +101,18 @@ export async function startClamd(dir: string, opts: { streamMaxLength?: string }
     ['Foreground yes', `LocalSocket ${socket}`, `DatabaseDirectory ${join(dir, 'db')}`, `PidFile ${join(dir, 'clamd.pid')}`, `StreamMaxLength ${opts.streamMaxLength ?? '50M'}`, 'LogVerbose no', ''].join('\n'),
   );
   const proc = startProcess('clamd', ['-c', join(dir, 'clamd.conf')]);
-  await waitFor('clamd answering PING', () => ping(socket, 'zPING\0', /PONG/, proc), 60_000, 200);
+  await ready('clamd answering PING', proc, () => ping(socket, 'zPING\0', /PONG/, proc), 60_000, 200);
   return { endpoint: socket, stop: () => proc.stop(), output: () => proc.output() };
+}
+
+/** Waits for `proc` to be ready; a process that never is gets stopped, not left running. */
+async function ready(what: string, proc: Started, check: () => Promise<boolean>, timeoutMs: number, everyMs: number): Promise<void> {
+  try {
+    await waitFor(what, check, timeoutMs, everyMs);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
 }
 
 async function ping(target: number | string, request: string, expect: RegExp, proc: Started): Promise<boolean> {
