@@ -16,6 +16,13 @@ have swaks || need+=(swaks)
 [ -x /usr/sbin/postfix ] || need+=(postfix)
 # chromium: headless, opens mailroom load's HTML report as a browser would (test/load/report.test.ts).
 have chromium || need+=(chromium)
+# The verdict tests (test/verdicts) run a real DNS server, SpamAssassin's spamd, rspamd and ClamAV's clamd on loopback, and
+# sign mail with Python's dkim as a DKIM signer independent of nodemailer's.
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+[ -x /usr/sbin/spamd ] || need+=(spamd spamassassin)
+[ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
+[ -x /usr/bin/rspamd ] || need+=(rspamd)
+[ -x /usr/bin/dkimsign ] || need+=(python3-dkim)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -12,6 +12,7 @@ import type { AwsClients } from './aws.js';
 import { isPermanentSnsRefusal, notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
 import type { Slots } from './slots.js';
 import { headerBlockFor, storedMessageStream } from './stored-message.js';
+import type { Verdicts } from '../verdicts/verdicts.js';
 
 export interface DeliverDeps {
   spool: SpoolReader;
@@ -20,6 +21,8 @@ export interface DeliverDeps {
   /** Deliveries in flight across every job of the worker. */
   slots: Slots;
   metrics?: DeliveryMetrics;
+  /** The message verdicts (SPF, DKIM, DMARC, spam, virus), when any are configured; else GRAY as SES's "not checked". */
+  verdicts?: Verdicts;
   /**
    * Whether this job was started before (BullMQ's attemptsStarted > 1). Only then can a lone job's missing spool file
    * mean that an earlier run released it; on a first run it means the file never reached the disk (see deliver()).
@@ -138,7 +141,16 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
               if (continuesHeaderBlock(msg.data ?? (await firstBytes(deps.spool.dataStream(msg, 1))))) {
                 throw new HeaderInjectionError('DATA', 'starts with a space or tab, which would continue the header block before it');
               }
-              const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m));
+              // Once per message, for every rule and retry, before anything is stored (gateway/verdicts).
+              const verdicts = deps.verdicts
+                ? await deps.verdicts.of({
+                    fileId: deps.spool.directory.fileIdOf(data.spoolFile),
+                    envelope: m.envelope,
+                    rules: msg.record.rules,
+                    data: msg.data ?? { size: msg.dataLength, open: () => deps.spool.dataStream(msg) },
+                  })
+                : undefined;
+              const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m), verdicts);
               const key = objectKey(action.objectKeyPrefix, id);
               let storedBytes = 0;
               let multipart = false;
@@ -170,7 +182,14 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
                 stored.add(id);
               }
               if (topicArn) {
-                const notification = await notificationFor(m.envelope, { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } }, headerBlock, inMemory ? { stored: inMemory } : deps.spool.dataStream(msg, HEADER_READ_LIMIT));
+                const notification = await notificationFor(
+                  m.envelope,
+                  { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } },
+                  headerBlock,
+                  inMemory ? { stored: inMemory } : deps.spool.dataStream(msg, HEADER_READ_LIMIT),
+                  Date.now(),
+                  verdicts,
+                );
                 toNotify.push({ m, notification, key, started, storedBytes, multipart });
               } else {
                 done.add(id);

@@ -4,6 +4,7 @@ import { buildReceivedNotification, headerBlockOf, readHeaderBlock, serializeNot
 import type { Readable } from 'node:stream';
 import type { MessageEnvelope, SpooledRule } from '../spool/format.js';
 import { storedMessageStream } from './stored-message.js';
+import { notificationVerdicts, type MessageVerdicts } from '../verdicts/verdicts.js';
 
 /**
  * The notification for one rule's copy. Its header list comes from the head of the stored message (header block +
@@ -12,8 +13,9 @@ import { storedMessageStream } from './stored-message.js';
  * message), else a stream of its DATA's head.
  *
  * Timestamps are the receipt time, so a re-run publishes the same document apart from processingTimeMillis.
- * Verdicts: spam/virus GRAY when the rule scans (nothing is scanned yet), else DISABLED (the value consumers know
- * from SES's non-scanning rules, docs/ses-format.md#verdicts); SPF/DKIM/DMARC GRAY — not computed, so not claimed.
+ * Verdicts: the message's (gateway/verdicts, kept for every rule and retry), else spam/virus GRAY when the rule scans
+ * and DISABLED when it does not (the value consumers know from SES's non-scanning rules, docs/ses-format.md#verdicts),
+ * SPF/DKIM/DMARC GRAY — not computed, so not claimed.
  */
 export async function notificationFor(
   envelope: MessageEnvelope,
@@ -21,10 +23,11 @@ export async function notificationFor(
   headerBlock: Buffer,
   source: Readable | { stored: Buffer },
   now: number = Date.now(),
+  verdicts?: MessageVerdicts,
 ): Promise<ReceivedNotification> {
   const head = 'stored' in source ? headerBlockOf(source.stored, HEADER_READ_LIMIT) : await readHeaderBlock(storedMessageStream(headerBlock, source), HEADER_READ_LIMIT);
   const received = new Date(envelope.receivedAt);
-  const scan = rule.scanEnabled ? 'GRAY' : 'DISABLED';
+  const v = notificationVerdicts(verdicts, rule);
   return buildReceivedNotification({
     timestamp: received,
     processingTimeMillis: Math.max(0, now - received.getTime()),
@@ -32,7 +35,8 @@ export async function notificationFor(
     messageId: envelope.messageId,
     recipients: rule.recipients,
     headerBlock: head.block,
-    verdicts: { spam: scan, virus: scan, spf: 'GRAY', dkim: 'GRAY', dmarc: 'GRAY' },
+    verdicts: v.verdicts,
+    ...(v.dmarcPolicy ? { dmarcPolicy: v.dmarcPolicy } : {}),
     action: { topicArn: rule.s3Action.topicArn, bucketName: rule.s3Action.bucketName, objectKeyPrefix: rule.s3Action.objectKeyPrefix },
   });
 }

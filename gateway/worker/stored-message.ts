@@ -1,13 +1,15 @@
 import { Readable } from 'node:stream';
 import { buildHeaderBlock } from '../../shared/ses/header-block.js';
 import type { MessageEnvelope, SpooledRule } from '../spool/format.js';
+import { headerBlockVerdicts, type MessageVerdicts } from '../verdicts/verdicts.js';
 
 /**
- * The SES header block of one rule's copy of a message (docs/ses-format.md#header-block), as bytes. Verdicts: a scan-enabled rule gets
- * GRAY spam and virus headers — the honest answer until scanning exists; SPF, DKIM and DMARC are not computed yet,
- * so their headers are left out rather than claiming a result (the builder's contract).
+ * The SES header block of one rule's copy of a message (docs/ses-format.md#header-block), as bytes, with the message's
+ * verdicts (gateway/verdicts): a scan-enabled rule gets the spam and virus headers (GRAY when nothing scanned it),
+ * and the authentication results are written only when they were computed — never a claimed result (the builder's
+ * contract). Their authserv-id is the gateway's own name, the `by` host.
  */
-export function headerBlockFor(envelope: MessageEnvelope, rule: SpooledRule): Buffer {
+export function headerBlockFor(envelope: MessageEnvelope, rule: SpooledRule, verdicts?: MessageVerdicts): Buffer {
   const text = buildHeaderBlock({
     mailFrom: envelope.mailFrom,
     ...(envelope.clientIp !== undefined && envelope.helo !== undefined ? { helo: envelope.helo, clientIp: envelope.clientIp } : {}),
@@ -16,7 +18,7 @@ export function headerBlockFor(envelope: MessageEnvelope, rule: SpooledRule): Bu
     messageId: envelope.messageId,
     recipients: rule.recipients,
     receivedAt: new Date(envelope.receivedAt),
-    ...(rule.scanEnabled ? { scan: { spam: 'GRAY', virus: 'GRAY' } as const } : {}),
+    ...headerBlockVerdicts(verdicts, rule),
   });
   return Buffer.from(text, 'utf8');
 }

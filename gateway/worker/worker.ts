@@ -2,12 +2,14 @@ import { Worker, type Job } from 'bullmq';
 import type { Logger } from '../runtime/log.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import { cappedExponentialBackoff, DELIVERIES_QUEUE, deliveryBatch, SPOOL_QUEUE, type DeliveryJobData, type DeliveryJobDataV1, type ReleaseJobData } from '../queue/jobs.js';
-import { bullConnection } from '../redis/connection.js';
+import { bullConnection, redisClient, type RedisClient } from '../redis/connection.js';
 import type { GatewayRuntime } from '../runtime/settings.js';
 import type { SpoolReader } from '../spool/reader.js';
 import { AwsClients } from './aws.js';
 import { deliver, jobError, type DeliveryOutcome, type DeliveryResult } from './deliver.js';
 import { Slots } from './slots.js';
+import { VerdictStore } from '../verdicts/store.js';
+import { Verdicts } from '../verdicts/verdicts.js';
 
 /** After aborting deliveries at shutdown, how long the workers get to let go of Redis. */
 const FORCE_CLOSE_MS = 5_000;
@@ -32,6 +34,9 @@ export class DeliveryWorkers {
   /** Aborts uploads still running when a shutdown runs out of time. */
   private readonly abort = new AbortController();
   private closeConnection: () => Promise<void> = async () => undefined;
+  /** SPF, DKIM, DMARC and scans, when configured; their Redis client (kept with the node's jobs, verdicts/store.ts). */
+  private verdicts: Verdicts | undefined;
+  private verdictRedis: RedisClient | undefined;
   /**
    * Jobs (queue:id) whose processor started and whose result BullMQ has not stored yet (no completed/failed event):
    * running, or finished with the result still queued for a Redis that is away.
@@ -63,6 +68,28 @@ export class DeliveryWorkers {
     const tuning = { multipartThresholdBytes: settings.upload.multipartThresholdBytes, partSizeBytes: settings.upload.partSizeBytes, queueSize: settings.upload.queueSize };
 
     const slots = new Slots(w.concurrency);
+    this.verdicts = Verdicts.fromSettings(
+      settings,
+      () => {
+        // Like BullMQ's own worker connection: commands wait for a Redis that is away, as the job itself does.
+        this.verdictRedis = redisClient(settings.redis, 'worker');
+        this.verdictRedis.on('error', () => undefined); // the workers' connection reports Redis trouble
+        return new VerdictStore(this.verdictRedis, this.opts.prefix);
+      },
+      this.log,
+    );
+    const verdicts = this.verdicts;
+    if (verdicts) {
+      const { dns, authentication, scan } = settings;
+      this.log.info(
+        {
+          authentication: authentication.enabled,
+          ...(authentication.enabled ? { dnsServers: dns.servers.length > 0 ? dns.servers : 'system' } : {}),
+          ...Object.fromEntries(Object.entries(scan).map(([name, s]) => [name, (s as { endpoint: string }).endpoint])),
+        },
+        'verdicts on: computed once per message before its first copy is stored',
+      );
+    }
     this.deliveries = new Worker<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>(
       DELIVERIES_QUEUE,
       this.counted(DELIVERIES_QUEUE, async (job) => {
@@ -74,7 +101,7 @@ export class DeliveryWorkers {
         for (let i = 0; i < todo; i++) metrics?.deliveryStarted();
         let outcome: DeliveryOutcome | undefined;
         try {
-          outcome = await deliver(data, { spool: this.spool, aws: this.aws, tuning, slots, ranBefore: job.attemptsStarted > 1, ...(metrics ? { metrics } : {}) }, this.abort.signal);
+          outcome = await deliver(data, { spool: this.spool, aws: this.aws, tuning, slots, ranBefore: job.attemptsStarted > 1, ...(metrics ? { metrics } : {}), ...(verdicts ? { verdicts } : {}) }, this.abort.signal);
         } finally {
           // A failure is final when the job will not run again: out of attempts, or nothing in it a retry could fix.
           // (A job that threw before any outcome — a bug — counts its messages as retries.)
@@ -125,7 +152,9 @@ export class DeliveryWorkers {
     this.releases = new Worker<ReleaseJobData, boolean>(
       SPOOL_QUEUE,
       this.counted(SPOOL_QUEUE, async (job) => {
-        const removed = await this.spool.directory.remove(this.spool.directory.fileIdOf(job.data.spoolFile));
+        const fileId = this.spool.directory.fileIdOf(job.data.spoolFile);
+        const removed = await this.spool.directory.remove(fileId);
+        await verdicts?.release(fileId);
         this.log.debug({ spoolFile: job.data.spoolFile, jobId: job.id, messageIds: job.data.messageIds, removed }, 'every rule of every message delivered; spool file released');
         return removed;
       }),
@@ -163,7 +192,9 @@ export class DeliveryWorkers {
    */
   private async release(job: Job<DeliveryJobData | DeliveryJobDataV1, DeliveryResult>, data: DeliveryJobData, outcome: DeliveryOutcome): Promise<void> {
     try {
-      const removed = await this.spool.directory.remove(this.spool.directory.fileIdOf(data.spoolFile));
+      const fileId = this.spool.directory.fileIdOf(data.spoolFile);
+      const removed = await this.spool.directory.remove(fileId);
+      await this.verdicts?.release(fileId);
       this.log.debug({ spoolFile: data.spoolFile, jobId: job.id, removed }, 'every message delivered; spool file released');
     } catch (err) {
       await job.updateData({ ...data, done: outcome.done, stored: [] }).catch((e: Error) => this.log.warn({ jobId: job.id, err: e.message }, 'could not record delivery progress; the retry redoes the whole job'));
@@ -232,6 +263,8 @@ export class DeliveryWorkers {
     } finally {
       for (const t of timers) clearTimeout(t); // clears the interval too
       await this.closeConnection();
+      this.verdicts?.stop();
+      this.verdictRedis?.disconnect();
       this.aws.destroy();
     }
   }

@@ -205,6 +205,102 @@ export const GatewayUploadSchema = z
   })
   .strict();
 
+/**
+ * A DNS server as Node's resolver takes it: `192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or `[2001:db8::53]:5353`.
+ * Shared by the schema (to refuse typos early) and gateway/verdicts/dns.ts.
+ */
+export function parseDnsServer(entry: string): { address: string; port: number } | { error: string } {
+  const v = entry.trim();
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(v);
+  const [address, port] = bracketed ? [bracketed[1]!, bracketed[2]] : isIP(v) ? [v, undefined] : ((m) => (m ? [m[1]!, m[2]] : [v, undefined]))(/^([^:]+):(\d{1,5})$/.exec(v));
+  if (!isIP(address)) return { error: 'is not an IP address, with an optional port (e.g. "192.0.2.53", "192.0.2.53:5353", "[2001:db8::53]:5353")' };
+  const p = port === undefined ? 53 : Number(port);
+  if (!(p >= 1 && p <= 65535)) return { error: 'has a port outside 1-65535' };
+  return { address, port: p };
+}
+
+/** A scanner's endpoint: `host:port`, or a unix socket as an absolute path (`/run/clamav/clamd.ctl`) or `unix:<path>`. */
+export function parseEndpoint(entry: string): { host: string; port: number } | { path: string } | { error: string } {
+  const v = entry.trim();
+  if (v.startsWith('unix:')) return v.length > 5 && v[5] === '/' ? { path: v.slice(5) } : { error: 'names a unix socket without an absolute path (e.g. "unix:/run/clamav/clamd.ctl")' };
+  if (v.startsWith('/')) return { path: v };
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+  if (!m) return { error: 'is neither host:port nor a unix socket path (e.g. "127.0.0.1:3310", "/run/clamav/clamd.ctl")' };
+  const port = Number(m[3]);
+  if (!(port >= 1 && port <= 65535)) return { error: 'has a port outside 1-65535' };
+  return { host: m[1] ?? m[2]!, port };
+}
+
+const endpoint = (example: string) =>
+  z
+    .string()
+    .superRefine((v, ctx) => {
+      const r = parseEndpoint(v);
+      if ('error' in r) ctx.addIssue({ code: 'custom', message: `"${v}" ${r.error}`, params: { fix: `write it as host:port or an absolute socket path, e.g. "${example}"` } });
+    })
+    .describe(`host:port, or a unix socket as an absolute path or unix:<path> (e.g. "${example}").`);
+
+export const GatewayDnsSchema = z
+  .object({
+    servers: z
+      .array(
+        z.string().superRefine((v, ctx) => {
+          const r = parseDnsServer(v);
+          if ('error' in r) ctx.addIssue({ code: 'custom', message: `"${v}" ${r.error}`, params: { fix: 'give the IP address of a DNS resolver, with :port when it is not 53' } });
+        }),
+      )
+      .default([])
+      .describe('DNS resolvers asked for SPF, DKIM and DMARC records ("192.0.2.53", "192.0.2.53:5353", "[2001:db8::53]:53"), in order. Empty: the machine\'s (/etc/resolv.conf).'),
+    timeoutMs: ms(2_000, 'How long one try of a DNS query waits for its answer'),
+    tries: z.number().int().min(1).max(5).default(2).describe('Tries per DNS query (per server) before it counts as a DNS failure: temperror, the SES verdict PROCESSING_FAILED.'),
+    cacheSize: z.number().int().nonnegative().default(10_000).describe('DNS answers kept in memory (least recently used dropped first), "no such name" included; 0 = no cache.'),
+    cacheTtlMs: ms(300_000, 'How long a cached DNS answer is used'),
+  })
+  .strict();
+
+export const GatewayAuthenticationSchema = z
+  .object({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Check SPF (the client\'s IP against MAIL FROM, or HELO for bounces), DKIM and DMARC for each message after it is accepted, as SES does, and write the results in Received-SPF, Authentication-Results and the notification\'s verdicts. Needs DNS (gateway.dns). Off: those verdicts are GRAY. Leave it off when the gateway\'s clients are your own relays: SPF would check the relay\'s address.',
+      ),
+  })
+  .strict();
+
+const spamScanner = (example: string) =>
+  z
+    .object({
+      endpoint: endpoint(example),
+      timeoutMs: ms(30_000, 'How long a scan may take, connection included, before the verdict is PROCESSING_FAILED'),
+      maxBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1024 * 1024)
+        .describe('Messages larger than this are not sent to the spam scanner (as spamc skips them) and get the spam verdict GRAY.'),
+    })
+    .strict();
+
+export const GatewayScanSchema = z
+  .object({
+    spamd: spamScanner('127.0.0.1:783').optional().describe("SpamAssassin's spamd (spamc protocol): spam verdicts for rules with scanEnabled."),
+    rspamd: spamScanner('127.0.0.1:11333').optional().describe("rspamd's normal worker (HTTP /checkv2): spam verdicts for rules with scanEnabled."),
+    clamd: z
+      .object({
+        endpoint: endpoint('/run/clamav/clamd.ctl'),
+        timeoutMs: ms(30_000, 'How long a scan may take, connection included, before the verdict is PROCESSING_FAILED'),
+      })
+      .strict()
+      .optional()
+      .describe("ClamAV's clamd (INSTREAM): virus verdicts for rules with scanEnabled. Its StreamMaxLength must be at least maxMessageSize, or bigger mail gets PROCESSING_FAILED."),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.spamd && s.rspamd) ctx.addIssue({ code: 'custom', path: ['rspamd'], message: 'spamd and rspamd are both configured; a message gets one spam verdict', params: { fix: 'keep one of gateway.scan.spamd and gateway.scan.rspamd' } });
+  });
+
 export const GatewayHttpSchema = z
   .object({
     host: z.string().default('127.0.0.1').describe('Address of the metrics/health listener; keep it off the public interface.'),
@@ -238,6 +334,9 @@ export const GatewaySettingsSchema = z
     redis: GatewayRedisSchema.prefault({}),
     worker: GatewayWorkerSchema.prefault({}),
     upload: GatewayUploadSchema.prefault({}),
+    dns: GatewayDnsSchema.prefault({}).describe('The resolver the verdicts use (SPF, DKIM, DMARC): servers, per-query timeout and tries, answer cache.'),
+    authentication: GatewayAuthenticationSchema.prefault({}).describe('SPF, DKIM and DMARC verdicts for gateway mail (docs/ses-format.md#verdicts).'),
+    scan: GatewayScanSchema.prefault({}).describe('Spam and virus scanners for rules with scanEnabled. None configured: their verdicts are GRAY.'),
   })
   .strict();
 export type GatewaySettings = z.infer<typeof GatewaySettingsSchema>;

@@ -27,9 +27,9 @@ export interface ReceivedNotificationInput {
   headerBlock: Uint8Array | string;
   verdicts: { spam: VerdictStatus; virus: VerdictStatus; spf: VerdictStatus; dkim: VerdictStatus; dmarc: VerdictStatus };
   /**
-   * The sender domain's DMARC policy. Written only when `verdicts.dmarc` is FAIL (DOC), right after
-   * `dmarcVerdict` — its position is UNCONFIRMED (docs/ses-format.md#notification-details); next to the verdict it qualifies is the reading
-   * least likely to surprise.
+   * The sender domain's DMARC policy, given when DMARC failed (DOC): written when `verdicts.dmarc` is FAIL, or GRAY
+   * (a failure under `p=none`, docs/ses-format.md#verdicts), right after `dmarcVerdict` — its position is UNCONFIRMED
+   * (docs/ses-format.md#notification-details); next to the verdict it qualifies is the reading least likely to surprise.
    */
   dmarcPolicy?: DmarcPolicy;
   action: { topicArn: string; bucketName: string; objectKeyPrefix?: string };
@@ -57,7 +57,7 @@ export function buildReceivedNotification(input: ReceivedNotificationInput): Rec
     spfVerdict: { status: verdicts.spf },
     dkimVerdict: { status: verdicts.dkim },
     dmarcVerdict: { status: verdicts.dmarc },
-    ...(verdicts.dmarc === 'FAIL' && input.dmarcPolicy ? { dmarcPolicy: input.dmarcPolicy } : {}),
+    ...((verdicts.dmarc === 'FAIL' || verdicts.dmarc === 'GRAY') && input.dmarcPolicy ? { dmarcPolicy: input.dmarcPolicy } : {}),
     action: {
       type: 'S3',
       topicArn: action.topicArn,

@@ -5,7 +5,8 @@
  *
  * The block is recognised by its fields in SES's order: `Return-Path`, SES's `Received` (`… by <host> with SMTP id
  * <message id> for <recipient>; <date>`, or `with local` for replayed mail that had no SMTP client), then, each at most once and in this order, the scan verdicts, SES's
- * `Received-SPF` (`spfCheck:` wording) and `Authentication-Results` (authserv-id `amazonses.com`), `X-SES-RECEIPT` and
+ * `Received-SPF` (`spfCheck:` wording) and `Authentication-Results` (authserv-id `amazonses.com`, or the `by` host for a
+ * gateway's block), `X-SES-RECEIPT` and
  * `X-SES-DKIM-SIGNATURE`. The first field out of that sequence is the sender's own header block — which may hold its
  * own `Return-Path` and `Received` fields further down; those stay.
  *
@@ -164,7 +165,7 @@ export function readStoredHeaderBlock(head: Buffer, atEnd: boolean): StoredBlock
     if (at < 0) break;
     const f = fieldAt(head, pos, atEnd);
     if (f === 'more') return more();
-    if (!f || !belongsToBlock(f)) break;
+    if (!f || !belongsToBlock(f, block.byHost)) break;
     next = at + 1;
     pos = block.length = f.end;
     switch (f.name) {
@@ -187,9 +188,15 @@ export function readStoredHeaderBlock(head: Buffer, atEnd: boolean): StoredBlock
   return { state: 'block', block };
 }
 
-/** SES's authentication fields have its wording; a sender's own ones (from another receiver) do not. */
-function belongsToBlock(f: RawField): boolean {
+/**
+ * SES's authentication fields have its wording, and its (or the gateway's, named in `by`) authserv-id; a sender's own
+ * ones (from another receiver) do not.
+ */
+function belongsToBlock(f: RawField, byHost: string): boolean {
   if (f.name === 'received-spf') return f.value.includes('(spfCheck:');
-  if (f.name === 'authentication-results') return /^amazonses\.com;/.test(f.value);
+  if (f.name === 'authentication-results') {
+    const id = /^([^;\s]+)\s*;/.exec(f.value)?.[1]?.toLowerCase();
+    return id === 'amazonses.com' || id === byHost.toLowerCase();
+  }
   return true;
 }

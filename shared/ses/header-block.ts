@@ -1,5 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import type { VerdictStatus } from './verdicts.js';
+import type { DkimResult, DmarcResult, SpfResult, VerdictStatus } from './verdicts.js';
+
+export type { DkimResult, DmarcResult, SpfResult };
 
 /**
  * The trace/authentication block SES prepends to the stored message (docs/ses-format.md#header-block): Return-Path, Received, the scan
@@ -11,14 +13,14 @@ import type { VerdictStatus } from './verdicts.js';
  *
  * Authentication headers report only what the caller actually computed: an omitted `spf`/`dkim`/`dmarc` input
  * drops that method's line (and Received-SPF with `spf`); with none of them, Authentication-Results is omitted. A
- * gateway that has not checked must not claim `pass` — downstream filters trust this header.
+ * gateway that has not checked must not claim `pass` — downstream filters trust this header. Its authserv-id names
+ * the host that checked (the gateway's own name, `by`), never `amazonses.com`: a consumer that trusts SES's results
+ * must not be led to trust a gateway's as SES's (docs/ses-format.md#authentication-results).
  */
 
 export type ScanVerdict = Exclude<VerdictStatus, 'DISABLED'>;
-/** RFC 8601 result vocabularies; SES has only been seen writing pass / permerror / fail (docs/ses-format.md#authentication-results). */
-export type SpfResult = 'pass' | 'fail' | 'softfail' | 'neutral' | 'none' | 'temperror' | 'permerror';
-export type DkimResult = 'pass' | 'fail' | 'neutral' | 'none' | 'policy' | 'temperror' | 'permerror';
-export type DmarcResult = 'pass' | 'fail' | 'none' | 'temperror' | 'permerror';
+/** At most this many `dkim=` lines: a sender controls how many signatures a message carries, the block stays bounded. */
+export const MAX_DKIM_LINES = 10;
 
 export interface HeaderBlockInput {
   /** Envelope MAIL FROM, bare; `""` for the null reverse-path (bounces), written `Return-Path: <>`. */
@@ -36,11 +38,17 @@ export interface HeaderBlockInput {
   receivedAt: Date;
   /** Present only when the rule is scan-enabled. */
   scan?: { spam: ScanVerdict; virus: ScanVerdict };
-  /** `domain` is the one whose record decided (SES names e.g. `_spf.google.com`, the include that matched). */
-  spf?: { result: SpfResult; domain: string };
-  /** One entry per DKIM signature checked; `[]` (checked, unsigned) is written `dkim=none;`. */
+  /**
+   * `domain` is the one whose record decided (SES names e.g. `_spf.google.com`, the include that matched).
+   * `envelopeFrom`: the identity checked when it is not MAIL FROM — `postmaster@<HELO>` for the null reverse-path
+   * (RFC 7208 §2.4).
+   */
+  spf?: { result: SpfResult; domain: string; envelopeFrom?: string };
+  /** One entry per DKIM signature checked (the first MAX_DKIM_LINES written); `[]` (checked, unsigned) is written `dkim=none;`. */
   dkim?: readonly { result: DkimResult; domain: string }[];
   dmarc?: { result: DmarcResult; headerFrom: string };
+  /** Authentication-Results' authserv-id; default `byHost`. Only a rebuild of SES's own block passes `amazonses.com`. */
+  authservId?: string;
 }
 
 export class HeaderInjectionError extends Error {
@@ -153,8 +161,10 @@ function checkFields(i: HeaderBlockInput): void {
     ['message id', i.messageId],
     ['recipient', i.recipients[0]],
     ['SPF domain', i.spf?.domain],
+    ['SPF envelope-from', i.spf?.envelopeFrom],
+    ['authserv-id', i.authservId],
     ['DMARC header.from', i.dmarc?.headerFrom],
-    ...(i.dkim ?? []).map((d): [string, string] => ['DKIM domain', d.domain]),
+    ...(i.dkim ?? []).slice(0, MAX_DKIM_LINES).map((d): [string, string] => ['DKIM domain', d.domain]),
   ];
   for (const [field, value] of fields) {
     const problem = value === undefined ? undefined : headerFieldProblem(value);
@@ -174,16 +184,16 @@ export function buildHeaderBlock(input: HeaderBlockInput): string {
   if (input.spf) {
     if (ip === undefined || input.helo === undefined) throw new RangeError('an SPF result needs the SMTP client it was checked for');
     const { result, domain } = input.spf;
-    const spf = `${result} (spfCheck: ${spfExplanation(result, domain, ip)}) client-ip=${ip}; envelope-from=${input.mailFrom}; helo=${input.helo};`;
+    const spf = `${result} (spfCheck: ${spfExplanation(result, domain, ip)}) client-ip=${ip}; envelope-from=${input.spf.envelopeFrom ?? input.mailFrom}; helo=${input.helo};`;
     fields.push(`Received-SPF: ${spf}`);
     methods.push(`spf=${spf}`);
   }
   if (input.dkim) {
     if (input.dkim.length === 0) methods.push('dkim=none;');
-    for (const d of input.dkim) methods.push(`dkim=${d.result} header.i=@${d.domain};`);
+    for (const d of input.dkim.slice(0, MAX_DKIM_LINES)) methods.push(`dkim=${d.result} header.i=@${d.domain};`);
   }
   if (input.dmarc) methods.push(`dmarc=${input.dmarc.result} header.from=${input.dmarc.headerFrom};`);
-  if (methods.length > 0) fields.push(['Authentication-Results: amazonses.com;', ...methods].join('\r\n '));
+  if (methods.length > 0) fields.push([`Authentication-Results: ${input.authservId ?? input.byHost};`, ...methods].join('\r\n '));
 
   return fields.map((f) => `${f}\r\n`).join('');
 }

@@ -15,6 +15,7 @@
  *   4. Peak RSS (VmHWM) of a fresh `mailroom gateway` while 8 clients each send a 40 MB message at once (to the sink).
  *   5. `mailroom load smtp` against smtp-sink next to smtp-source, same run: the load generator is not the bottleneck
  *      (test/bench/load-generator.ts).
+ *   6. End to end to the sink with the verdicts on (SPF, DKIM, DMARC; DNS answered by dnsmasq on loopback) next to off.
  *
  * Every step is bounded by a message count and a timeout. BENCH_STEPS=1,2 runs a subset; BENCH_PROFILE=<dir> runs
  * the gateway processes with --cpu-prof into <dir>; BENCH_NODE_ARGS adds node flags to them; BENCH_SCALE=0.5 shrinks the counts; BENCH_MOTO=0 skips moto; BENCH_HALF_RATE=900 fixes step 2's open-loop rate;
@@ -42,7 +43,7 @@ import { loadGeneratorRows } from './load-generator.js';
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
-const STEPS = new Set((process.env.BENCH_STEPS ?? '1,2,3,4,5').split(',').map((s) => s.trim()));
+const STEPS = new Set((process.env.BENCH_STEPS ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()));
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 const n = (x: number) => Math.max(100, Math.round(x * SCALE));
 
@@ -332,6 +333,7 @@ async function startGatewayProc(
   redis: RedisServer,
   rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string },
   awsEnv: Record<string, string>,
+  gatewayExtra: Record<string, unknown> = {},
 ): Promise<Gateway> {
   const port = await freePort();
   const spoolDir = join(work, `spool-${name}`);
@@ -348,6 +350,7 @@ async function startGatewayProc(
       redis: { url: redis.url, prefix: `bench-${name}` },
       worker: { concurrency: CONCURRENCY, thread: command === 'gateway+thread' ? 'yes' : 'no' },
       ...(process.env.BENCH_UPLOAD ? { upload: JSON.parse(process.env.BENCH_UPLOAD) as Record<string, unknown> } : {}),
+      ...gatewayExtra,
     },
   };
   const file = join(work, `${name}.json`);
@@ -399,8 +402,8 @@ async function vm(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
 }
 
 /** SMTP → spool → S3 (+KMS) → SNS for `count` messages, until the spool is empty. */
-async function endToEnd(label: string, work: string, redis: RedisServer, rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string }, awsEnv: Record<string, string>, count: number, timeoutMs: number, command: Layout = 'gateway'): Promise<RateResult> {
-  const gw = await startGatewayProc(command, work, label, redis, rule, awsEnv);
+async function endToEnd(label: string, work: string, redis: RedisServer, rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string }, awsEnv: Record<string, string>, count: number, timeoutMs: number, command: Layout = 'gateway', gatewayExtra: Record<string, unknown> = {}): Promise<RateResult> {
+  const gw = await startGatewayProc(command, work, label, redis, rule, awsEnv, gatewayExtra);
   try {
     await smtpSource(`${label} warm-up`, gw.port, 200, true, 60_000);
     if (!(await drained(gw, 60_000))) throw new Error(`${label}: warm-up did not drain`);
@@ -516,6 +519,32 @@ interface Row {
   ratio?: string;
   target?: string;
   verdict?: 'met' | 'MISSED';
+}
+
+/**
+ * 5. Verdicts (gateway.authentication): end to end to the local sink with SPF, DKIM and DMARC checked for every
+ * message — DNS answered by dnsmasq on loopback with the bench sender's SPF and DMARC records — next to the same run
+ * with them off, alternated off/on/off/on so the VM's drift hits both. The SMTP part's rate of each run is the accept
+ * path's: the verdicts run in the worker, after the 250.
+ */
+async function verdictsStep(work: string, redis: RedisServer, rows: Row[], cleanups: Array<() => Promise<unknown>>): Promise<void> {
+  const { startDns } = await import('../verdicts/support.js');
+  const domain = FROM.slice(FROM.indexOf('@') + 1);
+  const dns = await startDns(work, { [domain]: 'v=spf1 ip4:127.0.0.1 -all', [`_dmarc.${domain}`]: 'v=DMARC1; p=none' }, [domain]);
+  cleanups.push(() => dns.stop());
+  const sink = await startSinkProc(work);
+  cleanups.push(() => sink.proc.stop());
+  const rule = { bucketName: 'bench', kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`, topicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:bench` };
+  const on = { dns: { servers: [dns.server] }, authentication: { enabled: true } };
+  const runs: Record<'off' | 'on', RateResult[]> = { off: [], on: [] };
+  for (const mode of ['off', 'on', 'off', 'on'] as const) {
+    runs[mode].push(await endToEnd(`e2e-verdicts-${mode}-${runs[mode].length + 1}`, work, redis, rule, { AWS_ENDPOINT_URL: sink.endpoint }, n(3_000), 120_000, 'gateway', mode === 'on' ? on : {}));
+  }
+  const best = (r: RateResult[]) => r.reduce(faster);
+  const [off, onBest] = [best(runs.off), best(runs.on)];
+  const fig = (r: RateResult) => `${r.rate.toFixed(0)} msg/s${r.ok ? '' : ` (${r.note})`}`;
+  rows.push({ what: 'end to end SMTP → S3+KMS → SNS, local sink, verdicts off (faster of 2)', figure: fig(off) });
+  rows.push({ what: 'end to end, same, SPF + DKIM + DMARC on (dnsmasq on loopback; faster of 2)', figure: fig(onBest), ratio: `${(onBest.rate / off.rate).toFixed(2)}×` });
 }
 
 async function main(): Promise<void> {
@@ -656,6 +685,9 @@ async function main(): Promise<void> {
       e2eRow('local sink', e2eSinkThread, plainSink, true, callsSink, 'gateway+thread');
       e2eRow('local sink', e2eSinkThreadNoKms, plainSink, false, undefined, 'gateway+thread');
     }
+
+    // 6. verdicts on next to off
+    if (STEPS.has('6')) await verdictsStep(work, redis, rows, cleanups);
 
     // 4. peak RSS with 8 × 40 MB
     if (STEPS.has('4')) {

@@ -55,7 +55,10 @@ describe('readStoredHeaderBlock', () => {
         dkim: [{ result: 'pass', domain: 'gmail.com' }, { result: 'permerror', domain: 'x.example' }],
         dmarc: { result: 'pass', headerFrom: 'gmail.com' },
         scan: { spam: 'PASS', virus: 'FAIL' },
+        authservId: 'amazonses.com',
       },
+      // A gateway's own results: authserv-id is its name in `by`.
+      { ...gatewayInput, spf: { result: 'fail', domain: 'sender.example' }, dkim: [], dmarc: { result: 'fail', headerFrom: 'sender.example' }, scan: { spam: 'FAIL', virus: 'PROCESSING_FAILED' } },
     ];
     for (const input of variants) {
       const block = buildHeaderBlock(input);
@@ -72,7 +75,7 @@ describe('readStoredHeaderBlock', () => {
       expect(r.block.client).toEqual(input.clientIp === undefined ? undefined : { helo: input.helo, ...(input.clientHostname ? { hostname: input.clientHostname } : {}), ip: input.clientIp.replace(/^::ffff:/, '') });
       expect(r.block.scan).toEqual(input.scan ? { spam: input.scan.spam, virus: input.scan.virus } : undefined);
       expect(r.block.receivedSpf !== undefined).toBe(input.spf !== undefined);
-      expect(r.block.authenticationResults?.startsWith('amazonses.com;')).toBe(input.spf ? true : undefined);
+      expect(r.block.authenticationResults?.startsWith(`${input.authservId ?? input.byHost};`)).toBe(input.spf ? true : undefined);
       expect(r.block.signedBySes).toBe(false);
     }
   });
@@ -85,6 +88,7 @@ describe('readStoredHeaderBlock', () => {
       spf: { result: 'pass', domain: '_spf.google.com' },
       dkim: [{ result: 'pass', domain: 'gmail.com' }],
       dmarc: { result: 'pass', headerFrom: 'gmail.com' },
+      authservId: 'amazonses.com',
     });
     const withSigned = `${block}${SES_SIGNED}\r\n`;
     const r = readStoredHeaderBlock(stored(withSigned), true);

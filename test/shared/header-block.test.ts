@@ -5,6 +5,7 @@ import {
   formatReceivedDate,
   HeaderInjectionError,
   headerFieldProblem,
+  MAX_DKIM_LINES,
   type HeaderBlockInput,
 } from '../../shared/ses/header-block.js';
 import { parseHeaderBlock } from '../../shared/notification/headers.js';
@@ -25,6 +26,7 @@ const base: HeaderBlockInput = {
   spf: { result: 'pass', domain: '_spf.google.com' },
   dkim: [{ result: 'pass', domain: 'gmail.com' }],
   dmarc: { result: 'pass', headerFrom: 'gmail.com' },
+  authservId: 'amazonses.com',
 };
 
 const SPF =
@@ -167,5 +169,31 @@ describe('header field safety', () => {
     // What the check prevents: the sender's bytes inside the gateway's own field.
     const parsed = parseHeaderBlock(buildHeaderBlock(base) + ' PASS\r\n\r\n');
     expect(parsed.headers.at(-1)?.value).toMatch(/ PASS$/);
+  });
+});
+
+describe('the gateway\'s own authentication results', () => {
+  const gateway: HeaderBlockInput = { ...base, byHost: 'mx1.mailroom.example', authservId: undefined };
+
+  it('names the gateway as authserv-id, never amazonses.com', () => {
+    const block = buildHeaderBlock(gateway);
+    expect(block).toContain('\r\nAuthentication-Results: mx1.mailroom.example;\r\n spf=pass ');
+    expect(block).not.toContain('amazonses.com');
+    expect(buildHeaderBlock({ ...gateway, authservId: 'checker.mailroom.example' })).toContain('Authentication-Results: checker.mailroom.example;\r\n');
+    expect(() => buildHeaderBlock({ ...gateway, authservId: 'x\r\nX-Forged: 1' })).toThrow(HeaderInjectionError);
+  });
+
+  it('writes the identity SPF checked for the null reverse-path: postmaster@<HELO>', () => {
+    const block = buildHeaderBlock({ ...gateway, mailFrom: '', spf: { result: 'none', domain: 'mail-io1-f41.google.com', envelopeFrom: 'postmaster@mail-io1-f41.google.com' } });
+    expect(block).toMatch(/^Return-Path: <>\r\n/);
+    expect(block).toContain(
+      'Received-SPF: none (spfCheck: domain of mail-io1-f41.google.com does not designate permitted sender hosts) client-ip=209.85.166.41; envelope-from=postmaster@mail-io1-f41.google.com; helo=mail-io1-f41.google.com;\r\n',
+    );
+  });
+
+  it('writes at most MAX_DKIM_LINES dkim lines, however many signatures a sender adds', () => {
+    const many = Array.from({ length: 500 }, (_, i) => ({ result: 'permerror' as const, domain: `s${i}.sender.example` }));
+    const block = buildHeaderBlock({ ...gateway, dkim: many });
+    expect(block.match(/\r\n dkim=/g)).toHaveLength(MAX_DKIM_LINES);
   });
 });

@@ -161,6 +161,7 @@ describe('a real 2019 SES notification (docs/ses-format.md#notification-document
       spf: { result: 'pass', domain: '_spf.google.com' },
       dkim: [{ result: 'pass', domain: 'gmail.com' }],
       dmarc: { result: 'pass', headerFrom: 'gmail.com' },
+      authservId: 'amazonses.com',
     });
     expect(block).toBe(SES_BLOCK_2019.join(''));
   });
