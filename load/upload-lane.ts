@@ -1,23 +1,21 @@
 /**
- * One message of `mailroom load upload`, through the code the delivery workers run for a stored copy: the SES header
- * block (headerBlockFor), putMessage (the envelope encryption under the rule's KMS key, one signed PUT for a message
- * in memory, a streamed PUT or multipart upload for a bigger one), the notification (notificationFor) and
- * PublishBatch — with the workers' AWS clients (AwsClients: the gateway's timeouts, retries and checksum setting).
- * Nothing of the format is written here; this only decides what goes in.
+ * One message of `mailroom load upload`, through the code the delivery workers run for a stored copy (MessageCopy:
+ * the SES header block, the envelope encryption under the rule's KMS key, one signed PUT for a message in memory or a
+ * streamed PUT or multipart upload for a bigger one, the notification) and PublishBatch — with the workers' AWS
+ * clients (AwsClients: the gateway's timeouts, retries and checksum setting). Nothing of the format is written here;
+ * this only decides what goes in.
  */
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { KMSServiceException } from '@aws-sdk/client-kms';
 import type { AwsClients } from '../gateway/worker/aws.js';
-import { notificationFor } from '../gateway/worker/notify.js';
-import { headerBlockFor, storedMessageStream } from '../gateway/worker/stored-message.js';
+import { MessageCopy } from '../gateway/worker/message-copy.js';
 import type { MessageEnvelope, SpooledRule } from '../gateway/spool/format.js';
 import { KmsError } from '../gateway/aws/kms-data-key.js';
 import type { ReceiptRule } from '../shared/config/index.js';
 import { newMessageId } from '../shared/ses/message-id.js';
-import { objectKey } from '../shared/ses/object-key.js';
-import { putMessage, type UploadTuning } from '../gateway/store/put-message.js';
+import type { UploadTuning } from '../gateway/store/put-message.js';
 import type { Job, Lane } from './driver.js';
 import { classifyAwsError, interrupted, LoadTimeoutError } from './errors.js';
 import type { LoadMessage, MessageFactory } from './messages.js';
@@ -63,7 +61,7 @@ export class UploadLane implements Lane {
     const msg = this.d.messages.message(job.seq);
     const id = newMessageId();
     const envelope: MessageEnvelope = { messageId: id, receivedAt: new Date().toISOString(), mailFrom: this.d.from, helo: 'mailroom-load.invalid', clientIp: '127.0.0.1', tls: false, byHost, accountId: this.d.accountId, region: this.d.region };
-    const copy: SpooledRule = { name: rule.name, recipients: this.d.recipients, scanEnabled: rule.scanEnabled, s3Action: action };
+    const rule1: SpooledRule = { name: rule.name, recipients: this.d.recipients, scanEnabled: rule.scanEnabled, s3Action: action };
     const start = performance.now();
     recorder.count('sent', start);
     recorder.bytesSent += msg.bytes;
@@ -75,32 +73,15 @@ export class UploadLane implements Lane {
     const onAbort = () => ac.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const headerBlock = headerBlockFor(envelope, copy);
-      const inMemory = msg.data && msg.bytes <= IN_MEMORY_BYTES ? Buffer.concat([headerBlock, msg.data]) : undefined;
-      const body = inMemory ?? storedMessageStream(headerBlock, dataStream(msg));
-      try {
-        await abortable(
-          putMessage({
-            s3: this.d.aws.s3(action.bucketRegion ?? this.d.region),
-            bucket: action.bucketName,
-            key: objectKey(action.objectKeyPrefix, id),
-            body,
-            length: headerBlock.length + msg.bytes,
-            ...(action.kmsKeyArn ? { encryption: { kms: this.d.aws.kms(action.kmsKeyArn, this.d.region), context: { messageId: id, ruleName: rule.name, accountId: this.d.accountId, kmsKeyArn: action.kmsKeyArn } } } : {}),
-            tuning: this.d.tuning,
-            abortSignal: ac.signal,
-          }),
-          ac.signal,
-        );
-      } finally {
-        if (!Buffer.isBuffer(body)) body.destroy();
-      }
+      const data = msg.data && msg.bytes <= IN_MEMORY_BYTES ? msg.data : { length: msg.bytes, open: () => dataStream(msg) };
+      const copy = new MessageCopy(envelope, rule1, data);
+      await abortable(copy.store(this.d.aws, this.d.tuning, ac.signal), ac.signal);
       const stored = performance.now();
       this.d.stats.stored++;
       recorder.latencyUs('store', (stored - start) * 1000, stored);
       if (action.topicArn && this.d.publisher) {
         stage = 'publish';
-        const notification = await notificationFor(envelope, { ...copy, s3Action: { ...action, topicArn: action.topicArn } }, headerBlock, inMemory ? { stored: inMemory } : dataStream(msg));
+        const notification = await copy.notification(action.topicArn);
         const out = await abortable(this.d.publisher.publish(id, notification), ac.signal);
         if (!out.ok) throw out.error;
         this.d.stats.announced++;

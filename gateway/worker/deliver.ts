@@ -1,17 +1,17 @@
 import type { Readable } from 'node:stream';
 import { UnrecoverableError } from 'bullmq';
-import { HEADER_READ_LIMIT, NotificationTooLargeError, type ReceivedNotification } from '../../shared/notification/index.js';
+import { NotificationTooLargeError, type ReceivedNotification } from '../../shared/notification/index.js';
 import { continuesHeaderBlock, HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
-import { putMessage, type UploadTuning } from '../store/put-message.js';
+import type { UploadTuning } from '../store/put-message.js';
 import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
 import { SpoolFormatError } from '../spool/format.js';
 import { SpoolMissingError, type OpenSpoolFile, type SpoolReader } from '../spool/reader.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
-import { isPermanentSnsRefusal, notificationFor, publishNotifications, type PublishOutcome } from './notify.js';
+import { MessageCopy } from './message-copy.js';
+import { isPermanentSnsRefusal, publishNotifications, type PublishOutcome } from './notify.js';
 import type { Slots } from './slots.js';
-import { headerBlockFor, storedMessageStream } from './stored-message.js';
 import type { Verdicts } from '../verdicts/verdicts.js';
 
 export interface DeliverDeps {
@@ -150,46 +150,20 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
                     data: msg.data ?? { size: msg.dataLength, open: () => deps.spool.dataStream(msg) },
                   })
                 : undefined;
-              const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m), verdicts);
-              const key = objectKey(action.objectKeyPrefix, id);
+              const copy = new MessageCopy(m.envelope, ruleForMessage(rule, m), msg.data ?? { length: msg.dataLength, open: (limit) => deps.spool.dataStream(msg, limit) }, verdicts);
+              const key = copy.key;
               let storedBytes = 0;
               let multipart = false;
-              // A batch entry is in memory already: the stored message is one buffer, built once for the PUT (one signed
-              // request) and the notification. A big message streams.
-              const inMemory = msg.data ? Buffer.concat([headerBlock, msg.data]) : undefined;
               if (!stored.has(id)) {
-                const body = inMemory ?? storedMessageStream(headerBlock, deps.spool.dataStream(msg));
                 const t = process.hrtime.bigint();
-                try {
-                  const put = await putMessage({
-                    s3: deps.aws.s3(action.bucketRegion ?? m.envelope.region),
-                    bucket: action.bucketName,
-                    key,
-                    body,
-                    length: headerBlock.length + msg.dataLength,
-                    ...(action.kmsKeyArn
-                      ? { encryption: { kms: deps.aws.kms(action.kmsKeyArn, m.envelope.region), context: { messageId: id, ruleName: rule.name, accountId: m.envelope.accountId, kmsKeyArn: action.kmsKeyArn } } }
-                      : {}),
-                    tuning: deps.tuning,
-                    ...(abortSignal ? { abortSignal } : {}),
-                  });
-                  storedBytes = put.storedBytes;
-                  multipart = put.multipart;
-                  deps.metrics?.uploaded(put.storedBytes, Number(process.hrtime.bigint() - t) / 1e9);
-                } finally {
-                  if (!Buffer.isBuffer(body)) body.destroy();
-                }
+                const put = await copy.store(deps.aws, deps.tuning, abortSignal);
+                storedBytes = put.storedBytes;
+                multipart = put.multipart;
+                deps.metrics?.uploaded(put.storedBytes, Number(process.hrtime.bigint() - t) / 1e9);
                 stored.add(id);
               }
               if (topicArn) {
-                const notification = await notificationFor(
-                  m.envelope,
-                  { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } },
-                  headerBlock,
-                  inMemory ? { stored: inMemory } : deps.spool.dataStream(msg, HEADER_READ_LIMIT),
-                  Date.now(),
-                  verdicts,
-                );
+                const notification = await copy.notification(topicArn);
                 toNotify.push({ m, notification, key, started, storedBytes, multipart });
               } else {
                 done.add(id);
