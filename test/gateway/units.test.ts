@@ -481,7 +481,7 @@ describe('mailroom worker flags', () => {
   }, 30_000);
 });
 
-describe('container files (no Docker here: read, and the health check run as the image would)', () => {
+describe('container files, read (the image is built and run in test/container/image.test.ts)', () => {
   const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 
   it('.dockerignore keeps host installs and outputs out of `COPY . .`', () => {
