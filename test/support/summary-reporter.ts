@@ -1,6 +1,11 @@
+import { appendFileSync } from 'node:fs';
 import type { Reporter, TestModule } from 'vitest/node';
 
-/** Ends the run with the plain "N passed, N failed, N skipped" line CI reads, whatever the runner prints. */
+/**
+ * Ends the run with the plain "N passed, N failed, N skipped" line CI reads, whatever the runner prints.
+ * scripts/test.mjs (npm test) runs vitest twice: it labels each run's line (MAILROOM_SUMMARY_LABEL), collects the
+ * counts (MAILROOM_SUMMARY_FILE) and prints the plain line over both.
+ */
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
     let passed = 0;
@@ -15,6 +20,7 @@ export default class SummaryReporter implements Reporter {
         else skipped++;
       }
     }
-    process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    process.stdout.write(`\n${process.env.MAILROOM_SUMMARY_LABEL ?? ''}${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    if (process.env.MAILROOM_SUMMARY_FILE) appendFileSync(process.env.MAILROOM_SUMMARY_FILE, JSON.stringify({ passed, failed, skipped }) + '\n');
   }
 }
