@@ -18,7 +18,10 @@ const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
 const args = process.argv.slice(2);
 
 function vitestRun(node, vitestArgs, label, summaryFile) {
-  const env = { ...process.env, MAILROOM_SUMMARY_LABEL: label, MAILROOM_SUMMARY_FILE: summaryFile, PATH: `${dirname(node)}:${process.env.PATH}` };
+  const env = { ...process.env, MAILROOM_SUMMARY_LABEL: label, MAILROOM_SUMMARY_FILE: summaryFile };
+  // Children that run `node` by name get the same Node. Only for another Node: putting this Node's directory
+  // (/usr/bin, say) first would also put its python3 before pyenv's, and so on.
+  if (node !== process.execPath) env.PATH = `${dirname(node)}:${process.env.PATH}`;
   const r = spawnSync(node, [vitest, 'run', ...vitestArgs], { cwd: root, stdio: 'inherit', env });
   return r.status ?? 1;
 }
