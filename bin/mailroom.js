@@ -2,10 +2,6 @@
 // Runs the compiled CLI when the package was built (dist/), else the TypeScript sources through tsx.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 
-// The pinned AWS SDK warns on every run that *future* releases need Node 22; docs/operations.md#platform-notes covers that plan, and a
-// CLI whose every stderr starts with it buries real errors. Users can still set the variable to "false".
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
 const compiled = new URL('../dist/cli/main.js', import.meta.url);
 /** A source file changed since the last build (a `git pull`, an edit): dist/ would run the old code without a word. */
 function newerSource(builtAt) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mailroom's tests need, idempotently: Debian packages (as root, only what is missing, one
-# `apt-get update` first), then the locked npm dependencies. Tools that ship with this machine image (moto_server,
-# terraform + the hashicorp/aws provider mirror) are checked and explained, not installed.
+# `apt-get update` first), the locked npm dependencies, Node 24 from the npm registry (the second test run) and
+# cdktn from infra/cdktn's own lockfile (the cdktn synth test). Tools that ship with this machine image
+# (moto_server, terraform + the hashicorp/aws provider mirror) are checked and explained, not installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,17 @@ have chromium || need+=(chromium)
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 [ -x /usr/bin/rspamd ] || need+=(rspamd)
 [ -x /usr/bin/dkimsign ] || need+=(python3-dkim)
+# The container test (test/container) builds and runs the image as root: buildah, podman with Debian's runc, the
+# stand-in base images from debootstrap, docker/compose.yml through podman-compose (dnsname: service names).
+# Without root it skips, so these are installed for root only.
+if [ "$(id -u)" = 0 ]; then
+  have buildah || need+=(buildah)
+  have podman || need+=(podman)
+  have runc || need+=(runc)
+  have podman-compose || need+=(podman-compose)
+  [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+  [ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -42,3 +54,15 @@ have moto_server || { echo "setup: moto_server is missing; install it with: pip 
 have terraform || echo "setup: terraform is not on PATH; the terraform validate/plan/apply tests will skip (install terraform 1.11+)" >&2
 
 npm ci --no-audit --no-fund --loglevel=error
+
+# Node 24 for npm test's second run, cached in ~/.cache/mailroom (scripts/node-lts.mjs).
+node24=$(node scripts/node-lts.mjs 24)
+
+# cdktn and its provider bindings (~690 MB) live outside the main lockfile; installed again only when theirs changed.
+stamp=infra/cdktn/node_modules/.mailroom-lock
+lock=$(sha256sum infra/cdktn/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$lock" ]; then
+  echo "setup: installing cdktn into infra/cdktn (its own lockfile)"
+  PATH="$(dirname "$node24"):$PATH" npm ci --prefix infra/cdktn --no-audit --no-fund --loglevel=error
+  echo "$lock" >"$stamp"
+fi

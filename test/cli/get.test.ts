@@ -42,7 +42,8 @@ beforeAll(async () => {
   keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata!.Arn!;
   dir = await tempDir();
   // Only the documented variables: no profile, the endpoint for every service, credentials from the chain (env).
-  env = { PATH: process.env.PATH, HOME: dir.path, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: moto.endpoint, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing' };
+  // The SDK's Node-version notice setting passes through (vitest.config.ts turns the notice off on Node < 22).
+  env = { PATH: process.env.PATH, HOME: dir.path, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: moto.endpoint, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED };
 });
 
 afterAll(async () => {

@@ -1,6 +1,6 @@
 /**
- * The build operators run. The container (docker/Dockerfile) does `npm run build`, `npm prune --omit=dev` and then
- * `node bin/mailroom.js gateway`: compiled JavaScript, no tsx, only the packages under `dependencies`. Every other
+ * The build operators run. The container (docker/Dockerfile) runs `node bin/mailroom.js gateway` on `npm run build`'s
+ * output with `npm ci --omit=dev`'s packages: compiled JavaScript, no tsx, only the packages under `dependencies`. Every other
  * test runs the TypeScript sources through tsx, where a dev-only import or a `.ts`-only path (the delivery thread
  * finds its entry file by extension) would go unnoticed. Here the project is compiled with its own tsconfig into a
  * scratch copy, `mailroom gateway` runs from it with the delivery thread on, a message goes through to moto, and a

@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-describe('container files (no Docker here: read, and the health check run as the image would)', () => {
+describe('container files, read (the image is built and run in test/container/image.test.ts)', () => {
   const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 
   it('the image serves HTTP and its HEALTHCHECK passes while /healthz answers, fails when nothing does', async () => {
