@@ -1,20 +1,21 @@
-import { closeSync, fstatSync, open } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newMessageId } from '../../shared/ses/message-id.js';
 import { spoolFileName } from './format.js';
+import { SpareMaker } from './spare-maker.js';
 
 /**
  * Spare batch files: empty files created in `messages/` ahead of need, a group at a time, their names made durable by
  * one fsync of the directory per group. A round that writes into a spare waits for the disk once (its fdatasync);
  * a file created in the round needs the directory's fsync as well, a second flush of the disk per round (docs/performance.md#spare-files).
  *
- * Spares are created from the thread pool, two at a time, and handed over open. Under load a create waits for the
- * disk (ext4 allocates the inode in blocks that the rounds' flushes are writing out; docs/performance.md#spare-files),
- * so creating them from the event loop stalled every session; two at a time, they
- * hold at most two of the pool's four threads and the rounds' flushes keep the others. Each create's completion
- * waits for a turn of a busy event loop, so the reserve is sized for that: 48 ready before a group of 64 is made
- * (a round with none ready creates its own file, as without spares).
+ * Spares are created in a thread of their own, a group at a time (spare-maker.ts), and handed over open. Under load a
+ * create waits for the disk (ext4 allocates the inode in blocks that the rounds' flushes are writing out;
+ * docs/performance.md#spare-files), so creating them from the event loop stalled every session; and through the
+ * thread pool each create cost two cross-thread wake-ups. A group's completion waits for a turn of a busy event loop,
+ * so the reserve is sized for that: 48 ready before a group of 64 is made (a round with none ready creates its own
+ * file, as without spares).
  *
  * A spare is named by an id of its own (minted like a message id, never a message's), which becomes the batch file's
  * id. Until used it is empty: an empty file in `messages/` holds no message and is never delivered; the accepting
@@ -28,11 +29,10 @@ export interface Spare {
   fd: number;
 }
 
-/** `low`: a group is made when fewer are ready; `group`: spares made at a time; `inFlight`: creates at once. */
+/** `low`: a group is made when fewer are ready; `group`: spares made at a time. */
 export interface SpareOptions {
   low: number;
   group: number;
-  inFlight: number;
   /** After a failed create or directory fsync, no spares are made for this long. */
   retryMs: number;
 }
@@ -51,11 +51,10 @@ export interface SpareEvents {
 /** Spares made at a time (one directory fsync each). */
 export const SPARE_GROUP = 64;
 
-const openAsync = (path: string, flags: string) => new Promise<number>((resolve, reject) => open(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
-
 export class SpareFiles {
   /** Spares whose names are durable, ready to be written. */
   private ready: Spare[] = [];
+  private readonly maker = new SpareMaker();
   /** Every spare this process made and has not handed out: ready, or being made. */
   private readonly unused = new Set<string>();
   private making = false;
@@ -67,7 +66,7 @@ export class SpareFiles {
     private readonly messagesDir: string,
     /** fsync of `messages/` (the spool's group commit, shared with its renames and unlinks). */
     private readonly syncMessagesDir: () => Promise<void>,
-    private readonly opts: SpareOptions = { low: 48, group: SPARE_GROUP, inFlight: 2, retryMs: 1_000 },
+    private readonly opts: SpareOptions = { low: 48, group: SPARE_GROUP, retryMs: 1_000 },
     private readonly events: SpareEvents = {},
   ) {}
 
@@ -102,28 +101,17 @@ export class SpareFiles {
   async refill(): Promise<void> {
     if (this.making || this.closed || this.ready.length >= this.opts.low || Date.now() < this.retryAt) return;
     this.making = true;
-    const made: Spare[] = [];
+    let made: Spare[] = [];
     try {
-      let failed = false;
-      const creator = async () => {
-        while (!failed && !this.closed && made.length + pending < this.opts.group) {
-          const id = newMessageId();
-          this.unused.add(id);
-          pending++;
-          try {
-            made.push({ id, fd: await openAsync(join(this.messagesDir, spoolFileName(id)), 'wx') });
-          } catch (err) {
-            this.unused.delete(id);
-            this.retryAt = Date.now() + this.opts.retryMs;
-            if (!failed) this.events.failed?.('create', err as Error);
-            failed = true;
-          } finally {
-            pending--;
-          }
-        }
-      };
-      let pending = 0;
-      await Promise.all(Array.from({ length: this.opts.inFlight }, creator));
+      const ids = Array.from({ length: this.opts.group }, () => newMessageId());
+      for (const id of ids) this.unused.add(id);
+      const { fds, error } = await this.maker.make(ids.map((id) => join(this.messagesDir, spoolFileName(id))));
+      made = fds.map((fd, i) => ({ id: ids[i]!, fd }));
+      for (const id of ids.slice(fds.length)) this.unused.delete(id);
+      if (error) {
+        this.retryAt = Date.now() + this.opts.retryMs;
+        this.events.failed?.('create', error);
+      }
       if (made.length === 0) return;
       try {
         await this.syncMessagesDir();
@@ -159,6 +147,7 @@ export class SpareFiles {
     await this.discard(gone);
     // A group being made is discarded by refill itself once its creates and fsync are done.
     while (this.making) await new Promise((r) => setTimeout(r, 5));
+    await this.maker.close();
   }
 
   /**

@@ -140,7 +140,7 @@ describe('spare batch files', () => {
 
   it('a round of a spare file and a created one: a failed directory fsync fails only the created file', async () => {
     // Two spares, and no new ones for a minute once their making fails.
-    const h = await spoolWithSpares(undefined, { low: 2, group: 2, inFlight: 1, retryMs: 60_000 });
+    const h = await spoolWithSpares(undefined, { low: 2, group: 2, retryMs: 60_000 });
     await waitFor('two spares ready', async () => ((await names(h.spool)).length === 2 && h.dirSyncCalls >= 1 ? true : undefined), 5_000, 5);
     await new Promise((r) => setTimeout(r, 50));
     h.dirSync = { mode: 'fail' };
