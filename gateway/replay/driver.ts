@@ -107,14 +107,14 @@ export async function runReplay(sources: Source[], o: DriverOptions): Promise<Re
       plan = o.plan(m);
       const there = o.target.alreadyStored ? await o.target.alreadyStored(plan.accept) : undefined;
       if (there && there.size > 0) {
-        plan = narrowed(plan, there);
-        if (plan.accept.rules.length === 0) {
+        if (plan.accept.rules.every((r) => there.has(r.name))) {
           m.discard();
           c.alreadyStored++;
           c.bytes += m.dataLength ?? 0;
-          events.skipped?.(plan, there);
+          events.skipped?.({ ...plan, alreadyThere: there }, there);
           return;
         }
+        plan = narrowed(plan, there);
       }
     } catch (err) {
       m.discard();

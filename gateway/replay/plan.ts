@@ -96,6 +96,7 @@ export class Planner {
       messageId: replayMessageId(this.idKey, m.identity, m.contentTag),
       ...(time ? { receivedAt: time.at } : {}),
       ...(client ? { client: { ip: client.ip, ...(client.hostname ? { hostname: client.hostname } : {}), helo: client.helo, tls: false } } : {}),
+      source: m.location,
     };
     return {
       message: m,

@@ -33,6 +33,8 @@ export interface ReplayAcceptMessage {
    * (SES writes `with SMTP` either way): false.
    */
   client?: { ip: string; hostname?: string; helo: string; tls: boolean };
+  /** Where the message is in its source (for reports about it after the accept: a delivery that failed). */
+  source?: string;
 }
 
 /** Why the accept path refused a message (the Intake's refusal kinds). */
