@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { nodeIdFromHostname } from '../cluster/node.js';
@@ -22,7 +23,7 @@ import type { ReplayAcceptMessage } from './target.js';
  * - its own spool directory (a spool has one accepting process, spool/owner.ts; a running gateway's SMTP front holds
  *   its own), by default `replay/` inside the gateway's spool directory — on the same volume, which must outlive the
  *   process as the gateway's does;
- * - its own node id (recorded in that spool, by default `replay-<host>`), so its jobs live in its own queues under
+ * - its own node id (recorded in that spool, by default `replay-<host>-<tag of its path>`), so its jobs live in its own queues under
  *   the node prefix (cluster/node.ts) and are taken only by workers that read this spool: `--deliver` runs them in
  *   this process, otherwise a `mailroom worker` on the same spool directory and Redis delivers.
  */
@@ -35,8 +36,13 @@ const DELIVERY_BACKLOG = 4096;
 /** How often the drain looks at the spool and the queues. */
 const DRAIN_POLL_MS = 250;
 
-export function defaultReplayNodeId(): string {
-  return `replay-${nodeIdFromHostname()}`.slice(0, 63);
+/**
+ * A replay spool's node id when it records none: `replay-<host>-<8 hex of its path>`. One per spool directory: two
+ * spools behind one node's queues would each take the other's jobs and fail them (cluster/node.ts).
+ */
+export function defaultReplayNodeId(spoolDir: string): string {
+  const tag = createHash('sha256').update(resolve(spoolDir)).digest('hex').slice(0, 8);
+  return `replay-${nodeIdFromHostname().slice(0, 46)}-${tag}`;
 }
 
 /** The gateway runtime as replay runs it: its own spool and node id, and none of the gateway's HTTP listener. */
@@ -110,7 +116,7 @@ export class ReplayNode {
   }
 
   static async start(o: ReplayNodeOptions): Promise<ReplayNode> {
-    const gw = await startGateway(o.runtime, { smtp: false, accept: true, workers: o.deliver, defaultNodeId: defaultReplayNodeId() }, o.log);
+    const gw = await startGateway(o.runtime, { smtp: false, accept: true, workers: o.deliver, defaultNodeId: defaultReplayNodeId(o.runtime.settings.spoolDir) }, o.log);
     try {
       const { checkpoint, unreadable } = await Checkpoint.open(join(gw.spool.dir, CHECKPOINT_FILE));
       if (unreadable > 0) o.note(`${unreadable} line(s) of ${checkpoint.path} could not be read (a crash mid-write?) and are ignored: the messages they named are found in the spool or their buckets`);
