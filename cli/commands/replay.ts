@@ -353,7 +353,7 @@ async function replayRun(sources: string[], flags: ReplayFlags, runtime: Gateway
       if (!drained.drained) {
         for (const f of drained.failed) {
           const what = f.failure.kind === 'release' ? 'was delivered, but its spool file could not be released' : `was not delivered to rule "${f.failure.rule}"`;
-          problem('failed', f.source ?? `message ${f.failure.messageIds.slice(0, 3).join(', ')}${f.failure.messageIds.length > 3 ? ', …' : ''}`, `${what} (${f.failure.reason}; job ${f.failure.jobId}): mailroom queue failed --node ${node.nodeId} lists it, mailroom queue retry tries again`);
+          problem('failed', f.source ?? `message ${f.messageId}`, `${what} (${f.failure.reason}; job ${f.failure.jobId}): mailroom queue failed --node ${node.nodeId} lists it, mailroom queue retry tries again`);
         }
       }
     }

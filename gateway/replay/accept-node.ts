@@ -61,8 +61,10 @@ export interface ReplayNodeOptions {
   note: (text: string) => void;
 }
 
+/** One message of a delivery that failed for good. */
 export interface DeliveryFailure {
-  /** The source message, when this run accepted it. */
+  messageId: string;
+  /** Where the message is in its source, when this run accepted it. */
   source?: string;
   failure: FailedDelivery;
 }
@@ -206,15 +208,17 @@ export class ReplayNode {
     }
   }
 
-  /** Deliveries of this node that failed for good, with the source of each message this run accepted. */
+  /** Messages of this node's deliveries that failed for good (from the first `limit` jobs), with their sources. */
   async failures(limit = 100): Promise<DeliveryFailure[]> {
     const admin = new QueueAdmin(this.o.runtime.settings.redis, this.o.runtime.settings.redis.prefix, this.gw.nodeId);
     try {
       await admin.ready();
-      return (await admin.failed(limit)).map((failure) => {
-        const source = failure.messageIds.map((id) => this.pending.get(id)?.source).find((s) => s !== undefined);
-        return { failure, ...(source !== undefined ? { source } : {}) };
-      });
+      return (await admin.failed(limit)).flatMap((failure) =>
+        failure.messageIds.map((messageId) => {
+          const source = this.pending.get(messageId)?.source;
+          return { messageId, failure, ...(source !== undefined ? { source } : {}) };
+        }),
+      );
     } finally {
       await admin.close();
     }

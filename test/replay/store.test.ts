@@ -364,6 +364,30 @@ describe('bad input, stored for real', () => {
   });
 });
 
+describe('deliveries that fail for good (--deliver)', () => {
+  it('are reported with their source messages and the command to retry them; the summary counts them as not delivered; exit 1', async () => {
+    const input = configInput({ prefix: 'nowhere' });
+    input.rules[0]!.s3Action.bucketName = 'no-such-bucket';
+    (input.gateway.worker as Record<string, unknown>).attempts = 1;
+    const cfg = join(b.dir.path, 'nowhere.json');
+    await writeFile(cfg, JSON.stringify(input));
+    const spool = join(b.dir.path, 'nowhere-spool');
+    const r = await replay([join(a.dir, a.manifest.emldir.path), '--config', cfg, '--deliver', '--json', '--spool-dir', spool]);
+    expect(r.code).toBe(1);
+    const nodeId = (await readFile(join(spool, 'node-id'), 'utf8')).trim();
+    const failed = ofType(r, 'problem');
+    expect(failed.map((p) => p.location).sort()).toEqual(a.manifest.emldir.messages.map((m) => join(a.dir, m.path)).sort());
+    for (const p of failed) {
+      expect(p.kind).toBe('failed');
+      expect(p.reason).toMatch(new RegExp(`^was not delivered to rule "inbox" \\(.*NoSuchBucket.*\\): mailroom queue failed --node ${nodeId} lists it, mailroom queue retry tries again$`));
+    }
+    expect(summary(r)).toMatchObject({ stored: 3, delivered: 0, notDelivered: 3 });
+    expect(r.stderr).toMatch(/3 accepted message\(s\) are not delivered yet: they stay in /);
+    // The bucket's absence was said too (the workers' start-up check), on stderr above the bar.
+    expect(r.stderr).toMatch(/mailroom replay: (warning|error): .*no-such-bucket/);
+  }, 120_000);
+});
+
 /** Every delivery job of the replay node's queue, completed or not: message id → how many jobs carried it. */
 async function jobsPerMessage(nodeId: string): Promise<Map<string, number>> {
   const q = new Queue<DeliveryJobData>(DELIVERIES_QUEUE, { connection: { url: b.redis.url } as never, prefix: `${PREFIX}:node:${nodeId}` });
