@@ -31,8 +31,13 @@ import type { ReplayAcceptMessage } from './target.js';
 /** Files in the replay spool directory besides the spool's own. */
 export const CHECKPOINT_FILE = 'replay-checkpoint.jsonl';
 
-/** Deliveries (message × rule) of this run accepted and not yet done before `--deliver` stops taking more. */
-const DELIVERY_BACKLOG = 4096;
+/**
+ * With `--deliver`, what the spool may hold of this run's messages not yet delivered before replay waits: deliveries
+ * (message × rule) and DATA bytes. Bounds the spool's disk use when reading outruns delivery; a message is always
+ * taken when nothing is pending, however big.
+ */
+const BACKLOG_DELIVERIES = 4096;
+const BACKLOG_BYTES = 512 * 1024 * 1024;
 /** How often the drain looks at the spool and the queues. */
 const DRAIN_POLL_MS = 250;
 
@@ -80,8 +85,9 @@ export class ReplayNode {
   delivered = 0;
   /** Messages of this run accepted. */
   accepted = 0;
-  private readonly pending = new Map<string, { source: string | undefined; rules: number }>();
+  private readonly pending = new Map<string, { source: string | undefined; rules: number; bytes: number }>();
   private pendingDeliveries = 0;
+  private pendingBytes = 0;
   private deliveryDone: Array<() => void> = [];
   private readonly s3s = new Map<string, S3Client>();
   private readonly counts: { queues: Queue[]; close: () => Promise<void> };
@@ -107,7 +113,7 @@ export class ReplayNode {
       spooled,
       bucket,
       region: o.runtime.config.region,
-      onAccepted: (m) => this.onAccepted(m),
+      onAccepted: (m, dataLength) => this.onAccepted(m, dataLength),
       ...(o.deliver ? { admit: () => this.admit() } : {}),
     });
     const { connection, close } = bullConnection(o.runtime.settings.redis, 'producer');
@@ -140,11 +146,12 @@ export class ReplayNode {
     return this.gw.spool.dir;
   }
 
-  private onAccepted(m: ReplayAcceptMessage): void {
+  private onAccepted(m: ReplayAcceptMessage, dataLength: number): void {
     this.accepted++;
     if (!this.o.deliver) return;
-    this.pending.set(m.messageId, { source: m.source, rules: m.rules.length });
+    this.pending.set(m.messageId, { source: m.source, rules: m.rules.length, bytes: dataLength });
     this.pendingDeliveries += m.rules.length;
+    this.pendingBytes += dataLength;
   }
 
   /** A delivery job completed: every message in it is stored and announced for its rule. */
@@ -155,6 +162,7 @@ export class ReplayNode {
       this.pendingDeliveries--;
       if (--p.rules === 0) {
         this.pending.delete(id);
+        this.pendingBytes -= p.bytes;
         this.delivered++;
       }
     }
@@ -163,7 +171,7 @@ export class ReplayNode {
 
   /** With --deliver: waits while the spool holds a backlog of this run's deliveries, so disk use stays bounded. */
   private async admit(): Promise<void> {
-    while (this.pendingDeliveries >= DELIVERY_BACKLOG && !this.stopping) {
+    while (this.pendingDeliveries > 0 && (this.pendingDeliveries >= BACKLOG_DELIVERIES || this.pendingBytes >= BACKLOG_BYTES) && !this.stopping) {
       await new Promise<void>((r) => {
         this.deliveryDone.push(r);
         setTimeout(r, 1_000).unref();

@@ -38,7 +38,7 @@ export interface IntakeTargetOptions {
   /** Waits while enough is accepted and not yet delivered (replay --deliver); resolves at once otherwise. */
   admit?: () => Promise<void>;
   /** Told of every accepted message. */
-  onAccepted?: (message: ReplayAcceptMessage) => void;
+  onAccepted?: (message: ReplayAcceptMessage, dataLength: number) => void;
 }
 
 const objectOf = (rule: Pick<SpooledRule, 's3Action'>, messageId: string) => ({ bucket: rule.s3Action.bucketName, key: objectKey(rule.s3Action.objectKeyPrefix, messageId) });
@@ -117,7 +117,7 @@ export class IntakeTarget implements ReplayTarget {
     if (!outcome.accepted) return { accepted: false, ...refusalReason(outcome.refusal) };
     // Not awaited: the line goes out with the round's others; a crash before it is covered (see above).
     void this.o.checkpoint.record(message.rules.map((r) => ({ messageId: message.messageId, rule: r.name, ...objectOf(r, message.messageId) }))).catch(() => undefined);
-    this.o.onAccepted?.(message);
+    this.o.onAccepted?.(message, outcome.dataLength);
     return outcome;
   }
 

@@ -1,6 +1,6 @@
 /**
  * A minimal local AWS sink for benchmarks: answers just enough of S3 (PutObject, CreateMultipartUpload, UploadPart,
- * CompleteMultipartUpload, AbortMultipartUpload), KMS (GenerateDataKey) and SNS (Publish, PublishBatch) for the SDK to be
+ * CompleteMultipartUpload, AbortMultipartUpload; HeadObject always 404), KMS (GenerateDataKey) and SNS (Publish, PublishBatch) for the SDK to be
  * satisfied, and discards every body. It stores nothing and checks no signatures: it exists to show what the
  * gateway itself costs when the storage behind it costs (almost) nothing.
  *
@@ -20,10 +20,12 @@ export interface SinkStats {
   /** Messages published: one per Publish, one per PublishBatch entry. */
   publishes: number;
   publishBatches: number;
+  /** HeadObject requests, each answered 404. */
+  heads: number;
   other: number;
 }
 
-const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, other: 0 };
+const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, heads: 0, other: 0 };
 
 /** Reads and drops a body; resolves with its length (and its text when asked, for the small KMS/SNS requests). */
 function drain(req: IncomingMessage, keepText = false): Promise<{ length: number; text: string }> {
@@ -120,6 +122,13 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     await drain(req);
     stats.multipartCompleted++;
     return xml(res, `<CompleteMultipartUploadResult><Location>http://sink/${bucket}/${key}</Location><Bucket>${bucket}</Bucket><Key>${key}</Key><ETag>${etag().replace(/"/g, '&quot;')}</ETag></CompleteMultipartUploadResult>`);
+  }
+  if (req.method === 'HEAD' && key) {
+    // It stores nothing: no object is ever there (replay asks before it stores).
+    await drain(req);
+    stats.heads++;
+    res.writeHead(404, { 'x-amz-request-id': 'sink' });
+    return void res.end();
   }
   if (req.method === 'DELETE' && q.has('uploadId')) {
     await drain(req);
