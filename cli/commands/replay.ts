@@ -44,7 +44,7 @@ options:
   --mbox-format mboxrd|mboxo  how the mbox files quote body lines beginning "From " (default mboxrd; the note
                            after a run says when the choice mattered)
   --rate N                 start at most N messages a second
-  --concurrency N          messages in hand at once (default 8)
+  --concurrency N          messages in hand at once (default 32)
   --dry-run                store nothing: print each message's rule, bucket and key (every message is still read
                            through, so damaged input shows)
   --json                   JSON lines on stdout: one per message, problem and note, the summary last
@@ -104,7 +104,7 @@ export function replayFlags(values: ReturnType<typeof parse<typeof OPTIONS>>['va
     deliver: values.deliver === true,
     timestamp: 'source',
     mboxVariant: 'mboxrd',
-    concurrency: 8,
+    concurrency: 32,
   };
   if (values.timestamp !== undefined) {
     if (values.timestamp !== 'source' && values.timestamp !== 'now') throw new UsageError(`--timestamp "${values.timestamp}" is neither source nor now: write --timestamp source (the source's receipt time) or --timestamp now`);

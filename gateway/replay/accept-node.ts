@@ -102,7 +102,8 @@ export class ReplayNode {
     const bucket = new BucketCheck(
       (region) => {
         let c = this.s3s.get(region);
-        if (!c) this.s3s.set(region, (c = s3Client({ region, requestTimeoutMs: o.runtime.settings.upload.requestTimeoutMs })));
+        // A HEAD carries no checksum: WHEN_REQUIRED keeps it on the hand-signed path (aws/s3-head-object.ts).
+        if (!c) this.s3s.set(region, (c = s3Client({ region, requestTimeoutMs: o.runtime.settings.upload.requestTimeoutMs, checksums: 'WHEN_REQUIRED' })));
         return c;
       },
       (b, why) => o.note(`${why}: whether a message is in bucket ${b} already is judged from the checkpoint and the replay spool only — grant s3:GetObject and s3:ListBucket on it to have it asked`),

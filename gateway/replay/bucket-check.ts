@@ -1,4 +1,5 @@
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { objectExists } from '../aws/s3-head-object.js';
 
 /**
  * Whether an object is in its bucket: one HEAD of its key. Replay asks it for each rule's key of a message that
@@ -24,11 +25,9 @@ export class BucketCheck {
   async presence(bucket: string, region: string, key: string, abortSignal?: AbortSignal): Promise<Presence> {
     if (this.refused.has(bucket)) return 'unknown';
     try {
-      await this.s3For(region).send(new HeadObjectCommand({ Bucket: bucket, Key: key }), abortSignal ? { abortSignal } : {});
-      return 'present';
+      return (await objectExists(this.s3For(region), bucket, key, abortSignal)) ? 'present' : 'absent';
     } catch (err) {
       const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404) return 'absent';
       if (status === 403) {
         if (!this.refused.has(bucket)) {
           const why = `HEAD of s3://${bucket}/${key} was refused (403 ${(err as Error).name})`;
