@@ -127,7 +127,8 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     // It stores nothing: no object is ever there (replay asks before it stores).
     await drain(req);
     stats.heads++;
-    res.writeHead(404, { 'x-amz-request-id': 'sink' });
+    // With a length, as S3 answers: without one Node's server closes the connection after a HEAD.
+    res.writeHead(404, { 'x-amz-request-id': 'sink', 'content-length': '0' });
     return void res.end();
   }
   if (req.method === 'DELETE' && q.has('uploadId')) {
