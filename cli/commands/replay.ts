@@ -53,6 +53,10 @@ options:
   --spool-dir DIR          the replay's own spool (default: replay/ in the gateway's spool directory); run
                            again with the same one to resume — it holds the checkpoint of what was accepted
   --redis-url URL          Redis for the delivery jobs (env REDIS_URL; default: the config's gateway.redis.url)
+  --no-bucket-check        ask the bucket (HEAD) only about messages a crash left in doubt, not about every
+                           message the replay spool does not know: for a spool that has seen every earlier replay
+                           of these sources (a message stored through another spool is then stored and
+                           announced again)
 
 Storing goes through the gateway's durable path: each message is written to the replay spool (fsync'd) and its
 delivery jobs to Redis, under this replay's own node id; the same workers as for SMTP mail store it (header
@@ -71,6 +75,7 @@ export interface ReplayFlags {
   dryRun: boolean;
   json: boolean;
   deliver: boolean;
+  checkBucket: boolean;
   rule?: string;
   from?: string;
   to?: string[];
@@ -85,6 +90,7 @@ const OPTIONS = {
   'spool-dir': { type: 'string' },
   'redis-url': { type: 'string' },
   deliver: { type: 'boolean' },
+  'no-bucket-check': { type: 'boolean' },
   rule: { type: 'string' },
   from: { type: 'string' },
   to: { type: 'string', multiple: true },
@@ -102,6 +108,7 @@ export function replayFlags(values: ReturnType<typeof parse<typeof OPTIONS>>['va
     dryRun: values['dry-run'] === true,
     json: values.json === true,
     deliver: values.deliver === true,
+    checkBucket: values['no-bucket-check'] !== true,
     timestamp: 'source',
     mboxVariant: 'mboxrd',
     concurrency: 32,
@@ -291,7 +298,7 @@ async function replayRun(sources: string[], flags: ReplayFlags, runtime: Gateway
     const replaySpool = spoolDir;
     const logs = operatorLog(say);
     try {
-      node = await ReplayNode.start({ runtime: replayRuntime(runtime, replaySpool), deliver: flags.deliver, log: logs.log, note: (text) => note(replaySpool, text) });
+      node = await ReplayNode.start({ runtime: replayRuntime(runtime, replaySpool), deliver: flags.deliver, checkBucket: flags.checkBucket, log: logs.log, note: (text) => note(replaySpool, text) });
       logs.started(true);
     } catch (err) {
       logs.started(false);

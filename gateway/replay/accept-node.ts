@@ -61,6 +61,8 @@ export interface ReplayNodeOptions {
   runtime: GatewayRuntime;
   /** Run the delivery workers in this process. */
   deliver: boolean;
+  /** HEAD every object the replay spool does not know (see intake-target.ts); false: `--no-bucket-check`. */
+  checkBucket: boolean;
   log: Logger;
   /** Something the operator should know (a bucket that refuses HEAD, an unreadable checkpoint line). */
   note: (text: string) => void;
@@ -113,6 +115,7 @@ export class ReplayNode {
       checkpoint,
       spooled,
       bucket,
+      checkBucket: o.checkBucket,
       region: o.runtime.config.region,
       onAccepted: (m, dataLength) => this.onAccepted(m, dataLength),
       ...(o.deliver ? { admit: () => this.admit() } : {}),

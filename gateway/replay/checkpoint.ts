@@ -4,17 +4,18 @@ import { dirname } from 'node:path';
 import { fsyncDir } from '../spool/directory.js';
 
 /**
- * The replay checkpoint: one line per object a message was accepted for (its rule, bucket and key), appended to a
- * file in the replay's spool directory once the accept path took the message, so that a second run — or a run after
- * a crash — skips it without asking S3.
+ * The replay checkpoint: a file in the replay's spool directory with one line per object (rule, bucket, key) of every
+ * message handed to the accept path — `accepting` before the accept, `accepted` once the accept path took it — so
+ * that a second run, or a run after a crash, knows what this spool already has without asking S3.
  *
- * Lines are written in rounds (every line recorded while the previous write and fdatasync ran goes out in the next
- * one): one disk flush per round, not per message, and never in an accept's way — the accept path does not wait for
- * its line. That leaves a window: a message accepted just before a crash may have no line. The checkpoint is not
- * what guards it (intake-target.ts: the replay spool and a HEAD of each key do); it saves a second run the requests.
+ * Lines go out in rounds (every line recorded while the previous write and fdatasync ran goes out in the next one):
+ * one disk flush per round, not per message. An `accepting` line is on disk before its accept begins (the accept
+ * waits for it); an `accepted` line is not waited for. So after a crash an object is in one of three states here:
+ * accepted (an earlier run's accept took it), begun (`accepting` without `accepted`: a crash or a refusal came between,
+ * and it may have been stored — intake-target.ts asks the spool and the bucket), or unknown to this spool.
  *
  * A file cut short by a crash ends in a partial line: it is cut back to the last whole line before anything is
- * appended, and a line that does not read is ignored — what it named is found again by the other two checks.
+ * appended, and a line that does not read is ignored — the object it named counts as unknown, which costs a HEAD.
  */
 
 /** A compact, exact-enough name for an object: 128 bits of SHA-256 over bucket and key, as a 16-character string. */
@@ -32,8 +33,10 @@ export interface CheckpointEntry {
 
 export interface CheckpointOpened {
   checkpoint: Checkpoint;
-  /** Objects read from earlier runs' lines. */
+  /** Objects earlier runs' accepts took. */
   known: number;
+  /** Objects whose accept was begun and not recorded. */
+  begun: number;
   /** Lines that did not read (a crash mid-line, damage): ignored. */
   unreadable: number;
 }
@@ -47,8 +50,10 @@ export class Checkpoint {
   private constructor(
     readonly path: string,
     private readonly fh: FileHandle,
-    /** Tags of the objects earlier runs recorded (read at open; this run's own lines are not added). */
+    /** Tags of the objects earlier runs' accepts took (read at open; this run's own lines are not added). */
     private readonly known: Set<string>,
+    /** Tags of the objects whose accept an earlier run began and did not record. */
+    private readonly begun: Set<string>,
   ) {}
 
   /** Opens (or creates) the checkpoint file and reads the objects it names. */
@@ -57,6 +62,7 @@ export class Checkpoint {
     const fh = await open(path, 'a+');
     try {
       const known = new Set<string>();
+      const begun = new Set<string>();
       let unreadable = 0;
       let wholeBytes = 0;
       let position = 0;
@@ -74,9 +80,15 @@ export class Checkpoint {
           start = lf + 1;
           if (line === '') continue;
           try {
-            const e = JSON.parse(line) as Partial<CheckpointEntry>;
+            const e = JSON.parse(line) as Partial<CheckpointEntry> & { state?: string };
             if (typeof e.bucket !== 'string' || typeof e.key !== 'string') throw new Error('no bucket or key');
-            known.add(objectTag(e.bucket, e.key));
+            const tag = objectTag(e.bucket, e.key);
+            if (e.state === 'accepting') {
+              if (!known.has(tag)) begun.add(tag);
+            } else {
+              known.add(tag);
+              begun.delete(tag);
+            }
           } catch {
             unreadable++;
           }
@@ -90,25 +102,39 @@ export class Checkpoint {
         await fh.datasync();
       }
       if (!existed) await fsyncDir(dirname(path));
-      return { checkpoint: new Checkpoint(path, fh, known), known: known.size, unreadable };
+      return { checkpoint: new Checkpoint(path, fh, known, begun), known: known.size, begun: begun.size, unreadable };
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
     }
   }
 
-  /** Whether an earlier run recorded this object (`objectTag`). */
+  /** Whether an earlier run's accept took this object (`objectTag`). */
   has(tag: string): boolean {
     return this.known.has(tag);
   }
 
+  /** Whether an earlier run began an accept for this object and did not record its end (a crash, a refusal). */
+  wasBegun(tag: string): boolean {
+    return this.begun.has(tag);
+  }
+
+  /** Before an accept: the objects it is for; resolves once their lines are on disk (the accept must wait for it). */
+  begin(entries: CheckpointEntry[]): Promise<void> {
+    return this.append(entries, 'accepting');
+  }
+
   /**
-   * Appends the objects a message was accepted for; resolves once they are on disk. Callers need not wait: the lines
-   * go out in the next round either way, and `close` waits for them.
+   * After an accept: the objects the accept path took; resolves once on disk. Callers need not wait: the lines go
+   * out in the next round either way, and `close` waits for them.
    */
   record(entries: CheckpointEntry[]): Promise<void> {
+    return this.append(entries, 'accepted');
+  }
+
+  private append(entries: CheckpointEntry[], state: 'accepting' | 'accepted'): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    for (const e of entries) this.pending.push(Buffer.from(`${JSON.stringify({ messageId: e.messageId, rule: e.rule, bucket: e.bucket, key: e.key })}\n`));
+    for (const e of entries) this.pending.push(Buffer.from(`${JSON.stringify({ state, messageId: e.messageId, rule: e.rule, bucket: e.bucket, key: e.key })}\n`));
     const done = new Promise<void>((resolve, reject) => this.pendingWaiters.push({ resolve, reject }));
     done.catch(() => undefined);
     this.writing ??= this.rounds();
@@ -134,7 +160,7 @@ export class Checkpoint {
         await this.fh.datasync();
         for (const w of waiters) w.resolve();
       } catch (err) {
-        // A checkpoint that cannot be written costs later runs their HEAD requests, nothing else: stop writing it.
+        // Nothing more is begun without its line (the accepts that wait for one are refused): stop writing.
         this.failure = err as Error;
         for (const w of [...waiters, ...this.pendingWaiters]) w.reject(this.failure);
         this.pending = [];

@@ -14,17 +14,18 @@ import type { AcceptOutcome, RefusalKind, ReplayAcceptMessage, ReplayTarget, Sto
  * same workers store and announce it.
  *
  * "Already there", per rule's object, in the order of cost:
- *   1. the checkpoint: earlier runs' accepted messages (checkpoint.ts);
- *   2. the replay spool as it was when the run began: messages accepted but not yet delivered (their jobs, or spool
- *      recovery, deliver them) — read at start, because a crash can come between an accept and its checkpoint line;
- *   3. a HEAD of the key: what was delivered (and released from the spool) without a checkpoint line, or stored by
- *      an earlier run through another spool.
- * An accepted message whose line did not reach the checkpoint is, after a crash, either still in the spool (2) or
- * delivered: its spool file is released only once every rule's object is stored and announced (3). So a second run
- * re-accepts none of them, and no notification is published twice because of it. What is left: a spool file torn
- * by a machine crash that cannot be read at start (its whole entries are still delivered by their jobs, and
- * replayed again: at-least-once), and a bucket that refuses HEAD (bucket-check.ts); the delivery's own
- * at-least-once (a worker stopped between a publish and its job's end) is the gateway's, as for SMTP mail.
+ *   1. the checkpoint: objects earlier runs' accepts took (checkpoint.ts);
+ *   2. the replay spool as it was when the run began: messages accepted and not yet delivered (their jobs, or spool
+ *      recovery, deliver them);
+ *   3. a HEAD of the key: what was delivered (and released from the spool) without its `accepted` line — an accept
+ *      whose line a crash cut off — and, unless `checkBucket` is off, what a run through another spool stored.
+ * The checkpoint's `accepting` line is on disk before each accept begins, so a crash between an accept and its
+ * `accepted` line leaves the object "begun": it is then still in the spool (2: a spool file is released only once
+ * every rule's object is stored and announced) or delivered (3). Either way a second run does not accept it again,
+ * and no notification is published twice because of the replay. What is left: a spool file torn by a machine crash
+ * that cannot be read at start (its whole entries are still delivered by their jobs, and replayed again:
+ * at-least-once), a bucket that refuses HEAD (bucket-check.ts), and the delivery's own at-least-once (a worker stopped
+ * between a publish and its job's end) — the gateway's, as for SMTP mail.
  */
 
 export interface IntakeTargetOptions {
@@ -33,6 +34,11 @@ export interface IntakeTargetOptions {
   /** Objects (objectTag) of the messages in the replay spool when the run began: spooledObjects(). */
   spooled: ReadonlySet<string>;
   bucket: BucketCheck;
+  /**
+   * HEAD every object the checkpoint and the spool do not know (true), or only those whose accept was begun and not
+   * recorded (false: the replay spool is trusted to know what was replayed, `--no-bucket-check`).
+   */
+  checkBucket: boolean;
   /** The receiving region: a rule's bucket is there unless its action names another. */
   region: string;
   /** Waits while enough is accepted and not yet delivered (replay --deliver); resolves at once otherwise. */
@@ -96,7 +102,9 @@ export class IntakeTarget implements ReplayTarget {
         const tag = objectTag(bucket, key);
         if (this.o.checkpoint.has(tag)) there.set(rule.name, 'checkpoint');
         else if (this.o.spooled.has(tag)) there.set(rule.name, 'spool');
-        else if ((await this.o.bucket.presence(bucket, rule.s3Action.bucketRegion ?? this.o.region, key)) === 'present') there.set(rule.name, 'bucket');
+        else if (this.o.checkBucket || this.o.checkpoint.wasBegun(tag)) {
+          if ((await this.o.bucket.presence(bucket, rule.s3Action.bucketRegion ?? this.o.region, key)) === 'present') there.set(rule.name, 'bucket');
+        }
       }),
     );
     return there;
@@ -104,6 +112,12 @@ export class IntakeTarget implements ReplayTarget {
 
   async accept(message: ReplayAcceptMessage, body: Readable): Promise<AcceptOutcome> {
     await this.o.admit?.();
+    const objects = message.rules.map((r) => ({ messageId: message.messageId, rule: r.name, ...objectOf(r, message.messageId) }));
+    try {
+      await this.o.checkpoint.begin(objects);
+    } catch (err) {
+      return { accepted: false, kind: 'unavailable', reason: `the checkpoint ${this.o.checkpoint.path} could not be written (${(err as Error).message})` };
+    }
     const outcome = await this.o.intake.accept(
       {
         mailFrom: message.mailFrom,
@@ -115,8 +129,8 @@ export class IntakeTarget implements ReplayTarget {
       body,
     );
     if (!outcome.accepted) return { accepted: false, ...refusalReason(outcome.refusal) };
-    // Not awaited: the line goes out with the round's others; a crash before it is covered (see above).
-    void this.o.checkpoint.record(message.rules.map((r) => ({ messageId: message.messageId, rule: r.name, ...objectOf(r, message.messageId) }))).catch(() => undefined);
+    // Not awaited: the line goes out with the round's others; a crash before it leaves the object begun (see above).
+    void this.o.checkpoint.record(objects).catch(() => undefined);
     this.o.onAccepted?.(message, outcome.dataLength);
     return outcome;
   }

@@ -90,6 +90,7 @@ describe('arguments', () => {
       dryRun: false,
       json: false,
       deliver: false,
+      checkBucket: true,
       timestamp: 'now',
       mboxVariant: 'mboxo',
       rate: 2.5,

@@ -509,38 +509,62 @@ describe('stopped half way', () => {
 });
 
 describe('the window between an accept and its checkpoint line', () => {
-  it('a message accepted whose line never reached the checkpoint (a crash between the two) is not accepted again: found in the spool, then in its bucket', async () => {
+  const keep = async (path: string, state: string) => writeFile(path, (await readFile(path, 'utf8')).split('\n').filter((l) => l.includes(`"state":"${state}"`)).map((l) => `${l}\n`).join(''));
+  const reasons = (r: Result) => ofType(r, 'skipped').map((e) => e.alreadyThere);
+
+  it('an accept whose line never reached the checkpoint (a crash between the two) is not accepted again: found in the spool, then in its bucket', async () => {
     const prefix = 'window';
     const cfg = await writeConfig('window', { prefix });
     const spool = join(b.dir.path, 'window-spool');
+    const checkpoint = join(spool, 'replay-checkpoint.jsonl');
     const source = join(a.dir, a.manifest.emldir.path);
     const args = [source, '--config', cfg, '--json', '--spool-dir', spool];
-    const first = await replay(args);
-    expect(summary(first)).toMatchObject({ stored: 3 });
-    const checkpoint = join(spool, 'replay-checkpoint.jsonl');
+    expect(summary(await replay(args))).toMatchObject({ stored: 3 });
     const nodeId = (await readFile(join(spool, 'node-id'), 'utf8')).trim();
+    const deliver = async () => {
+      const worker = start('worker', ['--config', cfg, '--spool-dir', spool, '--node-id', nodeId]);
+      try {
+        await waitFor('delivered', async () => (await listKeys(b.aws, 'replayed', `${prefix}/`)).length === 3 && (await readdir(join(spool, 'messages'))).length === 0, 60_000, 250);
+      } finally {
+        worker.child.kill('SIGTERM');
+        await worker.done;
+      }
+    };
 
-    // Accepted, not yet delivered (no worker), and the checkpoint lost its lines: the spool says so.
+    // Accepted, not yet delivered (no worker ran), and the checkpoint lost all of it: the spool says so.
     await writeFile(checkpoint, '');
     const spooled = await replay(args);
     expect(summary(spooled)).toMatchObject({ stored: 0, alreadyStored: 3 });
-    expect(ofType(spooled, 'skipped').map((e) => e.alreadyThere)).toEqual([{ inbox: 'spool' }, { inbox: 'spool' }, { inbox: 'spool' }]);
-
-    const worker = start('worker', ['--config', cfg, '--spool-dir', spool, '--node-id', nodeId]);
-    try {
-      await waitFor('delivered', async () => (await listKeys(b.aws, 'replayed', `${prefix}/`)).length === 3 && (await readdir(join(spool, 'messages'))).length === 0, 60_000, 250);
-    } finally {
-      worker.child.kill('SIGTERM');
-      await worker.done;
-    }
-    // Delivered and released from the spool, and still no checkpoint line: the bucket says so.
+    expect(reasons(spooled)).toEqual([{ inbox: 'spool' }, { inbox: 'spool' }, { inbox: 'spool' }]);
+    await deliver();
+    // Delivered and released, and still nothing in the checkpoint: the bucket says so.
     await writeFile(checkpoint, '');
-    const delivered = await replay(args);
-    expect(summary(delivered)).toMatchObject({ stored: 0, alreadyStored: 3 });
-    expect(ofType(delivered, 'skipped').map((e) => e.alreadyThere)).toEqual([{ inbox: 'bucket' }, { inbox: 'bucket' }, { inbox: 'bucket' }]);
+    const stored = await replay(args);
+    expect(summary(stored)).toMatchObject({ stored: 0, alreadyStored: 3 });
+    expect(reasons(stored)).toEqual([{ inbox: 'bucket' }, { inbox: 'bucket' }, { inbox: 'bucket' }]);
     expect([...(await jobsPerMessage(nodeId)).values()]).toEqual([1, 1, 1]);
-    const announced = (await drainQueue(inbox.queueUrl)).filter((n) => n.receipt.action.objectKey?.startsWith(`${prefix}/`));
-    expect(announced).toHaveLength(3);
+    expect((await drainQueue(inbox.queueUrl)).filter((n) => n.receipt.action.objectKey?.startsWith(`${prefix}/`))).toHaveLength(3);
+  }, 180_000);
+
+  it('--no-bucket-check: the bucket is asked only about accepts begun and not recorded — and a replay spool that never saw a message stores it again', async () => {
+    const prefix = 'trusted';
+    const cfg = await writeConfig('trusted', { prefix });
+    const spool = join(b.dir.path, 'trusted-spool');
+    const checkpoint = join(spool, 'replay-checkpoint.jsonl');
+    const args = [join(a.dir, a.manifest.emldir.path), '--config', cfg, '--json', '--spool-dir', spool, '--deliver', '--no-bucket-check'];
+    expect(summary(await replay(args))).toMatchObject({ stored: 3, delivered: 3 });
+    // A crash after each accept and before its "accepted" line: only the "accepting" lines are left.
+    await keep(checkpoint, 'accepting');
+    const again = await replay(args);
+    expect(summary(again)).toMatchObject({ stored: 0, alreadyStored: 3 });
+    expect(reasons(again)).toEqual([{ inbox: 'bucket' }, { inbox: 'bucket' }, { inbox: 'bucket' }]);
+    expect((await drainQueue(inbox.queueUrl)).filter((n) => n.receipt.action.objectKey?.startsWith(`${prefix}/`))).toHaveLength(3);
+
+    // Through a spool that knows nothing of them, without the check: stored, and announced, again (as documented).
+    const elsewhere = await replay([...args.slice(0, 5), join(b.dir.path, 'trusted-spool-2'), '--deliver', '--no-bucket-check']);
+    expect(summary(elsewhere)).toMatchObject({ stored: 3, alreadyStored: 0 });
+    expect(await listKeys(b.aws, 'replayed', `${prefix}/`)).toHaveLength(3);
+    expect((await drainQueue(inbox.queueUrl)).filter((n) => n.receipt.action.objectKey?.startsWith(`${prefix}/`))).toHaveLength(3);
   }, 180_000);
 });
 
