@@ -24,6 +24,13 @@ import { checkRuleBuckets, ruleBuckets } from './observability/rule-buckets.js';
 export interface GatewayParts {
   /** SMTP front, accept path and spool recovery. */
   smtp: boolean;
+  /**
+   * The accept path and spool recovery without an SMTP front: a process that hands messages to `intake` itself
+   * (replay). Like the SMTP front it claims the spool (one accepting process per spool, spool/owner.ts).
+   */
+  accept?: boolean;
+  /** The node id when neither the settings nor the spool name one (default: the host name; cluster/node.ts). */
+  defaultNodeId?: string;
   /** Delivery and spool-release workers. */
   workers: boolean;
   /** Run the workers in a worker thread of their own (worker/thread.ts) rather than on the SMTP thread. */
@@ -54,18 +61,19 @@ const REDIS_STARTUP_TIMEOUT_MS = 10_000;
 
 export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
   const { settings, config } = runtime;
+  const accepting = parts.smtp || parts.accept === true;
   // One accepting process per spool: only it may drop partial and empty files and write spares (spool/owner.ts).
-  const claim = parts.smtp ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
+  const claim = accepting ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
   // Logged from the start (the first spares are made by init); counted once the node's metrics exist, below.
   const spoolEvents: SpoolEvents = spoolEventsFor(baseLog, undefined);
-  const spool = new SpoolDirectory(settings.spoolDir, { spareFiles: parts.smtp, events: spoolEvents });
+  const spool = new SpoolDirectory(settings.spoolDir, { spareFiles: accepting, events: spoolEvents });
   try {
-    await spool.init({ clearIncoming: parts.smtp });
+    await spool.init({ clearIncoming: accepting });
   } catch (err) {
     await claim?.release();
     throw err;
   }
-  const nodeId = await resolveNodeId(settings.spoolDir, settings.nodeId, () => spool.countSpooled()).catch(async (err: Error) => {
+  const nodeId = await resolveNodeId(settings.spoolDir, settings.nodeId, () => spool.countSpooled(), parts.defaultNodeId).catch(async (err: Error) => {
     await spool.close();
     await claim?.release();
     throw err;
@@ -128,7 +136,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     }
     // A refused login, an untrusted certificate or the wrong cluster setting fail later in ways that do not say so.
     await assertRedisUsable(settings.redis);
-    if (parts.smtp) {
+    if (accepting) {
       enqueuer = new Enqueuer(
         {
           redis: settings.redis,
@@ -150,7 +158,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
         identity: { byHost: settings.hostname, accountId: config.accountId, region: config.region },
       });
       running.intake = intake;
-      smtpFront = new SmtpFront({ runtime, intake, spoolDir: settings.spoolDir, log, metrics });
+      if (parts.smtp) smtpFront = new SmtpFront({ runtime, intake, spoolDir: settings.spoolDir, log, metrics });
       await enqueuer.ready(REDIS_STARTUP_TIMEOUT_MS);
     }
     registry = new NodeRegistry({ redis: settings.redis, prefix: settings.redis.prefix, nodeId, spoolDir: settings.spoolDir }, log);
@@ -167,7 +175,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.deliveryThread = await DeliveryThread.start({ runtime, prefix: queuePrefix, nodeId, log, logOptions, metrics });
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started in their own thread');
     }
-    if (smtpFront && enqueuer && intake) {
+    if (enqueuer && intake) {
       const busy = intake;
       const recovery = new SpoolRecovery({ directory: spool, reader: new SpoolReader(spool) }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
       const first = await recovery.run();
@@ -175,8 +183,10 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       enqueuer.onReady(() => void recovery.run().catch((err: Error) => log.warn({ err: err.message }, 'spool recovery after reconnect failed; the periodic pass will retry')));
       recovery.start(settings.worker.recoveryIntervalMs);
       running.recovery = recovery;
-      running.smtpAddress = await smtpFront.listen();
-      running.smtp = smtpFront;
+      if (smtpFront) {
+        running.smtpAddress = await smtpFront.listen();
+        running.smtp = smtpFront;
+      }
     }
     if (parts.workers && !parts.deliveryThread) {
       const workers = new DeliveryWorkers(runtime, new SpoolReader(spool), log, { prefix: queuePrefix, metrics });

@@ -56,7 +56,8 @@ export function encodeKeyPath(key: string): string {
   return key.split('/').map(encodeRfc3986).join('/');
 }
 
-const retryable = (status: number, name: string) => status >= 500 || status === 429 || /^(SlowDown|RequestTimeout|InternalError|ServiceUnavailable|Throttling)$/.test(name);
+/** Throttling, server errors and dropped connections: worth the same request again. */
+export const retryable = (status: number, name: string) => status >= 500 || status === 429 || /^(SlowDown|RequestTimeout|InternalError|ServiceUnavailable|Throttling)$/.test(name);
 
 /** Stores `body` at `bucket`/`key`; resolves with the ETag S3 returned. */
 export async function putObject(s3: S3Client, input: PutObjectInput): Promise<{ etag?: string }> {

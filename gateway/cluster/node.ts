@@ -54,11 +54,11 @@ export class NodeIdError extends Error {
 }
 
 /**
- * The node id this spool belongs to: the configured one, else the one recorded in the spool directory, else the host
- * name; recorded for next time. A configured id that differs from the recorded one is refused while the spool still
+ * The node id this spool belongs to: the configured one, else the one recorded in the spool directory, else
+ * `fallback` (the host name); recorded for next time. A configured id that differs from the recorded one is refused while the spool still
  * holds messages — their jobs are in the recorded node's queues, and nobody else would ever deliver them.
  */
-export async function resolveNodeId(spoolDir: string, configured: string | undefined, spooledCount: () => Promise<number>): Promise<string> {
+export async function resolveNodeId(spoolDir: string, configured: string | undefined, spooledCount: () => Promise<number>, fallback: string = nodeIdFromHostname()): Promise<string> {
   const file = join(spoolDir, NODE_ID_FILE);
   let recorded: string | undefined;
   try {
@@ -67,7 +67,7 @@ export async function resolveNodeId(spoolDir: string, configured: string | undef
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   if (recorded !== undefined && !NODE_ID_RE.test(recorded)) throw new NodeIdError(`${file} holds "${recorded}", which is not a node id; delete the file if the spool is empty, else write the right id into it`);
-  const id = configured ?? recorded ?? nodeIdFromHostname();
+  const id = configured ?? recorded ?? fallback;
   if (recorded !== undefined && recorded !== id) {
     const n = await spooledCount();
     if (n > 0) {

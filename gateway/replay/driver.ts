@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { tooBig } from './data-meter.js';
 import type { ReplayPlan } from './plan.js';
 import { ReplayProblem, SourceNote, type PreparedMessage, type ProblemKind, type Source, type SourceItem } from './source.js';
-import type { AcceptOutcome, ReplayTarget } from './target.js';
+import type { AcceptOutcome, RefusalKind, ReplayTarget, StoredBy } from './target.js';
 
 /**
  * The replay loop: reads the sources in order, keeps up to `concurrency` messages in hand (each prepared, planned
@@ -22,12 +22,15 @@ export interface ReplayCounters {
   failed: number;
   /** Messages in the slots right now. */
   inFlight: number;
+  /** The run was stopped (`signal`) before every source was read. */
+  interrupted: boolean;
 }
 
 export interface ReplayEvents {
   /** A message handed on (stored, or read through in a dry run). */
   message?(plan: ReplayPlan, outcome: Extract<AcceptOutcome, { accepted: true }>): void;
-  skipped?(plan: ReplayPlan): void;
+  /** Every rule of the message has its object already: nothing handed on. */
+  skipped?(plan: ReplayPlan, there: ReadonlyMap<string, StoredBy>): void;
   problem?(problem: ReplayProblem): void;
   note?(note: SourceNote): void;
 }
@@ -42,10 +45,12 @@ export interface DriverOptions {
   events?: ReplayEvents;
   /** Updated in place as the run goes (for the progress display). */
   counters?: ReplayCounters;
+  /** Stops the run: no further message is read; those in hand finish. */
+  signal?: AbortSignal;
 }
 
 export function newCounters(): ReplayCounters {
-  return { messages: 0, bytes: 0, stored: 0, alreadyStored: 0, unmatched: 0, malformed: 0, failed: 0, inFlight: 0 };
+  return { messages: 0, bytes: 0, stored: 0, alreadyStored: 0, unmatched: 0, malformed: 0, failed: 0, inFlight: 0, interrupted: false };
 }
 
 /** Spaces message starts 1/rate seconds apart. */
@@ -61,12 +66,21 @@ class Pacer {
   }
 }
 
-const OUTCOME_KIND: Record<Extract<AcceptOutcome, { accepted: false }>['kind'], ProblemKind> = {
+const OUTCOME_KIND: Record<RefusalKind, ProblemKind> = {
   'too-big': 'malformed',
   malformed: 'malformed',
   'no-space': 'failed',
   unavailable: 'failed',
+  'body-failed': 'failed',
+  'no-rule': 'unmatched',
 };
+
+/** The plan for the rules still to store: the others have their objects (`there`) already. */
+function narrowed(plan: ReplayPlan, there: ReadonlyMap<string, StoredBy>): ReplayPlan {
+  const rules = plan.accept.rules.filter((r) => !there.has(r.name));
+  const left = new Set(rules.flatMap((r) => r.recipients));
+  return { ...plan, accept: { ...plan.accept, rules, recipients: plan.accept.recipients.filter((a) => left.has(a)) }, alreadyThere: there };
+}
 
 export async function runReplay(sources: Source[], o: DriverOptions): Promise<ReplayCounters> {
   const c = o.counters ?? newCounters();
@@ -91,12 +105,16 @@ export async function runReplay(sources: Source[], o: DriverOptions): Promise<Re
     try {
       if (m.dataLength !== undefined && m.dataLength > o.maxBytes) throw tooBig(m.location, m.dataLength, o.maxBytes);
       plan = o.plan(m);
-      if (o.target.alreadyStored && (await o.target.alreadyStored(plan.accept))) {
-        m.discard();
-        c.alreadyStored++;
-        c.bytes += m.dataLength ?? 0;
-        events.skipped?.(plan);
-        return;
+      const there = o.target.alreadyStored ? await o.target.alreadyStored(plan.accept) : undefined;
+      if (there && there.size > 0) {
+        if (plan.accept.rules.every((r) => there.has(r.name))) {
+          m.discard();
+          c.alreadyStored++;
+          c.bytes += m.dataLength ?? 0;
+          events.skipped?.({ ...plan, alreadyThere: there }, there);
+          return;
+        }
+        plan = narrowed(plan, there);
       }
     } catch (err) {
       m.discard();
@@ -147,9 +165,15 @@ export async function runReplay(sources: Source[], o: DriverOptions): Promise<Re
     inFlight.add(task);
   };
 
+  const stopped = () => {
+    if (o.signal?.aborted) c.interrupted = true;
+    return c.interrupted;
+  };
   try {
     for (const source of sources) {
+      if (stopped()) break;
       for await (const entry of source) {
+        if (stopped()) break;
         if (entry instanceof ReplayProblem) {
           problem(entry);
           continue;
@@ -160,6 +184,8 @@ export async function runReplay(sources: Source[], o: DriverOptions): Promise<Re
         }
         while (inFlight.size >= o.concurrency) await Promise.race(inFlight);
         await pacer.wait();
+        // Leaving the loop closes the source (its iterator's return): the item is never prepared.
+        if (stopped()) break;
         start(entry);
       }
     }

@@ -6,7 +6,7 @@ import type { SpooledRule } from '../spool/format.js';
 import { isPlausibleReceiptTime } from './dates.js';
 import { recoverEnvelope, type EnvelopeFlags } from './envelope.js';
 import { ReplayProblem, type PreparedMessage } from './source.js';
-import type { ReplayAcceptMessage } from './target.js';
+import type { ReplayAcceptMessage, StoredBy } from './target.js';
 
 /**
  * What replay decides for one prepared message before it is handed on: its envelope, its receipt rules, its
@@ -20,6 +20,8 @@ export interface ReplayPlan {
   recipientsSource: string;
   /** Where `receivedAt` came from; `now` when the accept path's clock decides. */
   timestampSource: string;
+  /** Rules left out of `accept` because their object is there already, and how that is known. */
+  alreadyThere?: ReadonlyMap<string, StoredBy>;
 }
 
 export interface PlanOptions {
@@ -94,6 +96,7 @@ export class Planner {
       messageId: replayMessageId(this.idKey, m.identity, m.contentTag),
       ...(time ? { receivedAt: time.at } : {}),
       ...(client ? { client: { ip: client.ip, ...(client.hostname ? { hostname: client.hostname } : {}), helo: client.helo, tls: false } } : {}),
+      source: m.location,
     };
     return {
       message: m,

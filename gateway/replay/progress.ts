@@ -44,7 +44,8 @@ export class ProgressDisplay {
     private readonly out: ProgressOutput,
     private readonly counters: ReplayCounters,
     readonly totals: Totals,
-    private readonly options: { intervalMs?: number; now?: () => number } = {},
+    /** `extra`: more to show at the end of the line (deliveries, with --deliver). */
+    private readonly options: { intervalMs?: number; now?: () => number; extra?: () => string | undefined } = {},
   ) {
     this.tty = out.isTTY === true;
     this.startedAt = this.now();
@@ -120,6 +121,8 @@ export class ProgressDisplay {
     if (total && bytes > 0) parts.push(`ETA ${formatDuration(Math.max(0, total - c.bytes) / bytes)}`);
     const bad = c.unmatched + c.malformed + c.failed;
     if (bad > 0) parts.push(`${int(bad)} not stored`);
+    const extra = this.options.extra?.();
+    if (extra) parts.push(extra);
     return `replay: ${parts.join('  ')}`;
   }
 

@@ -4,9 +4,9 @@ import type { SpooledRule } from '../spool/format.js';
 /**
  * Where replay hands each message: the seam between the replay driver and the gateway's durable accept path.
  *
- * The types mirror the Intake's (gateway/intake/): `ReplayAcceptMessage` is its IntakeMessage without the SMTP
- * client, `AcceptOutcome` its outcome. The Intake adapter is a few lines that pass both through; the dry run below
- * is the other implementation.
+ * The types mirror the Intake's (gateway/intake/): `ReplayAcceptMessage` is its IntakeMessage with the recipients
+ * spelled out, `AcceptOutcome` its outcome. The Intake's implementation is intake-target.ts; the dry run below is the
+ * other one.
  *
  * Contract for an implementation:
  * - It reads `body` to its end before it answers `accepted: true`, and stores nothing when `body` fails instead of
@@ -33,19 +33,28 @@ export interface ReplayAcceptMessage {
    * (SES writes `with SMTP` either way): false.
    */
   client?: { ip: string; hostname?: string; helo: string; tls: boolean };
+  /** Where the message is in its source (for reports about it after the accept: a delivery that failed). */
+  source?: string;
 }
+
+/** Why the accept path refused a message (the Intake's refusal kinds). */
+export type RefusalKind = 'too-big' | 'no-space' | 'unavailable' | 'body-failed' | 'malformed' | 'no-rule';
 
 export type AcceptOutcome =
   | { accepted: true; messageId: string; dataLength: number }
-  | { accepted: false; kind: 'too-big' | 'no-space' | 'unavailable' | 'malformed'; reason: string };
+  | { accepted: false; kind: RefusalKind; reason: string };
+
+/** How a rule's object is known to be there already: a checkpoint of earlier runs, the replay spool, the bucket. */
+export type StoredBy = 'checkpoint' | 'spool' | 'bucket';
 
 export interface ReplayTarget {
   accept(message: ReplayAcceptMessage, body: Readable): Promise<AcceptOutcome>;
   /**
-   * Whether every rule's object of this message is stored already (a checkpoint or a HEAD of each key), so that a
-   * second run, or a run after a crash, skips it. Absent: nothing is skipped.
+   * The message's rules whose object is there already (rule name → how that is known), so that a second run, or a
+   * run after a crash, stores nothing twice: a message every rule has is skipped, one that some rules have is handed
+   * on for the others only. Absent: nothing is skipped.
    */
-  alreadyStored?(message: ReplayAcceptMessage): Promise<boolean>;
+  alreadyStored?(message: ReplayAcceptMessage): Promise<ReadonlyMap<string, StoredBy>>;
   close(): Promise<void>;
 }
 

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Worker, type Job } from 'bullmq';
 import type { Logger } from '../runtime/log.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
@@ -50,6 +51,9 @@ export class DeliveryWorkers {
     private readonly opts: DeliveryWorkersOptions,
   ) {
     this.aws = new AwsClients(runtime.settings.upload, opts.metrics);
+    // Every request in flight listens on it until it ends (the SDK's HTTP handler): more than Node's default of 10
+    // at once is the worker's concurrency at work, not a leak — and Node's warning about it would reach stderr.
+    setMaxListeners(0, this.abort.signal);
   }
 
   start(): void {

@@ -103,7 +103,7 @@ function runBounded(cmd: string, args: string[], timeoutMs: number): Promise<{ c
   });
 }
 
-interface RateResult {
+export interface RateResult {
   label: string;
   count: number;
   seconds: number;
@@ -115,7 +115,7 @@ interface RateResult {
 }
 
 /** The faster of two runs of one yardstick (a failed run never wins), remembering the other's rate. */
-function faster(a: RateResult, b: RateResult): RateResult {
+export function faster(a: RateResult, b: RateResult): RateResult {
   const [win, lose] = (b.ok && (!a.ok || b.rate > a.rate)) ? [b, a] : [a, b];
   return { ...win, other: lose.rate };
 }
@@ -457,7 +457,7 @@ async function plainUploads(label: string, endpoint: string, bucket: string, cou
  * SES-identical delivery at this concurrency, the ceiling any gateway's end-to-end rate sits under; the ≥ 0.8× target
  * is still judged against plain uploads.
  */
-async function sesFormatCalls(label: string, endpoint: string, bucket: string, keyArn: string, topicArn: string, count: number, bytes: number, timeoutMs: number): Promise<RateResult> {
+export async function sesFormatCalls(label: string, endpoint: string, bucket: string, keyArn: string, topicArn: string, count: number, bytes: number, timeoutMs: number): Promise<RateResult> {
   const cfg = { region: REGION, endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
   const s3 = new S3Client({ ...cfg, forcePathStyle: true, requestChecksumCalculation: CHECKSUMS, responseChecksumValidation: CHECKSUMS });
   const kms = new KMSClient(cfg);
@@ -503,7 +503,7 @@ async function sesFormatCalls(label: string, endpoint: string, bucket: string, k
   }
 }
 
-async function startSinkProc(work: string): Promise<{ endpoint: string; proc: Proc; stats(): Promise<Record<string, number>> }> {
+export async function startSinkProc(work: string): Promise<{ endpoint: string; proc: Proc; stats(): Promise<Record<string, number>> }> {
   const port = await freePort();
   const proc = spawnLogged(process.execPath, [join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs'), join(import.meta.dirname, 's3-sink.ts'), String(port)], process.env, join(work, 'sink.log'));
   await waitForPort(port, 30_000, proc.child);
@@ -729,5 +729,8 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
-process.exit(0);
+// Run as the benchmark; imported (bench:replay takes its yardsticks from here), only the exports.
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  await main();
+  process.exit(0);
+}

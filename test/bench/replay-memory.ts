@@ -7,53 +7,15 @@
  * Peak RSS is the child's maxrss as GNU time reports it. Needs ~2 GiB of free disk in the temp directory.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { once } from 'node:events';
+import { writeMbox } from './mbox-writer.js';
 
 const GIB = 1024 ** 3;
 const size = Number(process.argv[2] ?? 2) * GIB;
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'mailroom.js');
-
-/** 1 MiB of base64 text in 76-character lines to cut bodies from. */
-const TEXT = Buffer.from(
-  randomBytes(768 * 1024)
-    .toString('base64')
-    .replace(/.{76}/g, '$&\n'),
-);
-
-function body(bytes: number): Buffer {
-  const parts: Buffer[] = [];
-  for (let left = bytes; left > 0; left -= TEXT.length) parts.push(TEXT.subarray(0, Math.min(left, TEXT.length)));
-  return Buffer.concat([Buffer.from('From the first line, quoted\n>From a quoted one\n'), ...parts, Buffer.from('\n')]);
-}
-
-async function writeMbox(path: string): Promise<{ messages: number }> {
-  const out = createWriteStream(path, { highWaterMark: 1 << 20 });
-  let written = 0;
-  let messages = 0;
-  const small = body(10 * 1024);
-  const medium = body(1024 * 1024);
-  const large = body(30 * 1024 * 1024);
-  while (written < size) {
-    const n = messages++;
-    const b = n % 20_000 === 19_999 ? large : n % 100 === 99 ? medium : small;
-    const head = Buffer.from(
-      `From sender${n}@sender.example Sat Jan  3 01:05:34 2004\nReturn-Path: <sender${n}@sender.example>\nFrom: sender${n}@sender.example\nTo: user${n % 50}@example.com\nSubject: message ${n}\nDate: Sat, 3 Jan 2004 01:05:34 +0000\n\n`,
-    );
-    const quoted = Buffer.from(b.toString('latin1').replace(/^(>*From )/gm, '>$1'), 'latin1');
-    for (const part of [head, quoted, Buffer.from('\n')]) {
-      written += part.length;
-      if (!out.write(part)) await once(out, 'drain');
-    }
-  }
-  out.end();
-  await once(out, 'finish');
-  return { messages };
-}
 
 const dir = await mkdtemp(join(tmpdir(), 'mailroom-replay-bench-'));
 try {
@@ -61,7 +23,7 @@ try {
   const config = join(dir, 'mailroom.json');
   writeFileSync(config, JSON.stringify({ region: 'us-east-1', accountId: '123456789012', ruleSetName: 'bench', rules: [{ name: 'inbox', recipients: ['example.com'], s3Action: { bucketName: 'bench' } }] }));
   let t = performance.now();
-  const { messages } = await writeMbox(mbox);
+  const { messages } = await writeMbox(mbox, { maxBytes: size, averageBytes: 10 * 1024, bigger: [{ every: 20_000, bytes: 30 * 1024 * 1024 }, { every: 100, bytes: 1024 * 1024 }] });
   console.log(`wrote ${messages} messages, ${(size / GIB).toFixed(2)} GiB, in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   t = performance.now();
   const child = spawnSync('/usr/bin/time', ['-f', 'maxrss_kb=%M', process.execPath, CLI, 'replay', mbox, '--config', config, '--dry-run'], {

@@ -1,6 +1,6 @@
 /**
  * A minimal local AWS sink for benchmarks: answers just enough of S3 (PutObject, CreateMultipartUpload, UploadPart,
- * CompleteMultipartUpload, AbortMultipartUpload), KMS (GenerateDataKey) and SNS (Publish, PublishBatch) for the SDK to be
+ * CompleteMultipartUpload, AbortMultipartUpload; HeadObject always 404), KMS (GenerateDataKey) and SNS (Publish, PublishBatch) for the SDK to be
  * satisfied, and discards every body. It stores nothing and checks no signatures: it exists to show what the
  * gateway itself costs when the storage behind it costs (almost) nothing.
  *
@@ -25,6 +25,8 @@ export interface SinkStats {
   publishBatches: number;
   /** S3 writes answered 503 SlowDown (the slowDown option). */
   slowDowns: number;
+  /** HeadObject requests, each answered 404. */
+  heads: number;
   other: number;
 }
 
@@ -33,7 +35,7 @@ export interface SinkOptions {
   slowDown?: boolean;
 }
 
-const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, slowDowns: 0, other: 0 };
+const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, slowDowns: 0, heads: 0, other: 0 };
 
 /** Reads and drops a body; resolves with its length (and its text when asked, for the small KMS/SNS requests). */
 function drain(req: IncomingMessage, keepText = false): Promise<{ length: number; text: string }> {
@@ -139,6 +141,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: SinkOptio
     await drain(req);
     stats.multipartCompleted++;
     return xml(res, `<CompleteMultipartUploadResult><Location>http://sink/${bucket}/${key}</Location><Bucket>${bucket}</Bucket><Key>${key}</Key><ETag>${etag().replace(/"/g, '&quot;')}</ETag></CompleteMultipartUploadResult>`);
+  }
+  if (req.method === 'HEAD' && key) {
+    // It stores nothing: no object is ever there (replay asks before it stores).
+    await drain(req);
+    stats.heads++;
+    // With a length, as S3 answers: without one Node's server closes the connection after a HEAD.
+    res.writeHead(404, { 'x-amz-request-id': 'sink', 'content-length': '0' });
+    return void res.end();
   }
   if (req.method === 'DELETE' && q.has('uploadId')) {
     await drain(req);

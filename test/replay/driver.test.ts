@@ -156,13 +156,58 @@ describe('runReplay', () => {
     expect(problems.map((p) => p.reason)).toEqual(['changed while it was being replayed', expect.stringMatching(/^was taken by the accept path as message \S+ although its source failed/)]);
   });
 
-  it('skips what the target says is stored already, and counts it', async () => {
+  it('skips what the target says is stored already, and counts it; hands on the rules that lack their object', async () => {
+    const twoRules = new Planner({
+      config: parseConfig({
+        region: 'us-east-1',
+        accountId: '123456789012',
+        ruleSetName: 'replay-test',
+        rules: [
+          { name: 'inbox', recipients: ['example.com'], s3Action: { bucketName: 'mail', objectKeyPrefix: 'inbox' } },
+          { name: 'archive', recipients: ['user2@example.com'], s3Action: { bucketName: 'archive' } },
+        ],
+      }).config,
+      envelope: {},
+      timestamp: 'source',
+    });
     const t = recordingTarget(0);
-    const skipping: ReplayTarget = { ...t.target, alreadyStored: async (m) => m.recipients[0] === 'user1@example.com' };
-    const skipped: string[] = [];
-    const c = await runReplay([items([memoryMessage(0), memoryMessage(1), memoryMessage(2)])], options(skipping, { events: { skipped: (p) => skipped.push(p.message.location) } }));
+    const skipping: ReplayTarget = {
+      ...t.target,
+      alreadyStored: async (m) =>
+        new Map(m.recipients[0] === 'user1@example.com' ? [['inbox', 'checkpoint' as const]] : m.recipients[0] === 'user2@example.com' ? [['inbox', 'bucket' as const]] : []),
+    };
+    const skipped: Array<[string, string[]]> = [];
+    const handed: Array<[string, string[], string[]]> = [];
+    const c = await runReplay(
+      [items([memoryMessage(0), memoryMessage(1), memoryMessage(2)])],
+      options(skipping, {
+        plan: (m) => twoRules.plan(m),
+        events: { skipped: (p, there) => skipped.push([p.message.location, [...there.keys()]]), message: (p) => handed.push([p.message.location, p.accept.rules.map((r) => r.name), [...(p.alreadyThere?.keys() ?? [])]]) },
+      }),
+    );
     expect(c).toMatchObject({ stored: 2, alreadyStored: 1 });
-    expect(skipped).toEqual(['memory:1']);
+    expect(skipped).toEqual([['memory:1', ['inbox']]]);
+    // user2@ matches both rules; inbox has its object: only archive is handed on.
+    expect(handed.sort()).toEqual([
+      ['memory:0', ['inbox'], []],
+      ['memory:2', ['archive'], ['inbox']],
+    ]);
+    expect(t.seen.find((m) => m.recipients.includes('user2@example.com'))!.rules.map((r) => r.name)).toEqual(['archive']);
+  });
+
+  it('stops reading when its signal is aborted: the messages in hand finish, no other is prepared', async () => {
+    const stop = new AbortController();
+    const prepared: number[] = [];
+    const list = Array.from({ length: 20 }, (_, i) => {
+      const item = memoryMessage(i);
+      return { location: item.location, prepare: () => (prepared.push(i), i === 5 && stop.abort(), item.prepare()) };
+    });
+    const t = recordingTarget(30);
+    const c = await runReplay([items(list)], options(t.target, { concurrency: 2, signal: stop.signal }));
+    expect(c.interrupted).toBe(true);
+    expect(prepared.length).toBeLessThanOrEqual(7);
+    expect(c.stored).toBe(prepared.length);
+    expect(c.inFlight).toBe(0);
   });
 });
 
