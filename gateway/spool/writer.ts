@@ -5,6 +5,7 @@ import { BatchWriter, type BatchEvents } from './batch.js';
 import type { SpoolDirectory } from './directory.js';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 import type { SpareEvents } from './spares.js';
+import type { SealingFile, SpoolSeal } from './seal.js';
 
 /** Gathered in memory before the first write (per message being received): most mail is one write. */
 export const SMALL_MESSAGE_BYTES = 256 * 1024;
@@ -50,11 +51,17 @@ export class BodyError extends Error {
 export class SpoolWriter {
   private readonly batches: BatchWriter;
 
+  /** Seals new files when spool encryption is on (seal.ts); undefined: files hold plaintext. */
+  private readonly seal: SpoolSeal | undefined;
+
   constructor(
     private readonly directory: SpoolDirectory,
     events: BatchEvents = {},
+    seal?: SpoolSeal,
   ) {
-    this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events);
+    this.seal = seal?.sealsNewFiles ? seal : undefined;
+    const s = this.seal;
+    this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events, s ? (id, plaintext, bytes) => s.seal(id, plaintext, bytes) : undefined);
   }
 
   /** True for a file of this writer that has no jobs yet by design: a spare, or one on its way to disk. */
@@ -75,6 +82,8 @@ export class SpoolWriter {
     let tmp = '';
     let fh: FileHandle | undefined;
     let created = false;
+    // A streamed message's file sealed as it streams, when encryption is on.
+    let sealing: SealingFile | undefined;
     // DATA gathered in memory; the record line is written first only if the message turns out to need streaming.
     let pending: Buffer[] = [];
     let pendingBytes = 0;
@@ -88,11 +97,13 @@ export class SpoolWriter {
         created = true;
         pending.unshift(encodeRecordLine(record));
         pendingBytes += pending[0]!.length;
+        if (this.seal) sealing = await this.seal.sealInto(fh, id, pending[0]!.length + limitBytes);
       }
       const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
-      await writeAll(fh, buf);
+      if (sealing) await sealing.write(buf);
+      else await writeAll(fh, buf);
     };
     const drop = async () => {
       dropped = true;
@@ -100,6 +111,8 @@ export class SpoolWriter {
       pendingBytes = 0;
       const f = fh;
       fh = undefined;
+      sealing?.destroy();
+      sealing = undefined;
       if (f) await f.close();
       if (created) await unlink(tmp);
       created = false;
@@ -134,6 +147,7 @@ export class SpoolWriter {
         return { ok: true, dataLength, file, durable };
       }
       await flush();
+      await sealing?.end();
       await fh.sync();
       // Renamed while still open (the descriptor needs no name); the close runs alongside the directory fsync.
       await rename(tmp, this.directory.path(id));
@@ -142,8 +156,9 @@ export class SpoolWriter {
       fh = undefined;
       // Bytes are durable and the name is in place: a failing close can no longer lose or corrupt anything.
       await Promise.all([f.close().catch(() => undefined), this.directory.messagesDirSync.sync()]);
-      return { ok: true, dataLength, file: { id, entries: [{ record, at: 0 }] }, durable: DURABLE };
+      return { ok: true, dataLength, file: { id, entries: [{ record, at: 0 }], ...(sealing ? { sealed: true } : {}) }, durable: DURABLE };
     } catch (err) {
+      sealing?.destroy();
       if (fh) await fh.close().catch(() => undefined);
       if (created) await rm(tmp, { force: true });
       throw bodyFailed ? new BodyError((err as Error).message) : err;
