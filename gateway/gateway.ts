@@ -14,6 +14,7 @@ import { claimSpool } from './spool/owner.js';
 import { SpoolRecovery } from './intake/recovery.js';
 import { SpoolDirectory } from './spool/directory.js';
 import { SpoolReader } from './spool/reader.js';
+import { spoolKey, spoolSeal } from './spool/seal-keys.js';
 import { SpoolWriter, type SpoolEvents } from './spool/writer.js';
 import { Intake } from './intake/intake.js';
 import { within } from './runtime/timeout.js';
@@ -54,6 +55,9 @@ const REDIS_STARTUP_TIMEOUT_MS = 10_000;
 
 export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
   const { settings, config } = runtime;
+  // Spool encryption's key, read and checked before the spool is touched: a missing or open key file is a config error.
+  const encryption = settings.spool.encryption;
+  const sealKey = encryption ? spoolKey(encryption, { source: runtime.source, requestTimeoutMs: settings.upload.requestTimeoutMs }) : undefined;
   // One accepting process per spool: only it may drop partial and empty files and write spares (spool/owner.ts).
   const claim = parts.smtp ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
   // Logged from the start (the first spares are made by init); counted once the node's metrics exist, below.
@@ -72,6 +76,11 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   });
   const queuePrefix = nodePrefix(settings.redis.prefix, nodeId);
   const log = childLogger(baseLog, { node: nodeId });
+  // Bound to this node (each file's encryption context names it): made once the node id is known.
+  const seal =
+    encryption && sealKey
+      ? spoolSeal(encryption, sealKey, { nodeId, onDataKey: (op) => log.info({ key: sealKey.describe }, op === 'made' ? 'spool data key made: it seals new spool files until its age, file or byte bound' : 'spool data key opened') })
+      : undefined;
   const metrics = new GatewayMetrics(nodeId);
   Object.assign(spoolEvents, spoolEventsFor(log, metrics));
   let draining = false;
@@ -128,6 +137,14 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     }
     // A refused login, an untrusted certificate or the wrong cluster setting fail later in ways that do not say so.
     await assertRedisUsable(settings.redis);
+    if (parts.smtp && seal?.sealsNewFiles) {
+      // A key that cannot seal means no mail can be accepted: said now, not as a 451 to every sender.
+      const timeoutMs = Math.min(30_000, settings.upload.requestTimeoutMs);
+      await within(seal.check(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`)).catch((err: Error) => {
+        throw new Error(`spool encryption: cannot seal mail under ${seal.key.describe}: ${err.message}`);
+      });
+      log.info({ key: seal.key.describe }, 'spool encryption on: new mail is sealed');
+    }
     if (parts.smtp) {
       enqueuer = new Enqueuer(
         {
@@ -142,7 +159,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       // that should leave no trace behind — no node in Redis, no wait for it.
       intake = new Intake({
         directory: spool,
-        writer: new SpoolWriter(spool, spoolEvents),
+        writer: new SpoolWriter(spool, spoolEvents, seal),
         jobs: enqueuer,
         log,
         jobsTimeoutMs: settings.redis.enqueueTimeoutMs,
@@ -169,7 +186,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     }
     if (smtpFront && enqueuer && intake) {
       const busy = intake;
-      const recovery = new SpoolRecovery({ directory: spool, reader: new SpoolReader(spool) }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
+      const recovery = new SpoolRecovery({ directory: spool, reader: new SpoolReader(spool, seal) }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
       const first = await recovery.run();
       log.info({ spooled: first.checked, requeued: first.requeued }, 'spool recovered');
       enqueuer.onReady(() => void recovery.run().catch((err: Error) => log.warn({ err: err.message }, 'spool recovery after reconnect failed; the periodic pass will retry')));
@@ -179,7 +196,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       running.smtp = smtpFront;
     }
     if (parts.workers && !parts.deliveryThread) {
-      const workers = new DeliveryWorkers(runtime, new SpoolReader(spool), log, { prefix: queuePrefix, metrics });
+      const workers = new DeliveryWorkers(runtime, new SpoolReader(spool, seal), log, { prefix: queuePrefix, metrics });
       workers.start();
       running.workers = workers;
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started');

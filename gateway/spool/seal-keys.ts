@@ -100,9 +100,11 @@ function keyringClient(client: KMSClient) {
     try {
       return await send();
     } catch (err) {
-      const e = err as Error;
-      const line = `${KMS_MARK} ${op} ${e.name} ${e.message.replace(/\s+/g, ' ')}`;
-      throw Object.assign(new Error(`KMS ${op}: ${e.name}: ${e.message}`), { name: e.name, stack: line });
+      const e = err as NodeJS.ErrnoException;
+      // A connection that failed is named by its code (ECONNREFUSED), not by the generic Error.
+      const name = e.name === 'Error' && e.code ? e.code : e.name;
+      const line = `${KMS_MARK} ${op} ${name} ${e.message.replace(/\s+/g, ' ')}`;
+      throw Object.assign(new Error(`KMS ${op}: ${name}: ${e.message}`), { name, stack: line });
     }
   };
   return {
@@ -126,9 +128,10 @@ function kmsKey(arn: string, requestTimeoutMs: number): SpoolKey {
     node: new KmsKeyringNode({ generatorKeyId: arn, clientProvider: clientProvider as unknown as NonNullable<NonNullable<ConstructorParameters<typeof KmsKeyringNode>[0]>['clientProvider']> }),
     describe: `KMS key ${arn}`,
     explain(err) {
-      const i = err.message.indexOf(KMS_MARK);
-      if (i < 0) return { kind: 'key', why: `the KMS keyring failed: ${err.message.split('\n')[0]}` };
-      const [, op = '?', name = 'Error', ...rest] = err.message.slice(i).split('\n')[0]!.split(' ');
+      // Folded into the keyring's own error text (Decrypt), or the adapter's error itself (GenerateDataKey).
+      const text = [err.message, err.stack ?? ''].find((t) => t.includes(KMS_MARK));
+      if (!text) return { kind: 'key', why: `the KMS keyring failed: ${err.message.split('\n')[0]}` };
+      const [, op = '?', name = 'Error', ...rest] = text.slice(text.indexOf(KMS_MARK)).split('\n')[0]!.split(' ');
       // The data key's ciphertext itself is not what KMS made (the context is checked before KMS is asked).
       if (name === 'InvalidCiphertextException') return { kind: 'sealed', why: `KMS ${op}: ${name}` };
       return { kind: 'key', why: kmsTrouble(name, rest.join(' '), op, arn) };
@@ -155,17 +158,22 @@ export function spoolKey(encryption: GatewaySpoolEncryption, opts: { source: str
   return rawKey(encryption.keyFile!, opts.source);
 }
 
+/** The spool's seal for this node under `key` (spoolKey), as `encryption` bounds its data keys. */
+export function spoolSeal(encryption: GatewaySpoolEncryption, key: SpoolKey, opts: { nodeId: string; onDataKey?: SpoolSealOptions['onDataKey'] }): SpoolSeal {
+  return new SpoolSeal({
+    key,
+    nodeId: opts.nodeId,
+    sealNewFiles: encryption.enabled,
+    dataKey: { maxAgeMs: encryption.dataKeyMaxAgeMs, maxFiles: encryption.dataKeyMaxFiles, maxBytes: encryption.dataKeyMaxBytes },
+    ...(opts.onDataKey ? { onDataKey: opts.onDataKey } : {}),
+  });
+}
+
 /** The spool's seal for this node, or undefined when `gateway.spool.encryption` is not set. */
 export function spoolSealFor(
   encryption: GatewaySpoolEncryption | undefined,
   opts: { source: string; requestTimeoutMs: number; nodeId: string; onDataKey?: SpoolSealOptions['onDataKey'] },
 ): SpoolSeal | undefined {
   if (!encryption) return undefined;
-  return new SpoolSeal({
-    key: spoolKey(encryption, opts),
-    nodeId: opts.nodeId,
-    sealNewFiles: encryption.enabled,
-    dataKey: { maxAgeMs: encryption.dataKeyMaxAgeMs, maxFiles: encryption.dataKeyMaxFiles, maxBytes: encryption.dataKeyMaxBytes },
-    ...(opts.onDataKey ? { onDataKey: opts.onDataKey } : {}),
-  });
+  return spoolSeal(encryption, spoolKey(encryption, opts), opts);
 }

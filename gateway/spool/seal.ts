@@ -106,14 +106,17 @@ export interface SealedBytes {
   bytes: number;
 }
 
-/** Material with the same keys under another encryption context (the cache's own clone, with the file's part added). */
-function bound<M extends NodeEncryptionMaterial | NodeDecryptionMaterial>(m: M, context: EncryptionContext): M {
+/**
+ * Material with the same keys under another encryption context (the cache's own clone, with the file's part added);
+ * `m`'s copy of the data key is zeroed unless it is still needed (`keep`).
+ */
+function bound<M extends NodeEncryptionMaterial | NodeDecryptionMaterial>(m: M, context: EncryptionContext, keep = false): M {
   const [setTrace, ...traces] = m.keyringTrace;
   const key = m.getUnencryptedDataKey();
   const out = (m instanceof NodeEncryptionMaterial ? new NodeEncryptionMaterial(m.suite, context) : new NodeDecryptionMaterial(m.suite, context)) as M;
   out.setUnencryptedDataKey(key instanceof Uint8Array ? new Uint8Array(key) : key, setTrace!);
   if (m instanceof NodeEncryptionMaterial && out instanceof NodeEncryptionMaterial) m.encryptedDataKeys.forEach((edk, i) => out.addEncryptedDataKey(edk, traces[i]!.flags));
-  m.zeroUnencryptedDataKey();
+  if (!keep) m.zeroUnencryptedDataKey();
   return out;
 }
 
@@ -163,11 +166,28 @@ export class SpoolSeal {
     this.keyContext = { [CONTEXT_PURPOSE]: 'spool', [CONTEXT_NODE]: opts.nodeId };
     const backing = new NodeDefaultCryptographicMaterialsManager(opts.key.node);
     const onDataKey = opts.onDataKey;
+    // Misses for the same data key at once (a worker's deliveries starting together) share one opening: the cache
+    // does not coalesce them, and each would be a KMS Decrypt. Each gets a copy of its own (the cache zeroes the
+    // material of an entry it replaces); the shared one is zeroed once every copy is made.
+    const opening = new Map<string, Promise<NodeDecryptionMaterial>>();
     this.materials = new NodeCachingMaterialsManager({
       // Counted on its way to the keyring: a cache miss is a data key made or opened (with KMS, one call).
       backingMaterials: {
         getEncryptionMaterials: (req) => (onDataKey?.('made'), backing.getEncryptionMaterials(req)),
-        decryptMaterials: (req) => (onDataKey?.('opened'), backing.decryptMaterials(req)),
+        decryptMaterials: (req) => {
+          const id = `${req.suite.id}:${req.encryptedDataKeys.map((k) => `${k.providerId}/${k.providerInfo}/${Buffer.from(k.encryptedDataKey).toString('base64')}`).join(',')}`;
+          let shared = opening.get(id);
+          if (!shared) {
+            onDataKey?.('opened');
+            const p = backing.decryptMaterials(req);
+            opening.set(id, (shared = p));
+            p.then(
+              (m) => setImmediate(() => m.zeroUnencryptedDataKey()),
+              () => undefined,
+            ).finally(() => opening.delete(id));
+          }
+          return shared.then((m) => bound(m, m.encryptionContext, true));
+        },
       } satisfies NodeMaterialsManager,
       cache: getLocalCryptographicMaterialsCache(1000),
       maxAge: opts.dataKey.maxAgeMs,
@@ -319,7 +339,12 @@ export class SpoolSeal {
    */
   async check(): Promise<void> {
     const probe = Buffer.from('mailroom spool key check\n');
-    const sealed = await this.seal('key-check', [probe], probe.length);
+    let sealed: SealedBytes;
+    try {
+      sealed = await this.seal('key-check', [probe], probe.length);
+    } catch (err) {
+      throw new SpoolKeyError(`no data key from ${this.key.describe}: ${this.key.explain(err as Error).why}`);
+    }
     const header = JSON.parse(sealed.line.toString('utf8')) as SealedFileHeader;
     const back = await this.open('key-check', header, Buffer.concat(sealed.ciphertext), '(key check)');
     if (!back.equals(probe)) throw new Error('spool key check: the probe did not open to what was sealed');

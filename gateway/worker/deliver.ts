@@ -4,8 +4,8 @@ import { HEADER_READ_LIMIT, NotificationTooLargeError, type ReceivedNotification
 import { continuesHeaderBlock, HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import { putMessage, type UploadTuning } from '../store/put-message.js';
-import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
-import { SpoolFormatError } from '../spool/format.js';
+import type { DeliveryJobData, DeliveryMessage, DeliveryRule } from '../queue/jobs.js';
+import { SpoolFormatError, type SpooledRule, type SpoolRecord } from '../spool/format.js';
 import { SpoolMissingError, type OpenSpoolFile, type SpoolReader } from '../spool/reader.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
@@ -80,6 +80,18 @@ async function firstBytes(stream: Readable): Promise<Buffer> {
   return Buffer.alloc(0);
 }
 
+/**
+ * This job's rule as the message's spool record has it, with the recipients it matched. The record is what the
+ * delivery stores from — the envelope and recipients too: a job for a sealed spool file carries only message ids
+ * (queue/jobs.ts), so addresses stay out of Redis.
+ */
+function spooledRuleOf(rule: DeliveryRule, record: SpoolRecord): SpooledRule {
+  const named = record.rules.filter((r) => r.name === rule.name);
+  const same = named.length === 1 ? named[0] : named.find(({ recipients: _, ...r }) => JSON.stringify(r) === JSON.stringify(rule));
+  if (!same) throw new SpoolFormatError(`message ${record.envelope.messageId}'s spool record does not list rule "${rule.name}"`);
+  return { ...rule, recipients: same.recipients };
+}
+
 const unrecoverable = (err: unknown) =>
   err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError || err instanceof NotificationTooLargeError || (err instanceof Error && isPermanentSnsRefusal(err));
 
@@ -122,7 +134,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
     } else for (const m of todo) fail(m, err);
   }
   // Built as each message is stored, so its DATA need not be held until the batch publishes.
-  const toNotify: Array<{ m: DeliveryMessage; notification: ReceivedNotification; key: string; started: number; storedBytes: number; multipart: boolean }> = [];
+  const toNotify: Array<{ m: DeliveryMessage; region: string; notification: ReceivedNotification; key: string; started: number; storedBytes: number; multipart: boolean }> = [];
   const topicArn = action.topicArn;
   if (reader) {
     const r = reader;
@@ -134,11 +146,13 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
             const started = Date.now();
             try {
               const msg = await r.entry(m.at, id, m.length);
+              const { envelope } = msg.record;
+              const spooledRule = spooledRuleOf(rule, msg.record);
               // Behind the SMTP front's refusal, for files spooled before it: DATA never folds into the gateway's block.
               if (continuesHeaderBlock(msg.data ?? (await firstBytes(deps.spool.dataStream(msg, 1))))) {
                 throw new HeaderInjectionError('DATA', 'starts with a space or tab, which would continue the header block before it');
               }
-              const headerBlock = headerBlockFor(m.envelope, ruleForMessage(rule, m));
+              const headerBlock = headerBlockFor(envelope, spooledRule);
               const key = objectKey(action.objectKeyPrefix, id);
               let storedBytes = 0;
               let multipart = false;
@@ -150,13 +164,13 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
                 const t = process.hrtime.bigint();
                 try {
                   const put = await putMessage({
-                    s3: deps.aws.s3(action.bucketRegion ?? m.envelope.region),
+                    s3: deps.aws.s3(action.bucketRegion ?? envelope.region),
                     bucket: action.bucketName,
                     key,
                     body,
                     length: headerBlock.length + msg.dataLength,
                     ...(action.kmsKeyArn
-                      ? { encryption: { kms: deps.aws.kms(action.kmsKeyArn, m.envelope.region), context: { messageId: id, ruleName: rule.name, accountId: m.envelope.accountId, kmsKeyArn: action.kmsKeyArn } } }
+                      ? { encryption: { kms: deps.aws.kms(action.kmsKeyArn, envelope.region), context: { messageId: id, ruleName: rule.name, accountId: envelope.accountId, kmsKeyArn: action.kmsKeyArn } } }
                       : {}),
                     tuning: deps.tuning,
                     ...(abortSignal ? { abortSignal } : {}),
@@ -170,8 +184,8 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
                 stored.add(id);
               }
               if (topicArn) {
-                const notification = await notificationFor(m.envelope, { ...ruleForMessage(rule, m), s3Action: { ...action, topicArn } }, headerBlock, inMemory ? { stored: inMemory } : deps.spool.dataStream(msg, HEADER_READ_LIMIT));
-                toNotify.push({ m, notification, key, started, storedBytes, multipart });
+                const notification = await notificationFor(envelope, { ...spooledRule, s3Action: { ...action, topicArn } }, headerBlock, inMemory ? { stored: inMemory } : deps.spool.dataStream(msg, HEADER_READ_LIMIT));
+                toNotify.push({ m, region: envelope.region, notification, key, started, storedBytes, multipart });
               } else {
                 done.add(id);
                 outcome.delivered.push({ messageId: id, key, storedBytes, multipart, ms: Date.now() - started });
@@ -186,7 +200,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
       if (topicArn && toNotify.length > 0) {
         let published: Map<string, PublishOutcome>;
         try {
-          published = await publishNotifications(deps.aws.sns(topicArn, toNotify[0]!.m.envelope.region), topicArn, toNotify.map((n) => ({ key: n.m.envelope.messageId, notification: n.notification })), abortSignal);
+          published = await publishNotifications(deps.aws.sns(topicArn, toNotify[0]!.region), topicArn, toNotify.map((n) => ({ key: n.m.envelope.messageId, notification: n.notification })), abortSignal);
         } catch (err) {
           // publishNotifications reports per entry; anything thrown around it fails only the publishes.
           published = new Map(toNotify.map((n) => [n.m.envelope.messageId, { ok: false, error: err as Error }]));
