@@ -141,7 +141,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       // A key that cannot seal means no mail can be accepted: said now, not as a 451 to every sender.
       const timeoutMs = Math.min(30_000, settings.upload.requestTimeoutMs);
       await within(seal.check(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`)).catch((err: Error) => {
-        throw new Error(`spool encryption: cannot seal mail under ${seal.key.describe}: ${err.message}`);
+        throw new Error(`spool encryption cannot seal mail: ${err.message}`);
       });
       log.info({ key: seal.key.describe }, 'spool encryption on: new mail is sealed');
     }

@@ -29,7 +29,7 @@ export function readKeyFile(path: string, source: string): Buffer {
     if (code === 'ENOENT') {
       throw problem(
         `${path} does not exist`,
-        `restore it — mail sealed under it cannot be delivered without it; for a new key (with no sealed mail in the spool): openssl rand -base64 32 > ${path} && chmod 600 ${path}`,
+        `restore it — mail sealed under it cannot be delivered without it; for a new key (with no sealed mail in the spool): (umask 077 && openssl rand -base64 32 > ${path})`,
       );
     }
     throw problem(`${path} cannot be looked at (${code ?? (err as Error).message})`, 'give the user the gateway runs as access to the directories on its path');
@@ -48,7 +48,7 @@ export function readKeyFile(path: string, source: string): Buffer {
     throw problem(`${path} cannot be read (${code ?? (err as Error).message})`, `make it readable by the user the gateway runs as: chown <that user> ${path} && chmod 600 ${path}`);
   }
   const text = raw.toString('latin1').trim();
-  const fix = `write 32 random bytes into it: openssl rand -base64 32 > ${path} (its hex, or the raw 32 bytes, also do)`;
+  const fix = `write 32 random bytes into it: (umask 077 && openssl rand -base64 32 > ${path}) — their hex, or the raw 32 bytes, also do`;
   // The keyring wants the key in a buffer of its own (not a slice of Node's shared pool), and no other copy about.
   const own = (b: Buffer) => {
     const key = Buffer.alloc(KEY_BYTES);

@@ -346,8 +346,14 @@ export class SpoolSeal {
       throw new SpoolKeyError(`no data key from ${this.key.describe}: ${this.key.explain(err as Error).why}`);
     }
     const header = JSON.parse(sealed.line.toString('utf8')) as SealedFileHeader;
-    const back = await this.open('key-check', header, Buffer.concat(sealed.ciphertext), '(key check)');
-    if (!back.equals(probe)) throw new Error('spool key check: the probe did not open to what was sealed');
+    let back: Buffer;
+    try {
+      back = await this.open('key-check', header, Buffer.concat(sealed.ciphertext), '(key check)');
+    } catch (err) {
+      // Said as the delivery would say it, less the file name a probe does not have.
+      throw new SpoolKeyError(`a data key from ${this.key.describe} does not open again: ${(err as Error).message.replace(/^spool file \(key check\) (cannot be opened: )?/, '')}`);
+    }
+    if (!back.equals(probe)) throw new SpoolSealError('spool key check: the probe did not open to what was sealed');
   }
 }
 

@@ -224,7 +224,7 @@ export const GatewaySpoolEncryptionSchema = z
     keyFile: z
       .string()
       .optional()
-      .describe('Or seal them under a raw AES-256 key read from this file (32 bytes, or their base64 or hex: `openssl rand -base64 32 > spool.key`), for sites without KMS. Must not be readable by group or others (chmod 600).'),
+      .describe('Or seal them under a raw AES-256 key read from this file (32 random bytes, or their base64 or hex: `(umask 077 && openssl rand -base64 32 > spool.key)`), for sites without KMS. Must not be readable by group or others (chmod 600).'),
     enabled: z
       .boolean()
       .default(true)

@@ -337,7 +337,7 @@ describe('key files', () => {
 
     const short = join(dir.path, 'short.key');
     await writeFile(short, 'c2hvcnQ=\n', { mode: 0o600 });
-    expect(err(short).message).toMatch(/holds 9 bytes, which are not a 256-bit key.*\n.*fix: write 32 random bytes into it: openssl rand -base64 32 >/);
+    expect(err(short).message).toMatch(/holds 9 bytes, which are not a 256-bit key.*\n.*fix: write 32 random bytes into it: \(umask 077 && openssl rand -base64 32 >/);
     const password = join(dir.path, 'password.key');
     await writeFile(password, 'correct horse battery staple 123', { mode: 0o600 });
     expect(err(password).message).toContain('looks like a password');
