@@ -14,7 +14,8 @@ import { claimSpool } from './spool/owner.js';
 import { SpoolRecovery } from './intake/recovery.js';
 import { SpoolDirectory } from './spool/directory.js';
 import { SpoolReader } from './spool/reader.js';
-import { spoolKey, spoolSeal } from './spool/seal-keys.js';
+import { sealOnThread, spoolKey, spoolSeal } from './spool/seal-keys.js';
+import { SealThread } from './spool/seal-thread.js';
 import { SpoolWriter, type SpoolEvents } from './spool/writer.js';
 import { Intake } from './intake/intake.js';
 import { within } from './runtime/timeout.js';
@@ -93,6 +94,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   let readiness: ReadinessCheck | undefined;
   const awsCheck = new AbortController();
   let depth: QueueDepthSampler | undefined;
+  let sealThread: SealThread | undefined;
 
   /** In order: no new mail, DATA in flight finished, deliveries given their time, then the connections and files. */
   const closeAll = async (startFailed: boolean): Promise<void> => {
@@ -102,6 +104,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     // delivers it (at-least-once, as any late add).
     await within(intake?.settled() ?? Promise.resolve(), settings.smtp.closeTimeoutMs, () => new Error('intake not settled')).catch(() => log.warn('stopped before every refused message\'s late jobs were known; recovery decides at the next start'));
     intake?.close();
+    await sealThread?.close();
     running.recovery?.stop();
     awsCheck.abort();
     await quietly(running.workers?.stop());
@@ -143,7 +146,18 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       await within(seal.check(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`)).catch((err: Error) => {
         throw new Error(`spool encryption cannot seal mail: ${err.message}`);
       });
-      log.info({ key: seal.key.describe }, 'spool encryption on: new mail is sealed');
+      if (encryption && sealOnThread(encryption)) {
+        sealThread = await SealThread.start(
+          { encryption, source: runtime.source, requestTimeoutMs: settings.upload.requestTimeoutMs, nodeId },
+          {
+            dataKey: (op) => log.info({ key: seal.key.describe, thread: 'seal' }, op === 'made' ? 'spool data key made: it seals new spool files until its age, file or byte bound' : 'spool data key opened'),
+            died: (why) => log.error({ err: why }, 'the spool sealing thread stopped; the messages it was sealing are refused (451) and a new thread starts'),
+          },
+        ).catch((err: Error) => {
+          throw new Error(`spool encryption: the sealing thread did not start: ${err.message}`);
+        });
+      }
+      log.info({ key: seal.key.describe, thread: !!sealThread }, 'spool encryption on: new mail is sealed');
     }
     if (parts.smtp) {
       enqueuer = new Enqueuer(
@@ -159,7 +173,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       // that should leave no trace behind — no node in Redis, no wait for it.
       intake = new Intake({
         directory: spool,
-        writer: new SpoolWriter(spool, spoolEvents, seal),
+        writer: new SpoolWriter(spool, spoolEvents, seal, sealThread ? (id, plaintext, bytes) => sealThread!.seal(id, plaintext, bytes) : undefined),
         jobs: enqueuer,
         log,
         jobsTimeoutMs: settings.redis.enqueueTimeoutMs,

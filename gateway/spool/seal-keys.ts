@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { DecryptCommand, EncryptCommand, GenerateDataKeyCommand, type DecryptCommandInput, type EncryptCommandInput, type GenerateDataKeyCommandInput, type KMSClient } from '@aws-sdk/client-kms';
 import { KmsKeyringNode, RawAesKeyringNode, RawAesWrappingSuiteIdentifier } from '@aws-crypto/client-node';
 import type { GatewaySpoolEncryption } from '../../shared/config/gateway.js';
@@ -167,6 +168,11 @@ export function spoolSeal(encryption: GatewaySpoolEncryption, key: SpoolKey, opt
     dataKey: { maxAgeMs: encryption.dataKeyMaxAgeMs, maxFiles: encryption.dataKeyMaxFiles, maxBytes: encryption.dataKeyMaxBytes },
     ...(opts.onDataKey ? { onDataKey: opts.onDataKey } : {}),
   });
+}
+
+/** Whether batch files are sealed on a thread of their own: `thread`, "auto" meaning when there is a second CPU. */
+export function sealOnThread(encryption: GatewaySpoolEncryption, cpus = availableParallelism()): boolean {
+  return encryption.thread === 'yes' || (encryption.thread === 'auto' && cpus > 1);
 }
 
 /** The spool's seal for this node, or undefined when `gateway.spool.encryption` is not set. */

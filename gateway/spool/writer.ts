@@ -1,7 +1,7 @@
 import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BatchWriter, type BatchEvents } from './batch.js';
+import { BatchWriter, type BatchEvents, type Sealer } from './batch.js';
 import type { SpoolDirectory } from './directory.js';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 import type { SpareEvents } from './spares.js';
@@ -58,10 +58,13 @@ export class SpoolWriter {
     private readonly directory: SpoolDirectory,
     events: BatchEvents = {},
     seal?: SpoolSeal,
+    /** Seals batch files instead of `seal` itself (on the sealing thread, seal-thread.ts). */
+    sealBatch?: Sealer,
   ) {
     this.seal = seal?.sealsNewFiles ? seal : undefined;
     const s = this.seal;
-    this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events, s ? (id, plaintext, bytes) => s.seal(id, plaintext, bytes) : undefined);
+    const sealer = s ? (sealBatch ?? ((id, plaintext, bytes) => s.seal(id, plaintext, bytes))) : undefined;
+    this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events, sealer);
   }
 
   /** True for a file of this writer that has no jobs yet by design: a spare, or one on its way to disk. */

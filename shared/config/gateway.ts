@@ -229,6 +229,10 @@ export const GatewaySpoolEncryptionSchema = z
       .boolean()
       .default(true)
       .describe('false: new mail is spooled in plaintext again, and the key only opens mail already sealed in the spool. Remove the section once that mail is delivered.'),
+    thread: z
+      .enum(['auto', 'yes', 'no'])
+      .default('auto')
+      .describe('Seal batch files on a thread of their own (a second JavaScript heap), so sealing costs the SMTP thread almost nothing. auto = yes when the machine has more than one CPU.'),
     dataKeyMaxAgeMs: ms(300_000, 'How long one data key seals new spool files before a new one is made (with KMS: one GenerateDataKey each time)'),
     dataKeyMaxFiles: z.number().int().positive().max(2 ** 32).default(100_000).describe('Spool files (a batch of small messages, or one big message each) one data key seals at most.'),
     dataKeyMaxBytes: z

@@ -24,7 +24,7 @@ describe('gateway.spool.encryption', () => {
   it('is off unless set; set, it seals new mail with data keys bounded by age, files and bytes', () => {
     const cfg = { region: 'us-east-1', accountId: '123456789012', ruleSetName: 's', rules: [{ name: 'r', s3Action: { bucketName: 'mail-bucket' } }] } as ReceivingConfigInput;
     expect(resolveRuntime(parseConfig(cfg), {}, 'x').settings.spool.encryption).toBeUndefined();
-    expect(settingsWith({ kmsKeyArn: KEY }).spool.encryption).toEqual({ kmsKeyArn: KEY, enabled: true, dataKeyMaxAgeMs: 300_000, dataKeyMaxFiles: 100_000, dataKeyMaxBytes: 8 * 2 ** 30 });
+    expect(settingsWith({ kmsKeyArn: KEY }).spool.encryption).toEqual({ kmsKeyArn: KEY, enabled: true, thread: 'auto', dataKeyMaxAgeMs: 300_000, dataKeyMaxFiles: 100_000, dataKeyMaxBytes: 8 * 2 ** 30 });
     expect(settingsWith({ keyFile: '/etc/mailroom/spool.key', enabled: false }).spool.encryption).toMatchObject({ keyFile: '/etc/mailroom/spool.key', enabled: false });
   });
 

@@ -19,7 +19,7 @@ export async function keyFile(dir: string, name = 'spool.key'): Promise<string> 
   return path;
 }
 
-export const DATA_KEY_DEFAULTS = { enabled: true, dataKeyMaxAgeMs: 300_000, dataKeyMaxFiles: 100_000, dataKeyMaxBytes: 8 * 2 ** 30 };
+export const DATA_KEY_DEFAULTS = { enabled: true, thread: 'auto' as const, dataKeyMaxAgeMs: 300_000, dataKeyMaxFiles: 100_000, dataKeyMaxBytes: 8 * 2 ** 30 };
 
 export function encryption(key: { keyFile: string } | { kmsKeyArn: string }, more: Partial<GatewaySpoolEncryption> = {}): GatewaySpoolEncryption {
   return { ...DATA_KEY_DEFAULTS, ...key, ...more };
