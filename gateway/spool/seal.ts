@@ -389,6 +389,9 @@ export class SealingFile {
   private failed: Error | undefined;
   private writing: Promise<void> = Promise.resolve();
   private readonly ended: Promise<void>;
+  /** Rejects with the first failure: whoever waits on the stream waits on this too (a paused stream never drains). */
+  private readonly broken: Promise<never>;
+  private breakWith!: (err: Error) => void;
 
   constructor(
     private readonly fh: FileHandle,
@@ -396,6 +399,8 @@ export class SealingFile {
     private readonly at: number,
     private readonly line: (plaintextLength: number) => Buffer,
   ) {
+    this.broken = new Promise<never>((_, reject) => (this.breakWith = reject));
+    this.broken.catch(() => undefined);
     // Each ciphertext chunk is written in order; the SDK's stream waits (paused) while the disk takes it.
     stream.on('data', (c: Buffer) => {
       stream.pause();
@@ -415,7 +420,9 @@ export class SealingFile {
   }
 
   private fail(err: Error): void {
-    this.failed ??= err;
+    if (this.failed) return;
+    this.failed = err;
+    this.breakWith(err);
   }
 
   /** Plaintext in; resolves when the SDK's stream can take more. */
@@ -424,14 +431,14 @@ export class SealingFile {
     let room = true;
     for (const part of atFrames(buf, this.plaintext)) room = this.stream.write(part);
     this.plaintext += buf.length;
-    if (!room) await Promise.race([once(this.stream as unknown as NodeJS.EventEmitter, 'drain'), this.ended]);
+    if (!room) await Promise.race([once(this.stream as unknown as NodeJS.EventEmitter, 'drain'), this.ended, this.broken]);
     if (this.failed) throw this.failed;
   }
 
   /** The last frame, every ciphertext byte on its way to the file, then the line with the plaintext length. */
   async end(): Promise<void> {
     this.stream.end();
-    await this.ended;
+    await Promise.race([this.ended, this.broken]);
     await this.writing;
     if (this.failed) throw this.failed;
     await writeAt(this.fh, this.line(this.plaintext), 0);

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { crc32 } from 'node:zlib';
@@ -18,6 +18,7 @@ import { encodeSealedLine, parseFirstLine, SpoolFormatError, type SealedFileHead
 import { keyFingerprint, readKeyFile } from '../../gateway/spool/seal-keys.js';
 import { SpoolKeyError, SpoolSealError } from '../../gateway/spool/seal.js';
 import { tempDir } from '../support/files.js';
+import { canMountTmpfs, mountTmpfs } from '../support/tmpfs.js';
 import { waitFor } from '../gateway/helpers.js';
 import { addressedRecord, closeSpools, encryption, keyFile, plaintextFound, SealedSpool, sealFor } from './support.js';
 
@@ -352,5 +353,31 @@ describe('key files', () => {
       fps.push(keyFingerprint(readKeyFile(p, 'x')));
     }
     expect(new Set(fps).size).toBe(1);
+  });
+});
+
+describe('a full disk while a big message is sealed', () => {
+  it.skipIf(!canMountTmpfs)('refuses the message with the disk\'s error (no wait for ever), leaving nothing behind', async () => {
+    const fs = mountTmpfs(2 * 2 ** 20)!;
+    try {
+      const key = await keyFile(dir.path);
+      const { seal } = sealFor(encryption({ keyFile: key }));
+      const spool = new SealedSpool(join(fs.path, 'spool'), { writer: seal, reader: seal });
+      await spool.directory.init({ clearIncoming: true });
+      const m = addressedRecord();
+      // As smtp-server's DATA stream: not destroyed when the writer stops reading it. (One that auto-destroys emits an
+      // AbortError then, and the writer counts its own failure as the body's.)
+      const data = new PassThrough({ autoDestroy: false });
+      data.end(body('full', 6 * 2 ** 20));
+      const outcome = await Promise.race([
+        spool.receive(m.record, data).then(() => 'accepted', (e: NodeJS.ErrnoException) => e.code ?? `${e.name}: ${e.message}`),
+        new Promise((r) => setTimeout(() => r('still waiting after 20 s'), 20_000)),
+      ]);
+      expect(outcome).toBe('ENOSPC');
+      expect(await readdir(spool.directory.incomingDir)).toEqual([]);
+      await spool.close();
+    } finally {
+      fs.remove();
+    }
   });
 });
