@@ -115,6 +115,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     readiness?.close();
     await depth?.close();
     await spool.close();
+    seal?.close();
     await claim?.release();
   };
 
@@ -151,12 +152,14 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
           { encryption, source: runtime.source, requestTimeoutMs: settings.upload.requestTimeoutMs, nodeId },
           {
             dataKey: (op) => log.info({ key: seal.key.describe, thread: 'seal' }, op === 'made' ? 'spool data key made: it seals new spool files until its age, file or byte bound' : 'spool data key opened'),
+            renewFailed: (why) => log.warn({ key: seal.key.describe, thread: 'seal', err: why }, 'the next spool data key could not be made ahead; the current one serves until its age bound, retrying'),
             died: (why) => log.error({ err: why }, 'the spool sealing thread stopped; the messages it was sealing are refused (451) and a new thread starts'),
           },
         ).catch((err: Error) => {
           throw new Error(`spool encryption: the sealing thread did not start: ${err.message}`);
         });
       }
+      seal.renewAhead((err) => log.warn({ key: seal.key.describe, err: err.message }, 'the next spool data key could not be made ahead; the current one serves until its age bound, retrying'));
       log.info({ key: seal.key.describe, thread: !!sealThread }, 'spool encryption on: new mail is sealed');
     }
     if (parts.smtp) {

@@ -11,8 +11,9 @@ const post = (m: FromSealThread, transfer: ArrayBuffer[] = []) => port.postMessa
 
 try {
   const seal = spoolSealFor(data.encryption, { source: data.source, requestTimeoutMs: data.requestTimeoutMs, nodeId: data.nodeId, onDataKey: (op) => post({ t: 'data-key', op }) })!;
-  // Its first data key now, not in the first round's way.
+  // Its first data key now, not in the first round's way; each next one before the current one is too old.
   await seal.check();
+  seal.renewAhead((err) => post({ t: 'renew-failed', message: err.message }));
   port.on('message', (m: ToSealThread) => {
     if (m.t !== 'seal') return;
     const plaintext = Buffer.from(m.plaintext.buffer, m.plaintext.byteOffset, m.plaintext.byteLength);

@@ -30,7 +30,8 @@ export type FromSealThread =
   | { t: 'start-failed'; message: string }
   | { t: 'sealed'; id: number; line: Uint8Array; ciphertext: Uint8Array }
   | { t: 'failed'; id: number; name: string; message: string }
-  | { t: 'data-key'; op: 'made' | 'opened' };
+  | { t: 'data-key'; op: 'made' | 'opened' }
+  | { t: 'renew-failed'; message: string };
 
 /** `chunks` in one buffer of its own (never a slice of Node's shared pool, which a transfer would take away). */
 export function ownBuffer(chunks: Buffer[], bytes: number): Buffer {
@@ -56,6 +57,15 @@ const { workerData } = require('node:worker_threads');
 
 const ERRORS: Record<string, new (message: string) => Error> = { SpoolKeyError, SpoolSealError };
 
+/** What the thread reports, for logs. */
+export interface SealThreadEvents {
+  dataKey?(op: 'made' | 'opened'): void;
+  /** The next data key could not be made ahead (seal.ts renewAhead). */
+  renewFailed?(why: string): void;
+  /** The thread stopped unexpectedly (the next seal starts a new one). */
+  died?(why: string): void;
+}
+
 export class SealThread {
   private worker: Worker | undefined;
   private ready: Promise<Worker> | undefined;
@@ -65,11 +75,11 @@ export class SealThread {
 
   private constructor(
     private readonly data: SealThreadData,
-    private readonly events: { dataKey?(op: 'made' | 'opened'): void; died?(why: string): void },
+    private readonly events: SealThreadEvents,
   ) {}
 
   /** Resolves once the thread has its key and a first data key; rejects with its own start-up error. */
-  static async start(data: SealThreadData, events: { dataKey?(op: 'made' | 'opened'): void; died?(why: string): void } = {}): Promise<SealThread> {
+  static async start(data: SealThreadData, events: SealThreadEvents = {}): Promise<SealThread> {
     const t = new SealThread(data, events);
     await t.spawn();
     return t;
@@ -107,6 +117,9 @@ export class SealThread {
           }
           case 'data-key':
             this.events.dataKey?.(m.op);
+            break;
+          case 'renew-failed':
+            this.events.renewFailed?.(m.message);
             break;
         }
       });

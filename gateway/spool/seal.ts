@@ -13,7 +13,7 @@ import {
   NodeEncryptionMaterial,
   type EncryptionContext,
   type KeyringNode,
-  type NodeAlgorithmSuite,
+  NodeAlgorithmSuite,
   type NodeMaterialsManager,
 } from '@aws-crypto/client-node';
 import { encodeSealedLine, SpoolFormatError, type SealedFileHeader } from './format.js';
@@ -157,10 +157,21 @@ async function run(stream: NodeJS.ReadWriteStream, input: Buffer[]): Promise<Buf
   return out;
 }
 
+/** When the next data key is made ahead of the current one's age bound, and how soon a failed attempt is retried. */
+const RENEW_AT = 0.8;
+const RENEW_RETRY_MS = 10_000;
+
 export class SpoolSeal {
   readonly sealsNewFiles: boolean;
   readonly key: SpoolKey;
-  private readonly materials: NodeCachingMaterialsManager;
+  /** The data key sealing new files, cached within its bounds; replaced by a fresh cache ahead of its age (renewing). */
+  private sealingMaterials: NodeCachingMaterialsManager;
+  /** Data keys of files being opened, cached for their age bound. */
+  private readonly openingMaterials: NodeCachingMaterialsManager;
+  private readonly backing: NodeMaterialsManager;
+  private renewTimer: NodeJS.Timeout | undefined;
+  /** A file was sealed since the last renewal: an idle gateway makes no data key ahead. */
+  private sealedSinceRenewal = false;
   /** The context every file of this node shares: what the cache, the keyring and KMS see. */
   private readonly keyContext: EncryptionContext;
 
@@ -174,31 +185,77 @@ export class SpoolSeal {
     // does not coalesce them, and each would be a KMS Decrypt. Each gets a copy of its own (the cache zeroes the
     // material of an entry it replaces); the shared one is zeroed once every copy is made.
     const opening = new Map<string, Promise<NodeDecryptionMaterial>>();
-    this.materials = new NodeCachingMaterialsManager({
-      // Counted on its way to the keyring: a cache miss is a data key made or opened (with KMS, one call).
-      backingMaterials: {
-        getEncryptionMaterials: (req) => (onDataKey?.('made'), backing.getEncryptionMaterials(req)),
-        decryptMaterials: (req) => {
-          const id = `${req.suite.id}:${req.encryptedDataKeys.map((k) => `${k.providerId}/${k.providerInfo}/${Buffer.from(k.encryptedDataKey).toString('base64')}`).join(',')}`;
-          let shared = opening.get(id);
-          if (!shared) {
-            onDataKey?.('opened');
-            const p = backing.decryptMaterials(req);
-            opening.set(id, (shared = p));
-            p.then(
-              (m) => setImmediate(() => m.zeroUnencryptedDataKey()),
-              () => undefined,
-            ).finally(() => opening.delete(id));
-          }
-          return shared.then((m) => bound(m, m.encryptionContext, true));
-        },
-      } satisfies NodeMaterialsManager,
-      cache: getLocalCryptographicMaterialsCache(1000),
-      maxAge: opts.dataKey.maxAgeMs,
-      maxMessagesEncrypted: opts.dataKey.maxFiles,
-      maxBytesEncrypted: opts.dataKey.maxBytes,
+    // Counted on its way to the keyring: a cache miss is a data key made or opened (with KMS, one call).
+    this.backing = {
+      getEncryptionMaterials: (req) => (onDataKey?.('made'), backing.getEncryptionMaterials(req)),
+      decryptMaterials: (req) => {
+        const id = `${req.suite.id}:${req.encryptedDataKeys.map((k) => `${k.providerId}/${k.providerInfo}/${Buffer.from(k.encryptedDataKey).toString('base64')}`).join(',')}`;
+        let shared = opening.get(id);
+        if (!shared) {
+          onDataKey?.('opened');
+          const p = backing.decryptMaterials(req);
+          opening.set(id, (shared = p));
+          p.then(
+            (m) => setImmediate(() => m.zeroUnencryptedDataKey()),
+            () => undefined,
+          ).finally(() => opening.delete(id));
+        }
+        return shared.then((m) => bound(m, m.encryptionContext, true));
+      },
+    };
+    this.sealingMaterials = this.cache(4);
+    this.openingMaterials = this.cache(1000);
+  }
+
+  /** The SDK's caching materials manager over the keyring, within the data key bounds. */
+  private cache(entries: number): NodeCachingMaterialsManager {
+    const { dataKey } = this.opts;
+    return new NodeCachingMaterialsManager({
+      backingMaterials: this.backing,
+      cache: getLocalCryptographicMaterialsCache(entries),
+      maxAge: dataKey.maxAgeMs,
+      maxMessagesEncrypted: dataKey.maxFiles,
+      maxBytesEncrypted: dataKey.maxBytes,
       partition: 'mailroom-spool',
     });
+  }
+
+  /**
+   * Makes each next data key before the current one is too old to seal (at 80 % of its age bound), so KMS is not
+   * asked on the accept path when a key runs out of time — nor waited for, should it be slow or away: the current
+   * key serves until its bound, and a failed attempt is tried again every 10 s meanwhile (`failed` is told). The
+   * file and byte bounds still end a key when they are reached, and the next is then made in the round that needs it;
+   * so does the first file after a time in which nothing was sealed (an idle gateway asks KMS for nothing).
+   */
+  renewAhead(failed?: (err: Error) => void): void {
+    const after = (ms: number) => {
+      clearTimeout(this.renewTimer);
+      this.renewTimer = setTimeout(renew, ms);
+      this.renewTimer.unref();
+    };
+    const renew = () => {
+      if (!this.sealedSinceRenewal) return after(this.opts.dataKey.maxAgeMs * RENEW_AT);
+      this.sealedSinceRenewal = false;
+      const fresh = this.cache(4);
+      fresh.getEncryptionMaterials({ suite: new NodeAlgorithmSuite(SEAL_SUITE), encryptionContext: this.keyContext, plaintextLength: 0, commitmentPolicy: CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT }).then(
+        (m) => {
+          m.zeroUnencryptedDataKey();
+          this.sealingMaterials = fresh;
+          after(this.opts.dataKey.maxAgeMs * RENEW_AT);
+        },
+        (err: Error) => {
+          failed?.(err);
+          after(Math.min(RENEW_RETRY_MS, this.opts.dataKey.maxAgeMs * (1 - RENEW_AT)));
+        },
+      );
+    };
+    after(this.opts.dataKey.maxAgeMs * RENEW_AT);
+  }
+
+  /** Stops renewing (the process is stopping). */
+  close(): void {
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
   }
 
   private contextOf(fileId: string): EncryptionContext {
@@ -208,8 +265,9 @@ export class SpoolSeal {
   /** The materials manager for sealing one file: the cached data key, bound to the file's context. */
   private sealing(fileId: string): NodeMaterialsManager {
     const context = this.contextOf(fileId);
+    this.sealedSinceRenewal = true;
     return {
-      getEncryptionMaterials: async (req) => bound(await this.materials.getEncryptionMaterials({ ...req, encryptionContext: this.keyContext }), context),
+      getEncryptionMaterials: async (req) => bound(await this.sealingMaterials.getEncryptionMaterials({ ...req, encryptionContext: this.keyContext }), context),
       decryptMaterials: () => Promise.reject(new Error('a sealing materials manager does not decrypt')),
     };
   }
@@ -279,7 +337,7 @@ export class SpoolSeal {
         }
         let m: NodeDecryptionMaterial;
         try {
-          m = await this.materials.decryptMaterials({ ...req, encryptionContext: this.keyContext });
+          m = await this.openingMaterials.decryptMaterials({ ...req, encryptionContext: this.keyContext });
         } catch (err) {
           const { kind, why } = this.key.explain(err as Error);
           if (kind === 'sealed') throw new SpoolSealError(`spool file ${path}: its data key does not open with ${this.key.describe} (${why}): tampered or damaged; not delivered`);
