@@ -14,6 +14,8 @@ import { claimSpool } from './spool/owner.js';
 import { SpoolRecovery } from './intake/recovery.js';
 import { SpoolDirectory } from './spool/directory.js';
 import { SpoolReader } from './spool/reader.js';
+import { sealOnThread, spoolKey, spoolSeal } from './spool/seal-keys.js';
+import { SealThread } from './spool/seal-thread.js';
 import { SpoolWriter, type SpoolEvents } from './spool/writer.js';
 import { Intake } from './intake/intake.js';
 import { within } from './runtime/timeout.js';
@@ -62,6 +64,9 @@ const REDIS_STARTUP_TIMEOUT_MS = 10_000;
 export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts, baseLog: Logger): Promise<RunningGateway> {
   const { settings, config } = runtime;
   const accepting = parts.smtp || parts.accept === true;
+  // Spool encryption's key, read and checked before the spool is touched: a missing or open key file is a config error.
+  const encryption = settings.spool.encryption;
+  const sealKey = encryption ? spoolKey(encryption, { source: runtime.source, requestTimeoutMs: settings.upload.requestTimeoutMs }) : undefined;
   // One accepting process per spool: only it may drop partial and empty files and write spares (spool/owner.ts).
   const claim = accepting ? await claimSpool(settings.spoolDir, (why) => baseLog.error({ spool: settings.spoolDir }, why)) : undefined;
   // Logged from the start (the first spares are made by init); counted once the node's metrics exist, below.
@@ -80,6 +85,11 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   });
   const queuePrefix = nodePrefix(settings.redis.prefix, nodeId);
   const log = childLogger(baseLog, { node: nodeId });
+  // Bound to this node (each file's encryption context names it): made once the node id is known.
+  const seal =
+    encryption && sealKey
+      ? spoolSeal(encryption, sealKey, { nodeId, onDataKey: (op) => log.info({ key: sealKey.describe }, op === 'made' ? 'spool data key made: it seals new spool files until its age, file or byte bound' : 'spool data key opened') })
+      : undefined;
   const metrics = new GatewayMetrics(nodeId);
   Object.assign(spoolEvents, spoolEventsFor(log, metrics));
   let draining = false;
@@ -92,6 +102,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   let readiness: ReadinessCheck | undefined;
   const awsCheck = new AbortController();
   let depth: QueueDepthSampler | undefined;
+  let sealThread: SealThread | undefined;
 
   /** In order: no new mail, DATA in flight finished, deliveries given their time, then the connections and files. */
   const closeAll = async (startFailed: boolean): Promise<void> => {
@@ -101,6 +112,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     // delivers it (at-least-once, as any late add).
     await within(intake?.settled() ?? Promise.resolve(), settings.smtp.closeTimeoutMs, () => new Error('intake not settled')).catch(() => log.warn('stopped before every refused message\'s late jobs were known; recovery decides at the next start'));
     intake?.close();
+    await sealThread?.close();
     running.recovery?.stop();
     awsCheck.abort();
     await quietly(running.workers?.stop());
@@ -111,6 +123,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     readiness?.close();
     await depth?.close();
     await spool.close();
+    seal?.close();
     await claim?.release();
   };
 
@@ -136,6 +149,27 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     }
     // A refused login, an untrusted certificate or the wrong cluster setting fail later in ways that do not say so.
     await assertRedisUsable(settings.redis);
+    if (accepting && seal?.sealsNewFiles) {
+      // A key that cannot seal means no mail can be accepted: said now, not as a 451 to every sender.
+      const timeoutMs = Math.min(30_000, settings.upload.requestTimeoutMs);
+      await within(seal.check(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`)).catch((err: Error) => {
+        throw new Error(`spool encryption cannot seal mail: ${err.message}`);
+      });
+      if (encryption && sealOnThread(encryption)) {
+        sealThread = await SealThread.start(
+          { encryption, source: runtime.source, requestTimeoutMs: settings.upload.requestTimeoutMs, nodeId },
+          {
+            dataKey: (op) => log.info({ key: seal.key.describe, thread: 'seal' }, op === 'made' ? 'spool data key made: it seals new spool files until its age, file or byte bound' : 'spool data key opened'),
+            renewFailed: (why) => log.warn({ key: seal.key.describe, thread: 'seal', err: why }, 'the next spool data key could not be made ahead; the current one serves until its age bound, retrying'),
+            died: (why) => log.error({ err: why }, 'the spool sealing thread stopped; the messages it was sealing are refused (451) and a new thread starts'),
+          },
+        ).catch((err: Error) => {
+          throw new Error(`spool encryption: the sealing thread did not start: ${err.message}`);
+        });
+      }
+      seal.renewAhead((err) => log.warn({ key: seal.key.describe, err: err.message }, 'the next spool data key could not be made ahead; the current one serves until its age bound, retrying'));
+      log.info({ key: seal.key.describe, thread: !!sealThread }, 'spool encryption on: new mail is sealed');
+    }
     if (accepting) {
       enqueuer = new Enqueuer(
         {
@@ -150,7 +184,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       // that should leave no trace behind — no node in Redis, no wait for it.
       intake = new Intake({
         directory: spool,
-        writer: new SpoolWriter(spool, spoolEvents),
+        writer: new SpoolWriter(spool, spoolEvents, seal, sealThread ? (id, plaintext, bytes) => sealThread!.seal(id, plaintext, bytes) : undefined),
         jobs: enqueuer,
         log,
         jobsTimeoutMs: settings.redis.enqueueTimeoutMs,
@@ -177,7 +211,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     }
     if (enqueuer && intake) {
       const busy = intake;
-      const recovery = new SpoolRecovery({ directory: spool, reader: new SpoolReader(spool) }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
+      const recovery = new SpoolRecovery({ directory: spool, reader: new SpoolReader(spool, seal) }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
       const first = await recovery.run();
       log.info({ spooled: first.checked, requeued: first.requeued }, 'spool recovered');
       enqueuer.onReady(() => void recovery.run().catch((err: Error) => log.warn({ err: err.message }, 'spool recovery after reconnect failed; the periodic pass will retry')));
@@ -189,7 +223,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
       }
     }
     if (parts.workers && !parts.deliveryThread) {
-      const workers = new DeliveryWorkers(runtime, new SpoolReader(spool), log, { prefix: queuePrefix, metrics });
+      const workers = new DeliveryWorkers(runtime, new SpoolReader(spool, seal), log, { prefix: queuePrefix, metrics });
       workers.start();
       running.workers = workers;
       log.info({ concurrency: settings.worker.concurrency, spool: settings.spoolDir }, 'workers started');

@@ -5,6 +5,7 @@ import type { Enqueuer } from '../queue/enqueue.js';
 import { SpoolFormatError } from '../spool/format.js';
 import type { SpoolDirectory } from '../spool/directory.js';
 import { SpoolMissingError, type SpoolReader } from '../spool/reader.js';
+import { SpoolKeyError } from '../spool/seal.js';
 import { within } from '../runtime/timeout.js';
 
 /**
@@ -64,6 +65,8 @@ export class SpoolRecovery {
   private async pass(): Promise<{ checked: number; requeued: number }> {
     let checked = 0;
     let requeued = 0;
+    // Sealed files whose key is not at hand (not configured, KMS refusing): kept as they are, tried again next pass.
+    const unopened: Array<{ id: string; err: Error }> = [];
     for (const id of await this.spool.directory.list()) {
       if (this.isBusy(id)) continue;
       checked++;
@@ -73,6 +76,10 @@ export class SpoolRecovery {
         file = await this.spool.reader.entries(id);
       } catch (err) {
         if (err instanceof SpoolMissingError) continue;
+        if (err instanceof SpoolKeyError) {
+          unopened.push({ id, err });
+          continue;
+        }
         if (err instanceof SpoolFormatError) {
           // An empty file holds no message (a spare left by a crash, removed at the next start): nothing to set aside.
           if (await stat(this.spool.directory.path(id)).then((s) => s.size === 0, () => true)) continue;
@@ -86,6 +93,9 @@ export class SpoolRecovery {
       await within(this.enqueuer.add(file), this.timeoutMs, () => new Error(`Redis did not confirm the jobs of spool file ${id} within ${this.timeoutMs} ms`));
       requeued += file.entries.length;
       this.log.warn({ spoolFile: id, messageIds: file.entries.map((e) => e.record.envelope.messageId) }, 'spooled messages had no jobs; enqueued again');
+    }
+    if (unopened.length > 0) {
+      this.log.error({ files: unopened.length, spoolFiles: unopened.slice(0, 10).map((u) => u.id), err: unopened[0]!.err.message }, 'sealed spool files without jobs cannot be opened: not enqueued, kept; they are enqueued by the first pass after the key is available');
     }
     if (requeued > 0) this.log.info({ checked, requeued }, 'spool recovery done');
     return { checked, requeued };

@@ -46,12 +46,16 @@ export interface DeliveryRule {
 }
 
 export interface DeliveryMessage {
-  /** Byte offset of the message's entry in the spool file. */
+  /** Byte offset of the message's entry in the spool file (in its plaintext, for a sealed file). */
   at: number;
   /** The entry's length in bytes, when known (one exact read instead of a 64 KiB head). */
   length?: number;
-  envelope: MessageEnvelope;
-  /** RCPT TO addresses this rule matched, in SMTP order. */
+  /**
+   * The message's envelope, for operators reading the job; the delivery stores from its spool record. For a sealed
+   * spool file (spool encryption) only its message id: addresses and the client stay sealed on disk, out of Redis.
+   */
+  envelope: MessageEnvelope | Pick<MessageEnvelope, 'messageId'>;
+  /** RCPT TO addresses this rule matched, in SMTP order; empty for a sealed spool file (as `envelope`). */
   recipients: string[];
 }
 
@@ -87,11 +91,6 @@ export function deliveryBatch(data: DeliveryJobData | DeliveryJobDataV1): Delive
   const { recipients, ...rule } = data.rule;
   const id = data.envelope.messageId;
   return { v: 2, spoolFile: data.spoolFile, rule, messages: [{ at: data.spoolAt ?? 0, envelope: data.envelope, recipients }], ...(data.stored ? { stored: [id] } : {}) };
-}
-
-/** The rule as one message's copy sees it (header block, notification). */
-export function ruleForMessage(rule: DeliveryRule, message: DeliveryMessage): SpooledRule {
-  return { ...rule, recipients: message.recipients };
 }
 
 export interface ReleaseJobData {
@@ -145,7 +144,7 @@ export function spoolFileJobs(file: SpoolFile, policy: JobPolicy): FlowJob {
       const same = (g: (typeof groups)[number]) => g.rule.name === rule.name && (g.action === rule.s3Action ? g.rule.scanEnabled === rule.scanEnabled : keyOf(g) === JSON.stringify(rule));
       let g = groups.find(same);
       if (!g) groups.push((g = { rule, action: rule.s3Action, messages: [] }));
-      g.messages.push({ at, ...(length !== undefined ? { length } : {}), envelope: record.envelope, recipients });
+      g.messages.push({ at, ...(length !== undefined ? { length } : {}), ...(file.sealed ? { envelope: { messageId: record.envelope.messageId }, recipients: [] } : { envelope: record.envelope, recipients }) });
     }
   }
   if (groups.length === 1) {

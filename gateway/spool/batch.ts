@@ -1,10 +1,14 @@
-import { closeSync, fdatasync, fstatSync, openSync, statSync, writev, writeSync, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync, rmSync, statSync, writev, writeSync, writevSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 import type { Spare, SpareFiles } from './spares.js';
+import type { SealedBytes } from './seal.js';
+
+/** Seals a file's plaintext (its entries) for the file of that id (seal.ts): the spool's encryption step, when on. */
+export type Sealer = (fileId: string, plaintext: Buffer[], bytes: number) => Promise<SealedBytes>;
 
 /** Reported per batch file made in a round: written into a spare (one disk flush) or created there (two). */
 export interface BatchEvents {
@@ -37,6 +41,10 @@ export interface BatchEvents {
  * SYNC_WRITE_MAX_BYTES) and close are made from the event loop: each trip to the pool and back costs two thread
  * wake-ups, and on a busy two-core machine those waits for a core were the tail of the time to 250. A worker thread
  * for the whole round was tried too: posting the bytes to it cost more than the calls it saved.
+ *
+ * With spool encryption on, each file of the round is sealed whole (seal.ts) once its id is known and before it is
+ * written: one Encryption SDK message per file, not per message. Its entries keep their plaintext offsets (`at`,
+ * `length`); what is on disk is the sealed line and the ciphertext, whose CRC-32 the line carries for torn files.
  *
  * A file whose own step fails before its bytes are in fails all its messages' writes, and is removed here (best
  * effort — one that survives a crash whole is delivered by recovery: at-least-once, as when a Redis add times out);
@@ -77,6 +85,9 @@ interface FileJob {
   durable: Array<{ resolve: () => void; reject: (err: Error) => void }> | undefined;
   /** Written into a spare (open, its name durable already); undefined once it turned out to be gone. */
   spare: Spare | undefined;
+  /** The file id `buffers` are sealed for, when sealed; and its plaintext, should the file change its id. */
+  sealedFor?: string;
+  plaintext?: { buffers: Buffer[]; bytes: number };
 }
 
 async function writevAll(fd: number, buffers: Buffer[], bytes: number): Promise<void> {
@@ -130,6 +141,8 @@ export class BatchWriter {
     private readonly syncMessagesDir: () => Promise<void>,
     private readonly spares?: SpareFiles,
     private readonly events: BatchEvents = {},
+    /** Seals each file before it is written (spool encryption); absent: files hold their entries in plaintext. */
+    private readonly seal?: Sealer,
   ) {}
 
   /** True while `id` is a file this writer is writing, or one of its spares. */
@@ -215,10 +228,42 @@ export class BatchWriter {
       this.writing.add(f.file.id);
     }
     try {
-      await this.roundOf(files);
+      await this.roundOf(this.seal ? await this.sealed(files) : files);
     } finally {
       for (const f of files) this.writing.delete(f.file.id);
     }
+  }
+
+  /**
+   * Each file sealed for its id (the spare's, or its first message's), all at once. A file whose sealing fails (no
+   * data key: KMS unreachable) fails its messages' writes, and its spare goes — closed and removed, still empty.
+   */
+  private async sealed(files: FileJob[]): Promise<FileJob[]> {
+    const done = await Promise.all(files.map((f) => this.sealFile(f).then(() => undefined, (err: Error) => err)));
+    return files.filter((f, i) => {
+      const err = done[i];
+      if (!err) return true;
+      if (f.spare) {
+        closeQuietly(f.spare.fd);
+        try {
+          rmSync(f.path, { force: true });
+        } catch {
+          // An empty file holds no message: removed at the next start at the latest.
+        }
+      }
+      for (const p of f.members) p.failed(err);
+      return false;
+    });
+  }
+
+  private async sealFile(f: FileJob): Promise<void> {
+    const plaintext = f.plaintext ?? { buffers: f.buffers, bytes: f.bytes };
+    const sealed = await this.seal!(f.file.id, plaintext.buffers, plaintext.bytes);
+    f.plaintext = plaintext;
+    f.sealedFor = f.file.id;
+    f.buffers = [sealed.line, ...sealed.ciphertext];
+    f.bytes = sealed.bytes;
+    f.file.sealed = true;
   }
 
   private async roundOf(files: FileJob[]): Promise<void> {
@@ -255,6 +300,8 @@ export class BatchWriter {
         const fd = created[i]!;
         if (typeof fd !== 'number') return fd;
         try {
+          // A spare that turned out gone left the file its first message's id: sealed again, for that id.
+          if (f.sealedFor !== undefined && f.sealedFor !== f.file.id) await this.sealFile(f);
           await writevAll(fd, f.buffers, f.bytes);
           const flushed = fdatasyncAsync(fd);
           this.handOut(f);

@@ -36,7 +36,10 @@ export interface SpooledRule {
 }
 
 export interface SpoolRecord {
-  /** Format version of this record; bump on incompatible change and keep reading the old one. */
+  /**
+   * Format version of this record; bump on incompatible change and keep reading the old one. (2 is taken by the line
+   * that starts a sealed file, SealedFileHeader, which holds records of this version inside.)
+   */
   v: 1;
   envelope: MessageEnvelope;
   /** Matched enabled rules, in rule-set order: one delivery each. */
@@ -86,6 +89,76 @@ export function parseRecordLine(line: Buffer | string): SpoolRecord {
   return r as SpoolRecord;
 }
 
+/**
+ * The first line of a sealed (encrypted) spool file, in plaintext: how the rest of the file is sealed. The rest is one
+ * AWS Encryption SDK message whose plaintext is the file as it would be unsealed — its entries, laid out as above —
+ * so entry offsets (a job's `at`, `length`) are offsets in that plaintext. Only this line and the message's own header
+ * are readable without the key: no address, no byte of DATA (docs/spool-encryption.md).
+ *
+ * A batch file is sealed whole, once per round (one Encryption SDK message per file, not per message: its fixed cost
+ * per message would have taken most of the accept path's CPU); a streamed message's file on its own.
+ */
+export interface SealedFileHeader {
+  v: 2;
+  sealed: {
+    /** The format of what follows: an AWS Encryption SDK message. */
+    by: 'aws-encryption-sdk';
+    /** Its algorithm suite, by the SDK's name. */
+    suite: string;
+    /** What wraps its data key: a KMS key (`keyId` its ARN) or a raw AES key (`keyId` a fingerprint of the key). */
+    keyring: 'aws-kms' | 'raw-aes';
+    keyId: string;
+  };
+  /** Bytes of ciphertext after this line (a batch file); absent: to the end of the file (a streamed message). */
+  length?: number;
+  /**
+   * CRC-32 of the ciphertext after this line, as on disk (a batch file: visible before it is durable, see writer.ts).
+   * A torn file is told by it before any decryption, as an unsealed one is by its entries' `dataCrc32`.
+   */
+  crc32?: number;
+  /** Bytes of plaintext the ciphertext holds (the unsealed file's size); checked when it is decrypted. */
+  plaintextLength: number;
+}
+
+/**
+ * The line, LF-terminated; `width` pads it with spaces to that many bytes (JSON allows them), so a streamed file can
+ * write it before its plaintext length is known and overwrite it in place once it is.
+ */
+export function encodeSealedLine(header: SealedFileHeader, width?: number): Buffer {
+  const json = JSON.stringify(header);
+  if (width !== undefined && json.length + 1 > width) throw new Error(`sealed spool line needs ${json.length + 1} bytes, has ${width}`);
+  return Buffer.from(`${width === undefined ? json : json.padEnd(width - 1, ' ')}\n`, 'utf8');
+}
+
+/** What a spool file's first line is: the record of its first entry, or the header of a sealed file. */
+export type FirstLine = { sealed: false; record: SpoolRecord } | { sealed: true; header: SealedFileHeader };
+
+/** JSON.stringify keeps the key order: a sealed file starts so, a record line `{"v":1,`. */
+const SEALED_START = '{"v":2,';
+
+/** Whether a spool file's first bytes are a sealed file's line: told without parsing it. */
+export function isSealedStart(head: Buffer): boolean {
+  return head.length > SEALED_START.length && head.toString('latin1', 0, SEALED_START.length) === SEALED_START;
+}
+
+export function parseFirstLine(line: Buffer | string): FirstLine {
+  const text = typeof line === 'string' ? line : line.toString('utf8');
+  if (!text.startsWith(SEALED_START)) return { sealed: false, record: parseRecordLine(text) };
+  let h: Partial<SealedFileHeader> | null;
+  try {
+    h = JSON.parse(text) as Partial<SealedFileHeader> | null;
+  } catch (err) {
+    throw new SpoolFormatError(`sealed spool line is not JSON: ${(err as Error).message}`);
+  }
+  const s = h?.sealed;
+  const count = (n: unknown, max = Number.MAX_SAFE_INTEGER) => Number.isSafeInteger(n) && (n as number) >= 0 && (n as number) <= max;
+  if (!h || h.v !== 2 || !s || s.by !== 'aws-encryption-sdk' || typeof s.suite !== 'string' || (s.keyring !== 'aws-kms' && s.keyring !== 'raw-aes') || typeof s.keyId !== 'string') {
+    throw new SpoolFormatError('sealed spool line does not say how the file is sealed');
+  }
+  if (!count(h.plaintextLength) || (h.length !== undefined && !count(h.length)) || (h.crc32 !== undefined && !count(h.crc32, 0xffffffff))) throw new SpoolFormatError('sealed spool line has a bad length or checksum');
+  return { sealed: true, header: h as SealedFileHeader };
+}
+
 /** One message in a spool file: its record, the byte offset of its record line, and the entry's length when known. */
 export interface SpoolEntry {
   record: SpoolRecord;
@@ -101,6 +174,8 @@ export interface SpoolEntry {
 export interface SpoolFile {
   id: string;
   entries: SpoolEntry[];
+  /** The file is sealed (SealedFileHeader): its entries' `at` and `length` are offsets in its plaintext. */
+  sealed?: boolean;
 }
 
 const SUFFIX = '.msg';

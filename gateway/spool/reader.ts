@@ -3,7 +3,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import type { SpoolDirectory } from './directory.js';
-import { parseRecordLine, SpoolFormatError, type SpoolEntry, type SpoolFile, type SpoolRecord } from './format.js';
+import { isSealedStart, parseFirstLine, parseRecordLine, SpoolFormatError, type SealedFileHeader, type SpoolEntry, type SpoolFile, type SpoolRecord } from './format.js';
+import { describeSealedKey, SpoolKeyError, type SpoolSeal } from './seal.js';
 import { SMALL_MESSAGE_BYTES } from './writer.js';
 
 /** The record line is small (envelope + rule snapshots); this bounds what is read to find it. */
@@ -12,6 +13,8 @@ const MAX_RECORD_BYTES = 4 * 1024 * 1024;
 const HEAD_READ_BYTES = 64 * 1024;
 /** Spool files up to this size are read whole when a delivery job opens them. */
 const WHOLE_READ_BYTES = 1024 * 1024;
+/** A sealed file's line is short (how it is sealed, a key ARN, lengths): this bounds what is read to find it. */
+const SEALED_LINE_BYTES = 4 * 1024;
 
 /** What readEntry reads through: a FileHandle, or a file already in memory (read as views, no copy). */
 interface ReadAt {
@@ -27,6 +30,11 @@ export interface SpooledMessage {
   dataLength: number;
   /** The DATA bytes, when the file is small enough to have been read whole by `open` (then no second read). */
   data?: Buffer;
+  /**
+   * A sealed file too big to hold (a streamed message): its DATA is decrypted as it streams from byte `cipherAt` on
+   * (`dataOffset` is then an offset in the plaintext).
+   */
+  sealed?: { fileId: string; header: SealedFileHeader; cipherAt: number };
 }
 
 /** A spool file held open for reading several of its messages (a delivery job): one open, one read per message. */
@@ -38,6 +46,78 @@ export interface OpenSpoolFile {
 
 export class SpoolMissingError extends Error {
   override name = 'SpoolMissingError';
+}
+
+/**
+ * A file's contents as entries are read from: its bytes (a FileHandle, or in memory), or a sealed file's plaintext
+ * (in memory for a batch file); `streamed`, for a sealed file of one streamed message, is that message.
+ */
+interface Contents {
+  path: string;
+  size: number;
+  source: FileHandle | ReadAt;
+  sealed: boolean;
+  streamed?: SpooledMessage;
+}
+
+/** Reads `want` bytes at `position` (fewer only at the end of the file). */
+async function readAt(fh: FileHandle, want: number, position: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(want);
+  let got = 0;
+  while (got < want) {
+    const { bytesRead } = await fh.read(buf, got, want - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
+/** An in-memory file as readEntry reads it: views, no copies. */
+function inMemory(whole: Buffer): ReadAt {
+  const end = whole.length;
+  return {
+    read: async (buf: Buffer, offset: number, len: number, position: number) => ({ bytesRead: position >= end ? 0 : whole.copy(buf, offset, position, Math.min(position + len, end)) }),
+    view: (position: number, len: number) => whole.subarray(position, Math.min(position + len, end)),
+  };
+}
+
+/** The first line of a stream, LF included, within `max` bytes; the stream is destroyed once it is read. */
+async function firstLine(stream: Readable, max: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  try {
+    for await (const c of stream as AsyncIterable<Buffer>) {
+      const lf = c.indexOf(0x0a);
+      if (lf >= 0) {
+        chunks.push(c.subarray(0, lf + 1));
+        return Buffer.concat(chunks);
+      }
+      chunks.push(c);
+      bytes += c.length;
+      if (bytes >= max) return undefined;
+    }
+    return undefined;
+  } finally {
+    stream.destroy();
+  }
+}
+
+/** Bytes [start, start + length) of a stream; the stream is destroyed once they are passed on. */
+async function* slice(stream: Readable, start: number, length: number): AsyncGenerator<Buffer> {
+  let pos = 0;
+  const end = start + length;
+  try {
+    for await (const c of stream as AsyncIterable<Buffer>) {
+      const from = Math.max(start - pos, 0);
+      const to = Math.min(end - pos, c.length);
+      pos += c.length;
+      if (to > from) yield c.subarray(from, to);
+      if (pos >= end) return;
+    }
+    if (pos < end) throw new SpoolFormatError(`spool file ended ${end - pos} bytes early`);
+  } finally {
+    stream.destroy();
+  }
 }
 
 /** A job names the message it expects at a place in a file; anything else there is damage, not that message. */
@@ -52,7 +132,11 @@ function expectMessage(msg: SpooledMessage, at: number, messageId: string): Spoo
  * durable, so a crash mid-write leaves a torn file).
  */
 export class SpoolReader {
-  constructor(readonly directory: SpoolDirectory) {}
+  constructor(
+    readonly directory: SpoolDirectory,
+    /** Opens sealed files (spool encryption); absent: a sealed file cannot be read, and says which key it needs. */
+    private readonly seal?: SpoolSeal,
+  ) {}
 
   private async openHandle(fileId: string): Promise<{ fh: FileHandle; path: string }> {
     const path = this.directory.path(fileId);
@@ -113,36 +197,74 @@ export class SpoolReader {
     return msg;
   }
 
+  /**
+   * What a file holds, ready for readEntry: a plaintext file up to WHOLE_READ_BYTES read whole (a batch of small
+   * messages: one read instead of one per message), a bigger one through its handle; a sealed batch file decrypted
+   * whole; a sealed streamed message's record, its DATA left to stream. `fh` is closed here unless it is the source.
+   */
+  private async contents(fileId: string, fh: FileHandle, path: string, whole: boolean): Promise<Contents> {
+    const size = (await fh.stat()).size;
+    if (size <= WHOLE_READ_BYTES && whole) {
+      const all = await readAt(fh, size, 0);
+      if (!isSealedStart(all)) return { path, size: all.length, source: inMemory(all), sealed: false };
+      return this.sealedContents(fileId, fh, path, size, all);
+    }
+    const head = await readAt(fh, Math.min(size, SEALED_LINE_BYTES), 0);
+    if (!isSealedStart(head)) return { path, size, source: fh, sealed: false };
+    return this.sealedContents(fileId, fh, path, size, head);
+  }
+
+  private async sealedContents(fileId: string, fh: FileHandle, path: string, size: number, head: Buffer): Promise<Contents> {
+    const lf = head.indexOf(0x0a);
+    if (lf < 0) throw new SpoolFormatError(`spool file ${path} has no complete first line`);
+    const first = parseFirstLine(head.subarray(0, lf));
+    if (!first.sealed) throw new SpoolFormatError(`spool file ${path} has a bad first line`);
+    const { header } = first;
+    if (!this.seal) {
+      throw new SpoolKeyError(
+        `spool file ${path} is sealed under ${describeSealedKey(header)} and gateway.spool.encryption is not set: set it again with that key ("enabled": false keeps new mail in plaintext) until the sealed mail is delivered`,
+      );
+    }
+    const cipherAt = lf + 1;
+    if (header.length !== undefined) {
+      // A batch file: sealed whole in its round, opened whole (at most one batch file's worth, MAX_FILE_BYTES).
+      if (size !== cipherAt + header.length) throw new SpoolFormatError(`spool file ${path} is torn: ${size} bytes, its sealed line says ${cipherAt + header.length}`);
+      const ciphertext = head.length >= size ? head.subarray(cipherAt) : await readAt(fh, header.length, cipherAt);
+      const plaintext = await this.seal.open(fileId, header, ciphertext, path);
+      return { path, size: plaintext.length, source: inMemory(plaintext), sealed: true };
+    }
+    // A streamed message: its record is at the start of the plaintext; DATA streams when it is delivered.
+    const line = await firstLine(this.seal.openStream(fileId, header, createReadStream(path, { start: cipherAt }), path), MAX_RECORD_BYTES);
+    if (!line) throw new SpoolFormatError(`spool file ${path} has no record line in its sealed plaintext`);
+    const record = parseRecordLine(line.subarray(0, line.length - 1));
+    const dataOffset = line.length;
+    const dataLength = record.dataLength ?? header.plaintextLength - dataOffset;
+    if (dataOffset + dataLength > header.plaintextLength) throw new SpoolFormatError(`spool file ${path} is truncated: message ${record.envelope.messageId} needs ${dataLength} bytes at ${dataOffset}, the plaintext has ${header.plaintextLength}`);
+    return { path, size: header.plaintextLength, source: inMemory(line), sealed: true, streamed: { record, path, dataOffset, dataLength, sealed: { fileId, header, cipherAt } } };
+  }
+
   /** Opens a file to read its messages one by one; SpoolMissingError when there is no such file. */
   async open(fileId: string): Promise<OpenSpoolFile> {
     const { fh, path } = await this.openHandle(fileId);
-    let size: number;
-    let source: FileHandle | ReadAt = fh;
+    let c: Contents;
     try {
-      size = (await fh.stat()).size;
-      // A batch file of small messages is read whole, once per job: one read instead of one per message.
-      if (size <= WHOLE_READ_BYTES) {
-        const whole = Buffer.allocUnsafe(size);
-        let got = 0;
-        while (got < size) {
-          const { bytesRead } = await fh.read(whole, got, size - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        const end = got;
-        source = {
-          read: async (buf: Buffer, offset: number, len: number, position: number) => ({ bytesRead: position >= end ? 0 : whole.copy(buf, offset, position, Math.min(position + len, end)) }),
-          view: (position: number, len: number) => whole.subarray(position, Math.min(position + len, end)),
-        };
-      }
+      c = await this.contents(fileId, fh, path, true);
     } catch (err) {
       await fh.close().catch(() => undefined);
       throw err;
     }
-    const from = source;
+    // Contents in memory need the handle no more.
+    if (c.source !== fh) await fh.close().catch(() => undefined);
+    const { source, size, streamed } = c;
     return {
-      entry: async (at, messageId, length) => expectMessage(await this.readEntry(from, path, size, at, length), at, messageId),
-      close: () => fh.close(),
+      entry: async (at, messageId, length) => {
+        if (streamed) {
+          if (at !== 0) throw new SpoolFormatError(`spool file ${path} holds one streamed message, and no entry at byte ${at}`);
+          return expectMessage(streamed, at, messageId);
+        }
+        return expectMessage(await this.readEntry(source, path, size, at, length), at, messageId);
+      },
+      close: () => (c.source === fh ? fh.close() : Promise.resolve()),
     };
   }
 
@@ -150,10 +272,11 @@ export class SpoolReader {
   async entries(fileId: string): Promise<SpoolFile> {
     const { fh, path } = await this.openHandle(fileId);
     try {
-      const size = (await fh.stat()).size;
+      const { source, size, sealed, streamed } = await this.contents(fileId, fh, path, false);
       const entries: SpoolEntry[] = [];
-      for (let at = 0; at < size; ) {
-        const msg = await this.readEntry(fh, path, size, at);
+      if (streamed) entries.push({ record: streamed.record, at: 0, length: streamed.dataOffset + streamed.dataLength });
+      for (let at = 0; !streamed && at < size; ) {
+        const msg = await this.readEntry(source, path, size, at);
         entries.push({ record: msg.record, at, length: msg.dataOffset + msg.dataLength - at });
         if (msg.record.dataLength === undefined) break;
         at = msg.dataOffset + msg.dataLength;
@@ -161,7 +284,7 @@ export class SpoolReader {
       if (entries.length === 0) throw new SpoolFormatError(`spool file ${path} is empty`);
       // A file of one streamed message is named after it; a batch file may carry its spare's own id (spares.ts).
       if (entries[0]!.record.dataLength === undefined && entries[0]!.record.envelope.messageId !== fileId) throw new SpoolFormatError(`spool file ${path} starts with message ${entries[0]!.record.envelope.messageId}`);
-      return { id: fileId, entries };
+      return { id: fileId, entries, ...(sealed ? { sealed: true } : {}) };
     } finally {
       await fh.close();
     }
@@ -173,6 +296,11 @@ export class SpoolReader {
     // createReadStream cannot express an empty range (end < start reads to the end of the file).
     if (length === 0) return Readable.from([]);
     if (msg.data) return Readable.from([msg.data.subarray(0, length)]);
+    if (msg.sealed) {
+      if (!this.seal) throw new SpoolKeyError(`spool file ${msg.path} is sealed and gateway.spool.encryption is not set`);
+      const { fileId, header, cipherAt } = msg.sealed;
+      return Readable.from(slice(this.seal.openStream(fileId, header, createReadStream(msg.path, { start: cipherAt }), msg.path), msg.dataOffset, length), { objectMode: false });
+    }
     return createReadStream(msg.path, { start: msg.dataOffset, end: msg.dataOffset + length - 1 });
   }
 }

@@ -1,10 +1,11 @@
 import { open, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BatchWriter, type BatchEvents } from './batch.js';
+import { BatchWriter, type BatchEvents, type Sealer } from './batch.js';
 import type { SpoolDirectory } from './directory.js';
 import { encodeRecordLine, spoolFileName, type SpoolFile, type SpoolRecord } from './format.js';
 import type { SpareEvents } from './spares.js';
+import type { SealingFile, SpoolSeal } from './seal.js';
 
 /** Gathered in memory before the first write (per message being received): most mail is one write. */
 export const SMALL_MESSAGE_BYTES = 256 * 1024;
@@ -50,11 +51,20 @@ export class BodyError extends Error {
 export class SpoolWriter {
   private readonly batches: BatchWriter;
 
+  /** Seals new files when spool encryption is on (seal.ts); undefined: files hold plaintext. */
+  private readonly seal: SpoolSeal | undefined;
+
   constructor(
     private readonly directory: SpoolDirectory,
     events: BatchEvents = {},
+    seal?: SpoolSeal,
+    /** Seals batch files instead of `seal` itself (on the sealing thread, seal-thread.ts). */
+    sealBatch?: Sealer,
   ) {
-    this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events);
+    this.seal = seal?.sealsNewFiles ? seal : undefined;
+    const s = this.seal;
+    const sealer = s ? (sealBatch ?? ((id, plaintext, bytes) => s.seal(id, plaintext, bytes))) : undefined;
+    this.batches = new BatchWriter(directory.messagesDir, () => directory.messagesDirSync.sync(), directory.spares, events, sealer);
   }
 
   /** True for a file of this writer that has no jobs yet by design: a spare, or one on its way to disk. */
@@ -85,23 +95,30 @@ export class SpoolWriter {
     const tmp = join(this.directory.incomingDir, spoolFileName(id));
     let fh: FileHandle | undefined;
     let created = false;
-    let pending: Buffer[] = [encodeRecordLine(record), ...head.chunks];
+    // A streamed message's file sealed as it streams, when encryption is on.
+    let sealing: SealingFile | undefined;
+    const recordLine = encodeRecordLine(record);
+    let pending: Buffer[] = [recordLine, ...head.chunks];
     let dataLength = head.dataLength;
     let dropped = false;
     const flush = async () => {
       if (!fh) {
         fh = await open(tmp, 'wx');
         created = true;
+        if (this.seal) sealing = await this.seal.sealInto(fh, id, recordLine.length + limitBytes);
       }
       const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
       pending = [];
-      await writeAll(fh, buf);
+      if (sealing) await sealing.write(buf);
+      else await writeAll(fh, buf);
     };
     const drop = async () => {
       dropped = true;
       pending = [];
       const f = fh;
       fh = undefined;
+      sealing?.destroy();
+      sealing = undefined;
       if (f) await f.close();
       if (created) await unlink(tmp);
       created = false;
@@ -138,6 +155,7 @@ export class SpoolWriter {
       if (dropped) return { ok: false, reason: 'oversized', dataLength };
       await disk(async () => {
         await flush();
+        await sealing?.end();
         await fh!.sync();
         // Renamed while still open (the descriptor needs no name); the close runs alongside the directory fsync.
         await rename(tmp, this.directory.path(id));
@@ -147,8 +165,9 @@ export class SpoolWriter {
         // Bytes are durable and the name is in place: a failing close can no longer lose or corrupt anything.
         await Promise.all([f.close().catch(() => undefined), this.directory.messagesDirSync.sync()]);
       });
-      return { ok: true, dataLength, file: { id, entries: [{ record, at: 0 }] }, durable: DURABLE };
+      return { ok: true, dataLength, file: { id, entries: [{ record, at: 0 }], ...(sealing ? { sealed: true } : {}) }, durable: DURABLE };
     } catch (err) {
+      sealing?.destroy();
       if (fh) await fh.close().catch(() => undefined);
       if (created) await rm(tmp, { force: true });
       throw diskFailed || err instanceof BodyError ? err : new BodyError((err as Error).message);

@@ -4,8 +4,8 @@ import { NotificationTooLargeError, type ReceivedNotification } from '../../shar
 import { continuesHeaderBlock, HeaderInjectionError } from '../../shared/ses/header-block.js';
 import { objectKey } from '../../shared/ses/object-key.js';
 import type { UploadTuning } from '../store/put-message.js';
-import { ruleForMessage, type DeliveryJobData, type DeliveryMessage } from '../queue/jobs.js';
-import { SpoolFormatError } from '../spool/format.js';
+import type { DeliveryJobData, DeliveryMessage, DeliveryRule } from '../queue/jobs.js';
+import { SpoolFormatError, type SpooledRule, type SpoolRecord } from '../spool/format.js';
 import { SpoolMissingError, type OpenSpoolFile, type SpoolReader } from '../spool/reader.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { AwsClients } from './aws.js';
@@ -83,6 +83,18 @@ async function firstBytes(stream: Readable): Promise<Buffer> {
   return Buffer.alloc(0);
 }
 
+/**
+ * This job's rule as the message's spool record has it, with the recipients it matched. The record is what the
+ * delivery stores from — the envelope and recipients too: a job for a sealed spool file carries only message ids
+ * (queue/jobs.ts), so addresses stay out of Redis.
+ */
+function spooledRuleOf(rule: DeliveryRule, record: SpoolRecord): SpooledRule {
+  const named = record.rules.filter((r) => r.name === rule.name);
+  const same = named.length === 1 ? named[0] : named.find(({ recipients: _, ...r }) => JSON.stringify(r) === JSON.stringify(rule));
+  if (!same) throw new SpoolFormatError(`message ${record.envelope.messageId}'s spool record does not list rule "${rule.name}"`);
+  return { ...rule, recipients: same.recipients };
+}
+
 const unrecoverable = (err: unknown) =>
   err instanceof SpoolMissingError || err instanceof SpoolFormatError || err instanceof HeaderInjectionError || err instanceof NotificationTooLargeError || (err instanceof Error && isPermanentSnsRefusal(err));
 
@@ -125,7 +137,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
     } else for (const m of todo) fail(m, err);
   }
   // Built as each message is stored, so its DATA need not be held until the batch publishes.
-  const toNotify: Array<{ m: DeliveryMessage; notification: ReceivedNotification; key: string; started: number; storedBytes: number; multipart: boolean }> = [];
+  const toNotify: Array<{ m: DeliveryMessage; region: string; notification: ReceivedNotification; key: string; started: number; storedBytes: number; multipart: boolean }> = [];
   const topicArn = action.topicArn;
   if (reader) {
     const r = reader;
@@ -137,6 +149,8 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
             const started = Date.now();
             try {
               const msg = await r.entry(m.at, id, m.length);
+              const { envelope } = msg.record;
+              const spooledRule = spooledRuleOf(rule, msg.record);
               // Behind the SMTP front's refusal, for files spooled before it: DATA never folds into the gateway's block.
               if (continuesHeaderBlock(msg.data ?? (await firstBytes(deps.spool.dataStream(msg, 1))))) {
                 throw new HeaderInjectionError('DATA', 'starts with a space or tab, which would continue the header block before it');
@@ -145,12 +159,12 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
               const verdicts = deps.verdicts
                 ? await deps.verdicts.of({
                     fileId: deps.spool.directory.fileIdOf(data.spoolFile),
-                    envelope: m.envelope,
+                    envelope,
                     rules: msg.record.rules,
                     data: msg.data ?? { size: msg.dataLength, open: () => deps.spool.dataStream(msg) },
                   })
                 : undefined;
-              const copy = new MessageCopy(m.envelope, ruleForMessage(rule, m), msg.data ?? { length: msg.dataLength, open: (limit) => deps.spool.dataStream(msg, limit) }, verdicts);
+              const copy = new MessageCopy(envelope, spooledRule, msg.data ?? { length: msg.dataLength, open: (limit) => deps.spool.dataStream(msg, limit) }, verdicts);
               const key = copy.key;
               let storedBytes = 0;
               let multipart = false;
@@ -164,7 +178,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
               }
               if (topicArn) {
                 const notification = await copy.notification(topicArn);
-                toNotify.push({ m, notification, key, started, storedBytes, multipart });
+                toNotify.push({ m, region: envelope.region, notification, key, started, storedBytes, multipart });
               } else {
                 done.add(id);
                 outcome.delivered.push({ messageId: id, key, storedBytes, multipart, ms: Date.now() - started });
@@ -179,7 +193,7 @@ export async function deliver(data: DeliveryJobData, deps: DeliverDeps, abortSig
       if (topicArn && toNotify.length > 0) {
         let published: Map<string, PublishOutcome>;
         try {
-          published = await publishNotifications(deps.aws.sns(topicArn, toNotify[0]!.m.envelope.region), topicArn, toNotify.map((n) => ({ key: n.m.envelope.messageId, notification: n.notification })), abortSignal);
+          published = await publishNotifications(deps.aws.sns(topicArn, toNotify[0]!.region), topicArn, toNotify.map((n) => ({ key: n.m.envelope.messageId, notification: n.notification })), abortSignal);
         } catch (err) {
           // publishNotifications reports per entry; anything thrown around it fails only the publishes.
           published = new Map(toNotify.map((n) => [n.m.envelope.messageId, { ok: false, error: err as Error }]));

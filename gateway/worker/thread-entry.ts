@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { childLogger, lineLogger } from '../runtime/log.js';
 import { SpoolDirectory } from '../spool/directory.js';
 import { SpoolReader } from '../spool/reader.js';
+import { spoolSealFor } from '../spool/seal-keys.js';
 import type { DeliveryThreadData, FromThread, MetricEvent, ToThread } from './thread-protocol.js';
 import { DeliveryWorkers } from './worker.js';
 
@@ -63,7 +64,9 @@ port.on('message', (m: ToThread) => {
 try {
   // The accepting thread owns incoming/: never clear it from here.
   await spool.init({ clearIncoming: false });
-  workers = new DeliveryWorkers(data.runtime, new SpoolReader(spool), log, { prefix: data.prefix, metrics });
+  const { settings, source } = data.runtime;
+  const seal = spoolSealFor(settings.spool.encryption, { source, requestTimeoutMs: settings.upload.requestTimeoutMs, nodeId: data.nodeId, onDataKey: (op) => log.info(`spool data key ${op}`) });
+  workers = new DeliveryWorkers(data.runtime, new SpoolReader(spool, seal), log, { prefix: data.prefix, metrics });
   workers.start();
   post({ t: 'started' });
 } catch (err) {

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseKmsKeyArn } from '../ses/arn.js';
 import { SES_MULTIPART } from '../ses/multipart.js';
 
 /**
@@ -310,6 +311,58 @@ export const GatewayHttpSchema = z
   })
   .strict();
 
+export const GatewaySpoolEncryptionSchema = z
+  .object({
+    kmsKeyArn: z
+      .string()
+      .optional()
+      .describe('Seal spool files under this KMS key (its full key ARN; the gateway needs kms:GenerateDataKey and kms:Decrypt on it). One data key serves many files (see dataKeyMaxAgeMs), so KMS is not called per message.'),
+    keyFile: z
+      .string()
+      .optional()
+      .describe('Or seal them under a raw AES-256 key read from this file (32 random bytes, or their base64 or hex: `(umask 077 && openssl rand -base64 32 > spool.key)`), for sites without KMS. Must not be readable by group or others (chmod 600).'),
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe('false: new mail is spooled in plaintext again, and the key only opens mail already sealed in the spool. Remove the section once that mail is delivered.'),
+    thread: z
+      .enum(['auto', 'yes', 'no'])
+      .default('auto')
+      .describe('Seal batch files on a thread of their own (a second JavaScript heap), so sealing costs the SMTP thread almost nothing. auto = yes when the machine has more than one CPU.'),
+    dataKeyMaxAgeMs: ms(300_000, 'How long one data key seals new spool files before a new one is made (with KMS: one GenerateDataKey each time)'),
+    dataKeyMaxFiles: z.number().int().positive().max(2 ** 32).default(100_000).describe('Spool files (a batch of small messages, or one big message each) one data key seals at most.'),
+    dataKeyMaxBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(8 * 2 ** 30)
+      .describe('Bytes one data key seals at most (a streamed message counts with the size limit it may reach).'),
+  })
+  .strict()
+  .superRefine((e, ctx) => {
+    if ((e.kmsKeyArn === undefined) === (e.keyFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [], message: e.kmsKeyArn === undefined ? 'names no key' : 'names two keys', params: { fix: 'give exactly one of "kmsKeyArn" (a KMS key ARN) and "keyFile" (a file holding a 256-bit key)' } });
+    }
+    // A key ARN, not an alias (not even alias/aws/ses): each sealed file names the key that opens it, as KMS returns it.
+    const key = e.kmsKeyArn === undefined ? undefined : parseKmsKeyArn(e.kmsKeyArn);
+    if (key && !('kind' in key && key.kind === 'key')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kmsKeyArn'],
+        message: `"${e.kmsKeyArn}" is ${'error' in key ? key.error : 'an alias ARN'}`,
+        params: { fix: 'write the key\'s full ARN, arn:aws:kms:<region>:<account>:key/<key-id> (an alias will not do: each sealed file names the key that opens it)' },
+      });
+    }
+  });
+
+export const GatewaySpoolSchema = z
+  .object({
+    encryption: GatewaySpoolEncryptionSchema.optional().describe(
+      'Seal spooled mail (bodies and envelopes) with the AWS Encryption SDK, under a KMS key or a key file (docs/spool-encryption.md). Off when absent; mail already sealed then needs the key again to be delivered.',
+    ),
+  })
+  .strict();
+
 export const GatewaySettingsSchema = z
   .object({
     hostname: z
@@ -337,6 +390,8 @@ export const GatewaySettingsSchema = z
     dns: GatewayDnsSchema.prefault({}).describe('The resolver the verdicts use (SPF, DKIM, DMARC): servers, per-query timeout and tries, answer cache.'),
     authentication: GatewayAuthenticationSchema.prefault({}).describe('SPF, DKIM and DMARC verdicts for gateway mail (docs/ses-format.md#verdicts).'),
     scan: GatewayScanSchema.prefault({}).describe('Spam and virus scanners for rules with scanEnabled. None configured: their verdicts are GRAY.'),
+    spool: GatewaySpoolSchema.prefault({}).describe('What the spool does with mail at rest (gateway.spoolDir holds it).'),
   })
   .strict();
+export type GatewaySpoolEncryption = z.infer<typeof GatewaySpoolEncryptionSchema>;
 export type GatewaySettings = z.infer<typeof GatewaySettingsSchema>;

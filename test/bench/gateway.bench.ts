@@ -16,6 +16,9 @@
  *   5. `mailroom load smtp` against smtp-sink next to smtp-source, same run: the load generator is not the bottleneck
  *      (test/bench/load-generator.ts).
  *   6. End to end to the sink with the verdicts on (SPF, DKIM, DMARC; DNS answered by dnsmasq on loopback) next to off.
+ *   7. Durable accept with spool encryption (gateway.spool.encryption, a KMS key; the local sink answers and counts
+ *      GenerateDataKey) next to the same accept without it, alternated twice in one run, and the KMS calls per 1,000
+ *      accepted messages (docs/spool-encryption.md).
  *
  * Every step is bounded by a message count and a timeout. BENCH_STEPS=1,2 runs a subset; BENCH_PROFILE=<dir> runs
  * the gateway processes with --cpu-prof into <dir>; BENCH_NODE_ARGS adds node flags to them; BENCH_SCALE=0.5 shrinks the counts; BENCH_MOTO=0 skips moto; BENCH_HALF_RATE=900 fixes step 2's open-loop rate;
@@ -43,7 +46,7 @@ import { loadGeneratorRows } from './load-generator.js';
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
-const STEPS = new Set((process.env.BENCH_STEPS ?? '1,2,3,4,5,6').split(',').map((s) => s.trim()));
+const STEPS = new Set((process.env.BENCH_STEPS ?? '1,2,3,4,5,6,7').split(',').map((s) => s.trim()));
 const PROFILE_DIR = process.env.BENCH_PROFILE;
 const n = (x: number) => Math.max(100, Math.round(x * SCALE));
 
@@ -333,6 +336,7 @@ async function startGatewayProc(
   redis: RedisServer,
   rule: { bucketName: string; kmsKeyArn?: string; topicArn?: string },
   awsEnv: Record<string, string>,
+  /** More of the config's `gateway` section (step 6: verdicts; step 7: spool encryption). */
   gatewayExtra: Record<string, unknown> = {},
 ): Promise<Gateway> {
   const port = await freePort();
@@ -511,6 +515,51 @@ export async function startSinkProc(work: string): Promise<{ endpoint: string; p
   return { endpoint, proc, stats: async () => (await (await fetch(`${endpoint}/__stats`)).json()) as Record<string, number> };
 }
 
+/**
+ * Step 7: `mailroom smtp` with and without gateway.spool.encryption (a KMS key, answered by the local sink, which counts
+ * its GenerateDataKey calls), under the same smtp-source load as step 2, alternated (plain, sealed, plain, sealed) so
+ * that this VM's drift falls on both; each side's faster run is compared.
+ */
+async function sealedAcceptRows(work: string, redis: RedisServer): Promise<Row[]> {
+  const sink = await startSinkProc(work);
+  try {
+    const sinkEnv = { AWS_ENDPOINT_URL: sink.endpoint };
+    const spool = { spool: { encryption: { kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555` } } };
+    const runs: Record<'plain' | 'sealed', Array<RateResult & { cpuMs: number }>> = { plain: [], sealed: [] };
+    let sealedAccepted = 0;
+    let dataKeys = 0;
+    for (const [i, kind] of (['plain', 'sealed', 'plain', 'sealed'] as const).entries()) {
+      const keysBefore = (await sink.stats()).dataKeys ?? 0;
+      const gw = await startGatewayProc('smtp', work, `accept-${kind}-${i}`, redis, { bucketName: 'bench' }, sinkEnv, kind === 'sealed' ? spool : {});
+      try {
+        const warm = await smtpSource(`${kind} spool warm-up`, gw.port, 1000, true, 60_000);
+        const cpu0 = await cpuSeconds(gw.proc.child.pid!);
+        const r = await smtpSource(`gateway durable accept, ${kind} spool`, gw.port, n(10_000), true, 90_000);
+        const cpuMs = (((await cpuSeconds(gw.proc.child.pid!)) - cpu0) * 1000) / r.count;
+        runs[kind].push({ ...r, cpuMs });
+        if (kind === 'sealed') {
+          sealedAccepted += (warm.ok ? warm.count : 0) + (r.ok ? r.count : 0);
+          dataKeys += ((await sink.stats()).dataKeys ?? 0) - keysBefore;
+        }
+      } finally {
+        await gw.stop();
+      }
+    }
+    const best = (rs: Array<RateResult & { cpuMs: number }>) => rs.reduce((a, b) => (b.ok && (!a.ok || b.rate > a.rate) ? b : a));
+    const [plain, sealed] = [best(runs.plain), best(runs.sealed)];
+    const ratio = sealed.rate / plain.rate;
+    const figure = (r: RateResult & { cpuMs: number }, all: RateResult[]) => `${r.rate.toFixed(0)} msg/s${r.ok ? '' : ` (${r.note})`}, ${r.cpuMs.toFixed(2)} ms CPU/msg (runs: ${all.map((x) => x.rate.toFixed(0)).join(', ')})`;
+    log(`spool encryption: ${sealed.rate.toFixed(0)} vs ${plain.rate.toFixed(0)} msg/s = ${ratio.toFixed(2)}×; ${dataKeys} GenerateDataKey for ${sealedAccepted} accepted`);
+    return [
+      { what: 'gateway durable accept, reuse, spool in plaintext (step 7, faster of 2)', figure: figure(plain, runs.plain) },
+      { what: 'gateway durable accept, reuse, spool sealed (KMS key; faster of 2)', figure: figure(sealed, runs.sealed), ratio: `${ratio.toFixed(2)}×`, target: '≥ 0.85× plain', verdict: plain.ok && sealed.ok && ratio >= 0.85 ? 'met' : 'MISSED' },
+      { what: 'KMS calls per 1,000 accepted messages, sealed spool (GenerateDataKey, counted by the sink)', figure: `${((dataKeys * 1000) / Math.max(1, sealedAccepted)).toFixed(3)} (${dataKeys} for ${sealedAccepted})` },
+    ];
+  } finally {
+    await sink.proc.stop();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 interface Row {
@@ -522,7 +571,7 @@ interface Row {
 }
 
 /**
- * 5. Verdicts (gateway.authentication): end to end to the local sink with SPF, DKIM and DMARC checked for every
+ * 6. Verdicts (gateway.authentication): end to end to the local sink with SPF, DKIM and DMARC checked for every
  * message — DNS answered by dnsmasq on loopback with the bench sender's SPF and DMARC records — next to the same run
  * with them off, alternated off/on/off/on so the VM's drift hits both. The SMTP part's rate of each run is the accept
  * path's: the verdicts run in the worker, after the 250.
@@ -716,6 +765,9 @@ async function main(): Promise<void> {
 
     // 5. the load generator's own ceiling
     if (STEPS.has('5')) rows.push(...(await loadGeneratorRows(log, SCALE)));
+
+    // 7. durable accept with a sealed spool
+    if (STEPS.has('7')) rows.push(...(await sealedAcceptRows(work, redis)));
 
     const cpu = cpus();
     console.log(`gateway benchmark — ${started.toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}, 10 KB messages, 20 sessions, loopback; load average ${load0.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at end`);

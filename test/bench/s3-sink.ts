@@ -1,6 +1,6 @@
 /**
  * A minimal local AWS sink for benchmarks: answers just enough of S3 (PutObject, CreateMultipartUpload, UploadPart,
- * CompleteMultipartUpload, AbortMultipartUpload; HeadObject always 404), KMS (GenerateDataKey) and SNS (Publish, PublishBatch) for the SDK to be
+ * CompleteMultipartUpload, AbortMultipartUpload; HeadObject always 404), KMS (GenerateDataKey, and Decrypt of its own data keys) and SNS (Publish, PublishBatch) for the SDK to be
  * satisfied, and discards every body. It stores nothing and checks no signatures: it exists to show what the
  * gateway itself costs when the storage behind it costs (almost) nothing.
  *
@@ -20,6 +20,8 @@ export interface SinkStats {
   parts: number;
   bytes: number;
   dataKeys: number;
+  /** KMS Decrypt calls (a sealed spool's data keys, opened by its workers). */
+  decrypts: number;
   /** Messages published: one per Publish, one per PublishBatch entry. */
   publishes: number;
   publishBatches: number;
@@ -35,7 +37,7 @@ export interface SinkOptions {
   slowDown?: boolean;
 }
 
-const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, publishes: 0, publishBatches: 0, slowDowns: 0, heads: 0, other: 0 };
+const stats: SinkStats = { puts: 0, multipartCompleted: 0, parts: 0, bytes: 0, dataKeys: 0, decrypts: 0, publishes: 0, publishBatches: 0, slowDowns: 0, heads: 0, other: 0 };
 
 /** Reads and drops a body; resolves with its length (and its text when asked, for the small KMS/SNS requests). */
 function drain(req: IncomingMessage, keepText = false): Promise<{ length: number; text: string }> {
@@ -82,12 +84,20 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: SinkOptio
   }
   const target = req.headers['x-amz-target'];
   if (req.method === 'POST' && url.pathname === '/' && typeof target === 'string') {
-    // KMS (JSON 1.1 protocol).
-    await drain(req, true);
+    // KMS (JSON 1.1 protocol). A data key's "ciphertext" ends with the key itself, so Decrypt needs no state.
+    const { text } = await drain(req, true);
+    const input = (text ? JSON.parse(text) : {}) as { KeyId?: string; CiphertextBlob?: string };
+    const keyId = input.KeyId?.startsWith('arn:') ? input.KeyId : 'arn:aws:kms:us-east-1:123456789012:key/sink';
     if (target.endsWith('.GenerateDataKey')) {
       stats.dataKeys++;
+      const plaintext = randomBytes(32);
       res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
-      return void res.end(JSON.stringify({ KeyId: 'arn:aws:kms:us-east-1:123456789012:key/sink', Plaintext: randomBytes(32).toString('base64'), CiphertextBlob: randomBytes(184).toString('base64') }));
+      return void res.end(JSON.stringify({ KeyId: keyId, Plaintext: plaintext.toString('base64'), CiphertextBlob: Buffer.concat([randomBytes(152), plaintext]).toString('base64') }));
+    }
+    if (target.endsWith('.Decrypt') && input.CiphertextBlob) {
+      stats.decrypts++;
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+      return void res.end(JSON.stringify({ KeyId: keyId, Plaintext: Buffer.from(input.CiphertextBlob, 'base64').subarray(-32).toString('base64'), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' }));
     }
     stats.other++;
     res.writeHead(400, { 'content-type': 'application/x-amz-json-1.1' });
