@@ -48,7 +48,9 @@ export class SpareMaker {
 
   private start(): Worker {
     if (this.thread) return this.thread;
-    const thread = new Worker(THREAD, { eval: true });
+    // The descriptors belong to the main thread once handed over: untracked, the thread neither warns when a closed
+    // one's number comes back nor closes, when it exits, numbers the main thread has since reused.
+    const thread = new Worker(THREAD, { eval: true, trackUnmanagedFds: false });
     // Idle, it must not keep the process alive; while a group is being made, the caller's promise does.
     thread.unref();
     thread.on('message', ({ seq, fds, error }: { seq: number; fds: number[]; error?: { message: string; code?: string } }) => {
