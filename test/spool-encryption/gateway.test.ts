@@ -19,7 +19,7 @@ import { encodeSealedLine, parseFirstLine } from '../../gateway/spool/format.js'
 import { freePort } from '../support/ports.js';
 import { spooledFiles } from '../support/spool.js';
 import { ACCOUNT, capturedLog, createBuckets, createKey, listKeys, REGION, runtimeFor, sendRaw, startBackends, storedBytes, waitFor, type Backends } from '../gateway/helpers.js';
-import { DATA_KEY_DEFAULTS, plaintextFound } from './support.js';
+import { DATA_KEY_DEFAULTS, plaintextFound, redisDump } from './support.js';
 
 const BUCKET = 'sealed-spool';
 let backends: Backends;
@@ -83,26 +83,6 @@ async function send(port: number, l: ReturnType<typeof letter>): Promise<string>
   return r.messageId;
 }
 
-/** Every value Redis holds under the prefix, as one string. */
-async function redisDump(prefix: string): Promise<string> {
-  const r = new Redis(backends.redis.url);
-  try {
-    let out = '';
-    for (const key of await r.keys(`${prefix}*`)) {
-      const type = await r.type(key);
-      if (type === 'hash') out += JSON.stringify(await r.hgetall(key));
-      else if (type === 'string') out += await r.get(key);
-      else if (type === 'list') out += JSON.stringify(await r.lrange(key, 0, -1));
-      else if (type === 'zset') out += JSON.stringify(await r.zrange(key, '0', '-1'));
-      else if (type === 'stream') out += JSON.stringify(await r.xrange(key, '-', '+'));
-      else if (type === 'set') out += JSON.stringify(await r.smembers(key));
-    }
-    return out;
-  } finally {
-    r.disconnect();
-  }
-}
-
 /** The stored message's bytes, waited for. */
 async function stored(prefix: string, messageId: string): Promise<Buffer> {
   await waitFor(`${messageId} stored`, async () => (await listKeys(backends.aws, BUCKET, `${prefix}/`)).includes(`${prefix}/${messageId}`), 60_000, 200);
@@ -135,7 +115,7 @@ describe('a gateway with a sealed spool (KMS key in moto)', () => {
     }
     expect((await spooledFiles(spoolDir)).length).toBeGreaterThan(0);
     expect(await plaintextFound(spoolDir, letters.flatMap((l) => l.secrets))).toEqual([]);
-    const redis = await redisDump(prefix);
+    const redis = await redisDump(backends.redis.url, prefix);
     expect(redis).toContain(ids[0]!); // the jobs are there: by message id
     expect(letters.flatMap((l) => l.secrets).filter((s) => redis.includes(s)), 'no address or body in Redis').toEqual([]);
     // One data key for all of it — the sealing thread's for the batch files, and one on the SMTP thread for the

@@ -8,10 +8,9 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCOUNT, createBuckets, createKey, listKeys, REGION, startBackends, storedBytes, waitFor, type Backends } from '../gateway/helpers.js';
-import { DATA_KEY_DEFAULTS, plaintextFound } from './support.js';
+import { DATA_KEY_DEFAULTS, plaintextFound, redisDump } from './support.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'mailroom.js');
 const BUCKET = 'sealed-replay';
@@ -53,26 +52,6 @@ function cli(args: string[], until?: Promise<unknown>): Promise<Result> {
   );
 }
 
-/** Every value Redis holds under the prefix, as one string. */
-async function redisDump(): Promise<string> {
-  const r = new Redis(b.redis.url);
-  try {
-    const out: string[] = [];
-    for (const key of await r.keys(`${PREFIX}*`)) {
-      const type = await r.type(key);
-      if (type === 'string') out.push((await r.get(key)) ?? '');
-      else if (type === 'hash') out.push(JSON.stringify(await r.hgetall(key)));
-      else if (type === 'list') out.push(JSON.stringify(await r.lrange(key, 0, -1)));
-      else if (type === 'set') out.push(JSON.stringify(await r.smembers(key)));
-      else if (type === 'zset') out.push(JSON.stringify(await r.zrange(key, 0, -1)));
-      else if (type === 'stream') out.push(JSON.stringify(await r.xrange(key, '-', '+')));
-    }
-    return out.join('\n');
-  } finally {
-    r.disconnect();
-  }
-}
-
 describe('replay into a sealed spool', () => {
   it('leaves nothing readable in the replay spool or in Redis; mailroom queue counts it; a mailroom worker on that spool delivers each message as its source had it', async () => {
     const tag = randomBytes(6).toString('hex');
@@ -112,7 +91,7 @@ describe('replay into a sealed spool', () => {
 
     const secrets = [from, rcpt, ...bodies.map((_, i) => `body-${tag}-${i}`)];
     expect(await plaintextFound(spoolDir, secrets), 'nothing of the mail readable in the replay spool').toEqual([]);
-    const redis = await redisDump();
+    const redis = await redisDump(b.redis.url, PREFIX);
     expect(redis).toContain(nodeId);
     expect(secrets.filter((s) => redis.includes(s)), 'no address or body in Redis').toEqual([]);
 

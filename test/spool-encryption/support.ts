@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { Readable } from 'node:stream';
 import type { GatewaySpoolEncryption } from '../../shared/config/gateway.js';
 import { newMessageId } from '../../shared/ses/message-id.js';
@@ -134,4 +135,24 @@ export async function plaintextFound(dir: string, needles: string[]): Promise<st
     }
   }
   return found;
+}
+
+/** Every value Redis at `url` holds under `prefix`, as one string (to search for what must not be there). */
+export async function redisDump(url: string, prefix: string): Promise<string> {
+  const r = new Redis(url);
+  try {
+    let out = '';
+    for (const key of await r.keys(`${prefix}*`)) {
+      const type = await r.type(key);
+      if (type === 'hash') out += JSON.stringify(await r.hgetall(key));
+      else if (type === 'string') out += await r.get(key);
+      else if (type === 'list') out += JSON.stringify(await r.lrange(key, 0, -1));
+      else if (type === 'zset') out += JSON.stringify(await r.zrange(key, '0', '-1'));
+      else if (type === 'stream') out += JSON.stringify(await r.xrange(key, '-', '+'));
+      else if (type === 'set') out += JSON.stringify(await r.smembers(key));
+    }
+    return out;
+  } finally {
+    r.disconnect();
+  }
 }
