@@ -1,8 +1,7 @@
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { GatewaySpoolEncryption } from '../../shared/config/gateway.js';
 import { SpoolKeyError, SpoolSealError, type SealedBytes } from './seal.js';
+import { moduleThread } from '../runtime/module-thread.js';
 
 /**
  * Batch files sealed on a thread of their own, so that sealing costs the SMTP thread a copy and a message instead of
@@ -42,17 +41,7 @@ export function ownBuffer(chunks: Buffer[], bytes: number): Buffer {
 }
 
 function entryWorker(data: SealThreadData): Worker {
-  const fromSources = import.meta.url.endsWith('.ts');
-  const entry = new URL(`./seal-thread-entry.${fromSources ? 'ts' : 'js'}`, import.meta.url).href;
-  // As the delivery thread boots (worker/thread.ts): sources run through tsx, the build as plain JavaScript.
-  const tsx = fromSources ? (import.meta.resolve?.('tsx/esm/api') ?? pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href) : undefined;
-  const boot = `
-const { workerData } = require('node:worker_threads');
-(async () => {
-  if (workerData.tsx) (await import(workerData.tsx)).register();
-  await import(workerData.entry);
-})().catch((err) => { process.nextTick(() => { throw err; }); });`;
-  return new Worker(boot, { eval: true, workerData: { ...data, tsx, entry } });
+  return moduleThread(import.meta.url, 'seal-thread-entry', data);
 }
 
 const ERRORS: Record<string, new (message: string) => Error> = { SpoolKeyError, SpoolSealError };

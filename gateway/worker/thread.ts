@@ -1,10 +1,9 @@
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { writeLines, type Logger } from '../runtime/log.js';
 import type { DeliveryMetrics } from '../observability/metrics.js';
 import type { GatewayRuntime } from '../runtime/settings.js';
 import type { DeliveryThreadData, FromThread, MetricEvent, ToThread } from './thread-protocol.js';
+import { moduleThread } from '../runtime/module-thread.js';
 
 /** Restart delays after a crash: doubling from the first, capped; a thread that ran this long resets it. */
 const RESTART_FIRST_MS = 1_000;
@@ -149,20 +148,6 @@ export class DeliveryThread {
   }
 }
 
-/**
- * The thread runs thread-entry.ts, or its compiled .js. Under tsx (sources, no build) the loader is registered in
- * the thread first: a thread does not inherit hooks registered through the module API.
- */
 function entryWorker(data: DeliveryThreadData): Worker {
-  const fromSources = import.meta.url.endsWith('.ts');
-  const entry = new URL(`./thread-entry.${fromSources ? 'ts' : 'js'}`, import.meta.url).href;
-  // import.meta.resolve is missing where a test runner rewrote import.meta; require's resolver finds the same package.
-  const tsx = fromSources ? (import.meta.resolve?.('tsx/esm/api') ?? pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href) : undefined;
-  const boot = `
-const { workerData } = require('node:worker_threads');
-(async () => {
-  if (workerData.tsx) (await import(workerData.tsx)).register();
-  await import(workerData.entry);
-})().catch((err) => { process.nextTick(() => { throw err; }); });`;
-  return new Worker(boot, { eval: true, workerData: { ...data, tsx, entry } });
+  return moduleThread(import.meta.url, 'thread-entry', data);
 }
