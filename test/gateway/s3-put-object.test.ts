@@ -6,13 +6,14 @@
  * code; clients that add request checksums go through the SDK. (Against moto it runs in the gateway e2e tests,
  * where the Ruby S3 Encryption Client decrypts what was stored.)
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeKeyPath, putObject, putTarget } from '../../gateway/aws/s3-put-object.js';
 import { observeErrors } from '../../gateway/aws/signed-request.js';
+import { verifySigV4 } from '../support/sigv4.js';
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 let server: Server;
@@ -40,23 +41,6 @@ afterAll(() => server.close());
 const client = (extra: Record<string, unknown> = {}) =>
   new S3Client({ region: 'eu-west-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: SECRET }, maxAttempts: 1, requestChecksumCalculation: 'WHEN_REQUIRED', ...extra });
 const ok = { status: 200, etag: '"abc"' };
-
-/** SigV4 verification from the specification: canonical request, string to sign, derived key, signature. */
-function verifySigV4(req: (typeof seen)[number], secret: string): boolean {
-  const auth = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/.exec(String(req.headers.authorization));
-  if (!auth) return false;
-  const [, , date, region, service, signedHeaders, signature] = auth;
-  const [path, query = ''] = req.url.split('?');
-  const canonicalQuery = query.split('&').filter(Boolean).sort().join('&');
-  const names = signedHeaders!.split(';');
-  const canonicalHeaders = names.map((n) => `${n}:${String(req.headers[n]).trim().replace(/\s+/g, ' ')}\n`).join('');
-  const canonical = [req.method, path, canonicalQuery, canonicalHeaders, signedHeaders, String(req.headers['x-amz-content-sha256'])].join('\n');
-  const scope = `${date}/${region}/${service}/aws4_request`;
-  const toSign = ['AWS4-HMAC-SHA256', String(req.headers['x-amz-date']), scope, createHash('sha256').update(canonical).digest('hex')].join('\n');
-  const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest();
-  const kSigning = hmac(hmac(hmac(hmac(`AWS4${secret}`, date!), region!), service!), 'aws4_request');
-  return createHmac('sha256', kSigning).update(toSign).digest('hex') === signature;
-}
 
 describe('putObject', () => {
   it('PUTs the body to the bucket and key with content type, metadata and payload hash, signed as SigV4 says', async () => {
