@@ -7,16 +7,9 @@
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { AWS_PROVIDER_VERSION, findProviderMirror, mirrorCandidates, writeCliConfig } from './terraform-offline.js';
+import { requireProviderMirror, writeCliConfig } from './terraform-offline.js';
 
-const mirror = findProviderMirror();
-if (!mirror) {
-  console.error(
-    `no filesystem mirror with hashicorp/aws ${AWS_PROVIDER_VERSION} found; looked in:\n  ${mirrorCandidates().join('\n  ')}\n` +
-      'set MAILROOM_TF_PLUGIN_MIRROR to the directory that holds registry.terraform.io/hashicorp/aws/',
-  );
-  process.exit(1);
-}
+const mirror = requireProviderMirror();
 const file = writeCliConfig(join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'mailroom'), mirror);
 console.error(`# provider mirror: ${mirror}`);
 console.log(`export TF_CLI_CONFIG_FILE=${JSON.stringify(file)} CHECKPOINT_DISABLE=1`);

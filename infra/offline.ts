@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { AWS_PROVIDER_VERSION, findProviderMirror, mirrorCandidates, writeCliConfig } from './terraform-offline.js';
+import { AWS_PROVIDER_VERSION, requireProviderMirror, writeCliConfig } from './terraform-offline.js';
 
 /** The cdktf commands that run `terraform providers lock` (and accept the flag that skips it). */
 const LOCKING = new Set(['deploy', 'apply', 'destroy', 'diff', 'plan', 'output', 'outputs']);
@@ -24,14 +24,7 @@ if (args.length === 0) {
   console.error('usage: tsx infra/offline.ts <cdktf command> [flags]   e.g. deploy --auto-approve');
   process.exit(2);
 }
-const mirror = findProviderMirror();
-if (!mirror) {
-  console.error(
-    `no filesystem mirror with hashicorp/aws ${AWS_PROVIDER_VERSION} found; looked in:\n  ${mirrorCandidates().join('\n  ')}\n` +
-      'set MAILROOM_TF_PLUGIN_MIRROR to the directory that holds registry.terraform.io/hashicorp/aws/',
-  );
-  process.exit(1);
-}
+const mirror = requireProviderMirror();
 const dir = mkdtempSync(join(tmpdir(), 'mailroom-terraform-'));
 const rc = writeCliConfig(dir, mirror);
 const cdktfArgs = LOCKING.has(args[0]!) && !args.includes('--skip-provider-lock') ? [...args, '--skip-provider-lock'] : args;

@@ -20,7 +20,7 @@ export function platformDir(): string {
 /**
  * Where to look for a mirror, in order: MAILROOM_TF_PLUGIN_MIRROR, then Terraform's own implied local mirror
  * directories for this OS (see Terraform's CLI configuration docs), then the plugin cache (TF_PLUGIN_CACHE_DIR,
- * same layout).
+ * same layout), then /opt/tf-plugins, where this project's machine image keeps it.
  */
 export function mirrorCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const home = homedir();
@@ -34,7 +34,7 @@ export function mirrorCandidates(env: NodeJS.ProcessEnv = process.env): string[]
             join(env.XDG_DATA_HOME || join(home, '.local', 'share'), 'terraform', 'plugins'),
             ...(env.XDG_DATA_DIRS || '/usr/local/share:/usr/share').split(':').filter(Boolean).map((d) => join(d, 'terraform', 'plugins')),
           ];
-  return [env.MAILROOM_TF_PLUGIN_MIRROR, ...implied, env.TF_PLUGIN_CACHE_DIR].filter((p): p is string => typeof p === 'string' && p !== '');
+  return [env.MAILROOM_TF_PLUGIN_MIRROR, ...implied, env.TF_PLUGIN_CACHE_DIR, ...(process.platform === 'linux' ? ['/opt/tf-plugins'] : [])].filter((p): p is string => typeof p === 'string' && p !== '');
 }
 
 /** True when `dir` holds hashicorp/aws at `version` in the unpacked or the packed mirror layout. */
@@ -70,4 +70,15 @@ export function writeCliConfig(dir: string, mirror: string): string {
   const file = join(dir, 'terraform-offline.rc');
   writeFileSync(file, cliConfigText(mirror));
   return file;
+}
+
+/** The mirror's directory, or the process exits 1 saying where it looked and which variable names another. */
+export function requireProviderMirror(): string {
+  const mirror = findProviderMirror();
+  if (mirror) return mirror;
+  console.error(
+    `no filesystem mirror with hashicorp/aws ${AWS_PROVIDER_VERSION} found; looked in:\n  ${mirrorCandidates().join('\n  ')}\n` +
+      'set MAILROOM_TF_PLUGIN_MIRROR to the directory that holds registry.terraform.io/hashicorp/aws/',
+  );
+  process.exit(1);
 }

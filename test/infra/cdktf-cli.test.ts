@@ -23,7 +23,7 @@ import { startRedis, type RedisServer } from '../support/redis.js';
 import { spooledFiles } from '../support/spool.js';
 import { awsQuery, xmlText } from './support/aws-query.js';
 import { startMotoWithSesPatches } from './support/moto-ses.js';
-import { providerMirror, terraformUnavailable } from './support/terraform.js';
+import { terraformUnavailable } from './support/terraform.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const unavailable = terraformUnavailable();
@@ -102,9 +102,9 @@ describe.skipIf(unavailable !== undefined)('cdktf deploy and destroy offline fro
 
     [moto, redis] = await Promise.all([startMotoWithSesPatches(), startRedis()]);
     aws = awsClients(moto);
-    env = { ...process.env, ...moto.env, AWS_EC2_METADATA_DISABLED: 'true', MAILROOM_CONFIG: 'mailroom.json', MAILROOM_STACK: STACK, MAILROOM_TF_PLUGIN_MIRROR: providerMirror()! };
-    // Nothing from this machine's own Terraform setup: the command must bring what it needs.
-    for (const k of Object.keys(env)) if (k.startsWith('TF_') || k === 'CHECKPOINT_DISABLE') delete env[k];
+    env = { ...process.env, ...moto.env, AWS_EC2_METADATA_DISABLED: 'true', MAILROOM_CONFIG: 'mailroom.json', MAILROOM_STACK: STACK };
+    // Nothing from this machine's own Terraform setup: the command must bring what it needs, the mirror included.
+    for (const k of Object.keys(env)) if (k.startsWith('TF_') || k === 'CHECKPOINT_DISABLE' || k === 'MAILROOM_TF_PLUGIN_MIRROR') delete env[k];
 
     deploy = await npm('deploy:offline', '--auto-approve');
     if (deploy.code === 0) {

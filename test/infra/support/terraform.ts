@@ -2,14 +2,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AWS_PROVIDER_VERSION, findProviderMirror, mirrorCandidates, mirrorHasProvider, writeCliConfig } from '../../../infra/terraform-offline.js';
+import { AWS_PROVIDER_VERSION, findProviderMirror, mirrorCandidates, writeCliConfig } from '../../../infra/terraform-offline.js';
 
-/** Where this project's CI image keeps the mirror: not a place Terraform or users look, so the tests name it. */
-const CI_IMAGE_MIRROR = '/opt/tf-plugins';
-
-/** The mirror the tests use: MAILROOM_TF_PLUGIN_MIRROR or one Terraform looks in, else the CI image's. */
+/** The mirror the tests use: where `npm run deploy:offline` finds it (infra/terraform-offline.ts). */
 export function providerMirror(): string | undefined {
-  return findProviderMirror() ?? (mirrorHasProvider(CI_IMAGE_MIRROR) ? CI_IMAGE_MIRROR : undefined);
+  return findProviderMirror();
 }
 
 export interface TerraformEnv {
@@ -26,7 +23,7 @@ export function terraformUnavailable(): string | undefined {
   const bin = process.env.MAILROOM_TERRAFORM ?? 'terraform';
   const v = spawnSync(bin, ['version', '-json'], { encoding: 'utf8', env: { ...process.env, CHECKPOINT_DISABLE: '1', TF_CLI_CONFIG_FILE: '/dev/null' } });
   if (v.error || v.status !== 0) return `terraform not found (${bin}); install terraform ≥ 1.5 or set MAILROOM_TERRAFORM`;
-  if (!providerMirror()) return `no filesystem mirror with hashicorp/aws ${AWS_PROVIDER_VERSION}; looked in ${[...mirrorCandidates(), CI_IMAGE_MIRROR].join(', ')} (set MAILROOM_TF_PLUGIN_MIRROR)`;
+  if (!providerMirror()) return `no filesystem mirror with hashicorp/aws ${AWS_PROVIDER_VERSION}; looked in ${mirrorCandidates().join(', ')} (set MAILROOM_TF_PLUGIN_MIRROR)`;
   return undefined;
 }
 
