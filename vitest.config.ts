@@ -14,6 +14,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Two files at a time: most of a file's time is spent waiting on the servers and processes it starts, and vitest's
+    // default on two cores (one file at a time) left a core idle for most of the suite.
+    maxWorkers: 2,
     reporters: ['default', './test/support/summary-reporter.ts'],
     env: olderThan22 ? { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } : {},
   },
