@@ -46,6 +46,8 @@ export interface RunningGateway {
   deliveryThread?: DeliveryThread;
   recovery?: SpoolRecovery;
   spool: SpoolDirectory;
+  /** Reads this spool's files, sealed ones too (with the node's spool key). */
+  reader: SpoolReader;
   /** The accept transaction (SMTP front, replay). */
   intake?: Intake;
   /** This node's id and the BullMQ prefix of its queues (see cluster/node.ts). */
@@ -93,7 +95,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
   const metrics = new GatewayMetrics(nodeId);
   Object.assign(spoolEvents, spoolEventsFor(log, metrics));
   let draining = false;
-  const running: RunningGateway = { spool, nodeId, queuePrefix, metrics, stop: async () => undefined };
+  const running: RunningGateway = { spool, reader: new SpoolReader(spool, seal), nodeId, queuePrefix, metrics, stop: async () => undefined };
   let enqueuer: Enqueuer | undefined;
   let smtpFront: SmtpFront | undefined;
   let intake: Intake | undefined;
@@ -211,7 +213,7 @@ export async function startGateway(runtime: GatewayRuntime, parts: GatewayParts,
     }
     if (enqueuer && intake) {
       const busy = intake;
-      const recovery = new SpoolRecovery({ directory: spool, reader: new SpoolReader(spool, seal) }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
+      const recovery = new SpoolRecovery({ directory: spool, reader: running.reader }, enqueuer, (id) => busy.isBusy(id), log, settings.redis.enqueueTimeoutMs);
       const first = await recovery.run();
       log.info({ spooled: first.checked, requeued: first.requeued }, 'spool recovered');
       enqueuer.onReady(() => void recovery.run().catch((err: Error) => log.warn({ err: err.message }, 'spool recovery after reconnect failed; the periodic pass will retry')));

@@ -9,7 +9,6 @@ import { bullConnection } from '../redis/connection.js';
 import type { Logger } from '../runtime/log.js';
 import type { GatewayRuntime } from '../runtime/settings.js';
 import { s3Client } from '../aws/clients.js';
-import { SpoolReader } from '../spool/reader.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BucketCheck } from './bucket-check.js';
 import { Checkpoint } from './checkpoint.js';
@@ -133,7 +132,7 @@ export class ReplayNode {
       const { checkpoint, unreadable } = await Checkpoint.open(join(gw.spool.dir, CHECKPOINT_FILE));
       if (unreadable > 0) o.note(`${unreadable} line(s) of ${checkpoint.path} could not be read (a crash mid-write?) and are ignored: the messages they named are found in the spool or their buckets`);
       // After spool recovery (startGateway): whatever is spooled now has its jobs.
-      const spooled = await spooledObjects(gw.spool, new SpoolReader(gw.spool));
+      const spooled = await spooledObjects(gw.spool, gw.reader);
       if (spooled.unreadable.length > 0) o.note(`${spooled.unreadable.length} file(s) in ${gw.spool.messagesDir} could not be read (torn by a crash, or damaged); spool recovery sets aside those without jobs`);
       return new ReplayNode(gw, o, checkpoint, spooled.objects);
     } catch (err) {

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCOUNT, createBuckets, createKey, listKeys, REGION, startBackends, storedBytes, waitFor, type Backends } from '../gateway/helpers.js';
@@ -52,8 +52,10 @@ function cli(args: string[], until?: Promise<unknown>): Promise<Result> {
   );
 }
 
+const summaryOf = (r: Result) => r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.type === 'summary');
+
 describe('replay into a sealed spool', () => {
-  it('leaves nothing readable in the replay spool or in Redis; mailroom queue counts it; a mailroom worker on that spool delivers each message as its source had it', async () => {
+  it('leaves nothing readable in the replay spool or in Redis; run again without its checkpoint, finds every message in that spool; mailroom queue counts them; a mailroom worker on that spool delivers each message as its source had it', async () => {
     const tag = randomBytes(6).toString('hex');
     const from = `from-${tag}@sender.example`;
     const rcpt = `rcpt-${tag}@example.com`;
@@ -85,8 +87,7 @@ describe('replay into a sealed spool', () => {
 
     const replayed = await cli(['replay', dir, '--config', config, '--spool-dir', spoolDir, '--json']);
     expect(replayed.code, replayed.stderr).toBe(0);
-    const summary = replayed.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.type === 'summary')!;
-    expect(summary).toMatchObject({ stored: 3, queued: 3 });
+    expect(summaryOf(replayed)).toMatchObject({ stored: 3, queued: 3 });
     const nodeId = (await readFile(join(spoolDir, 'node-id'), 'utf8')).trim();
 
     const secrets = [from, rcpt, ...bodies.map((_, i) => `body-${tag}-${i}`)];
@@ -94,6 +95,14 @@ describe('replay into a sealed spool', () => {
     const redis = await redisDump(b.redis.url, PREFIX);
     expect(redis).toContain(nodeId);
     expect(secrets.filter((s) => redis.includes(s)), 'no address or body in Redis').toEqual([]);
+
+    // The checkpoint lost (a crash before its lines reached the disk): the same command finds the messages in the sealed
+    // spool and accepts none of them again.
+    await rm(join(spoolDir, 'replay-checkpoint.jsonl'));
+    const again = await cli(['replay', dir, '--config', config, '--spool-dir', spoolDir, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/could not be read/);
+    expect(summaryOf(again)).toMatchObject({ stored: 0, alreadyStored: 3 });
 
     const counted = await cli(['queue', '--config', config, '--node', nodeId, '--json']);
     expect(counted.code, counted.stderr).toBe(0);
