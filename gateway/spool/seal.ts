@@ -461,6 +461,8 @@ export class SealingFile {
     this.broken.catch(() => undefined);
     // Each ciphertext chunk is written in order; the SDK's stream waits (paused) while the disk takes it.
     stream.on('data', (c: Buffer) => {
+      // Given up (destroy): the rest is dropped so that the SDK's stream runs to its end.
+      if (this.failed) return;
       stream.pause();
       const position = this.at + this.written;
       this.written += c.length;
@@ -502,9 +504,14 @@ export class SealingFile {
     await writeAt(this.fh, this.line(this.plaintext), 0);
   }
 
-  /** Gives up (the message was refused or failed): the SDK's stream is torn down; the file is the caller's. */
+  /**
+   * Gives up (the message was refused or failed); the file is the caller's. The SDK's stream is ended and drained, not
+   * destroyed: it pipes its inner streams without a callback, so tearing them down mid-way throws 'Premature close'
+   * out of the process.
+   */
   destroy(): void {
     this.fail(new Error('sealing abandoned'));
-    (this.stream as unknown as { destroy(): void }).destroy();
+    this.stream.resume();
+    this.stream.end();
   }
 }

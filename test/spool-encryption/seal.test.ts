@@ -375,6 +375,38 @@ describe('key files', () => {
   });
 });
 
+/** Errors no one handled while `f` ran and shortly after (the SDK's inner streams report late). */
+async function uncaughtDuring(f: () => Promise<void>): Promise<unknown[]> {
+  const uncaught: unknown[] = [];
+  const on = (e: unknown) => void uncaught.push(e);
+  process.on('uncaughtException', on);
+  try {
+    await f();
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    process.off('uncaughtException', on);
+  }
+  return uncaught;
+}
+
+describe('a streamed message given up while it is sealed', () => {
+  it('past the size limit: dropped, with no error left behind (the SDK\'s stream is ended and drained, not torn down)', async () => {
+    const key = await keyFile(dir.path);
+    const { seal } = sealFor(encryption({ keyFile: key }));
+    const spool = new SealedSpool(fresh('spool'), { writer: seal, reader: seal });
+    await spool.directory.init({ clearIncoming: true });
+    const uncaught = await uncaughtDuring(async () => {
+      const data = new PassThrough({ autoDestroy: false });
+      data.end(body('big', 6 * 2 ** 20));
+      const r = await spool.writer.receive(addressedRecord().record, data, 2 ** 20);
+      expect(r).toMatchObject({ ok: false, reason: 'oversized' });
+    });
+    expect(uncaught).toEqual([]);
+    expect(await readdir(spool.directory.incomingDir)).toEqual([]);
+    await spool.close();
+  });
+});
+
 describe('a full disk while a big message is sealed', () => {
   it.skipIf(!canMountTmpfs)('refuses the message with the disk\'s error (no wait for ever), leaving nothing behind', async () => {
     const fs = mountTmpfs(2 * 2 ** 20)!;
@@ -388,11 +420,15 @@ describe('a full disk while a big message is sealed', () => {
       // AbortError then, and the writer counts its own failure as the body's.)
       const data = new PassThrough({ autoDestroy: false });
       data.end(body('full', 6 * 2 ** 20));
-      const outcome = await Promise.race([
-        spool.receive(m.record, data).then(() => 'accepted', (e: NodeJS.ErrnoException) => e.code ?? `${e.name}: ${e.message}`),
-        new Promise((r) => setTimeout(() => r('still waiting after 20 s'), 20_000)),
-      ]);
+      let outcome: unknown;
+      const uncaught = await uncaughtDuring(async () => {
+        outcome = await Promise.race([
+          spool.receive(m.record, data).then(() => 'accepted', (e: NodeJS.ErrnoException) => e.code ?? `${e.name}: ${e.message}`),
+          new Promise((r) => setTimeout(() => r('still waiting after 20 s'), 20_000)),
+        ]);
+      });
       expect(outcome).toBe('ENOSPC');
+      expect(uncaught).toEqual([]);
       expect(await readdir(spool.directory.incomingDir)).toEqual([]);
       await spool.close();
     } finally {
