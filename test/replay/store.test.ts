@@ -483,7 +483,8 @@ describe('stopped half way', () => {
     const prefix = 'interrupted';
     const cfg = await writeConfig('interrupted', { prefix });
     const spool = join(b.dir.path, 'interrupted-spool');
-    const args = [many, '--config', cfg, '--deliver', '--json', '--spool-dir', spool, '--rate', '40'];
+    // Slow enough that the second replay's start (seconds on a busy machine) comes well before the last message.
+    const args = [many, '--config', cfg, '--deliver', '--json', '--spool-dir', spool, '--rate', '10'];
     const { child, done } = start('replay', args);
     await waitFor('some messages accepted', async () => (await lines(join(spool, 'replay-checkpoint.jsonl'))) >= 20, 90_000, 50);
 
@@ -499,7 +500,7 @@ describe('stopped half way', () => {
     const s = summary(r);
     expect(s).toMatchObject({ interrupted: true, failed: 0 });
     expect(s.stored as number).toBeLessThan(MANY);
-    const rest = await replay(args.filter((x) => x !== '--rate' && x !== '40'));
+    const rest = await replay(args.filter((x) => x !== '--rate' && x !== '10'));
     expect(rest.code, rest.stderr).toBe(0);
     // What the first run accepted and did not deliver before it stopped is in the spool: skipped, and delivered now.
     expect(summary(rest)).toMatchObject({ stored: MANY - (s.stored as number), alreadyStored: s.stored, interrupted: false, notDelivered: 0 });
