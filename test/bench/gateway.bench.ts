@@ -28,7 +28,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CreateKeyCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
@@ -42,6 +42,7 @@ import { startRedis, type RedisServer } from '../support/redis.js';
 import { spooledFiles } from '../support/spool.js';
 import { SPARE_GROUP } from '../../gateway/spool/spares.js';
 import { loadGeneratorRows } from './load-generator.js';
+import { printReport, type Row } from './report.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
@@ -562,13 +563,6 @@ async function sealedAcceptRows(work: string, redis: RedisServer): Promise<Row[]
 
 // ---------------------------------------------------------------------------------------------------------------
 
-interface Row {
-  what: string;
-  figure: string;
-  ratio?: string;
-  target?: string;
-  verdict?: 'met' | 'MISSED';
-}
 
 /**
  * 6. Verdicts (gateway.authentication): end to end to the local sink with SPF, DKIM and DMARC checked for every
@@ -769,11 +763,7 @@ async function main(): Promise<void> {
     // 7. durable accept with a sealed spool
     if (STEPS.has('7')) rows.push(...(await sealedAcceptRows(work, redis)));
 
-    const cpu = cpus();
-    console.log(`gateway benchmark — ${started.toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}, 10 KB messages, 20 sessions, loopback; load average ${load0.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at end`);
-    const w = [Math.max(...rows.map((r) => r.what.length)), Math.max(8, ...rows.map((r) => r.figure.length)), 8, 14];
-    console.log(`${'measure'.padEnd(w[0]!)}  ${'figure'.padEnd(w[1]!)}  ${'ratio'.padEnd(w[2]!)}  ${'target'.padEnd(w[3]!)}  verdict`);
-    for (const r of rows) console.log(`${r.what.padEnd(w[0]!)}  ${r.figure.padEnd(w[1]!)}  ${(r.ratio ?? '').padEnd(w[2]!)}  ${(r.target ?? '').padEnd(w[3]!)}  ${r.verdict ?? ''}`);
+    printReport('gateway benchmark', started, load0, '10 KB messages, 20 sessions, loopback', rows);
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     if (!process.env.BENCH_KEEP) await rm(work, { recursive: true, force: true });

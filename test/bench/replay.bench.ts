@@ -16,7 +16,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
@@ -26,6 +26,7 @@ import { startMoto, type Moto } from '../support/moto.js';
 import { startRedis } from '../support/redis.js';
 import { faster, sesFormatCalls, startSinkProc } from './gateway.bench.js';
 import { writeMbox } from './mbox-writer.js';
+import { printReport, type Row } from './report.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const MAILROOM = join(ROOT, 'bin', 'mailroom.js');
@@ -88,13 +89,6 @@ async function replayRun(label: string, work: string, mbox: string, redisUrl: st
   return r;
 }
 
-interface Row {
-  what: string;
-  figure: string;
-  ratio?: string;
-  target?: string;
-  verdict?: 'met' | 'MISSED';
-}
 
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'mailroom-replaybench-'));
@@ -176,11 +170,7 @@ async function main(): Promise<void> {
       await rm(mbox, { force: true });
     }
 
-    const cpu = cpus();
-    console.log(`replay benchmark — ${started.toISOString()}, ${cpu.length} × ${cpu[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}, loopback; load average ${load0.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at end`);
-    const w = [Math.max(...rows.map((r) => r.what.length)), Math.max(8, ...rows.map((r) => r.figure.length)), 8, 14];
-    console.log(`${'measure'.padEnd(w[0]!)}  ${'figure'.padEnd(w[1]!)}  ${'ratio'.padEnd(w[2]!)}  ${'target'.padEnd(w[3]!)}  verdict`);
-    for (const r of rows) console.log(`${r.what.padEnd(w[0]!)}  ${r.figure.padEnd(w[1]!)}  ${(r.ratio ?? '').padEnd(w[2]!)}  ${(r.target ?? '').padEnd(w[3]!)}  ${r.verdict ?? ''}`);
+    printReport('replay benchmark', started, load0, 'loopback', rows);
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     if (!process.env.BENCH_KEEP) await rm(work, { recursive: true, force: true });
