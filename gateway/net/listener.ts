@@ -25,7 +25,7 @@ export class EdgeListener {
 
   constructor(
     readonly name: string,
-    private readonly opts: { proxies: AddressSet; headerTimeoutMs: number; maxSockets: number; log: Logger },
+    opts: { proxies: AddressSet; headerTimeoutMs: number; maxSockets: number; log: Logger },
     handoff: (socket: Socket, client: ClientAddress) => void,
   ) {
     this.server = createServer({ pauseOnConnect: true }, (socket) => {

@@ -67,7 +67,7 @@ export class Enqueuer {
 
   constructor(
     private readonly opts: EnqueuerOptions,
-    private readonly log: Logger,
+    log: Logger,
   ) {
     const { connection, close, scripts } = bullConnection(opts.redis, 'producer');
     this.closeConnection = close;

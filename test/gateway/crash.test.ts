@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { spooledFiles } from '../support/spool.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { freePort } from '../support/ports.js';
 import type { Started } from '../support/process.js';
 import { killHard, startMailroom, writeConfig } from './child.js';

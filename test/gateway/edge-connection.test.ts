@@ -12,7 +12,6 @@ import { SpoolReader } from '../../gateway/spool/reader.js';
 import { tempDir } from '../support/files.js';
 import { spooledMessage } from '../support/spool.js';
 import { canMountTmpfs, mountTmpfs } from '../support/tmpfs.js';
-import type { Moto } from '../support/moto.js';
 import { clientsBackAfterRestart, startRedis, type RedisServer } from '../support/redis.js';
 import { LineClient, proxyV1, proxyV2 } from './edge-helpers.js';
 import { ACCOUNT, capturedLog, createBuckets, rawObject, REGION, runtimeFor, startTestGateway, waitFor, type AwsFixture, startBackends, type Backends } from './helpers.js';
@@ -20,7 +19,6 @@ import { ACCOUNT, capturedLog, createBuckets, rawObject, REGION, runtimeFor, sta
 const BUCKET = 'edge';
 const LB = '127.0.0.2'; // the "load balancer": its connections must start with a PROXY header
 let backends: Backends;
-let moto: Moto;
 let redis: RedisServer;
 let aws: AwsFixture;
 let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -40,7 +38,7 @@ const base = (name: string, smtp: Record<string, unknown>) => ({
 
 beforeAll(async () => {
   backends = await startBackends('mailroom-edge-', { motoEnv: true });
-  ({ moto, redis, dir, aws } = backends);
+  ({ redis, dir, aws } = backends);
   await createBuckets(aws, BUCKET);
   proxied = await startTestGateway(
     base('proxied', {

@@ -3,7 +3,7 @@
  * latency, S3/KMS/SNS errors, queue depth, spool), /healthz and /readyz answer (and /readyz says which dependency is
  * missing), and the JSON log lines about a message carry its id and nothing of its body or header values.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -3,7 +3,7 @@
  * path and streamed big-message path (same bytes either way), oversize handling on both, and reading a small file
  * whole; and the multipart memory budget's queueing and abort.
  */
-import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
